@@ -1,0 +1,45 @@
+"""The one error hierarchy of ChestAid, rooted at :class:`ChestAidError`.
+
+Boundaries map these to their own language: the worker to job states, the SCP to
+DICOM status codes, the command line to a one-line message and a non-zero exit.
+"""
+
+
+class ChestAidError(Exception):
+    """Base of every error ChestAid raises on purpose."""
+
+
+class ImageError(ChestAidError):
+    """An input image cannot be turned into model input."""
+
+
+class UnsupportedImageError(ImageError):
+    """The image is readable but not something ChestAid scores (colour, multi-frame...)."""
+
+
+class NotChestRadiographError(UnsupportedImageError):
+    """The image's attributes say it is not a chest radiograph (modality, body part)."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image exceeds the configured pixel budget; refused before decoding."""
+
+
+class CorruptImageError(ImageError):
+    """The file is truncated, corrupt or has no usable pixel data."""
+
+
+class BundleError(ChestAidError):
+    """A model bundle is missing, damaged, or does not match its manifest."""
+
+
+class CalibrationError(ChestAidError):
+    """A calibrator cannot be fitted or applied (too few cases, one class only...)."""
+
+
+class DatasetError(ChestAidError):
+    """A training or evaluation data folder is unusable (missing classes, no images...)."""
+
+
+class ModelError(ChestAidError):
+    """A model cannot be built or its weights cannot be loaded."""
