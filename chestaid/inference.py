@@ -1,0 +1,133 @@
+"""Scoring: model input -> logit -> calibrated probability, with Grad-CAM from the same pass.
+
+One forward pass gives both the logit and the last feature map; the Grad-CAM map
+is computed from that map and the head's weights (exact for the pooled-linear heads
+of every ChestAid backbone), so explaining a score costs almost nothing on top of
+scoring it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from chestaid.bundle import Bundle
+from chestaid.calibration import Calibrator
+from chestaid.gradcam import class_activation_map, normalise_map
+from chestaid.imaging import DEFAULT_MAX_PIXELS, GreyImage, read_image
+from chestaid.models import ChestNet
+from chestaid.preprocess import PreprocessSpec, preprocess
+
+logger = logging.getLogger(__name__)
+
+# Below a threshold the bundle has not governed, the score is reported but nothing
+# is flagged: an uncalibrated model must not drive triage by accident.
+UNGOVERNED_THRESHOLD = float("nan")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The score of one image and its explanation."""
+
+    logit: float
+    score: float  # calibrated probability of pneumonia
+    threshold: float  # governed threshold on the calibrated score (nan if none)
+    above_threshold: bool
+    cam: np.ndarray  # Grad-CAM at feature-map resolution, float32, 0..1
+    model_version: str
+
+
+class Scorer:
+    """Scores model inputs with a network, a calibrator and a governed threshold."""
+
+    def __init__(
+        self,
+        model: ChestNet,
+        calibrator: Calibrator,
+        *,
+        spec: PreprocessSpec,
+        threshold: float | None,
+        model_version: str,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.calibrator = calibrator
+        self.spec = spec
+        self.threshold = UNGOVERNED_THRESHOLD if threshold is None else float(threshold)
+        self.model_version = model_version
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, *, device: str | torch.device = "cpu") -> Scorer:
+        """A scorer using a loaded bundle's model, calibrator and threshold."""
+        return cls(
+            bundle.model,
+            bundle.calibrator,
+            spec=bundle.manifest.preprocessing,
+            threshold=bundle.threshold,
+            model_version=bundle.manifest.version,
+            device=device,
+        )
+
+    def with_calibration(self, calibrator: Calibrator, threshold: float) -> Scorer:
+        """A scorer sharing this one's network but another calibration and threshold."""
+        return Scorer(
+            self.model,
+            calibrator,
+            spec=self.spec,
+            threshold=threshold,
+            model_version=self.model_version,
+            device=self.device,
+        )
+
+    @torch.inference_mode()
+    def logits_and_cams(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (N,) and normalised Grad-CAM maps (N, h, w) from one forward pass."""
+        logits, fmap = self.model.forward_with_features(batch.to(self.device))
+        cams = normalise_map(class_activation_map(fmap, self.model.classifier.weight, 0))
+        return (
+            logits[:, 0].float().cpu().numpy().astype(np.float64),
+            cams.cpu().numpy().astype(np.float32),
+        )
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        """Logits (N,) only: the plain forward pass."""
+        return self.model(batch.to(self.device))[:, 0].float().cpu().numpy().astype(np.float64)
+
+    def score_batch(self, batch: torch.Tensor) -> list[Prediction]:
+        """Score a batch of model inputs of shape (N, 1, S, S)."""
+        logits, cams = self.logits_and_cams(batch)
+        probs = self.calibrator.predict_proba(logits)
+        return [
+            Prediction(
+                logit=float(z),
+                score=float(p),
+                threshold=self.threshold,
+                above_threshold=bool(p >= self.threshold),  # False when nan
+                cam=cam,
+                model_version=self.model_version,
+            )
+            for z, p, cam in zip(logits, probs, cams, strict=True)
+        ]
+
+    def score_pixels(self, pixels: np.ndarray) -> Prediction:
+        """Score one grey image (float [0, 1], 2-D) through the shared preprocessing."""
+        return self.score_batch(preprocess(pixels, self.spec).unsqueeze(0))[0]
+
+    def score_images(self, images: Sequence[GreyImage]) -> list[Prediction]:
+        """Score several already-read images in one batch."""
+        batch = torch.stack([preprocess(im.pixels, self.spec) for im in images])
+        return self.score_batch(batch)
+
+    def score_file(
+        self, path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> tuple[GreyImage, Prediction]:
+        """Read, preprocess and score one file; returns the image read and its prediction."""
+        image = read_image(path, max_pixels=max_pixels)
+        return image, self.score_pixels(image.pixels)

@@ -1,0 +1,239 @@
+"""The backbone registry and :class:`ChestNet`, the network every ChestAid model is.
+
+Each backbone is a torchvision architecture with its stem changed to one grey input
+channel and its head replaced by global average pooling and one linear layer (one
+logit for pneumonia vs normal, or N logits for N classes). Keeping that head shape
+for every backbone is what makes Grad-CAM computable from the forward pass alone
+(see :mod:`chestaid.gradcam`).
+
+Weights start random, or from a local file the user passes (for example torchvision's
+ImageNet weights); nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from chestaid.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+
+class ChestNet(nn.Module):
+    """A convolutional body, global average pooling, dropout and one linear head.
+
+    ``features`` returns the last feature map *as the pool sees it* (after the
+    final activation), so the class activation map computed from it equals
+    Grad-CAM exactly.
+    """
+
+    def __init__(
+        self, features: nn.Module, num_features: int, num_outputs: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.dropout = nn.Dropout(p=dropout)
+        self.classifier = nn.Linear(num_features, num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits of shape (N, num_outputs) for inputs of shape (N, 1, H, W)."""
+        logits, _ = self.forward_with_features(x)
+        return logits
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(logits, feature_map)``; the map has shape (N, C, h, w)."""
+        fmap = self.features(x)
+        pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(fmap, 1), 1)
+        return self.classifier(self.dropout(pooled)), fmap
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and find its parts."""
+
+    name: str
+    constructor: Callable[..., nn.Module]
+    stem_path: tuple[str | int, ...]
+    body: Callable[[nn.Module], tuple[nn.Module, int]]
+
+
+def _densenet_body(net: nn.Module) -> tuple[nn.Module, int]:
+    # torchvision's DenseNet applies its last ReLU in forward(), after `features`;
+    # the pool sees the post-ReLU map, so it belongs in the body.
+    assert isinstance(net, torchvision.models.DenseNet)
+    classifier = net.classifier
+    assert isinstance(classifier, nn.Linear)
+    body = nn.Sequential(OrderedDict([("body", net.features), ("relu", nn.ReLU())]))
+    return body, classifier.in_features
+
+
+def _resnet_body(net: nn.Module) -> tuple[nn.Module, int]:
+    assert isinstance(net, torchvision.models.ResNet)
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    body = nn.Sequential(OrderedDict((n, getattr(net, n)) for n in names))
+    return body, net.fc.in_features
+
+
+def _efficientnet_body(net: nn.Module) -> tuple[nn.Module, int]:
+    assert isinstance(net, torchvision.models.EfficientNet)
+    linear = net.classifier[1]
+    assert isinstance(linear, nn.Linear)
+    return net.features, linear.in_features
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "densenet121", torchvision.models.densenet121, ("features", "conv0"), _densenet_body
+        ),
+        BackboneSpec("resnet50", torchvision.models.resnet50, ("conv1",), _resnet_body),
+        BackboneSpec(
+            "efficientnet_b0",
+            torchvision.models.efficientnet_b0,
+            ("features", 0, 0),
+            _efficientnet_body,
+        ),
+    )
+}
+DEFAULT_ARCHITECTURE = "densenet121"
+
+
+def available_architectures() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return sorted(BACKBONES)
+
+
+def _get_child(module: nn.Module, path: tuple[str | int, ...]) -> nn.Module:
+    for step in path:
+        module = module[step] if isinstance(step, int) else getattr(module, step)  # type: ignore[index]
+    return module
+
+
+def _set_child(module: nn.Module, path: tuple[str | int, ...], new: nn.Module) -> None:
+    parent = _get_child(module, path[:-1])
+    last = path[-1]
+    if isinstance(last, int):
+        parent[last] = new  # type: ignore[index]
+    else:
+        setattr(parent, last, new)
+
+
+def _grey_stem(conv: nn.Conv2d) -> nn.Conv2d:
+    """A one-channel copy of an RGB stem whose kernel is the sum over the channels.
+
+    Summing keeps the response of a pretrained stem to a grey image (R = G = B)
+    unchanged, so ImageNet weights stay meaningful on one channel.
+    """
+    grey = nn.Conv2d(
+        1,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        bias=conv.bias is not None,
+    )
+    with torch.no_grad():
+        grey.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None and grey.bias is not None:
+            grey.bias.copy_(conv.bias)
+    return grey
+
+
+def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a ``torch.save`` file, never running code.
+
+    Raises:
+        ModelError: the file is missing or is not a plain tensor state dict.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"weights file not found: {p}")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(p)))
+        loaded = torch.load(p, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise ModelError(f"cannot read weights file {p}: {exc}") from exc
+    if isinstance(loaded, dict) and "state_dict" in loaded:
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ModelError(f"{p} does not hold a tensor state dict")
+    return {str(k): v for k, v in loaded.items()}
+
+
+def build_model(
+    architecture: str = DEFAULT_ARCHITECTURE,
+    *,
+    num_outputs: int = 1,
+    dropout: float = 0.0,
+    pretrained_path: str | os.PathLike[str] | None = None,
+) -> ChestNet:
+    """Build a one-channel :class:`ChestNet` with random weights or local pretrained ones.
+
+    Args:
+        architecture: a name from :func:`available_architectures`.
+        num_outputs: 1 for pneumonia vs normal (one logit), N for N classes.
+        dropout: dropout before the linear head (training only).
+        pretrained_path: optional local file with the torchvision model's own state
+            dict (e.g. ImageNet weights, RGB stem and 1000-class head); its stem is
+            summed to one channel and its head is discarded.
+
+    Returns:
+        The network, in training mode.
+
+    Raises:
+        ModelError: unknown architecture, bad output count, or weights that do not fit.
+    """
+    spec = BACKBONES.get(architecture)
+    if spec is None:
+        raise ModelError(
+            f"unknown architecture {architecture!r}; available: {', '.join(available_architectures())}"
+        )
+    if num_outputs < 1:
+        raise ModelError(f"num_outputs must be at least 1, got {num_outputs}")
+    net = spec.constructor(weights=None)
+    if pretrained_path is not None:
+        state = load_state_dict_file(pretrained_path)
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(
+                f"{pretrained_path} does not fit torchvision's {architecture}: {exc}"
+            ) from exc
+        logger.info("loaded pretrained %s weights from %s", architecture, pretrained_path)
+    stem = _get_child(net, spec.stem_path)
+    assert isinstance(stem, nn.Conv2d)
+    _set_child(net, spec.stem_path, _grey_stem(stem))
+    body, num_features = spec.body(net)
+    return ChestNet(body, num_features, num_outputs, dropout)
+
+
+def reinitialise(model: ChestNet, *, seed: int) -> ChestNet:
+    """Reset every parameter and buffer of ``model`` in place, deterministically.
+
+    Used by the model-randomisation sanity check of saliency maps.
+    """
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for module in model.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model

@@ -1,0 +1,1 @@
+"""Training: datasets over the shared preprocessing, augmentation, and the training loop."""
