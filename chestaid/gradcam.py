@@ -120,6 +120,17 @@ def colormap_lut(name: str = "jet") -> np.ndarray:
     return np.asarray(np.round(table * 255), dtype=np.uint8)
 
 
+def display_image(pixels: np.ndarray, max_side: int = 1024) -> np.ndarray:
+    """A 0..1 grey image shrunk (area-averaged) so its longer side is at most ``max_side``."""
+    height, width = pixels.shape
+    scale = max_side / max(height, width)
+    if scale >= 1.0:
+        return pixels.astype(np.float32, copy=False)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    t = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None, None]
+    return nn.functional.interpolate(t, size=size, mode="area")[0, 0].numpy()
+
+
 def render_overlay(
     grey: np.ndarray,
     cam: np.ndarray,

@@ -1,0 +1,309 @@
+"""The ``chestaid`` command line: train, calibrate, evaluate, predict.
+
+Errors of the ChestAid hierarchy become a one-line message on stderr and a non-zero
+exit status (2 for a failed command, 1 when ``predict`` refused some of its files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import chestaid
+from chestaid.errors import ChestAidError
+from chestaid.imaging import DEFAULT_MAX_PIXELS
+
+logger = logging.getLogger("chestaid.cli")
+
+EXIT_OK = 0
+EXIT_SOME_REFUSED = 1
+EXIT_ERROR = 2
+DISCLAIMER = "ChestAid supports triage and double reading; it does not diagnose."
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="chestaid",
+        description="Chest-radiograph pneumonia triage: train, calibrate, evaluate and "
+        f"predict with calibrated DenseNet-121 scores and Grad-CAM. {DISCLAIMER}",
+    )
+    parser.add_argument("--version", action="version", version=f"chestaid {chestaid.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on a folder-per-class data set")
+    t.add_argument("data_dir", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (or train/ holding them)")
+    t.add_argument("--out", type=Path, required=True, help="bundle folder to write (resumes if interrupted)")
+    t.add_argument("--arch", default="densenet121", help="backbone (densenet121, resnet50, efficientnet_b0)")
+    t.add_argument("--input-size", type=_positive_int, default=224)
+    t.add_argument("--epochs", type=_positive_int, default=30)
+    t.add_argument("--batch-size", type=_positive_int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
+    t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--dropout", type=float, default=0.2)
+    t.add_argument("--patience", type=_positive_int, default=6, help="epochs without a better validation ROC-AUC before stopping")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    t.add_argument("--no-augment", action="store_true", help="disable rotation/brightness/contrast jitter")
+    t.add_argument("--max-steps-per-epoch", type=_positive_int, help="cap steps per epoch (smoke runs)")
+    t.add_argument("--patients", type=Path, help="CSV with columns file,patient overriding file-name patient keys")
+    t.add_argument("--pretrained", type=Path, help="local torchvision weights file (e.g. ImageNet); nothing is downloaded")
+    t.add_argument("--model-version", help="version string recorded in the bundle")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    c = sub.add_parser("calibrate", help="fit temperature / Platt / isotonic and the governed threshold")
+    c.add_argument("bundle", type=Path)
+    c.add_argument("data_dir", type=Path)
+    c.add_argument("--target-sensitivity", type=_probability, default=0.90)
+    c.add_argument("--batch-size", type=_positive_int, default=32)
+    c.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    e = sub.add_parser("evaluate", help="metrics with bootstrap intervals, plots, optional saliency checks")
+    e.add_argument("bundle", type=Path)
+    e.add_argument("data_dir", type=Path)
+    e.add_argument("--out", type=Path, required=True, help="folder for metrics.json and PNG plots")
+    e.add_argument("--split", default="auto", help="auto, all, report, calibration, validation or train")
+    e.add_argument("--saliency", action="store_true", help="deletion/keep curves and randomisation check")
+    e.add_argument("--saliency-cases", type=_positive_int, default=64)
+    e.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples")
+    e.add_argument("--batch-size", type=_positive_int, default=32)
+
+    p = sub.add_parser("predict", help="score files and write Grad-CAM overlays")
+    p.add_argument("files", nargs="+", type=Path, help="DICOM, PNG or JPEG files")
+    p.add_argument("--bundle", type=Path, help="model bundle (default: the bundled model)")
+    p.add_argument("--cam", type=Path, help="folder for Grad-CAM overlay PNGs")
+    p.add_argument("--alpha", type=float, default=0.4, help="overlay opacity 0..1")
+    p.add_argument("--json", action="store_true", help="one JSON object per line and file")
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from chestaid.training.loop import TrainConfig, train
+
+    config = TrainConfig(
+        architecture=args.arch,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        dropout=args.dropout,
+        patience=args.patience,
+        seed=args.seed,
+        precision=args.precision,
+        augmentation=not args.no_augment,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        threads=args.threads,
+        pretrained=str(args.pretrained) if args.pretrained else None,
+    )
+    result = train(
+        args.data_dir,
+        args.out,
+        config,
+        patient_csv=args.patients,
+        version=args.model_version,
+        progress=not args.no_progress,
+    )
+    sys.stdout.write(
+        f"trained {config.architecture} -> {result.bundle_path} (version {result.manifest.version}): "
+        f"best validation ROC-AUC {result.best_val_auc:.4f} at epoch {result.best_epoch}, "
+        f"{result.seconds / 60:.1f} min; calibrate it next with 'chestaid calibrate'\n"
+    )
+    return EXIT_OK
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from chestaid.evaluation import calibrate_bundle
+
+    outcome = calibrate_bundle(
+        args.bundle, args.data_dir, target_sensitivity=args.target_sensitivity, batch_size=args.batch_size
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(outcome.__dict__, default=float) + "\n")
+        return EXIT_OK
+    lines = [f"calibration cases: {outcome.source}", "calibrator    ECE     adaECE  Brier   NLL     (report cases)"]
+    for name, m in outcome.comparison["metrics"].items():
+        mark = "  <- kept" if name == outcome.chosen else ""
+        lines.append(
+            f"{name:<13} {m['ece']:.4f}  {m['adaptive_ece']:.4f}  {m['brier']:.4f}  {m['nll']:.4f}{mark}"
+        )
+    th, rep = outcome.threshold, outcome.report_at_threshold
+    lines.append(
+        f"governed threshold {th['threshold']:.4f} for sensitivity >= {th['target_sensitivity']:.2f} "
+        f"(calibration cases: {th['achieved_sensitivity']:.3f})"
+    )
+    lines.append(
+        "report cases at threshold: "
+        + ", ".join(f"{k} {rep[k]:.3f}" for k in ("sensitivity", "specificity", "ppv", "npv", "f1"))
+        + f"; TP {rep['tp']} FP {rep['fp']} TN {rep['tn']} FN {rep['fn']}"
+    )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from chestaid.evaluation import evaluate_bundle
+
+    r = evaluate_bundle(
+        args.bundle,
+        args.data_dir,
+        args.out,
+        split=args.split,
+        saliency=args.saliency,
+        saliency_cases=args.saliency_cases,
+        n_boot=args.bootstrap,
+        batch_size=args.batch_size,
+    )
+    cm = r["threshold"]["confusion"]
+    lines = [
+        f"cases: {r['cases']['n']} ({r['cases']['positives']} pneumonia, {r['cases']['negatives']} normal; "
+        f"{r['cases']['source']}, split {r['cases']['split']})",
+        "ROC-AUC {:.4f} [{:.4f}, {:.4f}]".format(r["roc_auc"]["value"], *r["roc_auc"]["ci95"]),
+        "PR-AUC  {:.4f} [{:.4f}, {:.4f}]".format(r["pr_auc"]["value"], *r["pr_auc"]["ci95"]),
+        f"Brier {r['brier']:.4f}  ECE {r['ece']:.4f}  adaptive ECE {r['adaptive_ece']:.4f} "
+        f"(uncalibrated ECE {r['uncalibrated']['ece']:.4f})",
+        f"threshold {r['threshold']['value']:.4f}{'' if r['threshold']['governed'] else ' (not governed: calibrate first)'}: "
+        + ", ".join(f"{k} {cm[k]:.3f}" for k in ("sensitivity", "specificity", "ppv", "npv", "f1"))
+        + f"; TP {cm['tp']} FP {cm['fp']} TN {cm['tn']} FN {cm['fn']}",
+    ]
+    if "saliency" in r:
+        s = r["saliency"]
+        lines.append(
+            f"saliency on {s['n_images']} positives: deletion AUC {s['gradcam']['deletion_auc']:.4f} "
+            f"(random {s['random']['deletion_auc']:.4f}), keep AUC {s['gradcam']['keep_auc']:.4f} "
+            f"(random {s['random']['keep_auc']:.4f}), trained-vs-reinitialised Spearman "
+            f"{s['randomisation']['trained_vs_reinitialised_spearman_mean']:.3f}"
+        )
+    lines.append(f"written: {args.out / 'metrics.json'} and plots")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cam_name(path: Path, used: set[str]) -> str:
+    name = f"{path.stem}.cam.png"
+    n = 1
+    while name in used:
+        n += 1
+        name = f"{path.stem}.{n}.cam.png"
+    used.add(name)
+    return name
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from chestaid.bundle import default_bundle_path, load_bundle
+    from chestaid.gradcam import colormap_lut, display_image, render_overlay
+    from chestaid.inference import Scorer
+
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ChestAidError(f"--alpha must be in [0, 1], got {args.alpha}")
+    bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_path())
+    if not bundle.manifest.is_calibrated:
+        logger.warning("bundle %s is not calibrated: scores are raw sigmoid outputs and no threshold is governed", bundle.path)
+    scorer = Scorer.from_bundle(bundle)
+    if args.cam is not None:
+        args.cam.mkdir(parents=True, exist_ok=True)
+    lut = colormap_lut()
+    used: set[str] = set()
+    refused = 0
+    for path in args.files:
+        record: dict[str, Any] = {"file": str(path)}
+        try:
+            image, pred = scorer.score_file(path, max_pixels=args.max_pixels)
+        except ChestAidError as exc:
+            refused += 1
+            record.update(error=str(exc), error_type=type(exc).__name__)
+            if args.json:
+                sys.stdout.write(json.dumps(record) + "\n")
+            else:
+                sys.stderr.write(f"{path}: refused ({type(exc).__name__}): {exc}\n")
+            continue
+        threshold = None if math.isnan(pred.threshold) else pred.threshold
+        record.update(
+            score=pred.score,
+            threshold=threshold,
+            above_threshold=pred.above_threshold,
+            logit=pred.logit,
+            model_version=pred.model_version,
+            calibrator=scorer.calibrator.name,
+        )
+        if args.cam is not None:
+            grey = display_image(image.pixels)
+            overlay = render_overlay(grey, pred.cam, alpha=args.alpha, lut=lut)
+            cam_path = args.cam / _cam_name(path, used)
+            Image.fromarray(overlay).save(cam_path)
+            record["cam"] = str(cam_path)
+        if args.json:
+            sys.stdout.write(json.dumps(record) + "\n")
+        else:
+            flag = (
+                "no governed threshold"
+                if threshold is None
+                else ("ABOVE threshold: review first" if pred.above_threshold else "below threshold")
+            )
+            th = "-" if threshold is None else f"{threshold:.4f}"
+            cam = f"  cam {record['cam']}" if "cam" in record else ""
+            sys.stdout.write(f"{path}: score {pred.score:.4f}  threshold {th}  {flag}  model {pred.model_version}{cam}\n")
+    if not args.json:
+        sys.stdout.write(f"{DISCLAIMER}\n")
+    return EXIT_SOME_REFUSED if refused else EXIT_OK
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "calibrate": _cmd_calibrate,
+    "evaluate": _cmd_evaluate,
+    "predict": _cmd_predict,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return COMMANDS[args.command](args)
+    except ChestAidError as exc:
+        sys.stderr.write(f"chestaid {args.command}: {type(exc).__name__}: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write(f"chestaid {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

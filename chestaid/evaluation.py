@@ -1,0 +1,287 @@
+"""Calibrating and evaluating a bundle on a data folder: the work behind the command line.
+
+Both steps find their cases the same way: when the data folder is the one the bundle
+was developed on (its split's fingerprints match), the bundle's own patient-level
+split is used (calibration split to fit, report split to judge); otherwise the folder
+is treated as new cases (a new site's, for instance), split by patient into
+calibration and report halves for calibrating, or used whole for evaluating.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chestaid.bundle import Bundle, load_bundle, read_splits, update_manifest
+from chestaid.calibration import (
+    Calibrator,
+    IdentityCalibration,
+    fit_and_select,
+    governed_threshold,
+)
+from chestaid.data import Example, discover, fingerprint, split_by_patient, splits_from_json
+from chestaid.errors import DatasetError
+from chestaid.metrics import (
+    adaptive_ece,
+    bootstrap_ci,
+    brier,
+    confusion_at,
+    ece,
+    nll,
+    pr_auc,
+    reliability_curve,
+    roc_auc,
+    threshold_table,
+)
+from chestaid.training.dataset import ImageDataset, collect_logits
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TARGET_SENSITIVITY = 0.90
+THRESHOLD_GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
+
+
+@dataclass(frozen=True)
+class CaseSet:
+    """Cases to calibrate or evaluate on, and where they came from."""
+
+    base: Path
+    parts: dict[str, list[Example]]
+    source: str  # "bundle split" or "new cases"
+
+
+def select_cases(bundle: Bundle, data_dir: str | os.PathLike[str], *, seed: int = 0) -> CaseSet:
+    """The bundle's own split when ``data_dir`` is its development data, else new cases.
+
+    New cases are split by patient into ``calibration`` and ``report`` halves and
+    also offered whole as ``all``.
+    """
+    base, examples = discover(data_dir, classes=bundle.manifest.classes)
+    stored = read_splits(bundle.path)
+    known = bundle.manifest.data_fingerprint.get("splits", {})
+    if stored is not None:
+        parts = splits_from_json(stored)
+        wanted = [n for n in ("calibration", "report") if n in parts]
+        present = {e.relpath for e in examples}
+        if (
+            wanted
+            and all(e.relpath in present for n in wanted for e in parts[n])
+            and all(fingerprint(base, parts[n]) == known.get(n) for n in wanted)
+        ):
+            return CaseSet(base=base, parts=parts, source="bundle split")
+    halves = split_by_patient(examples, fractions={"calibration": 0.5, "report": 0.5}, seed=seed)
+    halves["all"] = sorted(examples, key=lambda e: e.relpath)
+    return CaseSet(base=base, parts=halves, source="new cases")
+
+
+def logits_for(
+    bundle: Bundle, base: Path, examples: Sequence[Example], *, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of ``examples`` through the bundle's model and preprocessing."""
+    dataset = ImageDataset(base, examples, bundle.manifest.preprocessing)
+    return collect_logits(bundle.model, dataset, batch_size=batch_size), dataset.labels
+
+
+@dataclass(frozen=True)
+class CalibrationOutcome:
+    """What :func:`calibrate_bundle` fitted and measured."""
+
+    chosen: str
+    comparison: dict[str, Any]
+    threshold: dict[str, Any]
+    report_at_threshold: dict[str, Any]
+    source: str
+
+
+def calibrate_bundle(
+    bundle_path: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    *,
+    target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY,
+    candidates: Sequence[str] = ("temperature", "platt", "isotonic"),
+    batch_size: int = 32,
+    seed: int = 0,
+) -> CalibrationOutcome:
+    """Fit temperature, Platt and isotonic calibration, keep the best, set the threshold.
+
+    Each calibrator is fitted on the calibration cases; the one with the lowest ECE on
+    the report cases is kept. The governed threshold is the highest threshold on the
+    calibrated score reaching ``target_sensitivity`` on the calibration cases. The
+    bundle's manifest is rewritten with both; the weights are untouched.
+
+    Raises:
+        DatasetError: the data folder is unusable.
+        CalibrationError: too few cases of a class to fit.
+    """
+    bundle = load_bundle(bundle_path)
+    cases = select_cases(bundle, data_dir, seed=seed)
+    cal_logits, cal_labels = logits_for(bundle, cases.base, cases.parts["calibration"], batch_size=batch_size)
+    rep_logits, rep_labels = logits_for(bundle, cases.base, cases.parts["report"], batch_size=batch_size)
+    comparison = fit_and_select(cal_logits, cal_labels, rep_logits, rep_labels, candidates=candidates)
+    chosen: Calibrator = comparison.calibrators[comparison.chosen]
+    governed = governed_threshold(chosen.predict_proba(cal_logits), cal_labels, target_sensitivity)
+    report_probs = chosen.predict_proba(rep_logits)
+    at_threshold = confusion_at(report_probs, rep_labels, governed.threshold).to_dict()
+    previous = bundle.manifest.calibration or {}
+    calibration = {
+        "calibrator": chosen.to_dict(),
+        "chosen": comparison.chosen,
+        "comparison": comparison.to_dict(),
+        "fitted_on": cases.source,
+        "n_calibration": len(cal_labels),
+        "n_report": len(rep_labels),
+        "calibration_version": int(previous.get("calibration_version", 0)) + 1,
+    }
+    threshold = {**governed.to_dict(), "report_split": at_threshold}
+    metrics = {
+        **bundle.manifest.metrics,
+        "report_ece_uncalibrated": ece(IdentityCalibration().predict_proba(rep_logits), rep_labels),
+        "report_ece_calibrated": ece(report_probs, rep_labels),
+    }
+    update_manifest(
+        bundle.path,
+        replace(bundle.manifest, calibration=calibration, threshold=threshold, metrics=metrics),
+    )
+    logger.info(
+        "calibrated %s with %s (threshold %.4f for sensitivity %.2f)",
+        bundle.path,
+        comparison.chosen,
+        governed.threshold,
+        target_sensitivity,
+    )
+    return CalibrationOutcome(
+        chosen=comparison.chosen,
+        comparison=comparison.to_dict(),
+        threshold=threshold,
+        report_at_threshold=at_threshold,
+        source=cases.source,
+    )
+
+
+def evaluate_bundle(
+    bundle_path: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    split: str = "auto",
+    saliency: bool = False,
+    saliency_cases: int = 64,
+    n_boot: int = 1000,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measure a bundle on a data folder; writes ``metrics.json`` and PNG plots to ``out_dir``.
+
+    Args:
+        split: "auto" (the bundle's report split on its own data, else every image),
+            "all", or a split name ("report", "calibration", "validation", "train").
+        saliency: also run the deletion/keep and randomisation evaluation of Grad-CAM.
+        saliency_cases: how many positive cases the saliency evaluation uses.
+        n_boot: bootstrap resamples for the 95% intervals.
+
+    Returns:
+        The metrics written to ``metrics.json``.
+    """
+    from chestaid import plots
+
+    bundle = load_bundle(bundle_path)
+    cases = select_cases(bundle, data_dir, seed=seed)
+    name = ("report" if cases.source == "bundle split" else "all") if split == "auto" else split
+    if name not in cases.parts:
+        raise DatasetError(
+            f"no split {name!r} for these cases ({cases.source}); have {', '.join(cases.parts)}"
+        )
+    examples = cases.parts[name]
+    logits, labels = logits_for(bundle, cases.base, examples, batch_size=batch_size)
+    probs = bundle.calibrator.predict_proba(logits)
+    raw = IdentityCalibration().predict_proba(logits)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    auc = bootstrap_ci(roc_auc, probs, labels, n_boot=n_boot, seed=seed)
+    ap = bootstrap_ci(pr_auc, probs, labels, n_boot=n_boot, seed=seed)
+    threshold = bundle.threshold
+    governed = threshold is not None
+    t = threshold if threshold is not None else 0.5
+    cm = confusion_at(probs, labels, t)
+    grid = sorted({*THRESHOLD_GRID, round(t, 6)})
+    result: dict[str, Any] = {
+        "bundle": {"version": bundle.manifest.version, "architecture": bundle.manifest.architecture},
+        "cases": {
+            "source": cases.source,
+            "split": name,
+            "n": len(labels),
+            "positives": int(labels.sum()),
+            "negatives": int(len(labels) - labels.sum()),
+        },
+        "calibrator": bundle.calibrator.name,
+        "roc_auc": {"value": auc[0], "ci95": [auc[1], auc[2]]},
+        "pr_auc": {"value": ap[0], "ci95": [ap[1], ap[2]]},
+        "brier": brier(probs, labels),
+        "nll": nll(probs, labels),
+        "ece": ece(probs, labels),
+        "adaptive_ece": adaptive_ece(probs, labels),
+        "uncalibrated": {
+            "brier": brier(raw, labels),
+            "ece": ece(raw, labels),
+            "adaptive_ece": adaptive_ece(raw, labels),
+            "nll": nll(raw, labels),
+        },
+        "threshold": {
+            "value": t,
+            "governed": governed,
+            "target_sensitivity": (bundle.manifest.threshold or {}).get("target_sensitivity"),
+            "confusion": cm.to_dict(),
+        },
+        "threshold_table": threshold_table(probs, labels, grid),
+    }
+    plots.plot_roc(probs, labels, out / "roc.png", auc_ci=auc)
+    plots.plot_pr(probs, labels, out / "pr.png", ap_ci=ap)
+    plots.plot_reliability(
+        {
+            f"calibrated ({bundle.calibrator.name})": reliability_curve(probs, labels),
+            "uncalibrated": reliability_curve(raw, labels),
+        },
+        out / "reliability.png",
+    )
+    plots.plot_score_histograms(probs, labels, out / "score_histograms.png", threshold=t)
+    plots.plot_confusion(cm, out / "confusion.png", threshold=t)
+    if saliency:
+        result["saliency"] = saliency_report(bundle, cases.base, examples, saliency_cases, seed, batch_size)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def saliency_report(
+    bundle: Bundle,
+    base: Path,
+    examples: Sequence[Example],
+    n_cases: int,
+    seed: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Grad-CAM faithfulness on up to ``n_cases`` positive cases (seeded choice)."""
+    from chestaid.saliency import evaluate_saliency
+
+    positives = [e for e in examples if e.label == 1]
+    if not positives:
+        raise DatasetError("the saliency evaluation needs positive cases")
+    rng = np.random.default_rng(seed)
+    chosen = [positives[i] for i in sorted(rng.choice(len(positives), min(n_cases, len(positives)), replace=False))]
+    dataset = ImageDataset(base, chosen, bundle.manifest.preprocessing)
+    x = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    calibrator = bundle.calibrator
+
+    @torch.inference_mode()
+    def score(batch: torch.Tensor) -> np.ndarray:
+        logits = bundle.model(batch)[:, 0].float().numpy().astype(np.float64)
+        return calibrator.predict_proba(logits)
+
+    return evaluate_saliency(bundle.model, score, x, seed=seed, batch_size=batch_size)
