@@ -1,0 +1,54 @@
+# ChestAid: the quick start's two commands are `make run` and `make test`.
+# Each sets up what it needs (a virtual environment in .venv; as root, the Debian
+# packages the tests use) and then does its job.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEBIAN_TEST_PACKAGES := dcmtk dicom3tools
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup system-deps lint typecheck pytest bench clean
+
+setup: $(STAMP)
+
+# --system-site-packages lets a machine that already has PyTorch reuse it instead of
+# installing several gigabytes again.
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ChestAid needs Python 3.11 or newer"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Installs the real peers the integration tests talk to; skipped (with a note) when
+# not root, in which case those tests skip naming the missing package (fail under CI=true).
+system-deps:
+	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: not root, cannot install:$$missing (their tests will skip)"; fi; \
+	fi
+
+run: setup
+	$(BIN)/chestaid --help
+
+lint: setup
+	$(BIN)/ruff check chestaid daemon tests benchmarks
+	$(BIN)/ruff format --check chestaid daemon tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+pytest: setup
+	$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+test: system-deps lint typecheck pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_inference.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
