@@ -243,8 +243,10 @@ def train(
         if stale >= config.patience:
             break
         epoch_started = time.monotonic()
-        # Seeded per epoch, so a resumed run draws what an uninterrupted one would.
+        # Every random stream (sampler, augmentation, dropout) is seeded per epoch, so a
+        # resumed run draws exactly what an uninterrupted one would.
         generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        torch.manual_seed(config.seed * 1000 + epoch + 13)
         sampler = (
             WeightedRandomSampler(weights, len(train_set), replacement=True, generator=generator)
             if config.balanced_sampling
