@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import torch
+from chestaid.imaging import read_dicom
+from chestaid.preprocess import PreprocessSpec, preprocess
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
     DigitalXRayImageStorageForPresentation,
@@ -37,10 +39,8 @@ from pydicom.uid import (
 )
 
 from chestaid.bundle import Manifest, default_bundle_path, load_bundle, read_manifest, save_bundle
-from chestaid.imaging import read_dicom
 from chestaid.inference import Scorer
 from chestaid.models import build_model
-from chestaid.preprocess import PreprocessSpec, preprocess
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -92,7 +92,16 @@ def peak_rss_of_predict(bundle: Path, dicom: Path) -> float:
     """Peak resident memory, in MiB, of one ``chestaid predict`` process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run(
-        [sys.executable, "-m", "chestaid.cli", "-q", "predict", "--bundle", str(bundle), str(dicom)],
+        [
+            sys.executable,
+            "-m",
+            "chestaid.cli",
+            "-q",
+            "predict",
+            "--bundle",
+            str(bundle),
+            str(dicom),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -107,7 +116,9 @@ def main() -> None:
     """Run every measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--bundle", type=Path, help="bundle to measure (default: the bundled model)")
+    parser.add_argument(
+        "--bundle", type=Path, help="bundle to measure (default: the bundled model)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="chestaid-bench-"))
     bundle_path = args.bundle or default_bundle_path()
@@ -116,8 +127,12 @@ def main() -> None:
         save_bundle(
             bundle_path,
             build_model("densenet121").eval(),
-            Manifest(version="bench", architecture="densenet121", classes=("NORMAL", "PNEUMONIA"),
-                     preprocessing=PreprocessSpec(input_size=224)),
+            Manifest(
+                version="bench",
+                architecture="densenet121",
+                classes=("NORMAL", "PNEUMONIA"),
+                preprocessing=PreprocessSpec(input_size=224),
+            ),
         )
     manifest = read_manifest(bundle_path)
     scorer = Scorer.from_bundle(load_bundle(bundle_path))
@@ -131,38 +146,63 @@ def main() -> None:
     c50, c95 = percentiles(cam)
     rows.append(("forward, batch 1", f"p50 {f50:.1f} ms, p95 {f95:.1f} ms", "", ""))
     ratio = c50 / f50
-    rows.append((
-        "score + Grad-CAM, batch 1",
-        f"p50 {c50:.1f} ms, p95 {c95:.1f} ms (x{ratio:.3f})",
-        "<= 1.15x forward",
-        "PASS" if ratio <= 1.15 else "FAIL",
-    ))
+    rows.append(
+        (
+            "score + Grad-CAM, batch 1",
+            f"p50 {c50:.1f} ms, p95 {c95:.1f} ms (x{ratio:.3f})",
+            "<= 1.15x forward",
+            "PASS" if ratio <= 1.15 else "FAIL",
+        )
+    )
     for batch in (1, 8, 32):
         xb = torch.randn(batch, 1, size, size)
         reps = max(3, args.repeats // batch)
         seconds = timed(lambda xb=xb: scorer.score_batch(xb), reps, warmup=1)
-        rows.append((f"throughput, batch {batch}", f"{batch / float(np.median(seconds)):.1f} images/s", "", ""))
+        rows.append(
+            (
+                f"throughput, batch {batch}",
+                f"{batch / float(np.median(seconds)):.1f} images/s",
+                "",
+                "",
+            )
+        )
 
     spec = manifest.preprocessing
     for compressed in (False, True):
         path = make_dx(work / f"dx{'-j2k' if compressed else ''}.dcm", compressed=compressed)
-        samples = timed(lambda path=path: preprocess(read_dicom(path).pixels, spec), max(10, args.repeats // 2))
+        samples = timed(
+            lambda path=path: preprocess(read_dicom(path).pixels, spec), max(10, args.repeats // 2)
+        )
         p50, p95 = percentiles(samples)
         target, verdict = ("", "")
         if not compressed:
             target, verdict = "p50 <= 60 ms", "PASS" if p50 <= 60 else "FAIL"
-        rows.append((
-            f"decode + preprocess 2500x2048 16-bit DX, {'JPEG 2000' if compressed else 'uncompressed'}",
-            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms",
-            target,
-            verdict,
-        ))
+        rows.append(
+            (
+                f"decode + preprocess 2500x2048 16-bit DX, {'JPEG 2000' if compressed else 'uncompressed'}",
+                f"p50 {p50:.1f} ms, p95 {p95:.1f} ms",
+                target,
+                verdict,
+            )
+        )
     rss = peak_rss_of_predict(bundle_path, work / "dx.dcm")
-    rows.append(("peak RSS, chestaid predict on one DX", f"{rss:.0f} MiB", "<= 1536 MiB", "PASS" if rss <= 1536 else "FAIL"))
+    rows.append(
+        (
+            "peak RSS, chestaid predict on one DX",
+            f"{rss:.0f} MiB",
+            "<= 1536 MiB",
+            "PASS" if rss <= 1536 else "FAIL",
+        )
+    )
 
-    print(f"ChestAid inference benchmark: {manifest.architecture} at {size}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, bundle {manifest.version}")
-    widths = [max(len(r[i]) for r in [("measure", "result", "target", "verdict"), *rows]) for i in range(4)]
+    print(
+        f"ChestAid inference benchmark: {manifest.architecture} at {size}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, bundle {manifest.version}"
+    )
+    widths = [
+        max(len(r[i]) for r in [("measure", "result", "target", "verdict"), *rows])
+        for i in range(4)
+    ]
     for row in [("measure", "result", "target", "verdict"), *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 

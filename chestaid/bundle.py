@@ -108,7 +108,11 @@ class Manifest:
             if key not in d:
                 raise BundleError(f"manifest lacks the key {key!r}")
         classes = d["classes"]
-        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        if (
+            not isinstance(classes, list)
+            or len(classes) < 2
+            or not all(isinstance(c, str) for c in classes)
+        ):
             raise BundleError("manifest 'classes' must list at least two class names")
         preprocessing = PreprocessSpec.from_dict(d["preprocessing"])
         if d.get("input_size", preprocessing.input_size) != preprocessing.input_size:
@@ -131,7 +135,10 @@ class Manifest:
             raise BundleError(
                 f"manifest says num_outputs={d['num_outputs']} but lists {len(classes)} classes"
             )
-        if manifest.threshold is not None and not 0.0 <= float(manifest.threshold.get("threshold", -1)) <= 1.0:
+        if (
+            manifest.threshold is not None
+            and not 0.0 <= float(manifest.threshold.get("threshold", -1)) <= 1.0
+        ):
             raise BundleError("manifest 'threshold.threshold' must be a probability in [0, 1]")
         return manifest
 

@@ -55,38 +55,69 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on a folder-per-class data set")
-    t.add_argument("data_dir", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (or train/ holding them)")
-    t.add_argument("--out", type=Path, required=True, help="bundle folder to write (resumes if interrupted)")
-    t.add_argument("--arch", default="densenet121", help="backbone (densenet121, resnet50, efficientnet_b0)")
+    t.add_argument(
+        "data_dir", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (or train/ holding them)"
+    )
+    t.add_argument(
+        "--out", type=Path, required=True, help="bundle folder to write (resumes if interrupted)"
+    )
+    t.add_argument(
+        "--arch", default="densenet121", help="backbone (densenet121, resnet50, efficientnet_b0)"
+    )
     t.add_argument("--input-size", type=_positive_int, default=224)
     t.add_argument("--epochs", type=_positive_int, default=30)
     t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
     t.add_argument("--weight-decay", type=float, default=1e-4)
     t.add_argument("--dropout", type=float, default=0.2)
-    t.add_argument("--patience", type=_positive_int, default=6, help="epochs without a better validation ROC-AUC before stopping")
+    t.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=6,
+        help="epochs without a better validation ROC-AUC before stopping",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
-    t.add_argument("--no-augment", action="store_true", help="disable rotation/brightness/contrast jitter")
-    t.add_argument("--max-steps-per-epoch", type=_positive_int, help="cap steps per epoch (smoke runs)")
-    t.add_argument("--patients", type=Path, help="CSV with columns file,patient overriding file-name patient keys")
-    t.add_argument("--pretrained", type=Path, help="local torchvision weights file (e.g. ImageNet); nothing is downloaded")
+    t.add_argument(
+        "--no-augment", action="store_true", help="disable rotation/brightness/contrast jitter"
+    )
+    t.add_argument(
+        "--max-steps-per-epoch", type=_positive_int, help="cap steps per epoch (smoke runs)"
+    )
+    t.add_argument(
+        "--patients",
+        type=Path,
+        help="CSV with columns file,patient overriding file-name patient keys",
+    )
+    t.add_argument(
+        "--pretrained",
+        type=Path,
+        help="local torchvision weights file (e.g. ImageNet); nothing is downloaded",
+    )
     t.add_argument("--model-version", help="version string recorded in the bundle")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    c = sub.add_parser("calibrate", help="fit temperature / Platt / isotonic and the governed threshold")
+    c = sub.add_parser(
+        "calibrate", help="fit temperature / Platt / isotonic and the governed threshold"
+    )
     c.add_argument("bundle", type=Path)
     c.add_argument("data_dir", type=Path)
     c.add_argument("--target-sensitivity", type=_probability, default=0.90)
     c.add_argument("--batch-size", type=_positive_int, default=32)
     c.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
-    e = sub.add_parser("evaluate", help="metrics with bootstrap intervals, plots, optional saliency checks")
+    e = sub.add_parser(
+        "evaluate", help="metrics with bootstrap intervals, plots, optional saliency checks"
+    )
     e.add_argument("bundle", type=Path)
     e.add_argument("data_dir", type=Path)
     e.add_argument("--out", type=Path, required=True, help="folder for metrics.json and PNG plots")
-    e.add_argument("--split", default="auto", help="auto, all, report, calibration, validation or train")
-    e.add_argument("--saliency", action="store_true", help="deletion/keep curves and randomisation check")
+    e.add_argument(
+        "--split", default="auto", help="auto, all, report, calibration, validation or train"
+    )
+    e.add_argument(
+        "--saliency", action="store_true", help="deletion/keep curves and randomisation check"
+    )
     e.add_argument("--saliency-cases", type=_positive_int, default=64)
     e.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples")
     e.add_argument("--batch-size", type=_positive_int, default=32)
@@ -97,13 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam", type=Path, help="folder for Grad-CAM overlay PNGs")
     p.add_argument("--alpha", type=float, default=0.4, help="overlay opacity 0..1")
     p.add_argument("--json", action="store_true", help="one JSON object per line and file")
-    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+    p.add_argument(
+        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, help="refuse larger images"
+    )
     return parser
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -145,12 +180,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from chestaid.evaluation import calibrate_bundle
 
     outcome = calibrate_bundle(
-        args.bundle, args.data_dir, target_sensitivity=args.target_sensitivity, batch_size=args.batch_size
+        args.bundle,
+        args.data_dir,
+        target_sensitivity=args.target_sensitivity,
+        batch_size=args.batch_size,
     )
     if args.json:
         sys.stdout.write(json.dumps(outcome.__dict__, default=float) + "\n")
         return EXIT_OK
-    lines = [f"calibration cases: {outcome.source}", "calibrator    ECE     adaECE  Brier   NLL     (report cases)"]
+    lines = [
+        f"calibration cases: {outcome.source}",
+        "calibrator    ECE     adaECE  Brier   NLL     (report cases)",
+    ]
     for name, m in outcome.comparison["metrics"].items():
         mark = "  <- kept" if name == outcome.chosen else ""
         lines.append(
@@ -229,7 +270,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise ChestAidError(f"--alpha must be in [0, 1], got {args.alpha}")
     bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_path())
     if not bundle.manifest.is_calibrated:
-        logger.warning("bundle %s is not calibrated: scores are raw sigmoid outputs and no threshold is governed", bundle.path)
+        logger.warning(
+            "bundle %s is not calibrated: scores are raw sigmoid outputs and no threshold is governed",
+            bundle.path,
+        )
     scorer = Scorer.from_bundle(bundle)
     if args.cam is not None:
         args.cam.mkdir(parents=True, exist_ok=True)
@@ -269,11 +313,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             flag = (
                 "no governed threshold"
                 if threshold is None
-                else ("ABOVE threshold: review first" if pred.above_threshold else "below threshold")
+                else (
+                    "ABOVE threshold: review first" if pred.above_threshold else "below threshold"
+                )
             )
             th = "-" if threshold is None else f"{threshold:.4f}"
             cam = f"  cam {record['cam']}" if "cam" in record else ""
-            sys.stdout.write(f"{path}: score {pred.score:.4f}  threshold {th}  {flag}  model {pred.model_version}{cam}\n")
+            sys.stdout.write(
+                f"{path}: score {pred.score:.4f}  threshold {th}  {flag}  model {pred.model_version}{cam}\n"
+            )
     if not args.json:
         sys.stdout.write(f"{DISCLAIMER}\n")
     return EXIT_SOME_REFUSED if refused else EXIT_OK

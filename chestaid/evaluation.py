@@ -123,9 +123,15 @@ def calibrate_bundle(
     """
     bundle = load_bundle(bundle_path)
     cases = select_cases(bundle, data_dir, seed=seed)
-    cal_logits, cal_labels = logits_for(bundle, cases.base, cases.parts["calibration"], batch_size=batch_size)
-    rep_logits, rep_labels = logits_for(bundle, cases.base, cases.parts["report"], batch_size=batch_size)
-    comparison = fit_and_select(cal_logits, cal_labels, rep_logits, rep_labels, candidates=candidates)
+    cal_logits, cal_labels = logits_for(
+        bundle, cases.base, cases.parts["calibration"], batch_size=batch_size
+    )
+    rep_logits, rep_labels = logits_for(
+        bundle, cases.base, cases.parts["report"], batch_size=batch_size
+    )
+    comparison = fit_and_select(
+        cal_logits, cal_labels, rep_logits, rep_labels, candidates=candidates
+    )
     chosen: Calibrator = comparison.calibrators[comparison.chosen]
     governed = governed_threshold(chosen.predict_proba(cal_logits), cal_labels, target_sensitivity)
     report_probs = chosen.predict_proba(rep_logits)
@@ -213,7 +219,10 @@ def evaluate_bundle(
     cm = confusion_at(probs, labels, t)
     grid = sorted({*THRESHOLD_GRID, round(t, 6)})
     result: dict[str, Any] = {
-        "bundle": {"version": bundle.manifest.version, "architecture": bundle.manifest.architecture},
+        "bundle": {
+            "version": bundle.manifest.version,
+            "architecture": bundle.manifest.architecture,
+        },
         "cases": {
             "source": cases.source,
             "split": name,
@@ -254,7 +263,9 @@ def evaluate_bundle(
     plots.plot_score_histograms(probs, labels, out / "score_histograms.png", threshold=t)
     plots.plot_confusion(cm, out / "confusion.png", threshold=t)
     if saliency:
-        result["saliency"] = saliency_report(bundle, cases.base, examples, saliency_cases, seed, batch_size)
+        result["saliency"] = saliency_report(
+            bundle, cases.base, examples, saliency_cases, seed, batch_size
+        )
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
@@ -274,7 +285,10 @@ def saliency_report(
     if not positives:
         raise DatasetError("the saliency evaluation needs positive cases")
     rng = np.random.default_rng(seed)
-    chosen = [positives[i] for i in sorted(rng.choice(len(positives), min(n_cases, len(positives)), replace=False))]
+    chosen = [
+        positives[i]
+        for i in sorted(rng.choice(len(positives), min(n_cases, len(positives)), replace=False))
+    ]
     dataset = ImageDataset(base, chosen, bundle.manifest.preprocessing)
     x = torch.stack([dataset[i][0] for i in range(len(dataset))])
     calibrator = bundle.calibrator

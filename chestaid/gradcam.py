@@ -154,7 +154,9 @@ def render_overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     height, width = grey.shape
-    up = upsample_map(torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None], (height, width))
+    up = upsample_map(
+        torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None], (height, width)
+    )
     index = np.clip(np.round(up[0].numpy() * 255), 0, 255).astype(np.uint8)
     colours = (lut if lut is not None else colormap_lut(colormap))[index].astype(np.float32)
     base = np.clip(grey, 0.0, 1.0).astype(np.float32)[..., None] * 255.0

@@ -168,7 +168,9 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         raise ModelError(f"cannot read weights file {p}: {exc}") from exc
     if isinstance(loaded, dict) and "state_dict" in loaded:
         loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+    if not isinstance(loaded, dict) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
         raise ModelError(f"{p} does not hold a tensor state dict")
     return {str(k): v for k, v in loaded.items()}
 

@@ -192,7 +192,9 @@ def evaluate_saliency(
     return result
 
 
-def _weighted_mean(parts: Sequence[PerturbationCurves], weights: Sequence[int]) -> PerturbationCurves:
+def _weighted_mean(
+    parts: Sequence[PerturbationCurves], weights: Sequence[int]
+) -> PerturbationCurves:
     w = np.asarray(weights, dtype=np.float64) / sum(weights)
 
     def avg(values: Sequence[Sequence[float]]) -> tuple[float, ...]:

@@ -45,7 +45,9 @@ def augment_batch(
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     black = (0.0 - spec.mean) / spec.std
     # Shift so black is 0 before sampling: grid_sample pads with zeros.
-    rotated = F.grid_sample(x - black, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    rotated = F.grid_sample(
+        x - black, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     rotated = rotated + black
     contrast = (1.0 + uniform(config.contrast)).view(n, 1, 1, 1).to(x.dtype)
     brightness = (uniform(config.brightness) / spec.std).view(n, 1, 1, 1).to(x.dtype)

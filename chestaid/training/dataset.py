@@ -37,7 +37,9 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.examples = list(examples)
         self.spec = spec
         self.max_pixels = max_pixels
-        self._cache: list[torch.Tensor | None] | None = [None] * len(self.examples) if cache else None
+        self._cache: list[torch.Tensor | None] | None = (
+            [None] * len(self.examples) if cache else None
+        )
 
     def __len__(self) -> int:
         return len(self.examples)

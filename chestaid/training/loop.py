@@ -179,9 +179,7 @@ def train(
     base, examples = discover(data_dir, classes=config.classes, patient_csv=patient_csv)
     parts = split_by_patient(examples, fractions=config.fractions, seed=config.seed)
     fingerprints = {name: fingerprint(base, items) for name, items in parts.items()}
-    logger.info(
-        "data %s: %s", base, ", ".join(f"{n}={len(items)}" for n, items in parts.items())
-    )
+    logger.info("data %s: %s", base, ", ".join(f"{n}={len(items)}" for n, items in parts.items()))
     if "train" not in parts or "validation" not in parts:
         raise DatasetError("the split needs 'train' and 'validation' parts")
     train_set = ImageDataset(base, parts["train"], spec, cache=config.cache)
@@ -252,7 +250,9 @@ def train(
             if config.balanced_sampling
             else torch.utils.data.RandomSampler(train_set, generator=generator)
         )
-        loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=False)
+        loader = DataLoader(
+            train_set, batch_size=config.batch_size, sampler=sampler, drop_last=False
+        )
         aug_generator = torch.Generator().manual_seed(config.seed * 1000 + epoch + 7)
         model.train()
         running, seen = 0.0, 0
@@ -288,7 +288,9 @@ def train(
             bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             bar.update(1)
         bar.close()
-        val_logits = collect_logits(model, val_set, batch_size=config.eval_batch_size, device=device)
+        val_logits = collect_logits(
+            model, val_set, batch_size=config.eval_batch_size, device=device
+        )
         val_auc = roc_auc(val_logits, val_set.labels)
         record = EpochRecord(
             epoch=epoch + 1,
@@ -341,7 +343,9 @@ def train(
             "data_root_name": base.name,
             "splits": fingerprints,
             "counts": {
-                name: {c: sum(1 for e in items if e.label == i) for i, c in enumerate(config.classes)}
+                name: {
+                    c: sum(1 for e in items if e.label == i) for i, c in enumerate(config.classes)
+                }
                 for name, items in parts.items()
             },
             "patients": {name: len({e.patient for e in items}) for name, items in parts.items()},

@@ -33,15 +33,30 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def data_dir(workdir: Path) -> Path:
-    return make_image_folder(workdir / "data", patients_per_class=60, images_per_patient=1, size=48, suffix=".jpeg")
+    return make_image_folder(
+        workdir / "data", patients_per_class=60, images_per_patient=1, size=48, suffix=".jpeg"
+    )
 
 
 @pytest.fixture(scope="module")
 def bundle(workdir: Path, data_dir: Path) -> Path:
     out = workdir / "bundle"
     proc = chestaid(
-        "train", data_dir, "--out", out, "--input-size", "32", "--epochs", "3",
-        "--batch-size", "16", "--max-steps-per-epoch", "4", "--no-progress", "--lr", "3e-3",
+        "train",
+        data_dir,
+        "--out",
+        out,
+        "--input-size",
+        "32",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--max-steps-per-epoch",
+        "4",
+        "--no-progress",
+        "--lr",
+        "3e-3",
     )
     assert proc.returncode == 0, proc.stderr
     assert "best validation ROC-AUC" in proc.stdout
@@ -76,7 +91,18 @@ def test_evaluate_writes_metrics_and_plots(
     bundle: Path, data_dir: Path, calibrated: dict[str, object], workdir: Path
 ) -> None:
     out = workdir / "eval"
-    proc = chestaid("evaluate", bundle, data_dir, "--out", out, "--saliency", "--bootstrap", "50", "--saliency-cases", "8")
+    proc = chestaid(
+        "evaluate",
+        bundle,
+        data_dir,
+        "--out",
+        out,
+        "--saliency",
+        "--bootstrap",
+        "50",
+        "--saliency-cases",
+        "8",
+    )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["cases"]["split"] == "report"
@@ -97,7 +123,7 @@ def test_predict_scores_dicom_and_images_and_refuses_bad_files(
     make_dx(dicom, rows=300, cols=256, bits_stored=12)
     jpeg = next((data_dir / "train" / "PNEUMONIA").iterdir())
     broken = workdir / "broken.dcm"
-    broken.write_bytes(dicom.read_bytes()[: 2000])
+    broken.write_bytes(dicom.read_bytes()[:2000])
     cams = workdir / "cams"
     proc = chestaid("predict", "--bundle", bundle, "--json", "--cam", cams, dicom, jpeg, broken)
     assert proc.returncode == 1, "a refused file makes the exit status non-zero"

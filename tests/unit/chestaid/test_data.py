@@ -75,7 +75,9 @@ def test_patient_csv_overrides_file_names(tmp_path: Path) -> None:
     make_image_folder(tmp_path, patients_per_class=2, images_per_patient=2)
     _, examples = discover(tmp_path)
     csv = tmp_path / "patients.csv"
-    csv.write_text("file,patient\n" + "".join(f"{e.relpath},P{i // 4}\n" for i, e in enumerate(examples)))
+    csv.write_text(
+        "file,patient\n" + "".join(f"{e.relpath},P{i // 4}\n" for i, e in enumerate(examples))
+    )
     _, keyed = discover(tmp_path, patient_csv=csv)
     assert {e.patient for e in keyed} == {"P0", "P1"}
     csv.write_text("file,patient\nNORMAL/none.png,P0\n")

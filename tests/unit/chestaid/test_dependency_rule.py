@@ -7,8 +7,20 @@ from pathlib import Path
 
 import chestaid
 
-FORBIDDEN = ("daemon", "sqlalchemy", "pynetdicom", "alembic", "apscheduler", "fastapi",
-             "starlette", "litestar", "flask", "django", "uvicorn", "aiohttp")
+FORBIDDEN = (
+    "daemon",
+    "sqlalchemy",
+    "pynetdicom",
+    "alembic",
+    "apscheduler",
+    "fastapi",
+    "starlette",
+    "litestar",
+    "flask",
+    "django",
+    "uvicorn",
+    "aiohttp",
+)
 
 
 def _imported_roots(path: Path) -> set[str]:

@@ -31,7 +31,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def test_training_writes_an_uncalibrated_bundle_with_its_split(data_dir: Path, tmp_path: Path) -> None:
+def test_training_writes_an_uncalibrated_bundle_with_its_split(
+    data_dir: Path, tmp_path: Path
+) -> None:
     result = train(data_dir, tmp_path / "b", CONFIG, progress=False)
     assert [h.epoch for h in result.history] == [1, 2]
     assert result.best_epoch in (1, 2)
@@ -39,7 +41,12 @@ def test_training_writes_an_uncalibrated_bundle_with_its_split(data_dir: Path, t
     assert bundle.manifest.architecture == "densenet121"
     assert bundle.manifest.preprocessing.input_size == 32
     assert not bundle.manifest.is_calibrated
-    assert set(bundle.manifest.data_fingerprint["splits"]) == {"train", "validation", "calibration", "report"}
+    assert set(bundle.manifest.data_fingerprint["splits"]) == {
+        "train",
+        "validation",
+        "calibration",
+        "report",
+    }
     assert bundle.manifest.training["config"]["seed"] == 3
     splits = read_splits(tmp_path / "b")
     assert splits is not None
@@ -47,10 +54,14 @@ def test_training_writes_an_uncalibrated_bundle_with_its_split(data_dir: Path, t
     assert not (tmp_path / "b" / CHECKPOINT_DIR).exists(), "a finished run leaves no checkpoint"
 
 
-def test_same_seed_same_weights_and_other_seed_other_weights(data_dir: Path, tmp_path: Path) -> None:
+def test_same_seed_same_weights_and_other_seed_other_weights(
+    data_dir: Path, tmp_path: Path
+) -> None:
     a = train(data_dir, tmp_path / "a", CONFIG, progress=False)
     b = train(data_dir, tmp_path / "b", CONFIG, progress=False)
-    c = train(data_dir, tmp_path / "c", TrainConfig(**{**CONFIG.__dict__, "seed": 4}), progress=False)
+    c = train(
+        data_dir, tmp_path / "c", TrainConfig(**{**CONFIG.__dict__, "seed": 4}), progress=False
+    )
     assert a.manifest.weights["sha256"] == b.manifest.weights["sha256"]
     assert a.manifest.weights["sha256"] != c.manifest.weights["sha256"]
 
@@ -101,4 +112,9 @@ def test_a_checkpoint_of_other_settings_is_refused(
 
 def test_bad_precision_is_refused(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ChestAidError, match="precision"):
-        train(data_dir, tmp_path / "x", TrainConfig(**{**CONFIG.__dict__, "precision": "fp8"}), progress=False)
+        train(
+            data_dir,
+            tmp_path / "x",
+            TrainConfig(**{**CONFIG.__dict__, "precision": "fp8"}),
+            progress=False,
+        )
