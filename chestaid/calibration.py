@@ -1,0 +1,344 @@
+"""Calibrators from a logit to a probability of pneumonia, and the governed threshold.
+
+- Temperature scaling, ``sigmoid(z / T)``: fixes over- or under-confidence, cannot
+  move the decision boundary.
+- Platt (logistic) recalibration, ``sigmoid(a z + b)``: a slope and an intercept,
+  so it also fixes the shift of a new site's prevalence or population.
+- Isotonic regression on the logit: any monotone map; needs more cases.
+
+Each is fitted on calibration cases and judged on other cases; every one serialises
+to a small JSON-able dict so a bundle or a database row can carry it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Self
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from chestaid.errors import CalibrationError
+from chestaid.metrics import adaptive_ece, as_scores_and_labels, brier, ece, nll
+
+MIN_PER_CLASS = 2
+MIN_ISOTONIC_CASES = 20
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def sigmoid(z: ArrayLike) -> np.ndarray:
+    """Numerically stable logistic function."""
+    x = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    ex = np.exp(x[~pos])
+    out[~pos] = ex / (1.0 + ex)
+    return out
+
+
+def _fit_data(logits: ArrayLike, labels: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
+    z, y = as_scores_and_labels(logits, labels, probabilities=False)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    if min(n_pos, n_neg) < MIN_PER_CLASS:
+        raise CalibrationError(
+            f"{name} calibration needs at least {MIN_PER_CLASS} cases of each class; "
+            f"got {n_pos} pneumonia and {n_neg} normal"
+        )
+    return z, y
+
+
+class Calibrator(Protocol):
+    """Maps logits to calibrated probabilities of pneumonia."""
+
+    name: str
+
+    def fit(self, logits: ArrayLike, labels: ArrayLike) -> Self:
+        """Fit on labelled cases; returns self."""
+        ...
+
+    def predict_proba(self, logits: ArrayLike) -> np.ndarray:
+        """Calibrated probabilities, float64 in [0, 1]."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able parameters, including ``name``."""
+        ...
+
+
+class IdentityCalibration:
+    """The uncalibrated baseline: ``sigmoid(z)``."""
+
+    name: ClassVar[str] = "identity"
+
+    def fit(self, logits: ArrayLike, labels: ArrayLike) -> Self:
+        """Nothing to fit."""
+        return self
+
+    def predict_proba(self, logits: ArrayLike) -> np.ndarray:
+        """``sigmoid(z)``."""
+        return sigmoid(logits)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": "identity"}``."""
+        return {"name": self.name}
+
+
+class TemperatureScaling:
+    """``sigmoid(z / T)`` with ``T > 0`` fitted by minimising the NLL."""
+
+    name: ClassVar[str] = "temperature"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        if not temperature > 0:
+            raise CalibrationError(f"temperature must be positive, got {temperature}")
+        self.temperature = float(temperature)
+
+    def fit(self, logits: ArrayLike, labels: ArrayLike) -> Self:
+        """Fit ``T`` in log space within :data:`TEMPERATURE_BOUNDS` (bounded for separable data)."""
+        from scipy.optimize import minimize_scalar
+
+        z, y = _fit_data(logits, labels, self.name)
+
+        def loss(log_t: float) -> float:
+            q = np.clip(sigmoid(z / np.exp(log_t)), 1e-12, 1 - 1e-12)
+            return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+
+        lo, hi = np.log(TEMPERATURE_BOUNDS)
+        result = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+        self.temperature = float(np.exp(result.x))
+        return self
+
+    def predict_proba(self, logits: ArrayLike) -> np.ndarray:
+        """``sigmoid(z / T)``."""
+        return sigmoid(np.asarray(logits, dtype=np.float64) / self.temperature)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Name and temperature."""
+        return {"name": self.name, "temperature": self.temperature}
+
+
+class PlattScaling:
+    """``sigmoid(a z + b)``: logistic recalibration with a slope and an intercept."""
+
+    name: ClassVar[str] = "platt"
+
+    def __init__(self, a: float = 1.0, b: float = 0.0) -> None:
+        self.a, self.b = float(a), float(b)
+
+    def fit(self, logits: ArrayLike, labels: ArrayLike, *, l2: float = 1e-4) -> Self:
+        """Newton's method on the NLL with a tiny ridge, so separable data stay finite."""
+        z, y = _fit_data(logits, labels, self.name)
+        x = np.column_stack([z, np.ones_like(z)])
+        w = np.array([1.0, 0.0])
+        prior = np.array([1.0, 0.0])  # shrink towards the identity map, not towards zero
+        for _ in range(100):
+            p = sigmoid(x @ w)
+            grad = x.T @ (p - y) / len(y) + l2 * (w - prior)
+            hess = (x.T * (p * (1 - p))) @ x / len(y) + l2 * np.eye(2)
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.abs(step).max() < 1e-10:
+                break
+        self.a, self.b = float(w[0]), float(w[1])
+        return self
+
+    def predict_proba(self, logits: ArrayLike) -> np.ndarray:
+        """``sigmoid(a z + b)``."""
+        return sigmoid(self.a * np.asarray(logits, dtype=np.float64) + self.b)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Name, slope ``a`` and intercept ``b``."""
+        return {"name": self.name, "a": self.a, "b": self.b}
+
+
+class IsotonicCalibration:
+    """A monotone step map from logit to probability (isotonic regression, clipped)."""
+
+    name: ClassVar[str] = "isotonic"
+
+    def __init__(self, x: Sequence[float] = (), y: Sequence[float] = ()) -> None:
+        self.x = np.asarray(x, dtype=np.float64)
+        self.y = np.asarray(y, dtype=np.float64)
+        if self.x.shape != self.y.shape:
+            raise CalibrationError("isotonic thresholds x and y differ in length")
+
+    def fit(self, logits: ArrayLike, labels: ArrayLike) -> Self:
+        """Fit with scikit-learn; keeps only the thresholds, so a loaded one needs no sklearn."""
+        from sklearn.isotonic import IsotonicRegression
+
+        z, y = _fit_data(logits, labels, self.name)
+        if len(z) < MIN_ISOTONIC_CASES:
+            raise CalibrationError(
+                f"isotonic calibration needs at least {MIN_ISOTONIC_CASES} cases; got {len(z)}"
+            )
+        model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(z, y)
+        self.x = np.asarray(model.X_thresholds_, dtype=np.float64)
+        self.y = np.asarray(model.y_thresholds_, dtype=np.float64)
+        return self
+
+    def predict_proba(self, logits: ArrayLike) -> np.ndarray:
+        """Linear interpolation between the thresholds, clipped at both ends."""
+        if self.x.size == 0:
+            raise CalibrationError("isotonic calibrator used before it was fitted")
+        return np.interp(np.asarray(logits, dtype=np.float64), self.x, self.y)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Name and the threshold arrays."""
+        return {"name": self.name, "x": self.x.tolist(), "y": self.y.tolist()}
+
+
+_CALIBRATORS: dict[str, type[IdentityCalibration | TemperatureScaling | PlattScaling | IsotonicCalibration]] = {
+    "identity": IdentityCalibration,
+    "temperature": TemperatureScaling,
+    "platt": PlattScaling,
+    "isotonic": IsotonicCalibration,
+}
+SIMPLICITY = ("identity", "temperature", "platt", "isotonic")
+
+
+def fit_calibrator(name: str, logits: ArrayLike, labels: ArrayLike) -> Calibrator:
+    """Fit the calibrator called ``name`` (temperature, platt, isotonic or identity)."""
+    cls = _CALIBRATORS.get(name)
+    if cls is None:
+        raise CalibrationError(f"unknown calibrator {name!r}; choose from {', '.join(_CALIBRATORS)}")
+    return cls().fit(logits, labels)
+
+
+def calibrator_from_dict(d: Mapping[str, Any]) -> Calibrator:
+    """Rebuild a calibrator from :meth:`to_dict` output."""
+    if not isinstance(d, Mapping):
+        raise CalibrationError("a calibrator record must be a mapping")
+    name = d.get("name")
+    try:
+        if name == "identity":
+            return IdentityCalibration()
+        if name == "temperature":
+            return TemperatureScaling(float(d["temperature"]))
+        if name == "platt":
+            return PlattScaling(float(d["a"]), float(d["b"]))
+        if name == "isotonic":
+            return IsotonicCalibration(d["x"], d["y"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CalibrationError(f"calibrator record {name!r} lacks or garbles a parameter: {exc}") from exc
+    raise CalibrationError(f"unknown calibrator {name!r}")
+
+
+def _scores(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str, float]:
+    return {
+        "ece": ece(probs, labels, n_bins),
+        "adaptive_ece": adaptive_ece(probs, labels, n_bins),
+        "brier": brier(probs, labels),
+        "nll": nll(probs, labels),
+    }
+
+
+@dataclass
+class CalibrationComparison:
+    """Each candidate's metrics on the report cases, and which one was kept."""
+
+    metrics: dict[str, dict[str, float]]
+    chosen: str
+    calibrators: dict[str, Calibrator]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Metrics per candidate (plus ``uncalibrated``), the choice, parameters, skips."""
+        return {
+            "metrics": self.metrics,
+            "chosen": self.chosen,
+            "parameters": {k: c.to_dict() for k, c in self.calibrators.items()},
+            "skipped": self.skipped,
+        }
+
+
+def fit_and_select(
+    cal_logits: ArrayLike,
+    cal_labels: ArrayLike,
+    report_logits: ArrayLike,
+    report_labels: ArrayLike,
+    *,
+    candidates: Sequence[str] = ("temperature", "platt", "isotonic"),
+    n_bins: int = 15,
+) -> CalibrationComparison:
+    """Fit each candidate on the calibration cases and keep the lowest ECE on the report cases.
+
+    Ties go to the lower NLL, then to the simpler calibrator. A candidate that cannot
+    be fitted (too few cases for isotonic) is skipped with its reason recorded.
+
+    Raises:
+        CalibrationError: no candidate could be fitted, or bad inputs.
+    """
+    rz, ry = as_scores_and_labels(report_logits, report_labels, probabilities=False)
+    metrics = {"uncalibrated": _scores(sigmoid(rz), ry, n_bins)}
+    fitted: dict[str, Calibrator] = {}
+    skipped: dict[str, str] = {}
+    for name in candidates:
+        try:
+            calibrator = fit_calibrator(name, cal_logits, cal_labels)
+        except CalibrationError as exc:
+            if name in ("temperature", "identity"):
+                raise
+            skipped[name] = str(exc)
+            continue
+        fitted[name] = calibrator
+        metrics[name] = _scores(calibrator.predict_proba(rz), ry, n_bins)
+    if not fitted:
+        raise CalibrationError(f"no calibrator could be fitted: {skipped}")
+    chosen = min(
+        fitted,
+        key=lambda n: (round(metrics[n]["ece"], 12), metrics[n]["nll"], SIMPLICITY.index(n)),
+    )
+    return CalibrationComparison(metrics=metrics, chosen=chosen, calibrators=fitted, skipped=skipped)
+
+
+@dataclass(frozen=True)
+class GovernedThreshold:
+    """The threshold set for a target sensitivity, and what it achieved where it was set."""
+
+    threshold: float
+    target_sensitivity: float
+    achieved_sensitivity: float
+    specificity: float
+    n_positive: int
+    n_negative: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "threshold": self.threshold,
+            "target_sensitivity": self.target_sensitivity,
+            "achieved_sensitivity": self.achieved_sensitivity,
+            "specificity": self.specificity,
+            "n_positive": self.n_positive,
+            "n_negative": self.n_negative,
+        }
+
+
+def governed_threshold(
+    probs: ArrayLike, labels: ArrayLike, target_sensitivity: float = 0.90
+) -> GovernedThreshold:
+    """The highest threshold whose sensitivity on these cases reaches the target.
+
+    The threshold is one of the positive cases' scores (a case is positive when its
+    score is at or above it), so the sensitivity it gives here is exact.
+    """
+    p, y = as_scores_and_labels(probs, labels)
+    if not 0.0 < target_sensitivity <= 1.0:
+        raise CalibrationError(f"target sensitivity must be in (0, 1], got {target_sensitivity}")
+    positives = np.sort(p[y == 1])[::-1]
+    if positives.size == 0:
+        raise CalibrationError("a threshold for a sensitivity needs positive cases; got none")
+    needed = int(np.ceil(target_sensitivity * positives.size - 1e-9))
+    threshold = float(positives[max(needed, 1) - 1])
+    called = p >= threshold
+    negatives = y == 0
+    return GovernedThreshold(
+        threshold=threshold,
+        target_sensitivity=float(target_sensitivity),
+        achieved_sensitivity=float(np.mean(called[y == 1])),
+        specificity=float(np.mean(~called[negatives])) if negatives.any() else float("nan"),
+        n_positive=int(positives.size),
+        n_negative=int(negatives.sum()),
+    )
