@@ -1,0 +1,340 @@
+"""Reading chest radiographs: DICOM, PNG and JPEG to a grey float image in [0, 1].
+
+For DICOM the display pipeline of PS3.3 C.11 is applied in order: the Modality LUT
+(Rescale Slope/Intercept or the Modality LUT Sequence), the VOI LUT (the first
+window, with its VOI LUT Function, or the VOI LUT Sequence's first LUT), then
+MONOCHROME1 is inverted, so 1 is always bright as displayed. Bits Stored and Pixel
+Representation are honoured by the decoder. The LUT arithmetic is done here in
+float32 (the images are large and this runs for every study).
+
+Anything that cannot be scored is refused with a typed error saying why, and the
+pixel budget is checked from Rows and Columns before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    SecondaryCaptureImageStorage,
+)
+
+from chestaid.errors import (
+    CorruptImageError,
+    ImageTooLargeError,
+    NotChestRadiographError,
+    UnsupportedImageError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 40_000_000
+CHEST_MODALITIES = frozenset({"CR", "DX", "DR"})
+SC_MODALITIES = frozenset({"SC", "OT"})  # what Secondary Capture images carry
+CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_TO_PELVIS", "TORSO"})
+CHEST_SOP_CLASSES = frozenset(
+    {
+        ComputedRadiographyImageStorage,
+        DigitalXRayImageStorageForPresentation,
+        DigitalXRayImageStorageForProcessing,
+        SecondaryCaptureImageStorage,
+    }
+)
+GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
+
+# What pydicom, its decoders and the pylibjpeg plugins raise on truncated or corrupt input.
+_DECODE_ERRORS = (
+    InvalidDicomError,
+    EOFError,
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+    MemoryError,
+)
+
+
+@dataclass(frozen=True)
+class GreyImage:
+    """A decoded radiograph: float32 pixels in [0, 1], 1 = bright as displayed."""
+
+    pixels: np.ndarray
+    source_format: str  # "dicom", "png" or "jpeg"
+    modality: str | None
+    photometric: str | None
+    bits_stored: int | None
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> GreyImage:
+    """Read a DICOM, PNG or JPEG file, recognised by its content.
+
+    Raises:
+        CorruptImageError: unreadable, empty, truncated or corrupt.
+        UnsupportedImageError: not a DICOM, PNG or JPEG file, or not scorable.
+        NotChestRadiographError: the DICOM attributes say it is not a chest radiograph.
+        ImageTooLargeError: over ``max_pixels``.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise CorruptImageError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    if not head:
+        raise CorruptImageError(f"{p} is empty (0 bytes)")
+    if head[128:132] == b"DICM" or p.suffix.lower() in DICOM_SUFFIXES:
+        return read_dicom(p, max_pixels=max_pixels)
+    if head.startswith((PNG_MAGIC, JPEG_MAGIC)):
+        return read_raster(p, max_pixels=max_pixels)
+    raise UnsupportedImageError(f"{p.name} is not a DICOM, PNG or JPEG file")
+
+
+def read_dicom(
+    source: str | os.PathLike[str] | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> GreyImage:
+    """Read a DICOM Part-10 file (path, bytes or binary stream) into a grey image.
+
+    Raises:
+        CorruptImageError, UnsupportedImageError, NotChestRadiographError,
+        ImageTooLargeError: as for :func:`dataset_to_grey`, and for unreadable files.
+    """
+    fp: str | os.PathLike[str] | BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        ds = pydicom.dcmread(fp, force=False)
+    except _DECODE_ERRORS as exc:
+        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+    return dataset_to_grey(ds, max_pixels=max_pixels)
+
+
+def check_chest_radiograph(ds: Dataset) -> None:
+    """Refuse a dataset whose attributes say it is not a chest radiograph.
+
+    Absent attributes are not held against the image: only what is stated counts.
+
+    Raises:
+        NotChestRadiographError: another modality, SOP class or body part.
+    """
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    is_sc = sop_class == SecondaryCaptureImageStorage
+    if modality and modality not in CHEST_MODALITIES and not (is_sc and modality in SC_MODALITIES):
+        raise NotChestRadiographError(
+            f"modality {modality} is not a radiograph ChestAid scores (CR, DX, DR, or SC)"
+        )
+    if sop_class and sop_class not in CHEST_SOP_CLASSES and modality not in CHEST_MODALITIES:
+        name = getattr(ds.SOPClassUID, "name", sop_class)
+        raise NotChestRadiographError(f"SOP class {name} is not a CR, DX or Secondary Capture image")
+    body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+    if body_part and body_part not in CHEST_BODY_PARTS:
+        raise NotChestRadiographError(f"body part examined is {body_part}, not the chest")
+
+
+def _check_geometry(ds: Dataset, max_pixels: int) -> tuple[int, int]:
+    if "PixelData" not in ds:
+        raise CorruptImageError("the dataset has no pixel data")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows <= 0 or cols <= 0:
+        raise CorruptImageError(f"zero-size image ({rows} x {cols})")
+    if rows * cols > max_pixels:
+        raise ImageTooLargeError(
+            f"image of {rows} x {cols} = {rows * cols} pixels exceeds the budget of {max_pixels}"
+        )
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise UnsupportedImageError(f"multi-frame image ({frames} frames); one frame is expected")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if samples != 1 or photometric not in GREY_PHOTOMETRICS:
+        raise UnsupportedImageError(
+            f"colour image ({photometric or 'no photometric interpretation'}, "
+            f"{samples} samples per pixel); a grey radiograph is expected"
+        )
+    return rows, cols
+
+
+def _lut_table(item: Dataset, which: str) -> tuple[np.ndarray, int, int]:
+    """A LUT item's data as float32, its first mapped input value and output bits."""
+    try:
+        entries, first, bits = (int(v) for v in item.LUTDescriptor)
+        raw = item.LUTData
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CorruptImageError(f"{which} LUT lacks a usable descriptor or data: {exc}") from exc
+    entries = entries or 65536  # 0 means 2^16 entries (PS3.3 C.11.1.1)
+    if isinstance(raw, bytes):
+        table = np.frombuffer(raw, dtype="<u2" if bits > 8 else "u1")
+    else:
+        table = np.asarray(raw if isinstance(raw, list | tuple) else [raw])
+    if table.size < entries:
+        raise CorruptImageError(f"{which} LUT has {table.size} entries, its descriptor says {entries}")
+    return table[:entries].astype(np.float32), first, bits
+
+
+def _apply_table(x: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
+    index = np.clip(np.rint(x).astype(np.int64) - first, 0, table.size - 1)
+    return table[index]
+
+
+def _first(value: object) -> float:
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        return float(value[0])
+    return float(value)  # type: ignore[arg-type]
+
+
+def _window(ds: Dataset) -> tuple[float, float, str] | None:
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    try:
+        centre, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise CorruptImageError(f"unreadable window centre/width: {exc}") from exc
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        raise UnsupportedImageError(f"unknown VOI LUT function {function}")
+    if width <= 0 or (function == "LINEAR" and width < 1):
+        logger.warning("ignoring invalid window width %s", width)
+        return None
+    return centre, width, function
+
+
+def _to_unit_range(x: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Apply the VOI LUT (or min-max when there is none), giving float32 in [0, 1], in place."""
+    voi_seq = ds.get("VOILUTSequence")
+    if voi_seq:
+        table, first, bits = _lut_table(voi_seq[0], "VOI")
+        out = _apply_table(x, table, first)
+        out /= float(2**bits - 1)
+        return np.clip(out, 0.0, 1.0, out=out)
+    window = _window(ds)
+    if window is not None:
+        centre, width, function = window
+        if function == "SIGMOID":
+            np.multiply(x, -4.0 / width, out=x)
+            x += 4.0 * centre / width
+            np.exp(x, out=x)
+            x += 1.0
+            return np.reciprocal(x, out=x)
+        if function == "LINEAR_EXACT":
+            scale, offset = 1.0 / width, 0.5 - centre / width
+        elif width == 1:  # LINEAR with width 1 is a step at centre - 0.5
+            return (x > centre - 0.5).astype(np.float32)
+        else:
+            scale, offset = 1.0 / (width - 1), 0.5 - (centre - 0.5) / (width - 1)
+        x *= np.float32(scale)
+        x += np.float32(offset)
+        return np.clip(x, 0.0, 1.0, out=x)
+    low, high = float(x.min()), float(x.max())
+    if high <= low:
+        return np.zeros_like(x)
+    x -= np.float32(low)
+    x *= np.float32(1.0 / (high - low))
+    return x
+
+
+def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> GreyImage:
+    """Turn a DICOM dataset into a grey image in [0, 1] (pure: no disk, no network).
+
+    Raises:
+        NotChestRadiographError: the attributes say it is not a chest radiograph.
+        CorruptImageError: no pixel data, zero size, or pixel data that cannot be decoded.
+        UnsupportedImageError: multi-frame or colour.
+        ImageTooLargeError: Rows x Columns over ``max_pixels`` (checked before decoding).
+    """
+    check_chest_radiograph(ds)
+    rows, cols = _check_geometry(ds, max_pixels)
+    try:
+        raw = ds.pixel_array
+    except _DECODE_ERRORS as exc:
+        raise CorruptImageError(f"pixel data cannot be decoded: {exc}") from exc
+    if raw.shape != (rows, cols):
+        raise CorruptImageError(f"decoded pixel data has shape {raw.shape}, expected {(rows, cols)}")
+    modality_seq = ds.get("ModalityLUTSequence")
+    if modality_seq:
+        table, first, _ = _lut_table(modality_seq[0], "Modality")
+        x = _apply_table(raw, table, first)
+    else:
+        x = raw.astype(np.float32)
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        if slope != 1.0:
+            x *= np.float32(slope)
+        if intercept != 0.0:
+            x += np.float32(intercept)
+    grey = _to_unit_range(x, ds)
+    photometric = str(ds.PhotometricInterpretation).strip().upper()
+    if photometric == "MONOCHROME1":
+        np.subtract(np.float32(1.0), grey, out=grey)
+    return GreyImage(
+        pixels=np.ascontiguousarray(grey, dtype=np.float32),
+        source_format="dicom",
+        modality=str(ds.get("Modality", "") or "") or None,
+        photometric=photometric,
+        bits_stored=int(ds.get("BitsStored", 0) or 0) or None,
+    )
+
+
+def read_raster(
+    source: str | os.PathLike[str] | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> GreyImage:
+    """Read a PNG or JPEG as grey: 8- and 16-bit grey kept, colour converted to luminance.
+
+    Raises:
+        CorruptImageError: unreadable, truncated or corrupt.
+        UnsupportedImageError: a raster format other than PNG or JPEG.
+        ImageTooLargeError: over ``max_pixels`` (checked before the pixels are decoded).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    fp: str | os.PathLike[str] | BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with Image.open(fp) as im:
+            fmt = (im.format or "").upper()
+            if fmt not in ("PNG", "JPEG", "MPO"):
+                raise UnsupportedImageError(f"{fmt or 'unknown'} images are not read; use PNG, JPEG or DICOM")
+            width, height = im.size
+            if width <= 0 or height <= 0:
+                raise CorruptImageError(f"zero-size image ({height} x {width})")
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"image of {height} x {width} = {width * height} pixels exceeds the budget of {max_pixels}"
+                )
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                pixels = np.asarray(im, dtype=np.float32) / 65535.0
+            elif im.mode == "L":
+                pixels = np.asarray(im, dtype=np.float32) / 255.0
+            else:
+                pixels = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise CorruptImageError(f"not a readable PNG or JPEG: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, struct.error, zlib.error) as exc:
+        raise CorruptImageError(f"truncated or corrupt image: {exc}") from exc
+    return GreyImage(
+        pixels=np.clip(pixels, 0.0, 1.0).astype(np.float32, copy=False),
+        source_format="png" if fmt == "PNG" else "jpeg",
+        modality=None,
+        photometric=None,
+        bits_stored=None,
+    )
