@@ -175,7 +175,7 @@ def _check_geometry(ds: Dataset, max_pixels: int) -> tuple[int, int]:
     return rows, cols
 
 
-def _lut_table(item: Dataset, which: str) -> tuple[np.ndarray, int, int]:
+def _lut_table(item: Dataset, which: str, *, little_endian: bool) -> tuple[np.ndarray, int, int]:
     """A LUT item's data as float32, its first mapped input value and output bits."""
     try:
         entries, first, bits = (int(v) for v in item.LUTDescriptor)
@@ -183,13 +183,19 @@ def _lut_table(item: Dataset, which: str) -> tuple[np.ndarray, int, int]:
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CorruptImageError(f"{which} LUT lacks a usable descriptor or data: {exc}") from exc
     entries = entries or 65536  # 0 means 2^16 entries (PS3.3 C.11.1.1)
-    if isinstance(raw, bytes):
-        table = np.frombuffer(raw, dtype="<u2" if bits > 8 else "u1")
+    if isinstance(raw, bytes | bytearray):
+        # LUT Data read as OW: 16-bit words in the dataset's byte order.
+        table = np.frombuffer(raw, dtype="<u2" if little_endian else ">u2")
     else:
-        table = np.asarray(raw if isinstance(raw, list | tuple) else [raw])
+        table = np.atleast_1d(np.asarray(raw))
     if table.size < entries:
         raise CorruptImageError(f"{which} LUT has {table.size} entries, its descriptor says {entries}")
     return table[:entries].astype(np.float32), first, bits
+
+
+def _little_endian(ds: Dataset) -> bool:
+    encoding = getattr(ds, "original_encoding", (None, None))
+    return encoding[1] is not False
 
 
 def _apply_table(x: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
@@ -223,7 +229,7 @@ def _to_unit_range(x: np.ndarray, ds: Dataset) -> np.ndarray:
     """Apply the VOI LUT (or min-max when there is none), giving float32 in [0, 1], in place."""
     voi_seq = ds.get("VOILUTSequence")
     if voi_seq:
-        table, first, bits = _lut_table(voi_seq[0], "VOI")
+        table, first, bits = _lut_table(voi_seq[0], "VOI", little_endian=_little_endian(ds))
         out = _apply_table(x, table, first)
         out /= float(2**bits - 1)
         return np.clip(out, 0.0, 1.0, out=out)
@@ -272,7 +278,7 @@ def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Gre
         raise CorruptImageError(f"decoded pixel data has shape {raw.shape}, expected {(rows, cols)}")
     modality_seq = ds.get("ModalityLUTSequence")
     if modality_seq:
-        table, first, _ = _lut_table(modality_seq[0], "Modality")
+        table, first, _ = _lut_table(modality_seq[0], "Modality", little_endian=_little_endian(ds))
         x = _apply_table(raw, table, first)
     else:
         x = raw.astype(np.float32)

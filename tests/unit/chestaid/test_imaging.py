@@ -1,0 +1,255 @@
+"""Reading radiographs: every DICOM variant gives the expected image; bad input a typed error."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
+
+from chestaid.errors import (
+    ChestAidError,
+    CorruptImageError,
+    ImageTooLargeError,
+    NotChestRadiographError,
+    UnsupportedImageError,
+)
+from chestaid.imaging import dataset_to_grey, read_dicom, read_image, read_raster
+from tests.dicom_factory import LOSSY, expected_grey, make_dx
+
+CASES: dict[str, dict[str, Any]] = {
+    "mono2-8bit": {"bits_stored": 8},
+    "mono2-10bit": {"bits_stored": 10},
+    "mono2-12bit": {"bits_stored": 12},
+    "mono2-14bit": {"bits_stored": 14},
+    "mono2-16bit": {"bits_stored": 16},
+    "mono1-12bit": {"bits_stored": 12, "photometric": "MONOCHROME1"},
+    "mono1-16bit-window": {"bits_stored": 16, "photometric": "MONOCHROME1", "window": (30000, 40000)},
+    "signed-12bit": {"bits_stored": 12, "signed": True},
+    "signed-16bit-rescale-window": {
+        "bits_stored": 16, "signed": True, "rescale": (0.5, 1024.0), "window": (1000.0, 9000.0),
+    },
+    "rescale-no-window": {"rescale": (2.0, -1000.0)},
+    "window-linear": {"window": (2000, 2500)},
+    "window-several-first-wins": {"window": [(1500, 1000), (3000, 6000)]},
+    "window-linear-exact": {"window": (2000, 2500), "voi_function": "LINEAR_EXACT"},
+    "window-sigmoid": {"window": (2000, 2500), "voi_function": "SIGMOID"},
+    "window-width-1": {"window": (2000, 1)},
+    "modality-lut-sequence": {"modality_lut": True},
+    "modality-lut-and-window": {"modality_lut": True, "window": (2000, 3000)},
+    "voi-lut-sequence": {"voi_lut": True},
+    "cr": {"modality": "CR"},
+    "secondary-capture": {"modality": "OT", "bits_stored": 8},
+    "high-bits-set-in-12bit": {"pixels": None, "bits_stored": 12, "dirty_high_bits": True},
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_each_photometric_bit_depth_and_lut_case(name: str) -> None:
+    kwargs = dict(CASES[name])
+    dirty = kwargs.pop("dirty_high_bits", False)
+    ds = make_dx(**kwargs)
+    expected = expected_grey(ds)
+    if dirty:
+        # Bits above Bits Stored (an old overlay) must be ignored.
+        raw = np.frombuffer(ds.PixelData, dtype=np.uint16) | np.uint16(0xF000)
+        ds.PixelData = raw.tobytes()
+    image = dataset_to_grey(ds)
+    assert image.pixels.dtype == np.float32
+    assert image.pixels.shape == (64, 80)
+    assert 0.0 <= image.pixels.min() and image.pixels.max() <= 1.0
+    assert image.pixels.std() > 0.05, "the image must have content for the check to mean anything"
+    np.testing.assert_allclose(image.pixels, expected, atol=2e-5)
+
+
+def test_monochrome1_is_the_inverse_of_monochrome2() -> None:
+    m1 = dataset_to_grey(make_dx(photometric="MONOCHROME1", window=(2000, 3000))).pixels
+    m2 = dataset_to_grey(make_dx(photometric="MONOCHROME2", window=(2000, 3000))).pixels
+    np.testing.assert_allclose(m1, 1.0 - m2, atol=1e-6)
+
+
+def test_lungs_are_dark_as_displayed() -> None:
+    for photometric in ("MONOCHROME1", "MONOCHROME2"):
+        ds = make_dx(photometric=photometric)
+        if photometric == "MONOCHROME1":
+            ds.PixelData = (4095 - np.frombuffer(ds.PixelData, dtype=np.uint16)).astype(np.uint16).tobytes()
+        grey = dataset_to_grey(ds).pixels
+        lung, mediastinum = grey[32, 24], grey[32, 40]
+        assert lung < mediastinum, photometric
+
+
+TRANSFER_SYNTAXES = [
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+    RLELossless,
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGBaseline8Bit,
+]
+
+
+@pytest.mark.parametrize("syntax", TRANSFER_SYNTAXES, ids=lambda u: u.name)
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_every_transfer_syntax_round_trips_through_a_file(
+    syntax: pydicom.uid.UID, photometric: str, tmp_path: Path
+) -> None:
+    bits = 8 if syntax == JPEGBaseline8Bit else 12
+    reference = make_dx(bits_stored=bits, photometric=photometric, window=(2 ** (bits - 1), 2**bits * 0.8))
+    expected = expected_grey(reference)
+    path = tmp_path / "image.dcm"
+    make_dx(path, bits_stored=bits, photometric=photometric, window=(2 ** (bits - 1), 2**bits * 0.8), transfer_syntax=syntax)
+    assert pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == syntax
+    image = read_image(path)
+    assert image.source_format == "dicom"
+    if syntax in LOSSY:
+        error = np.abs(image.pixels - expected)
+        # Lossy: small errors on average; a wrong LUT or inversion would be off by far more.
+        assert error.mean() < 0.03 and error.max() < 0.2, (error.mean(), error.max())
+    else:
+        np.testing.assert_allclose(image.pixels, expected, atol=2e-5)
+
+
+def test_bytes_and_streams_are_read_like_files(tmp_path: Path) -> None:
+    path = tmp_path / "a.dcm"
+    make_dx(path)
+    data = path.read_bytes()
+    a = read_dicom(path).pixels
+    assert np.array_equal(a, read_dicom(data).pixels)
+    assert np.array_equal(a, read_dicom(io.BytesIO(data)).pixels)
+
+
+def _refused(ds: pydicom.Dataset, error: type[ChestAidError], match: str, **kwargs: Any) -> None:
+    with pytest.raises(error, match=match):
+        dataset_to_grey(ds, **kwargs)
+
+
+def test_refusals_say_why() -> None:
+    no_pixels = make_dx()
+    del no_pixels.PixelData
+    _refused(no_pixels, CorruptImageError, "no pixel data")
+    _refused(make_dx(NumberOfFrames=3), UnsupportedImageError, "multi-frame")
+    colour = make_dx()
+    colour.PhotometricInterpretation = "RGB"
+    colour.SamplesPerPixel = 3
+    _refused(colour, UnsupportedImageError, "colour")
+    zero = make_dx()
+    zero.Rows = 0
+    _refused(zero, CorruptImageError, "zero-size")
+    _refused(make_dx(body_part="KNEE"), NotChestRadiographError, "KNEE")
+    _refused(make_dx(modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2"), NotChestRadiographError, "CT")
+    _refused(make_dx(modality="MG", sop_class="1.2.840.10008.5.1.4.1.1.1.2"), NotChestRadiographError, "MG")
+    truncated = make_dx()
+    truncated.PixelData = truncated.PixelData[:1000]
+    _refused(truncated, CorruptImageError, "cannot be decoded")
+
+
+def test_missing_attributes_are_not_held_against_an_image() -> None:
+    ds = make_dx(body_part=None, view_position=None)
+    del ds.Modality
+    assert dataset_to_grey(ds).pixels.shape == (64, 80)
+    assert dataset_to_grey(make_dx(body_part="thorax")).pixels.shape == (64, 80)
+
+
+def test_pixel_budget_is_checked_before_decoding() -> None:
+    ds = make_dx()
+    ds.Rows, ds.Columns = 100_000, 100_000  # pixel data stays tiny: decoding would fail otherwise
+    _refused(ds, ImageTooLargeError, "exceeds the budget")
+    _refused(make_dx(), ImageTooLargeError, "budget of 1000", max_pixels=1000)
+
+
+def test_broken_files_are_typed_errors(tmp_path: Path) -> None:
+    path = tmp_path / "a.dcm"
+    make_dx(path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptImageError):
+        read_image(cut)
+    header_only = tmp_path / "header.dcm"
+    header_only.write_bytes(data[:200])
+    with pytest.raises(CorruptImageError):
+        read_image(header_only)
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(CorruptImageError):
+        read_image(garbage)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(CorruptImageError, match="empty"):
+        read_image(empty)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(UnsupportedImageError, match="not a DICOM, PNG or JPEG"):
+        read_image(text)
+    with pytest.raises(CorruptImageError):
+        read_image(tmp_path / "missing.png")
+
+
+def test_png_8_and_16_bit_and_jpeg(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    eight = (rng.random((30, 40)) * 255).astype(np.uint8)
+    Image.fromarray(eight).save(tmp_path / "a.png")
+    np.testing.assert_allclose(read_image(tmp_path / "a.png").pixels, eight / 255.0, atol=1e-6)
+    sixteen = (rng.random((30, 40)) * 65535).astype(np.uint16)
+    Image.fromarray(sixteen).save(tmp_path / "b.png")
+    got = read_image(tmp_path / "b.png")
+    assert got.source_format == "png"
+    np.testing.assert_allclose(got.pixels, sixteen / 65535.0, atol=1e-6)
+    smooth = np.tile(np.linspace(0, 255, 40, dtype=np.uint8), (30, 1))
+    Image.fromarray(smooth).save(tmp_path / "c.jpeg", quality=95)
+    jpeg = read_image(tmp_path / "c.jpeg")
+    assert jpeg.source_format == "jpeg"
+    np.testing.assert_allclose(jpeg.pixels, smooth / 255.0, atol=0.03)
+
+
+def test_rgb_jpeg_becomes_grey(tmp_path: Path) -> None:
+    grey = np.tile(np.linspace(0, 255, 40, dtype=np.uint8), (30, 1))
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "rgb.jpg", quality=95)
+    image = read_image(tmp_path / "rgb.jpg")
+    assert image.pixels.ndim == 2
+    np.testing.assert_allclose(image.pixels, grey / 255.0, atol=0.03)
+
+
+def test_raster_refusals(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((50, 60), dtype=np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(ImageTooLargeError):
+        read_image(tmp_path / "a.png", max_pixels=100)
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptImageError):
+        read_image(tmp_path / "cut.png")
+    Image.fromarray(np.zeros((5, 6), dtype=np.uint8)).save(tmp_path / "a.gif")
+    with pytest.raises(UnsupportedImageError):
+        read_raster(tmp_path / "a.gif")
+
+
+def test_a_dataset_without_file_meta_named_dcm_is_read(tmp_path: Path) -> None:
+    ds = make_dx()
+    ds.SOPInstanceUID = generate_uid()
+    path = tmp_path / "raw.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert read_image(path).pixels.shape == (64, 80)
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
