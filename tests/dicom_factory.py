@@ -228,7 +228,9 @@ def unit_range(ds: Dataset, values: np.ndarray) -> np.ndarray:
 def expected_grey(ds: Dataset) -> np.ndarray:
     """The [0, 1] image ChestAid should produce, computed with pydicom in float64."""
     arr = ds.pixel_array
-    values = apply_modality_lut(arr, ds).astype(np.float64)
+    values = apply_modality_lut(arr, ds)
+    if not np.issubdtype(values.dtype, np.integer) and np.array_equal(values, np.round(values)):
+        values = values.astype(np.int64)  # a VOI LUT is indexed by integers
     values = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=True), dtype=np.float64)
     grey = np.clip(unit_range(ds, values), 0.0, 1.0)
     if ds.PhotometricInterpretation == "MONOCHROME1":
