@@ -128,18 +128,33 @@ class PlattScaling:
         self.a, self.b = float(a), float(b)
 
     def fit(self, logits: ArrayLike, labels: ArrayLike, *, l2: float = 1e-4) -> Self:
-        """Newton's method on the NLL with a tiny ridge, so separable data stay finite."""
+        """Damped Newton on the NLL with a tiny ridge towards the identity map.
+
+        The ridge keeps separable data finite; the step is halved until the loss falls,
+        so the iteration cannot overshoot on steep or shifted logits.
+        """
         z, y = _fit_data(logits, labels, self.name)
         x = np.column_stack([z, np.ones_like(z)])
-        w = np.array([1.0, 0.0])
-        prior = np.array([1.0, 0.0])  # shrink towards the identity map, not towards zero
-        for _ in range(100):
+        prior = np.array([1.0, 0.0])
+
+        def loss(w: np.ndarray) -> float:
+            q = np.clip(sigmoid(x @ w), 1e-12, 1 - 1e-12)
+            ridge = 0.5 * l2 * float(np.sum((w - prior) ** 2))
+            return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q))) + ridge
+
+        w = prior.copy()
+        current = loss(w)
+        for _ in range(200):
             p = sigmoid(x @ w)
             grad = x.T @ (p - y) / len(y) + l2 * (w - prior)
             hess = (x.T * (p * (1 - p))) @ x / len(y) + l2 * np.eye(2)
             step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < 1e-10:
+            scale = 1.0
+            while scale > 1e-8 and loss(w - scale * step) > current:
+                scale /= 2
+            w = w - scale * step
+            previous, current = current, loss(w)
+            if previous - current < 1e-12:
                 break
         self.a, self.b = float(w[0]), float(w[1])
         return self
