@@ -34,7 +34,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def data_dir(workdir: Path) -> Path:
     return make_image_folder(
-        workdir / "data", patients_per_class=60, images_per_patient=1, size=48, suffix=".jpeg"
+        workdir / "data", patients_per_class=110, images_per_patient=1, size=48, suffix=".jpeg"
     )
 
 
