@@ -52,7 +52,10 @@ def _fit_data(logits: ArrayLike, labels: ArrayLike, name: str) -> tuple[np.ndarr
 class Calibrator(Protocol):
     """Maps logits to calibrated probabilities of pneumonia."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The calibrator's kind: identity, temperature, platt or isotonic."""
+        ...
 
     def fit(self, logits: ArrayLike, labels: ArrayLike) -> Self:
         """Fit on labelled cases; returns self."""
@@ -204,7 +207,9 @@ class IsotonicCalibration:
         return {"name": self.name, "x": self.x.tolist(), "y": self.y.tolist()}
 
 
-_CALIBRATORS: dict[str, type[IdentityCalibration | TemperatureScaling | PlattScaling | IsotonicCalibration]] = {
+_CALIBRATORS: dict[
+    str, type[IdentityCalibration | TemperatureScaling | PlattScaling | IsotonicCalibration]
+] = {
     "identity": IdentityCalibration,
     "temperature": TemperatureScaling,
     "platt": PlattScaling,
@@ -217,7 +222,9 @@ def fit_calibrator(name: str, logits: ArrayLike, labels: ArrayLike) -> Calibrato
     """Fit the calibrator called ``name`` (temperature, platt, isotonic or identity)."""
     cls = _CALIBRATORS.get(name)
     if cls is None:
-        raise CalibrationError(f"unknown calibrator {name!r}; choose from {', '.join(_CALIBRATORS)}")
+        raise CalibrationError(
+            f"unknown calibrator {name!r}; choose from {', '.join(_CALIBRATORS)}"
+        )
     return cls().fit(logits, labels)
 
 
@@ -236,7 +243,9 @@ def calibrator_from_dict(d: Mapping[str, Any]) -> Calibrator:
         if name == "isotonic":
             return IsotonicCalibration(d["x"], d["y"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise CalibrationError(f"calibrator record {name!r} lacks or garbles a parameter: {exc}") from exc
+        raise CalibrationError(
+            f"calibrator record {name!r} lacks or garbles a parameter: {exc}"
+        ) from exc
     raise CalibrationError(f"unknown calibrator {name!r}")
 
 
@@ -305,7 +314,9 @@ def fit_and_select(
         fitted,
         key=lambda n: (round(metrics[n]["ece"], 12), metrics[n]["nll"], SIMPLICITY.index(n)),
     )
-    return CalibrationComparison(metrics=metrics, chosen=chosen, calibrators=fitted, skipped=skipped)
+    return CalibrationComparison(
+        metrics=metrics, chosen=chosen, calibrators=fitted, skipped=skipped
+    )
 
 
 @dataclass(frozen=True)

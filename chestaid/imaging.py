@@ -121,7 +121,9 @@ def read_dicom(
         CorruptImageError, UnsupportedImageError, NotChestRadiographError,
         ImageTooLargeError: as for :func:`dataset_to_grey`, and for unreadable files.
     """
-    fp: str | os.PathLike[str] | BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else source
+    fp: str | os.PathLike[str] | BinaryIO = (
+        io.BytesIO(source) if isinstance(source, bytes) else source
+    )
     try:
         ds = pydicom.dcmread(fp, force=False)
     except _DECODE_ERRORS as exc:
@@ -146,7 +148,9 @@ def check_chest_radiograph(ds: Dataset) -> None:
         )
     if sop_class and sop_class not in CHEST_SOP_CLASSES and modality not in CHEST_MODALITIES:
         name = getattr(ds.SOPClassUID, "name", sop_class)
-        raise NotChestRadiographError(f"SOP class {name} is not a CR, DX or Secondary Capture image")
+        raise NotChestRadiographError(
+            f"SOP class {name} is not a CR, DX or Secondary Capture image"
+        )
     body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
     if body_part and body_part not in CHEST_BODY_PARTS:
         raise NotChestRadiographError(f"body part examined is {body_part}, not the chest")
@@ -189,7 +193,9 @@ def _lut_table(item: Dataset, which: str, *, little_endian: bool) -> tuple[np.nd
     else:
         table = np.atleast_1d(np.asarray(raw))
     if table.size < entries:
-        raise CorruptImageError(f"{which} LUT has {table.size} entries, its descriptor says {entries}")
+        raise CorruptImageError(
+            f"{which} LUT has {table.size} entries, its descriptor says {entries}"
+        )
     return table[:entries].astype(np.float32), first, bits
 
 
@@ -200,7 +206,8 @@ def _little_endian(ds: Dataset) -> bool:
 
 def _apply_table(x: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
     index = np.clip(np.rint(x).astype(np.int64) - first, 0, table.size - 1)
-    return table[index]
+    result: np.ndarray = table[index]
+    return result
 
 
 def _first(value: object) -> float:
@@ -241,7 +248,8 @@ def _to_unit_range(x: np.ndarray, ds: Dataset) -> np.ndarray:
             x += 4.0 * centre / width
             np.exp(x, out=x)
             x += 1.0
-            return np.reciprocal(x, out=x)
+            np.reciprocal(x, out=x)
+            return x
         if function == "LINEAR_EXACT":
             scale, offset = 1.0 / width, 0.5 - centre / width
         elif width == 1:  # LINEAR with width 1 is a step at centre - 0.5
@@ -275,7 +283,9 @@ def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Gre
     except _DECODE_ERRORS as exc:
         raise CorruptImageError(f"pixel data cannot be decoded: {exc}") from exc
     if raw.shape != (rows, cols):
-        raise CorruptImageError(f"decoded pixel data has shape {raw.shape}, expected {(rows, cols)}")
+        raise CorruptImageError(
+            f"decoded pixel data has shape {raw.shape}, expected {(rows, cols)}"
+        )
     modality_seq = ds.get("ModalityLUTSequence")
     if modality_seq:
         table, first, _ = _lut_table(modality_seq[0], "Modality", little_endian=_little_endian(ds))
@@ -313,12 +323,16 @@ def read_raster(
     """
     from PIL import Image, UnidentifiedImageError
 
-    fp: str | os.PathLike[str] | BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else source
+    fp: str | os.PathLike[str] | BinaryIO = (
+        io.BytesIO(source) if isinstance(source, bytes) else source
+    )
     try:
         with Image.open(fp) as im:
             fmt = (im.format or "").upper()
             if fmt not in ("PNG", "JPEG", "MPO"):
-                raise UnsupportedImageError(f"{fmt or 'unknown'} images are not read; use PNG, JPEG or DICOM")
+                raise UnsupportedImageError(
+                    f"{fmt or 'unknown'} images are not read; use PNG, JPEG or DICOM"
+                )
             width, height = im.size
             if width <= 0 or height <= 0:
                 raise CorruptImageError(f"zero-size image ({height} x {width})")

@@ -98,7 +98,8 @@ class Scorer:
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """Logits (N,) only: the plain forward pass."""
-        return self.model(batch.to(self.device))[:, 0].float().cpu().numpy().astype(np.float64)
+        out: np.ndarray = self.model(batch.to(self.device))[:, 0].float().cpu().numpy()
+        return out.astype(np.float64)
 
     def score_batch(self, batch: torch.Tensor) -> list[Prediction]:
         """Score a batch of model inputs of shape (N, 1, S, S)."""

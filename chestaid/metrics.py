@@ -56,7 +56,9 @@ def as_scores_and_labels(
 
 def _both_classes(y: np.ndarray, what: str) -> None:
     if y.min() == y.max():
-        raise CalibrationError(f"{what} is undefined with one class only ({len(y)} cases, all {int(y[0])})")
+        raise CalibrationError(
+            f"{what} is undefined with one class only ({len(y)} cases, all {int(y[0])})"
+        )
 
 
 def _binned_gap(p: np.ndarray, y: np.ndarray, bins: np.ndarray) -> float:
@@ -81,16 +83,11 @@ def ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
 def adaptive_ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
     """Expected calibration error over equal-mass bins (score order, ties kept together)."""
     p, y = as_scores_and_labels(probs, labels)
-    order = np.argsort(p, kind="stable")
-    ranks = np.empty(len(p), dtype=np.int64)
-    ranks[order] = np.arange(len(p))
-    bins = (ranks * min(n_bins, len(p))) // len(p)
-    # Equal scores must share a bin: give each score the bin of its first occurrence.
-    first_bin = {}
-    for i in order:
-        first_bin.setdefault(p[i], bins[i])
-    bins = np.array([first_bin[v] for v in p], dtype=np.int64)
-    return _binned_gap(p, y, bins)
+    # Bins by rank; equal scores share the bin of their first rank.
+    unique, inverse = np.unique(p, return_inverse=True)
+    first_rank = np.searchsorted(np.sort(p), unique, side="left")
+    bins = (first_rank * min(n_bins, len(p))) // len(p)
+    return _binned_gap(p, y, bins[inverse])
 
 
 def brier(probs: ArrayLike, labels: ArrayLike) -> float:

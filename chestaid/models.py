@@ -115,7 +115,11 @@ def available_architectures() -> list[str]:
 
 def _get_child(module: nn.Module, path: tuple[str | int, ...]) -> nn.Module:
     for step in path:
-        module = module[step] if isinstance(step, int) else getattr(module, step)  # type: ignore[index]
+        if isinstance(step, int):
+            assert isinstance(module, nn.Sequential)
+            module = module[step]
+        else:
+            module = getattr(module, step)
     return module
 
 
@@ -123,7 +127,8 @@ def _set_child(module: nn.Module, path: tuple[str | int, ...], new: nn.Module) -
     parent = _get_child(module, path[:-1])
     last = path[-1]
     if isinstance(last, int):
-        parent[last] = new  # type: ignore[index]
+        assert isinstance(parent, nn.Sequential)
+        parent[last] = new
     else:
         setattr(parent, last, new)
 

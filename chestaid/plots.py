@@ -67,9 +67,20 @@ def plot_pr(
     precision, recall, _ = precision_recall_curve(y, s)
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
-    ax.plot(recall, precision, lw=2, label=_ci_label("PR-AUC", ap_ci, float(average_precision_score(y, s))))
+    ax.plot(
+        recall,
+        precision,
+        lw=2,
+        label=_ci_label("PR-AUC", ap_ci, float(average_precision_score(y, s))),
+    )
     ax.axhline(float(y.mean()), ls="--", c="grey", lw=1, label=f"prevalence {y.mean():.2f}")
-    ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="recall (sensitivity)",
+        ylabel="precision (PPV)",
+        title="Precision-recall",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="lower left")
     return _save(fig, path)
 
@@ -87,13 +98,22 @@ def plot_reliability(
     first: ReliabilityCurve | None = None
     for name, curve in curves.items():
         seen = curve.bin_count > 0
-        top.plot(curve.bin_mean_prob[seen], curve.bin_frac_pos[seen], marker="o", lw=1.5, label=name)
+        top.plot(
+            curve.bin_mean_prob[seen], curve.bin_frac_pos[seen], marker="o", lw=1.5, label=name
+        )
         first = first or curve
     top.set(ylabel="fraction with pneumonia", title=title, xlim=(0, 1), ylim=(0, 1))
     top.legend(loc="upper left", fontsize="small")
     if first is not None:
         edges = first.bin_edges
-        bottom.bar(edges[:-1], first.bin_count, width=np.diff(edges), align="edge", color="tab:blue", alpha=0.6)
+        bottom.bar(
+            edges[:-1],
+            first.bin_count,
+            width=np.diff(edges),
+            align="edge",
+            color="tab:blue",
+            alpha=0.6,
+        )
     bottom.set(xlabel="calibrated score", ylabel="cases")
     return _save(fig, path)
 
@@ -109,9 +129,21 @@ def plot_score_histograms(
     p, y = as_scores_and_labels(probs, labels)
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    bins = np.linspace(0, 1, 31)
-    ax.hist(p[y == 0], bins=bins, alpha=0.6, label=f"normal (n={int((y == 0).sum())})", color="tab:green")
-    ax.hist(p[y == 1], bins=bins, alpha=0.6, label=f"pneumonia (n={int((y == 1).sum())})", color="tab:red")
+    bins = np.linspace(0, 1, 31).tolist()
+    ax.hist(
+        p[y == 0],
+        bins=bins,
+        alpha=0.6,
+        label=f"normal (n={int((y == 0).sum())})",
+        color="tab:green",
+    )
+    ax.hist(
+        p[y == 1],
+        bins=bins,
+        alpha=0.6,
+        label=f"pneumonia (n={int((y == 1).sum())})",
+        color="tab:red",
+    )
     if threshold is not None:
         ax.axvline(threshold, c="black", ls="--", label=f"threshold {threshold:.3f}")
     ax.set(xlabel="calibrated score", ylabel="cases", title="Score distributions")
@@ -126,8 +158,15 @@ def plot_confusion(cm: ConfusionMatrix, path: str | os.PathLike[str], *, thresho
     grid = np.array([[cm.tn, cm.fp], [cm.fn, cm.tp]])
     ax.imshow(grid, cmap="Blues")
     for (i, j), value in np.ndenumerate(grid):
-        ax.text(j, i, str(value), ha="center", va="center", fontsize=14,
-                color="white" if value > grid.max() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="white" if value > grid.max() / 2 else "black",
+        )
     ax.set_xticks([0, 1], ["below threshold", "above threshold"])
     ax.set_yticks([0, 1], ["normal", "pneumonia"])
     ax.set_title(

@@ -61,7 +61,9 @@ class PreprocessSpec:
             raise BundleError("preprocessing record must be a JSON object")
         unknown = set(d) - _KEYS
         if unknown:
-            raise BundleError(f"preprocessing record has unknown keys: {', '.join(sorted(unknown))}")
+            raise BundleError(
+                f"preprocessing record has unknown keys: {', '.join(sorted(unknown))}"
+            )
         if d.get("version") != PREPROCESS_VERSION:
             raise BundleError(
                 f"preprocessing version {d.get('version')!r} is not supported (this ChestAid has {PREPROCESS_VERSION})"
@@ -69,7 +71,9 @@ class PreprocessSpec:
         expected = {"resize": "stretch", "interpolation": "bilinear-antialias", "channels": 1}
         for key, value in expected.items():
             if d.get(key, value) != value:
-                raise BundleError(f"preprocessing {key}={d[key]!r} is not supported (only {value!r})")
+                raise BundleError(
+                    f"preprocessing {key}={d[key]!r} is not supported (only {value!r})"
+                )
         try:
             return cls(input_size=int(d["input_size"]), mean=float(d["mean"]), std=float(d["std"]))
         except (KeyError, TypeError, ValueError) as exc:
@@ -89,7 +93,9 @@ def preprocess(pixels: np.ndarray, spec: PreprocessSpec) -> torch.Tensor:
     size = spec.input_size
     t = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None, None]
     if t.shape[-2:] != (size, size):
-        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        t = F.interpolate(
+            t, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
     return ((t - spec.mean) / spec.std)[0]
 
 

@@ -28,6 +28,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import (
+    JPEG2000,
     UID,
     ComputedRadiographyImageStorage,
     DeflatedExplicitVRLittleEndian,
@@ -35,7 +36,6 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLossless,
@@ -52,7 +52,12 @@ SOP_CLASSES = {
     "DR": DigitalXRayImageStorageForPresentation,
     "OT": SecondaryCaptureImageStorage,
 }
-NATIVE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
+NATIVE = (
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+)
 PYDICOM_ENCODED = (RLELossless, JPEGLSLossless, JPEG2000Lossless, JPEG2000)
 DCMTK_ENCODED = {JPEGBaseline8Bit: "+eb", JPEGLosslessSV1: "+e1", JPEGLossless: "+el"}
 LOSSY = (JPEGBaseline8Bit, JPEG2000)
@@ -119,16 +124,27 @@ def make_dx(
     """
     allocated = bits_allocated or (8 if bits_stored <= 8 else 16)
     if pixels is None:
-        low, high = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
-        pixels = chest_pixels(rows, cols, low=low + (high - low) // 20, high=high - (high - low) // 20, seed=seed)
-    dtype = {(8, False): np.uint8, (8, True): np.int8, (16, False): np.uint16, (16, True): np.int16}[
-        (allocated, signed)
-    ]
+        low, high = (
+            (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1)
+            if signed
+            else (0, 2**bits_stored - 1)
+        )
+        pixels = chest_pixels(
+            rows, cols, low=low + (high - low) // 20, high=high - (high - low) // 20, seed=seed
+        )
+    dtype = {
+        (8, False): np.uint8,
+        (8, True): np.int8,
+        (16, False): np.uint16,
+        (16, True): np.int16,
+    }[(allocated, signed)]
     stored = np.asarray(pixels).astype(dtype)
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.SOPClassUID = UID(sop_class or SOP_CLASSES.get(modality, DigitalXRayImageStorageForPresentation))
+    ds.SOPClassUID = UID(
+        sop_class or SOP_CLASSES.get(modality, DigitalXRayImageStorageForPresentation)
+    )
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -173,7 +189,9 @@ def make_dx(
         lo = int(stored.min())
         entries = int(stored.max()) - lo + 1
         item.LUTDescriptor = [entries, lo, 16]
-        item.LUTData = np.round(np.linspace(0, 1, entries) ** 0.7 * 65535).astype(np.uint16).tolist()
+        item.LUTData = (
+            np.round(np.linspace(0, 1, entries) ** 0.7 * 65535).astype(np.uint16).tolist()
+        )
         ds.VOILUTSequence = [item]
     for key, value in extra.items():
         setattr(ds, key, value)
@@ -202,7 +220,9 @@ def _dcmtk_compress(ds: Dataset, option: str) -> Dataset:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.dcm", Path(tmp) / "out.dcm"
         ds.save_as(src, enforce_file_format=True)
-        subprocess.run([tool, option, str(src), str(dst)], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [tool, option, str(src), str(dst)], check=True, capture_output=True, timeout=60
+        )
         return pydicom.dcmread(dst)
 
 

@@ -236,7 +236,7 @@ def train(
         history = [EpochRecord(**h) for h in ckpt["history"]]
         logger.info("resuming from %s at epoch %d", ckpt_path, start_epoch + 1)
 
-    weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+    weights = (1.0 / counts[labels]).tolist()
     for epoch in range(start_epoch, config.epochs):
         if stale >= config.patience:
             break
@@ -296,7 +296,7 @@ def train(
             epoch=epoch + 1,
             train_loss=running / max(1, seen),
             val_auc=val_auc,
-            learning_rate=scheduler.get_last_lr()[0],
+            learning_rate=float(scheduler.get_last_lr()[0]),
             seconds=time.monotonic() - epoch_started,
         )
         history.append(record)

@@ -11,11 +11,11 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLossless,
@@ -42,10 +42,17 @@ CASES: dict[str, dict[str, Any]] = {
     "mono2-14bit": {"bits_stored": 14},
     "mono2-16bit": {"bits_stored": 16},
     "mono1-12bit": {"bits_stored": 12, "photometric": "MONOCHROME1"},
-    "mono1-16bit-window": {"bits_stored": 16, "photometric": "MONOCHROME1", "window": (30000, 40000)},
+    "mono1-16bit-window": {
+        "bits_stored": 16,
+        "photometric": "MONOCHROME1",
+        "window": (30000, 40000),
+    },
     "signed-12bit": {"bits_stored": 12, "signed": True},
     "signed-16bit-rescale-window": {
-        "bits_stored": 16, "signed": True, "rescale": (0.5, 1024.0), "window": (1000.0, 9000.0),
+        "bits_stored": 16,
+        "signed": True,
+        "rescale": (0.5, 1024.0),
+        "window": (1000.0, 9000.0),
     },
     "rescale-no-window": {"rescale": (2.0, -1000.0)},
     "window-linear": {"window": (2000, 2500)},
@@ -75,7 +82,7 @@ def test_each_photometric_bit_depth_and_lut_case(name: str) -> None:
     image = dataset_to_grey(ds)
     assert image.pixels.dtype == np.float32
     assert image.pixels.shape == (64, 80)
-    assert 0.0 <= image.pixels.min() and image.pixels.max() <= 1.0
+    assert image.pixels.min() >= 0.0 and image.pixels.max() <= 1.0
     assert image.pixels.std() > 0.05, "the image must have content for the check to mean anything"
     np.testing.assert_allclose(image.pixels, expected, atol=2e-5)
 
@@ -90,7 +97,9 @@ def test_lungs_are_dark_as_displayed() -> None:
     for photometric in ("MONOCHROME1", "MONOCHROME2"):
         ds = make_dx(photometric=photometric)
         if photometric == "MONOCHROME1":
-            ds.PixelData = (4095 - np.frombuffer(ds.PixelData, dtype=np.uint16)).astype(np.uint16).tobytes()
+            ds.PixelData = (
+                (4095 - np.frombuffer(ds.PixelData, dtype=np.uint16)).astype(np.uint16).tobytes()
+            )
         grey = dataset_to_grey(ds).pixels
         lung, mediastinum = grey[32, 24], grey[32, 40]
         assert lung < mediastinum, photometric
@@ -117,10 +126,18 @@ def test_every_transfer_syntax_round_trips_through_a_file(
     syntax: pydicom.uid.UID, photometric: str, tmp_path: Path
 ) -> None:
     bits = 8 if syntax == JPEGBaseline8Bit else 12
-    reference = make_dx(bits_stored=bits, photometric=photometric, window=(2 ** (bits - 1), 2**bits * 0.8))
+    reference = make_dx(
+        bits_stored=bits, photometric=photometric, window=(2 ** (bits - 1), 2**bits * 0.8)
+    )
     expected = expected_grey(reference)
     path = tmp_path / "image.dcm"
-    make_dx(path, bits_stored=bits, photometric=photometric, window=(2 ** (bits - 1), 2**bits * 0.8), transfer_syntax=syntax)
+    make_dx(
+        path,
+        bits_stored=bits,
+        photometric=photometric,
+        window=(2 ** (bits - 1), 2**bits * 0.8),
+        transfer_syntax=syntax,
+    )
     assert pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == syntax
     image = read_image(path)
     assert image.source_format == "dicom"
@@ -159,8 +176,14 @@ def test_refusals_say_why() -> None:
     zero.Rows = 0
     _refused(zero, CorruptImageError, "zero-size")
     _refused(make_dx(body_part="KNEE"), NotChestRadiographError, "KNEE")
-    _refused(make_dx(modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2"), NotChestRadiographError, "CT")
-    _refused(make_dx(modality="MG", sop_class="1.2.840.10008.5.1.4.1.1.1.2"), NotChestRadiographError, "MG")
+    _refused(
+        make_dx(modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2"), NotChestRadiographError, "CT"
+    )
+    _refused(
+        make_dx(modality="MG", sop_class="1.2.840.10008.5.1.4.1.1.1.2"),
+        NotChestRadiographError,
+        "MG",
+    )
     truncated = make_dx()
     truncated.PixelData = truncated.PixelData[:1000]
     _refused(truncated, CorruptImageError, "cannot be decoded")

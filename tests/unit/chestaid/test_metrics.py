@@ -119,7 +119,9 @@ def test_reliability_curve_counts() -> None:
         ([], [], "no cases"),
     ],
 )
-def test_bad_inputs_are_calibration_errors(probs: list[float], labels: list[int], message: str) -> None:
+def test_bad_inputs_are_calibration_errors(
+    probs: list[float], labels: list[int], message: str
+) -> None:
     with pytest.raises(CalibrationError, match=message):
         ece(probs, labels)
 

@@ -18,7 +18,9 @@ def test_every_plot_writes_a_png(tmp_path: Path) -> None:
     written = [
         plots.plot_roc(p, y, tmp_path / "roc.png", auc_ci=(0.8, 0.75, 0.85)),
         plots.plot_pr(p, y, tmp_path / "pr.png"),
-        plots.plot_reliability({"a": reliability_curve(p, y), "b": reliability_curve(p**2, y)}, tmp_path / "rel.png"),
+        plots.plot_reliability(
+            {"a": reliability_curve(p, y), "b": reliability_curve(p**2, y)}, tmp_path / "rel.png"
+        ),
         plots.plot_score_histograms(p, y, tmp_path / "hist.png", threshold=0.4),
         plots.plot_confusion(confusion_at(p, y, 0.4), tmp_path / "sub" / "cm.png", threshold=0.4),
     ]

@@ -31,7 +31,9 @@ def test_stretch_resize_keeps_the_layout_of_a_non_square_image() -> None:
     assert out.shape == (50, 50)
     assert float(out[10, 10]) == pytest.approx(1.0, abs=1e-5)
     assert float(out[40, 10]) == pytest.approx(0.0, abs=1e-5)
-    assert float(out[40, 48]) == pytest.approx(0.5, abs=1e-5), "the strip is stretched to the right edge"
+    assert float(out[40, 48]) == pytest.approx(0.5, abs=1e-5), (
+        "the strip is stretched to the right edge"
+    )
 
 
 def test_antialiasing_averages_fine_detail() -> None:

@@ -26,7 +26,9 @@ SPEC = PreprocessSpec(input_size=64)
 @pytest.fixture
 def files(tmp_path: Path) -> list[Path]:
     (tmp_path / "NORMAL").mkdir()
-    dicom = make_dx(tmp_path / "NORMAL" / "a.dcm", rows=120, cols=96, bits_stored=12, photometric="MONOCHROME1")
+    dicom = make_dx(
+        tmp_path / "NORMAL" / "a.dcm", rows=120, cols=96, bits_stored=12, photometric="MONOCHROME1"
+    )
     png = tmp_path / "NORMAL" / "b.png"
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((70, 90)) * 65535).astype(np.uint16)).save(png)
@@ -55,7 +57,12 @@ def test_evaluation_and_serving_give_identical_logits(files: list[Path], tmp_pat
     save_bundle(
         tmp_path / "bundle",
         build_model("resnet50").eval(),
-        Manifest(version="t", architecture="resnet50", classes=("NORMAL", "PNEUMONIA"), preprocessing=SPEC),
+        Manifest(
+            version="t",
+            architecture="resnet50",
+            classes=("NORMAL", "PNEUMONIA"),
+            preprocessing=SPEC,
+        ),
     )
     bundle = load_bundle(tmp_path / "bundle")
     examples = [Example(relpath=f"NORMAL/{f.name}", label=0, patient=f.stem) for f in files]
