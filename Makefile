@@ -31,14 +31,14 @@ system-deps:
 	fi
 
 run: setup
-	$(BIN)/chestaid --help
+	$(BIN)/python -m chestaid.cli --help
 
 lint: setup
-	$(BIN)/ruff check chestaid daemon tests benchmarks
-	$(BIN)/ruff format --check chestaid daemon tests benchmarks
+	$(BIN)/python -m ruff check chestaid daemon tests benchmarks
+	$(BIN)/python -m ruff format --check chestaid daemon tests benchmarks
 
 typecheck: setup
-	$(BIN)/mypy
+	$(BIN)/python -m mypy
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 pytest: setup
