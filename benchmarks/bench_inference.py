@@ -28,8 +28,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import torch
-from chestaid.imaging import read_dicom
-from chestaid.preprocess import PreprocessSpec, preprocess
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
     DigitalXRayImageStorageForPresentation,
@@ -39,8 +37,10 @@ from pydicom.uid import (
 )
 
 from chestaid.bundle import Manifest, default_bundle_path, load_bundle, read_manifest, save_bundle
+from chestaid.imaging import read_dicom
 from chestaid.inference import Scorer
 from chestaid.models import build_model
+from chestaid.preprocess import PreprocessSpec, preprocess
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

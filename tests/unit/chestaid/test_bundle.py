@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from chestaid.calibration import TemperatureScaling
-from chestaid.preprocess import PreprocessSpec
 
 from chestaid.bundle import (
     MANIFEST_NAME,
@@ -21,9 +19,11 @@ from chestaid.bundle import (
     save_bundle,
     update_manifest,
 )
+from chestaid.calibration import TemperatureScaling
 from chestaid.errors import BundleError
 from chestaid.inference import Scorer
 from chestaid.models import build_model
+from chestaid.preprocess import PreprocessSpec
 
 
 def _manifest(arch: str = "densenet121") -> Manifest:
