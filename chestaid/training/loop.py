@@ -72,6 +72,7 @@ class TrainConfig:
     classes: tuple[str, ...] = DEFAULT_CLASSES
     pretrained: str | None = None
     eval_batch_size: int = 64
+    channels_last: bool = True  # oneDNN's faster layout for convolutions on the CPU
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the manifest and the checkpoint."""
@@ -194,6 +195,8 @@ def train(
         dropout=config.dropout,
         pretrained_path=config.pretrained,
     ).to(dev)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -268,7 +271,7 @@ def train(
                 break
             if config.augmentation:
                 x = augment_batch(x, spec, config.augment, aug_generator)
-            x, y = x.to(dev), y.to(dev)
+            x, y = x.to(dev).contiguous(memory_format=memory_format), y.to(dev)
             with torch.autocast(
                 dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
             ):
