@@ -7,6 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEBIAN_TEST_PACKAGES := dcmtk dicom3tools
 STAMP := $(VENV)/.installed
+# PyTorch is pinned to the builds this project is developed and tested with; installed
+# first, so that the project's own looser lower bounds never pull another build.
+TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: run test setup system-deps lint typecheck pytest bench clean
 
