@@ -1,4 +1,4 @@
-"""The ``chestaid`` command line: train, calibrate, evaluate, predict.
+"""The ``chestaid`` command line: train, calibrate, evaluate, predict, sample.
 
 Errors of the ChestAid hierarchy become a one-line message on stderr and a non-zero
 exit status (2 for a failed command, 1 when ``predict`` refused some of its files).
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target-sensitivity", type=_probability, default=0.90)
     c.add_argument("--batch-size", type=_positive_int, default=32)
     c.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    c.add_argument("--out", type=Path, help="folder for calibration.json and a reliability diagram")
 
     e = sub.add_parser(
         "evaluate", help="metrics with bootstrap intervals, plots, optional saliency checks"
@@ -131,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, help="refuse larger images"
     )
+
+    s = sub.add_parser(
+        "sample", help="write a synthetic DX chest radiograph (DICOM) for trying ChestAid"
+    )
+    s.add_argument("out", type=Path, help="DICOM file to write")
+    s.add_argument("--rows", type=_positive_int, default=2500)
+    s.add_argument("--cols", type=_positive_int, default=2048)
+    s.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -184,6 +193,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         args.data_dir,
         target_sensitivity=args.target_sensitivity,
         batch_size=args.batch_size,
+        out_dir=args.out,
     )
     if args.json:
         sys.stdout.write(json.dumps(outcome.__dict__, default=float) + "\n")
@@ -327,11 +337,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_SOME_REFUSED if refused else EXIT_OK
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from chestaid.sample import synthetic_dx
+
+    ds = synthetic_dx(args.out, rows=args.rows, cols=args.cols, seed=args.seed)
+    sys.stdout.write(
+        f"wrote {args.out}: synthetic DX {ds.Rows} x {ds.Columns}, 16-bit, "
+        f"SOP Instance UID {ds.SOPInstanceUID} (made-up pixels, no patient)\n"
+    )
+    return EXIT_OK
+
+
 COMMANDS = {
     "train": _cmd_train,
     "calibrate": _cmd_calibrate,
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
+    "sample": _cmd_sample,
 }
 
 

@@ -109,13 +109,16 @@ def calibrate_bundle(
     candidates: Sequence[str] = ("temperature", "platt", "isotonic"),
     batch_size: int = 32,
     seed: int = 0,
+    out_dir: str | os.PathLike[str] | None = None,
 ) -> CalibrationOutcome:
     """Fit temperature, Platt and isotonic calibration, keep the best, set the threshold.
 
     Each calibrator is fitted on the calibration cases; the one with the lowest ECE on
     the report cases is kept. The governed threshold is the highest threshold on the
     calibrated score reaching ``target_sensitivity`` on the calibration cases. The
-    bundle's manifest is rewritten with both; the weights are untouched.
+    bundle's manifest is rewritten with both; the weights are untouched. With
+    ``out_dir``, the comparison is also written there as ``calibration.json`` and a
+    reliability diagram of every candidate on the report cases (``reliability.png``).
 
     Raises:
         DatasetError: the data folder is unusable.
@@ -156,6 +159,14 @@ def calibrate_bundle(
         bundle.path,
         replace(bundle.manifest, calibration=calibration, threshold=threshold, metrics=metrics),
     )
+    if out_dir is not None:
+        _write_calibration_report(
+            Path(out_dir),
+            {"calibration": calibration, "threshold": threshold, "metrics": metrics},
+            {"uncalibrated": IdentityCalibration(), **comparison.calibrators},
+            rep_logits,
+            rep_labels,
+        )
     logger.info(
         "calibrated %s with %s (threshold %.4f for sensitivity %.2f)",
         bundle.path,
@@ -169,6 +180,27 @@ def calibrate_bundle(
         threshold=threshold,
         report_at_threshold=at_threshold,
         source=cases.source,
+    )
+
+
+def _write_calibration_report(
+    out: Path,
+    record: dict[str, Any],
+    calibrators: dict[str, Calibrator],
+    logits: np.ndarray,
+    labels: np.ndarray,
+) -> None:
+    from chestaid import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    plots.plot_reliability(
+        {
+            name: reliability_curve(c.predict_proba(logits), labels)
+            for name, c in calibrators.items()
+        },
+        out / "reliability.png",
+        title="Reliability on the report cases",
     )
 
 

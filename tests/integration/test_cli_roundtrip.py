@@ -64,8 +64,8 @@ def bundle(workdir: Path, data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def calibrated(bundle: Path, data_dir: Path) -> dict[str, object]:
-    proc = chestaid("calibrate", bundle, data_dir, "--json")
+def calibrated(bundle: Path, data_dir: Path, workdir: Path) -> dict[str, object]:
+    proc = chestaid("calibrate", bundle, data_dir, "--json", "--out", workdir / "calibration")
     assert proc.returncode == 0, proc.stderr
     outcome: dict[str, object] = json.loads(proc.stdout)
     return outcome
@@ -85,6 +85,16 @@ def test_calibrate_compares_three_calibrators_and_sets_the_threshold(
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["calibration"]["chosen"] == calibrated["chosen"]
     assert manifest["threshold"]["threshold"] == pytest.approx(threshold["threshold"])
+
+
+def test_calibrate_writes_its_comparison_and_a_reliability_diagram(
+    calibrated: dict[str, object], workdir: Path
+) -> None:
+    report = json.loads((workdir / "calibration" / "calibration.json").read_text())
+    assert report["calibration"]["chosen"] == calibrated["chosen"]
+    assert set(report["calibration"]["comparison"]["parameters"]) >= {"temperature", "platt"}
+    with Image.open(workdir / "calibration" / "reliability.png") as im:
+        assert im.size[0] > 200
 
 
 def test_evaluate_writes_metrics_and_plots(
