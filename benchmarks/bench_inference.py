@@ -26,21 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import torch
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import (
-    DigitalXRayImageStorageForPresentation,
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    generate_uid,
-)
+from pydicom.uid import JPEG2000Lossless
 
 from chestaid.bundle import Manifest, default_bundle_path, load_bundle, read_manifest, save_bundle
 from chestaid.imaging import read_dicom
 from chestaid.inference import Scorer
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec, preprocess
+from chestaid.sample import synthetic_dx
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -62,28 +56,10 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 3) -> list[float
 
 
 def make_dx(path: Path, *, compressed: bool) -> Path:
-    """Write a 2500x2048 16-bit (12 stored) DX with a window, chest-like content."""
-    rng = np.random.default_rng(0)
-    rows, cols = 2500, 2048
-    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
-    image = 2000 + 800 * np.sin(xx / 300) * np.cos(yy / 400) + rng.normal(0, 40, (rows, cols))
-    pixels = np.clip(image, 0, 4095).astype(np.uint16)
-    ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    ds.SOPClassUID = DigitalXRayImageStorageForPresentation
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
-    ds.PatientID, ds.PatientName = "BENCH", "Bench^Mark"
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.WindowCenter, ds.WindowWidth = 2000, 3000
-    ds.PixelData = pixels.tobytes()
+    """Write the 2500x2048 16-bit (12 stored) sample DX, optionally JPEG 2000 lossless."""
+    ds = synthetic_dx(rows=2500, cols=2048, bits_stored=12)
     if compressed:
-        ds.compress(JPEG2000Lossless, pixels)
+        ds.compress(JPEG2000Lossless, ds.pixel_array)
     ds.save_as(path, enforce_file_format=True)
     return path
 
