@@ -226,7 +226,8 @@ def evaluate_bundle(
         n_boot: bootstrap resamples for the 95% intervals.
 
     Returns:
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json``. When they are of the bundle's own
+        report split, the headline figures are also recorded in its manifest.
     """
     from chestaid import plots
 
@@ -299,7 +300,23 @@ def evaluate_bundle(
             bundle, cases.base, examples, saliency_cases, seed, batch_size
         )
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if cases.source == "bundle split" and name == "report":
+        _record_report_metrics(bundle, result)
     return result
+
+
+def _record_report_metrics(bundle: Bundle, result: dict[str, Any]) -> None:
+    """Keep the headline figures on the bundle's own report split in its manifest."""
+    summary = {
+        key: result[key] for key in ("cases", "calibrator", "roc_auc", "pr_auc", "brier", "ece")
+    }
+    summary["adaptive_ece"] = result["adaptive_ece"]
+    summary["uncalibrated_ece"] = result["uncalibrated"]["ece"]
+    summary["threshold"] = result["threshold"]
+    if "saliency" in result:
+        summary["saliency"] = result["saliency"]
+    metrics = {**bundle.manifest.metrics, "report_split": summary}
+    update_manifest(bundle.path, replace(bundle.manifest, metrics=metrics))
 
 
 def saliency_report(

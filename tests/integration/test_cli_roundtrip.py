@@ -121,6 +121,9 @@ def test_evaluate_writes_metrics_and_plots(
     assert metrics["threshold"]["governed"] is True
     assert {"tp", "fp", "tn", "fn"} <= set(metrics["threshold"]["confusion"])
     assert metrics["saliency"]["n_images"] == 8
+    recorded = json.loads((bundle / "manifest.json").read_text())["metrics"]["report_split"]
+    assert recorded["roc_auc"] == metrics["roc_auc"]
+    assert recorded["cases"]["n"] == metrics["cases"]["n"]
     for name in ("roc", "pr", "reliability", "score_histograms", "confusion"):
         with Image.open(out / f"{name}.png") as im:
             assert im.size[0] > 200
