@@ -244,8 +244,11 @@ def evaluate_bundle(
     raw = IdentityCalibration().predict_proba(logits)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    auc = bootstrap_ci(roc_auc, probs, labels, n_boot=n_boot, seed=seed)
-    ap = bootstrap_ci(pr_auc, probs, labels, n_boot=n_boot, seed=seed)
+    # Intervals resample patients, not images: a patient's images are not independent.
+    patients = [e.patient for e in examples]
+    auc = bootstrap_ci(roc_auc, probs, labels, n_boot=n_boot, seed=seed, clusters=patients)
+    ap = bootstrap_ci(pr_auc, probs, labels, n_boot=n_boot, seed=seed, clusters=patients)
+    logit_auc = bootstrap_ci(roc_auc, logits, labels, n_boot=n_boot, seed=seed, clusters=patients)
     threshold = bundle.threshold
     governed = threshold is not None
     t = threshold if threshold is not None else 0.5
@@ -260,11 +263,16 @@ def evaluate_bundle(
             "source": cases.source,
             "split": name,
             "n": len(labels),
+            "patients": len(set(patients)),
             "positives": int(labels.sum()),
             "negatives": int(len(labels) - labels.sum()),
         },
         "calibrator": bundle.calibrator.name,
         "roc_auc": {"value": auc[0], "ci95": [auc[1], auc[2]]},
+        # The model's own discrimination: a step-wise calibrator (isotonic) ties scores
+        # and can lower the AUC of the calibrated score below it.
+        "roc_auc_logit": {"value": logit_auc[0], "ci95": [logit_auc[1], logit_auc[2]]},
+        "bootstrap": {"resamples": n_boot, "unit": "patient", "stratified_by_class": True},
         "pr_auc": {"value": ap[0], "ci95": [ap[1], ap[2]]},
         "brier": brier(probs, labels),
         "nll": nll(probs, labels),

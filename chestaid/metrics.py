@@ -130,26 +130,47 @@ def bootstrap_ci(
     alpha: float = 0.05,
     seed: int = 0,
     stratified: bool = True,
+    clusters: ArrayLike | None = None,
 ) -> tuple[float, float, float]:
     """Point estimate and percentile bootstrap interval of ``metric``.
 
     Resampling is done within each class by default, so every resample keeps the
-    class counts and AUCs stay defined.
+    class counts and AUCs stay defined. With ``clusters`` (a patient key per case),
+    whole patients are resampled instead of images, since images of one patient are
+    not independent; a patient counts as positive when any of its cases is.
 
     Returns:
         ``(point, low, high)`` for a ``1 - alpha`` interval.
+
+    Raises:
+        CalibrationError: scores and labels (or clusters) of different lengths.
     """
     s, y = as_scores_and_labels(scores, labels, probabilities=False)
     point = float(metric(s, y))
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in (0, 1)] if stratified else [np.arange(len(y))]
-    groups = [g for g in groups if len(g)]
+    if clusters is None:
+        members = [np.array([i]) for i in range(len(y))]
+    else:
+        keys = np.asarray(clusters)
+        if keys.shape != y.shape:
+            raise CalibrationError(f"{keys.shape[0]} cluster keys for {len(y)} cases")
+        _, inverse = np.unique(keys, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
+    unit_label = np.array([int(y[m].max()) for m in members])
+    strata = (
+        [np.flatnonzero(unit_label == c) for c in (0, 1)]
+        if stratified
+        else [np.arange(len(members))]
+    )
+    strata = [g for g in strata if len(g)]
     values = np.empty(n_boot)
     for b in range(n_boot):
-        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-        if not stratified:
-            while y[idx].min() == y[idx].max() and y.min() != y.max():
-                idx = rng.choice(len(y), size=len(y), replace=True)
+        while True:
+            units = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in strata])
+            idx = np.concatenate([members[u] for u in units])
+            if stratified or y[idx].min() != y[idx].max() or y.min() == y.max():
+                break
         values[b] = metric(s[idx], y[idx])
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return point, float(low), float(high)

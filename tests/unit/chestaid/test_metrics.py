@@ -129,3 +129,23 @@ def test_bad_inputs_are_calibration_errors(
 def test_auc_with_one_class_is_an_error() -> None:
     with pytest.raises(CalibrationError, match="one class"):
         roc_auc([0.1, 0.9], [1, 1])
+
+
+def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree() -> None:
+    rng = np.random.default_rng(3)
+    # 40 patients with 5 near-identical images each: 200 images but 40 independent units.
+    patient_score = rng.normal(0, 1, 40) + np.repeat([0.0, 1.0], 20)
+    patient_label = np.repeat([0, 1], 20)
+    s = np.repeat(patient_score, 5) + rng.normal(0, 0.01, 200)
+    y = np.repeat(patient_label, 5)
+    patients = np.repeat(np.arange(40), 5)
+    point, low, high = bootstrap_ci(roc_auc, s, y, n_boot=400, seed=0)
+    p_point, p_low, p_high = bootstrap_ci(roc_auc, s, y, n_boot=400, seed=0, clusters=patients)
+    assert point == p_point
+    assert p_low <= p_point <= p_high
+    assert (p_high - p_low) > 1.5 * (high - low)
+
+
+def test_patient_bootstrap_needs_one_key_per_case() -> None:
+    with pytest.raises(CalibrationError):
+        bootstrap_ci(roc_auc, [0.1, 0.9], [0, 1], n_boot=10, clusters=["a"])
