@@ -311,14 +311,31 @@ def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Gre
     )
 
 
+# A grey radiograph saved as RGB has equal channels up to JPEG rounding; a colour image
+# (a photograph, an annotated screenshot) does not. Deviations are in 8-bit units.
+COLOUR_MEAN_DEVIATION = 2.0
+COLOUR_P99_DEVIATION = 24.0
+
+
+def _refuse_colour(rgb: np.ndarray) -> None:
+    channels = rgb.astype(np.int16)
+    deviation = np.abs(channels - channels.mean(axis=2, keepdims=True).astype(np.int16)).max(axis=2)
+    mean, p99 = float(deviation.mean()), float(np.percentile(deviation, 99))
+    if mean > COLOUR_MEAN_DEVIATION or p99 > COLOUR_P99_DEVIATION:
+        raise UnsupportedImageError(
+            f"colour image (channels differ by {mean:.1f} on average, {p99:.0f} at the 99th "
+            "percentile, of 255); a grey radiograph is expected"
+        )
+
+
 def read_raster(
     source: str | os.PathLike[str] | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> GreyImage:
-    """Read a PNG or JPEG as grey: 8- and 16-bit grey kept, colour converted to luminance.
+    """Read a PNG or JPEG as grey: 8- and 16-bit grey kept, grey stored as RGB converted.
 
     Raises:
         CorruptImageError: unreadable, truncated or corrupt.
-        UnsupportedImageError: a raster format other than PNG or JPEG.
+        UnsupportedImageError: a raster format other than PNG or JPEG, or a colour image.
         ImageTooLargeError: over ``max_pixels`` (checked before the pixels are decoded).
     """
     from PIL import Image, UnidentifiedImageError
@@ -346,6 +363,7 @@ def read_raster(
             elif im.mode == "L":
                 pixels = np.asarray(im, dtype=np.float32) / 255.0
             else:
+                _refuse_colour(np.asarray(im.convert("RGB")))
                 pixels = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise CorruptImageError(f"not a readable PNG or JPEG: {exc}") from exc

@@ -256,6 +256,20 @@ def test_rgb_jpeg_becomes_grey(tmp_path: Path) -> None:
     np.testing.assert_allclose(image.pixels, grey / 255.0, atol=0.03)
 
 
+def test_a_colour_image_is_refused_saying_why(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    with pytest.raises(UnsupportedImageError, match="colour"):
+        read_image(tmp_path / "photo.png")
+    grey = np.tile(np.linspace(0, 255, 50, dtype=np.uint8), (40, 1))
+    annotated = np.stack([grey] * 3, axis=-1)
+    annotated[5:35, 5:45] = (255, 0, 0)  # a large red annotation over a grey image
+    Image.fromarray(annotated).save(tmp_path / "annotated.jpg", quality=95)
+    with pytest.raises(UnsupportedImageError, match="colour"):
+        read_image(tmp_path / "annotated.jpg")
+
+
 def test_raster_refusals(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((50, 60), dtype=np.uint8)).save(tmp_path / "a.png")
     with pytest.raises(ImageTooLargeError):
