@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import struct
 import zlib
@@ -156,20 +157,41 @@ def check_chest_radiograph(ds: Dataset) -> None:
         raise NotChestRadiographError(f"body part examined is {body_part}, not the chest")
 
 
+def _number(ds: Dataset, keyword: str, default: float) -> float:
+    """A numeric attribute (its first value when multi-valued), or ``default`` when absent.
+
+    Raises:
+        CorruptImageError: the attribute is present but not a finite number.
+    """
+    try:
+        value = ds.get(keyword)
+    except _DECODE_ERRORS as exc:
+        raise CorruptImageError(f"{keyword} cannot be read: {exc}") from exc
+    if value is None or value == "":
+        return default
+    try:
+        number = _first(value)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise CorruptImageError(f"{keyword} is not a number: {value!r}") from exc
+    if not math.isfinite(number):
+        raise CorruptImageError(f"{keyword} is not a finite number: {value!r}")
+    return number
+
+
 def _check_geometry(ds: Dataset, max_pixels: int) -> tuple[int, int]:
     if "PixelData" not in ds:
         raise CorruptImageError("the dataset has no pixel data")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    rows, cols = int(_number(ds, "Rows", 0)), int(_number(ds, "Columns", 0))
     if rows <= 0 or cols <= 0:
         raise CorruptImageError(f"zero-size image ({rows} x {cols})")
     if rows * cols > max_pixels:
         raise ImageTooLargeError(
             f"image of {rows} x {cols} = {rows * cols} pixels exceeds the budget of {max_pixels}"
         )
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = int(_number(ds, "NumberOfFrames", 1))
     if frames > 1:
         raise UnsupportedImageError(f"multi-frame image ({frames} frames); one frame is expected")
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = int(_number(ds, "SamplesPerPixel", 1))
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     if samples != 1 or photometric not in GREY_PHOTOMETRICS:
         raise UnsupportedImageError(
@@ -226,6 +248,9 @@ def _window(ds: Dataset) -> tuple[float, float, str] | None:
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
         raise UnsupportedImageError(f"unknown VOI LUT function {function}")
+    if not (math.isfinite(centre) and math.isfinite(width)):
+        logger.warning("ignoring a window that is not finite (%s, %s)", centre, width)
+        return None
     if width <= 0 or (function == "LINEAR" and width < 1):
         logger.warning("ignoring invalid window width %s", width)
         return None
@@ -292,13 +317,16 @@ def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Gre
         x = _apply_table(raw, table, first)
     else:
         x = raw.astype(np.float32)
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        slope = _number(ds, "RescaleSlope", 1.0) or 1.0
+        intercept = _number(ds, "RescaleIntercept", 0.0)
         if slope != 1.0:
             x *= np.float32(slope)
         if intercept != 0.0:
             x += np.float32(intercept)
     grey = _to_unit_range(x, ds)
+    if not math.isfinite(float(grey.sum(dtype=np.float64))):
+        # Values are in [0, 1] when finite, so the sum is finite unless one is not.
+        raise CorruptImageError("the LUTs give values that are not finite numbers")
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     if photometric == "MONOCHROME1":
         np.subtract(np.float32(1.0), grey, out=grey)
@@ -307,7 +335,7 @@ def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Gre
         source_format="dicom",
         modality=str(ds.get("Modality", "") or "") or None,
         photometric=photometric,
-        bits_stored=int(ds.get("BitsStored", 0) or 0) or None,
+        bits_stored=int(_number(ds, "BitsStored", 0)) or None,
     )
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -187,6 +189,39 @@ def test_refusals_say_why() -> None:
     truncated = make_dx()
     truncated.PixelData = truncated.PixelData[:1000]
     _refused(truncated, CorruptImageError, "cannot be decoded")
+
+
+def _with_raw_value(keyword: str, vr: str, raw: bytes) -> bytes:
+    """A DX file whose ``keyword`` holds ``raw`` bytes as written by a faulty sender."""
+    ds = make_dx(rescale=(1.0, 0.0), window=(2000, 3000))
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    assert tag is not None
+    ds[tag] = RawDataElement(Tag(tag), vr, len(raw), raw, 0, False, True)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value:UserWarning")
+@pytest.mark.parametrize(
+    ("keyword", "vr", "raw", "says"),
+    [
+        ("RescaleSlope", "DS", b"abc ", "RescaleSlope is not a number"),
+        ("RescaleIntercept", "DS", b"nan ", "RescaleIntercept is not a finite number"),
+        ("NumberOfFrames", "IS", b"x ", "NumberOfFrames is not a number"),
+    ],
+)
+def test_unparsable_numbers_are_typed_errors(keyword: str, vr: str, raw: bytes, says: str) -> None:
+    with pytest.raises(CorruptImageError, match=says):
+        read_dicom(_with_raw_value(keyword, vr, raw))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value:UserWarning")
+def test_a_window_that_is_not_finite_is_ignored() -> None:
+    image = read_dicom(_with_raw_value("WindowWidth", "DS", b"nan "))
+    assert np.isfinite(image.pixels).all()
+    assert float(image.pixels.min()) == 0.0
+    assert float(image.pixels.max()) == 1.0
 
 
 def test_missing_attributes_are_not_held_against_an_image() -> None:
