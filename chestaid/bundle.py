@@ -45,6 +45,17 @@ SPLITS_NAME = "splits.json"
 DEFAULT_CLASSES = ("NORMAL", "PNEUMONIA")
 
 
+def governance_digest(calibration: Any, threshold: Any) -> str:
+    """SHA-256 of the canonical JSON of the calibrator and threshold records."""
+    canonical = json.dumps(
+        {"calibration": calibration, "threshold": threshold},
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=True,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Manifest:
     """Everything needed to rebuild, verify and govern a model, as stored in JSON."""
@@ -87,6 +98,7 @@ class Manifest:
             "preprocessing": self.preprocessing.to_dict(),
             "calibration": self.calibration,
             "threshold": self.threshold,
+            "governance_sha256": governance_digest(self.calibration, self.threshold),
             "data_fingerprint": self.data_fingerprint,
             "metrics": self.metrics,
             "training": self.training,
@@ -117,6 +129,20 @@ class Manifest:
         preprocessing = PreprocessSpec.from_dict(d["preprocessing"])
         if d.get("input_size", preprocessing.input_size) != preprocessing.input_size:
             raise BundleError("manifest 'input_size' disagrees with its preprocessing")
+        for key in ("calibration", "threshold"):
+            if d.get(key) is not None and not isinstance(d[key], Mapping):
+                raise BundleError(f"manifest {key!r} must be a JSON object or null")
+        for key in ("weights", "data_fingerprint", "metrics", "training", "library_versions"):
+            if d.get(key) is not None and not isinstance(d[key], Mapping):
+                raise BundleError(f"manifest {key!r} must be a JSON object")
+        if d.get("calibration") is not None or d.get("threshold") is not None:
+            # The calibrator and threshold govern triage: a hand edit must not pass unseen.
+            stored = d.get("governance_sha256")
+            if stored != governance_digest(d.get("calibration"), d.get("threshold")):
+                raise BundleError(
+                    "manifest calibration/threshold do not match their governance_sha256: "
+                    "edited by hand? Recalibrate with 'chestaid calibrate' instead"
+                )
         manifest = cls(
             version=str(d["version"]),
             architecture=str(d["architecture"]),
@@ -135,11 +161,13 @@ class Manifest:
             raise BundleError(
                 f"manifest says num_outputs={d['num_outputs']} but lists {len(classes)} classes"
             )
-        if (
-            manifest.threshold is not None
-            and not 0.0 <= float(manifest.threshold.get("threshold", -1)) <= 1.0
-        ):
-            raise BundleError("manifest 'threshold.threshold' must be a probability in [0, 1]")
+        if manifest.threshold is not None:
+            try:
+                value = float(manifest.threshold.get("threshold", -1))
+            except (TypeError, ValueError) as exc:
+                raise BundleError(f"manifest 'threshold.threshold' is not a number: {exc}") from exc
+            if not 0.0 <= value <= 1.0:
+                raise BundleError("manifest 'threshold.threshold' must be a probability in [0, 1]")
         return manifest
 
 
@@ -293,7 +321,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
 
     p = Path(path)
     manifest = read_manifest(p)
-    weights_path = p / str(manifest.weights.get("file", WEIGHTS_NAME))
+    weights_name = str(manifest.weights.get("file", WEIGHTS_NAME))
+    if Path(weights_name).name != weights_name or weights_name in ("", ".", ".."):
+        raise BundleError(f"bundle {p}: weights file {weights_name!r} must be a plain file name")
+    weights_path = p / weights_name
     if not weights_path.is_file():
         raise BundleError(f"bundle {p} has no weights file {weights_path.name}")
     expected = manifest.weights.get("sha256")

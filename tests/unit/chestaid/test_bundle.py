@@ -14,6 +14,7 @@ from chestaid.bundle import (
     MANIFEST_NAME,
     WEIGHTS_NAME,
     Manifest,
+    governance_digest,
     load_bundle,
     read_manifest,
     save_bundle,
@@ -101,7 +102,12 @@ def test_manifest_with_other_classes_is_refused(bundle_dir: Path) -> None:
         (lambda m: m.update(format_version=99), "format_version"),
         (lambda m: m.update(classes=["ONE"]), "classes"),
         (lambda m: m.update(num_outputs=2), "num_outputs"),
-        (lambda m: m.update(threshold={"threshold": 1.5}), "threshold"),
+        (lambda m: m.update(threshold={"threshold": 1.5}), "probability in"),
+        (lambda m: m.update(threshold={"threshold": "abc"}), "not a number"),
+        (lambda m: m.update(threshold=0.5), "'threshold' must be a JSON object"),
+        (lambda m: m.update(weights="x"), "'weights' must be a JSON object"),
+        (lambda m: m.update(data_fingerprint=[1]), "'data_fingerprint' must be a JSON object"),
+        (lambda m: m["weights"].update(file="../weights.safetensors"), "plain file name"),
         (lambda m: m.update(architecture="vgg11"), "unknown architecture"),
     ],
 )
@@ -110,8 +116,21 @@ def test_bad_manifests_are_refused_with_the_reason(
 ) -> None:
     raw = json.loads((bundle_dir / MANIFEST_NAME).read_text())
     edit(raw)  # type: ignore[operator]
+    # Re-stamp the governance digest, so each check is reached on its own.
+    raw["governance_sha256"] = governance_digest(raw.get("calibration"), raw.get("threshold"))
     (bundle_dir / MANIFEST_NAME).write_text(json.dumps(raw))
     with pytest.raises(BundleError, match=message):
+        load_bundle(bundle_dir)
+
+
+def test_a_hand_edited_threshold_is_refused(bundle_dir: Path) -> None:
+    manifest = read_manifest(bundle_dir)
+    update_manifest(bundle_dir, replace(manifest, threshold={"threshold": 0.4}))
+    assert load_bundle(bundle_dir).threshold == pytest.approx(0.4)
+    raw = json.loads((bundle_dir / MANIFEST_NAME).read_text())
+    raw["threshold"]["threshold"] = 0.9
+    (bundle_dir / MANIFEST_NAME).write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="governance_sha256"):
         load_bundle(bundle_dir)
 
 
@@ -158,6 +177,7 @@ def test_update_manifest_cannot_swap_weights(bundle_dir: Path) -> None:
 def test_bad_calibrator_in_manifest_is_a_bundle_error(bundle_dir: Path) -> None:
     raw = json.loads((bundle_dir / MANIFEST_NAME).read_text())
     raw["calibration"] = {"calibrator": {"name": "magic"}}
+    raw["governance_sha256"] = governance_digest(raw["calibration"], raw.get("threshold"))
     (bundle_dir / MANIFEST_NAME).write_text(json.dumps(raw))
     with pytest.raises(BundleError, match="calibrator"):
         load_bundle(bundle_dir)
