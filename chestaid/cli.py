@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import chestaid
-from chestaid.errors import ChestAidError
+from chestaid.errors import ChestAidError, ConfigurationError
 from chestaid.imaging import DEFAULT_MAX_PIXELS
 
 logger = logging.getLogger("chestaid.cli")
@@ -277,7 +277,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from chestaid.inference import Scorer
 
     if not 0.0 <= args.alpha <= 1.0:
-        raise ChestAidError(f"--alpha must be in [0, 1], got {args.alpha}")
+        raise ConfigurationError(f"--alpha must be in [0, 1], got {args.alpha}")
     bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_path())
     if not bundle.manifest.is_calibrated:
         logger.warning(
@@ -285,6 +285,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             bundle.path,
         )
     scorer = Scorer.from_bundle(bundle)
+    calibration_version = (bundle.manifest.calibration or {}).get("calibration_version")
     if args.cam is not None:
         args.cam.mkdir(parents=True, exist_ok=True)
     lut = colormap_lut()
@@ -310,6 +311,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             logit=pred.logit,
             model_version=pred.model_version,
             calibrator=scorer.calibrator.name,
+            calibration_version=calibration_version,
         )
         if args.cam is not None:
             grey = display_image(image.pixels)

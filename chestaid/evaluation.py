@@ -145,6 +145,9 @@ def calibrate_bundle(
         "chosen": comparison.chosen,
         "comparison": comparison.to_dict(),
         "fitted_on": cases.source,
+        "cases_fingerprint": {
+            name: fingerprint(cases.base, cases.parts[name]) for name in ("calibration", "report")
+        },
         "n_calibration": len(cal_labels),
         "n_report": len(rep_labels),
         "calibration_version": int(previous.get("calibration_version", 0)) + 1,

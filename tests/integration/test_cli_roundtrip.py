@@ -84,6 +84,7 @@ def test_calibrate_compares_three_calibrators_and_sets_the_threshold(
     assert threshold["achieved_sensitivity"] >= 0.90
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["calibration"]["chosen"] == calibrated["chosen"]
+    assert set(manifest["calibration"]["cases_fingerprint"]) == {"calibration", "report"}
     assert manifest["threshold"]["threshold"] == pytest.approx(threshold["threshold"])
 
 
@@ -148,6 +149,7 @@ def test_predict_scores_dicom_and_images_and_refuses_bad_files(
         assert record["threshold"] == pytest.approx(threshold)
         assert record["above_threshold"] == (record["score"] >= record["threshold"])
         assert record["model_version"]
+        assert record["calibration_version"] == 1
         with Image.open(record["cam"]) as im:
             assert im.mode == "RGB"
     assert lines[2]["error_type"] == "CorruptImageError"
