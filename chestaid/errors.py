@@ -9,6 +9,10 @@ class ChestAidError(Exception):
     """Base of every error ChestAid raises on purpose."""
 
 
+class ConfigurationError(ChestAidError, ValueError):
+    """A setting or argument is out of its range (also a ValueError, as callers expect)."""
+
+
 class ImageError(ChestAidError):
     """An input image cannot be turned into model input."""
 
@@ -43,3 +47,7 @@ class DatasetError(ChestAidError):
 
 class ModelError(ChestAidError):
     """A model cannot be built or its weights cannot be loaded."""
+
+
+class TrainingError(ChestAidError):
+    """A training run cannot start or go on (unreadable checkpoint, another run's checkpoint...)."""

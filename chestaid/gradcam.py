@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from chestaid.errors import ConfigurationError
+
 
 def class_activation_map(
     feature_map: torch.Tensor, head_weight: torch.Tensor, class_index: int = 0
@@ -152,7 +154,7 @@ def render_overlay(
         An RGB uint8 array of shape (H, W, 3).
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise ConfigurationError(f"alpha must be in [0, 1], got {alpha}")
     height, width = grey.shape
     up = upsample_map(
         torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None], (height, width)

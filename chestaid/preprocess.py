@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from chestaid.errors import BundleError, ImageError
+from chestaid.errors import BundleError, ConfigurationError, ImageError
 from chestaid.imaging import DEFAULT_MAX_PIXELS, read_image
 
 PREPROCESS_VERSION = 1
@@ -34,9 +34,9 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         if self.input_size < 8:
-            raise ValueError(f"input_size must be at least 8, got {self.input_size}")
+            raise ConfigurationError(f"input_size must be at least 8, got {self.input_size}")
         if not self.std > 0:
-            raise ValueError(f"std must be positive, got {self.std}")
+            raise ConfigurationError(f"std must be positive, got {self.std}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in a bundle manifest."""

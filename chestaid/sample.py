@@ -21,6 +21,7 @@ from pydicom.uid import (
 )
 
 import chestaid
+from chestaid.errors import ConfigurationError
 
 SAMPLE_PATIENT_NAME = "SYNTHETIC^CHESTAID"
 SAMPLE_PATIENT_ID = "CHESTAID-SAMPLE"
@@ -64,9 +65,9 @@ def synthetic_dx(
         The dataset, uncompressed explicit VR little endian.
     """
     if rows < 1 or cols < 1:
-        raise ValueError(f"rows and cols must be positive, got {rows} x {cols}")
+        raise ConfigurationError(f"rows and cols must be positive, got {rows} x {cols}")
     if not 8 < bits_stored <= 16:
-        raise ValueError(f"bits_stored must be 9..16, got {bits_stored}")
+        raise ConfigurationError(f"bits_stored must be 9..16, got {bits_stored}")
     pixels = synthetic_chest(rows, cols, bits_stored=bits_stored, seed=seed)
     ds = Dataset()
     ds.file_meta = FileMetaDataset()

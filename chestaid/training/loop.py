@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ from chestaid.data import (
     split_by_patient,
     splits_to_json,
 )
-from chestaid.errors import ChestAidError, DatasetError
+from chestaid.errors import ConfigurationError, DatasetError, TrainingError
 from chestaid.metrics import roc_auc
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
@@ -109,7 +110,7 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp32":
         return None
     if precision not in ("auto", "bf16", "amp"):
-        raise ChestAidError(f"unknown precision {precision!r}: use auto, bf16 or fp32")
+        raise ConfigurationError(f"unknown precision {precision!r}: use auto, bf16 or fp32")
     if device.type == "cuda":
         return torch.float16 if precision in ("auto", "amp") else torch.bfloat16
     return torch.bfloat16
@@ -166,7 +167,8 @@ def train(
 
     Raises:
         DatasetError: unusable data folder or split.
-        ChestAidError: bad settings.
+        ConfigurationError: bad settings.
+        TrainingError: an unreadable or foreign checkpoint in ``out_dir``.
     """
     from tqdm import tqdm
 
@@ -188,7 +190,7 @@ def train(
 
     num_outputs = 1 if len(config.classes) == 2 else len(config.classes)
     if num_outputs != 1:
-        raise ChestAidError("training currently supports two classes (one logit)")
+        raise ConfigurationError("training currently supports two classes (one logit)")
     model = build_model(
         config.architecture,
         num_outputs=num_outputs,
@@ -224,9 +226,16 @@ def train(
     best_state: dict[str, torch.Tensor] | None = None
     ckpt_path = out / CHECKPOINT_DIR / CHECKPOINT_NAME
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        try:
+            ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+            raise TrainingError(
+                f"cannot read the checkpoint {ckpt_path} ({exc}); delete it to start afresh"
+            ) from exc
+        if not isinstance(ckpt, dict):
+            raise TrainingError(f"{ckpt_path} is not a ChestAid checkpoint; delete it")
         if ckpt.get("config") != config.to_dict() or ckpt.get("fingerprints") != fingerprints:
-            raise ChestAidError(
+            raise TrainingError(
                 f"{ckpt_path} belongs to a run with other settings or data; "
                 "use another --out folder or delete the checkpoint to start afresh"
             )
@@ -334,7 +343,7 @@ def train(
             },
         )
     if best_state is None:
-        raise ChestAidError("training ran no epoch")
+        raise TrainingError("training ran no epoch")
     model.load_state_dict(best_state)
     model.eval()
     manifest = Manifest(

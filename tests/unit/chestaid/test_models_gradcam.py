@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from chestaid.errors import ModelError
+from chestaid.errors import ConfigurationError, ModelError
 from chestaid.gradcam import (
     HookGradCAM,
     class_activation_map,
@@ -108,7 +108,7 @@ def test_overlay_blends_colour_over_grey() -> None:
     centre, corner = out[20, 25].astype(int), out[0, 0].astype(int)
     assert centre[0] > centre[2], "the hot spot is red in jet"
     assert corner[2] > corner[0] or grey[0, 0] > 0.9, "cold areas lean blue"
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         render_overlay(grey, cam, alpha=1.5)
 
 

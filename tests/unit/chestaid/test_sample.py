@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from chestaid.errors import ConfigurationError
 from chestaid.imaging import check_chest_radiograph, read_image
 from chestaid.sample import SAMPLE_PATIENT_ID, synthetic_dx
 
@@ -42,5 +43,5 @@ def test_sample_study_uid_can_be_chosen_and_instances_are_unique() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"rows": 0}, {"bits_stored": 8}, {"bits_stored": 17}])
 def test_sample_refuses_impossible_sizes(kwargs: dict[str, int]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         synthetic_dx(**kwargs)

@@ -33,7 +33,8 @@ def files(tmp_path: Path) -> list[Path]:
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((70, 90)) * 65535).astype(np.uint16)).save(png)
     jpeg = tmp_path / "NORMAL" / "c.jpeg"
-    Image.fromarray((rng.random((50, 40, 3)) * 255).astype(np.uint8)).save(jpeg)
+    grey = (rng.random((50, 40)) * 255).astype(np.uint8)
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(jpeg)  # grey stored as RGB
     assert dicom is not None
     return [tmp_path / "NORMAL" / "a.dcm", png, jpeg]
 

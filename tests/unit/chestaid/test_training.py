@@ -8,7 +8,7 @@ import pytest
 
 import chestaid.training.loop as loop
 from chestaid.bundle import load_bundle, read_splits
-from chestaid.errors import ChestAidError
+from chestaid.errors import ConfigurationError, TrainingError
 from chestaid.training.loop import CHECKPOINT_DIR, CHECKPOINT_NAME, TrainConfig, train
 from tests.synthetic_data import make_image_folder
 
@@ -86,7 +86,19 @@ def test_an_interrupted_run_resumes_to_the_same_model(
     monkeypatch.setattr(loop, "collect_logits", real)
     resumed = train(data_dir, tmp_path / "run", CONFIG, progress=False)
     assert [h.epoch for h in resumed.history] == [1, 2]
+    # The epoch trained after the resume draws exactly what the uninterrupted run drew.
+    assert [(h.train_loss, h.val_auc) for h in resumed.history] == [
+        (h.train_loss, h.val_auc) for h in reference.history
+    ]
     assert resumed.manifest.weights["sha256"] == reference.manifest.weights["sha256"]
+
+
+def test_an_unreadable_checkpoint_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "run" / CHECKPOINT_DIR / CHECKPOINT_NAME
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="delete it"):
+        train(data_dir, tmp_path / "run", CONFIG, progress=False)
 
 
 def test_a_checkpoint_of_other_settings_is_refused(
@@ -106,12 +118,12 @@ def test_a_checkpoint_of_other_settings_is_refused(
         train(data_dir, tmp_path / "run", CONFIG, progress=False)
     monkeypatch.setattr(loop, "collect_logits", real)
     other = TrainConfig(**{**CONFIG.__dict__, "learning_rate": 0.5})
-    with pytest.raises(ChestAidError, match="other settings"):
+    with pytest.raises(TrainingError, match="other settings"):
         train(data_dir, tmp_path / "run", other, progress=False)
 
 
 def test_bad_precision_is_refused(data_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ChestAidError, match="precision"):
+    with pytest.raises(ConfigurationError, match="precision"):
         train(
             data_dir,
             tmp_path / "x",
