@@ -59,6 +59,7 @@ GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
+DEFER_SIZE = 1 << 20  # bytes: elements larger than this are read on first use
 
 # What pydicom, its decoders and the pylibjpeg plugins raise on truncated or corrupt input.
 _DECODE_ERRORS = (
@@ -126,7 +127,9 @@ def read_dicom(
         io.BytesIO(source) if isinstance(source, bytes) else source
     )
     try:
-        ds = pydicom.dcmread(fp, force=False)
+        # Large elements (the pixel data) are read only when used, so an image over the
+        # pixel budget is refused from its header without reading its pixels.
+        ds = pydicom.dcmread(fp, force=False, defer_size=DEFER_SIZE)
     except _DECODE_ERRORS as exc:
         raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
     return dataset_to_grey(ds, max_pixels=max_pixels)

@@ -238,6 +238,29 @@ def test_pixel_budget_is_checked_before_decoding() -> None:
     _refused(make_dx(), ImageTooLargeError, "budget of 1000", max_pixels=1000)
 
 
+class CountingStream(io.BytesIO):
+    """A stream that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+
+def test_an_image_over_the_budget_is_refused_without_reading_its_pixels() -> None:
+    buffer = io.BytesIO()
+    make_dx(rows=1200, cols=1000).save_as(buffer, enforce_file_format=True)
+    stream = CountingStream(buffer.getvalue())
+    with pytest.raises(ImageTooLargeError):
+        read_dicom(stream, max_pixels=1000)
+    assert stream.bytes_read < 100_000 < len(buffer.getvalue())
+    assert read_dicom(CountingStream(buffer.getvalue())).pixels.shape == (1200, 1000)
+
+
 def test_broken_files_are_typed_errors(tmp_path: Path) -> None:
     path = tmp_path / "a.dcm"
     make_dx(path)
