@@ -31,6 +31,9 @@ from pydicom.uid import (
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
 )
 
@@ -117,7 +120,11 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
 def read_dicom(
     source: str | os.PathLike[str] | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> GreyImage:
-    """Read a DICOM Part-10 file (path, bytes or binary stream) into a grey image.
+    """Read a DICOM file (path, bytes or binary stream) into a grey image.
+
+    A Part-10 file is expected; a bare dataset without the preamble and file meta
+    (as some older systems write) is read too, its transfer syntax taken from how it
+    is encoded.
 
     Raises:
         CorruptImageError, UnsupportedImageError, NotChestRadiographError,
@@ -129,10 +136,32 @@ def read_dicom(
     try:
         # Large elements (the pixel data) are read only when used, so an image over the
         # pixel budget is refused from its header without reading its pixels.
-        ds = pydicom.dcmread(fp, force=False, defer_size=DEFER_SIZE)
+        ds: Dataset = pydicom.dcmread(fp, force=False, defer_size=DEFER_SIZE)
+    except InvalidDicomError:
+        ds = _read_bare_dataset(fp)
     except _DECODE_ERRORS as exc:
         raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
     return dataset_to_grey(ds, max_pixels=max_pixels)
+
+
+def _read_bare_dataset(fp: str | os.PathLike[str] | BinaryIO) -> Dataset:
+    """Read a dataset that has no file meta; refuse anything that is not one."""
+    if not isinstance(fp, str | os.PathLike):
+        fp.seek(0)
+    try:
+        ds = pydicom.dcmread(fp, force=True, defer_size=DEFER_SIZE)
+    except _DECODE_ERRORS as exc:
+        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if "SOPClassUID" not in ds or implicit is None or little is None:
+        raise CorruptImageError("not a DICOM file: no DICM prefix and no readable dataset")
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+    return ds
 
 
 def check_chest_radiograph(ds: Dataset) -> None:

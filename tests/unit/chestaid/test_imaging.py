@@ -24,7 +24,6 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 
 from chestaid.errors import (
@@ -341,10 +340,22 @@ def test_raster_refusals(tmp_path: Path) -> None:
         read_raster(tmp_path / "a.gif")
 
 
-def test_a_dataset_without_file_meta_named_dcm_is_read(tmp_path: Path) -> None:
-    ds = make_dx()
-    ds.SOPInstanceUID = generate_uid()
-    path = tmp_path / "raw.dcm"
-    ds.save_as(path, enforce_file_format=True)
-    assert read_image(path).pixels.shape == (64, 80)
-    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+@pytest.mark.parametrize(("implicit", "little"), [(True, True), (False, True), (False, False)])
+def test_a_dataset_without_file_meta_is_read(tmp_path: Path, implicit: bool, little: bool) -> None:
+    ds = make_dx(rows=40, cols=30, bits_stored=12)
+    expected = expected_grey(ds)
+    del ds.file_meta
+    ds.preamble = None
+    if not little:  # pydicom writes OW pixel bytes as given: swap them for big endian
+        ds.PixelData = np.frombuffer(ds.PixelData, dtype="<u2").byteswap().tobytes()
+    path = tmp_path / "bare.dcm"
+    ds.save_as(path, implicit_vr=implicit, little_endian=little, enforce_file_format=False)
+    assert path.read_bytes()[128:132] != b"DICM"
+    np.testing.assert_allclose(read_image(path).pixels, expected, atol=1e-5)
+
+
+def test_a_file_named_dcm_that_is_no_dataset_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "junk.dcm"
+    path.write_bytes(b"hello, this is not DICOM at all" * 10)
+    with pytest.raises(CorruptImageError, match="not a"):
+        read_image(path)
