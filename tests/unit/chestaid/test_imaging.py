@@ -359,3 +359,21 @@ def test_a_file_named_dcm_that_is_no_dataset_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"hello, this is not DICOM at all" * 10)
     with pytest.raises(CorruptImageError, match="not a"):
         read_image(path)
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+@pytest.mark.parametrize("which", ["voi_lut", "modality_lut"])
+def test_lut_data_written_as_ow_bytes_reads_like_the_list_form(
+    tmp_path: Path, syntax: str, which: str
+) -> None:
+    ds = make_dx(rows=40, cols=30, bits_stored=12, **{which: True})
+    expected = expected_grey(ds)
+    sequence = ds.VOILUTSequence if which == "voi_lut" else ds.ModalityLUTSequence
+    item = sequence[0]
+    words = np.asarray(item.LUTData, dtype="<u2")
+    del item.LUTData
+    item.add_new(0x00283006, "OW", words.tobytes())  # LUT Data as a modality writes it
+    ds.file_meta.TransferSyntaxUID = syntax
+    path = tmp_path / "ow.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    np.testing.assert_allclose(read_image(path).pixels, expected, atol=1e-5)
