@@ -172,7 +172,10 @@ class PlattScaling:
 
 
 class IsotonicCalibration:
-    """A monotone step map from logit to probability (isotonic regression, clipped)."""
+    """A monotone step map from logit to probability (isotonic regression).
+
+    Outputs are kept within ``[1/(n+1), n/(n+1)]`` for ``n`` fitting cases.
+    """
 
     name: ClassVar[str] = "isotonic"
 
@@ -191,7 +194,11 @@ class IsotonicCalibration:
             raise CalibrationError(
                 f"isotonic calibration needs at least {MIN_ISOTONIC_CASES} cases; got {len(z)}"
             )
-        model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(z, y)
+        # n cases cannot support a probability closer to 0 or 1 than about 1/(n + 1):
+        # a plateau of exact 0s or 1s would claim certainty the sample cannot give.
+        floor = 1.0 / (len(z) + 1)
+        model = IsotonicRegression(out_of_bounds="clip", y_min=floor, y_max=1.0 - floor)
+        model.fit(z, y)
         self.x = np.asarray(model.X_thresholds_, dtype=np.float64)
         self.y = np.asarray(model.y_thresholds_, dtype=np.float64)
         return self
@@ -266,12 +273,19 @@ class CalibrationComparison:
     chosen: str
     calibrators: dict[str, Calibrator]
     skipped: dict[str, str] = field(default_factory=dict)
+    lowest_ece: str = ""
+    ece_difference_ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Metrics per candidate (plus ``uncalibrated``), the choice, parameters, skips."""
+        """Metrics per candidate (plus ``uncalibrated``), the choice and why, parameters, skips."""
         return {
             "metrics": self.metrics,
             "chosen": self.chosen,
+            "lowest_ece": self.lowest_ece or self.chosen,
+            "ece_difference_vs_lowest_ci95": {
+                k: list(v) for k, v in self.ece_difference_ci95.items()
+            },
+            "rule": "lowest report ECE, unless a simpler calibrator is within bootstrap noise of it",
             "parameters": {k: c.to_dict() for k, c in self.calibrators.items()},
             "skipped": self.skipped,
         }
@@ -285,11 +299,18 @@ def fit_and_select(
     *,
     candidates: Sequence[str] = ("temperature", "platt", "isotonic"),
     n_bins: int = 15,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> CalibrationComparison:
     """Fit each candidate on the calibration cases and keep the lowest ECE on the report cases.
 
-    Ties go to the lower NLL, then to the simpler calibrator. A candidate that cannot
-    be fitted (too few cases for isotonic) is skipped with its reason recorded.
+    The lowest ECE is kept unless its lead is within noise: a simpler candidate whose
+    ECE is not significantly higher (the 95% paired-bootstrap interval of the
+    difference, over the report cases, contains zero) is kept instead. Simpler maps
+    keep every distinct score of the model distinct, so a worklist ordered by score
+    keeps its order, and an ECE lead of a few thousandths on a few hundred cases is
+    not evidence. A candidate that cannot be fitted (too few cases for isotonic) is
+    skipped with its reason recorded.
 
     Raises:
         CalibrationError: no candidate could be fitted, or bad inputs.
@@ -310,13 +331,51 @@ def fit_and_select(
         metrics[name] = _scores(calibrator.predict_proba(rz), ry, n_bins)
     if not fitted:
         raise CalibrationError(f"no calibrator could be fitted: {skipped}")
-    chosen = min(
+    lowest = min(
         fitted,
         key=lambda n: (round(metrics[n]["ece"], 12), metrics[n]["nll"], SIMPLICITY.index(n)),
     )
+    probs = {name: c.predict_proba(rz) for name, c in fitted.items()}
+    intervals = _ece_difference_intervals(probs, ry, lowest, n_bins, n_boot, seed)
+    chosen = lowest
+    for name in sorted(fitted, key=SIMPLICITY.index):
+        if SIMPLICITY.index(name) >= SIMPLICITY.index(lowest):
+            break
+        if intervals[name][0] <= 0.0:
+            chosen = name
+            break
     return CalibrationComparison(
-        metrics=metrics, chosen=chosen, calibrators=fitted, skipped=skipped
+        metrics=metrics,
+        chosen=chosen,
+        calibrators=fitted,
+        skipped=skipped,
+        lowest_ece=lowest,
+        ece_difference_ci95=intervals,
     )
+
+
+def _ece_difference_intervals(
+    probs: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    reference: str,
+    n_bins: int,
+    n_boot: int,
+    seed: int,
+) -> dict[str, tuple[float, float]]:
+    """95% paired-bootstrap intervals of ECE(candidate) - ECE(reference), per candidate."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    diffs: dict[str, list[float]] = {name: [] for name in probs if name != reference}
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        base = ece(probs[reference][idx], labels[idx], n_bins)
+        for name in diffs:
+            diffs[name].append(ece(probs[name][idx], labels[idx], n_bins) - base)
+    out = {name: (0.0, 0.0) for name in probs if name == reference}
+    for name, values in diffs.items():
+        low, high = np.quantile(values, [0.025, 0.975])
+        out[name] = (float(low), float(high))
+    return out
 
 
 @dataclass(frozen=True)

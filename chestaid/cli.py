@@ -254,6 +254,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"(random {s['random']['keep_auc']:.4f}), trained-vs-reinitialised Spearman "
             f"{s['randomisation']['trained_vs_reinitialised_spearman_mean']:.3f}"
         )
+        g, r = s["on_logit"]["gradcam"], s["on_logit"]["random"]
+        lines.append(
+            f"  on the logit: deletion AUC {g['deletion_auc']:.3f} (random {r['deletion_auc']:.3f}), "
+            f"keep AUC {g['keep_auc']:.3f} (random {r['keep_auc']:.3f}), unperturbed {g['original']:.3f}"
+        )
     lines.append(f"written: {args.out / 'metrics.json'} and plots")
     sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK

@@ -354,8 +354,17 @@ def saliency_report(
     calibrator = bundle.calibrator
 
     @torch.inference_mode()
-    def score(batch: torch.Tensor) -> np.ndarray:
-        logits = bundle.model(batch)[:, 0].float().numpy().astype(np.float64)
-        return calibrator.predict_proba(logits)
+    def logit(batch: torch.Tensor) -> np.ndarray:
+        out: np.ndarray = bundle.model(batch)[:, 0].float().numpy().astype(np.float64)
+        return out
 
-    return evaluate_saliency(bundle.model, score, x, seed=seed, batch_size=batch_size)
+    def score(batch: torch.Tensor) -> np.ndarray:
+        return calibrator.predict_proba(logit(batch))
+
+    report = evaluate_saliency(bundle.model, score, x, seed=seed, batch_size=batch_size)
+    # A confident model's probability saturates near 1, flattening every curve; the
+    # logit shows what deleting or keeping regions does before the saturation.
+    report["on_logit"] = evaluate_saliency(
+        bundle.model, logit, x, seed=seed, batch_size=batch_size, randomisation=False
+    )
+    return report

@@ -163,6 +163,7 @@ def evaluate_saliency(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
     batch_size: int = 32,
+    randomisation: bool = True,
 ) -> dict[str, Any]:
     """Deletion/keep curves for Grad-CAM and random maps, and the randomisation check.
 
@@ -173,6 +174,7 @@ def evaluate_saliency(
         fractions: the top-k fractions to delete or keep.
         seed: seeds the random maps and the re-initialisation.
         batch_size: images scored at once.
+        randomisation: also run the model-randomisation check.
     """
     model.eval()
     curves: dict[str, list[PerturbationCurves]] = {"gradcam": [], "random": []}
@@ -187,7 +189,8 @@ def evaluate_saliency(
     result: dict[str, Any] = {
         name: _weighted_mean(parts, weights).to_dict() for name, parts in curves.items()
     }
-    result["randomisation"] = randomisation_check(model, x[: min(32, x.shape[0])], seed=seed)
+    if randomisation:
+        result["randomisation"] = randomisation_check(model, x[: min(32, x.shape[0])], seed=seed)
     result["n_images"] = int(x.shape[0])
     return result
 

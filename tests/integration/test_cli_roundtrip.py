@@ -122,6 +122,9 @@ def test_evaluate_writes_metrics_and_plots(
     assert metrics["threshold"]["governed"] is True
     assert {"tp", "fp", "tn", "fn"} <= set(metrics["threshold"]["confusion"])
     assert metrics["saliency"]["n_images"] == 8
+    on_logit = metrics["saliency"]["on_logit"]
+    assert on_logit["n_images"] == 8 and "randomisation" not in on_logit
+    assert len(on_logit["gradcam"]["deletion"]) == len(on_logit["random"]["keep"]) == 6
     recorded = json.loads((bundle / "manifest.json").read_text())["metrics"]["report_split"]
     assert recorded["roc_auc"] == metrics["roc_auc"]
     assert recorded["cases"]["n"] == metrics["cases"]["n"]

@@ -89,17 +89,36 @@ def test_too_few_cases_are_refused_with_counts() -> None:
         IsotonicCalibration().fit(np.arange(10.0), np.array([0, 1] * 5))
 
 
-def test_selection_keeps_the_lowest_report_ece_and_reports_all() -> None:
+def test_selection_keeps_the_lowest_report_ece_when_its_lead_is_real() -> None:
     z, y = _sample(4000, 4)
     observed = (z - 1.0) / 0.6
     comparison = fit_and_select(observed[:2000], y[:2000], observed[2000:], y[2000:])
     metrics = comparison.metrics
     assert {"uncalibrated", "temperature", "platt", "isotonic"} <= set(metrics)
     fitted = {k: v for k, v in metrics.items() if k != "uncalibrated"}
-    assert comparison.chosen == min(fitted, key=lambda k: fitted[k]["ece"])
+    assert comparison.lowest_ece == min(fitted, key=lambda k: fitted[k]["ece"])
     assert comparison.chosen != "temperature", "an intercept shift needs more than a temperature"
+    low, _ = comparison.ece_difference_ci95["temperature"]
+    assert low > 0.0, "temperature is significantly worse here"
     record = comparison.to_dict()
     assert record["chosen"] == comparison.chosen and set(record["parameters"]) == set(fitted)
+    assert record["ece_difference_vs_lowest_ci95"][comparison.chosen][0] <= 0.0
+
+
+def test_selection_prefers_the_simpler_calibrator_within_noise() -> None:
+    z, y = _sample(800, 9)  # logits that are already calibrated: every candidate is as good
+    comparison = fit_and_select(z[:400], y[:400], z[400:], y[400:])
+    assert comparison.lowest_ece != "temperature", "the case needs a lowest ECE by chance"
+    assert comparison.chosen == "temperature"
+    for name, (low, _) in comparison.ece_difference_ci95.items():
+        assert low <= 0.0, f"{name} is within noise of the lowest ECE"
+
+
+def test_isotonic_never_claims_certainty() -> None:
+    z = np.concatenate([np.linspace(-9, -5, 50), np.linspace(5, 9, 50)])
+    y = np.repeat([0, 1], 50)
+    probs = IsotonicCalibration().fit(z, y).predict_proba(np.array([-20.0, 0.0, 20.0]))
+    assert probs[0] == pytest.approx(1 / 101) and probs[2] == pytest.approx(100 / 101)
 
 
 def test_selection_skips_isotonic_with_too_few_cases() -> None:
