@@ -1,0 +1,98 @@
+"""The bundled default model: it loads, is governed, and scores a synthetic DICOM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from chestaid.bundle import MANIFEST_NAME, WEIGHTS_NAME, default_bundle_path, load_bundle
+from chestaid.imaging import read_image
+from chestaid.inference import Scorer
+from chestaid.sample import SAMPLE_PATIENT_ID, synthetic_dx
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    return Scorer.from_bundle(load_bundle(default_bundle_path()))
+
+
+def test_the_default_bundle_is_a_calibrated_governed_densenet() -> None:
+    bundle = load_bundle(default_bundle_path())
+    manifest = bundle.manifest
+    assert manifest.architecture == "densenet121"
+    assert manifest.classes == ("NORMAL", "PNEUMONIA")
+    assert manifest.is_calibrated
+    assert bundle.calibrator.name in {"temperature", "platt", "isotonic"}
+    assert bundle.threshold is not None and 0.0 < bundle.threshold < 1.0
+    raw = json.loads((default_bundle_path() / MANIFEST_NAME).read_text())
+    assert raw["threshold"]["target_sensitivity"] == pytest.approx(0.90)
+    counts = raw["data_fingerprint"]["counts"]
+    assert sum(sum(c.values()) for c in counts.values()) == 5216, "the whole shared training split"
+
+
+def test_weights_are_half_precision_safetensors() -> None:
+    path = default_bundle_path() / WEIGHTS_NAME
+    with safe_open(str(path), framework="pt") as fh:
+        dtypes = {str(fh.get_tensor(k).dtype) for k in fh.keys()}  # noqa: SIM118
+    assert "torch.float16" in dtypes
+    assert "torch.float32" not in dtypes
+    assert path.stat().st_size < 20 * 2**20
+
+
+def test_the_default_model_card_sits_beside_the_bundle() -> None:
+    card = (default_bundle_path() / "MODEL_CARD.md").read_text()
+    for needed in ("Intended use", "CC BY 4.0", "Kermany", "recalibrat", "ROC-AUC"):
+        assert needed in card
+
+
+def test_scores_a_synthetic_dicom_with_its_grad_cam(scorer: Scorer, tmp_path: Path) -> None:
+    path = tmp_path / "sample.dcm"
+    synthetic_dx(path, rows=600, cols=500, seed=3)
+    image, prediction = scorer.score_file(path)
+    assert image.modality == "DX"
+    assert 0.0 <= prediction.score <= 1.0
+    assert prediction.above_threshold == (prediction.score >= prediction.threshold)
+    assert prediction.model_version == scorer.model_version
+    assert prediction.cam.shape == (7, 7)
+    assert np.isfinite(prediction.cam).all()
+    assert 0.0 <= float(prediction.cam.min()) <= float(prediction.cam.max()) <= 1.0
+
+
+def test_different_images_get_different_scores(scorer: Scorer) -> None:
+    flat = np.full((256, 256), 0.5, dtype=np.float32)
+    ramp = np.tile(np.linspace(0.0, 1.0, 256, dtype=np.float32), (256, 1))
+    assert scorer.score_pixels(flat).logit != pytest.approx(scorer.score_pixels(ramp).logit)
+
+
+def test_the_quick_start_predicts_on_a_generated_dicom(tmp_path: Path) -> None:
+    dicom = tmp_path / "sample.dcm"
+    made = subprocess.run(
+        [sys.executable, "-m", "chestaid.cli", "sample", str(dicom), "--rows", "512"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert read_image(dicom).modality == "DX"
+    proc = subprocess.run(
+        [sys.executable, "-m", "chestaid.cli", "--threads", "2", "predict", "--json", str(dicom)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    manifest = json.loads((default_bundle_path() / MANIFEST_NAME).read_text())
+    assert record["model_version"] == manifest["version"]
+    assert record["threshold"] == pytest.approx(manifest["threshold"]["threshold"])
+    assert SAMPLE_PATIENT_ID not in proc.stdout + proc.stderr
