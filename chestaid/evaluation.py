@@ -113,8 +113,9 @@ def calibrate_bundle(
 ) -> CalibrationOutcome:
     """Fit temperature, Platt and isotonic calibration, keep the best, set the threshold.
 
-    Each calibrator is fitted on the calibration cases; the one with the lowest ECE on
-    the report cases is kept. The governed threshold is the highest threshold on the
+    Each calibrator is fitted on the calibration cases and measured on the report
+    cases; the rule of :func:`chestaid.calibration.fit_and_select` keeps one (the lowest
+    ECE, unless a simpler calibrator is within bootstrap noise of it). The governed threshold is the highest threshold on the
     calibrated score reaching ``target_sensitivity`` on the calibration cases. The
     bundle's manifest is rewritten with both; the weights are untouched. With
     ``out_dir``, the comparison is also written there as ``calibration.json`` and a
