@@ -27,6 +27,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import (
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
@@ -50,6 +51,12 @@ DEFAULT_MAX_PIXELS = 40_000_000
 CHEST_MODALITIES = frozenset({"CR", "DX", "DR"})
 SC_MODALITIES = frozenset({"SC", "OT"})  # what Secondary Capture images carry
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_TO_PELVIS", "TORSO"})
+# View Position values of a frontal projection; laterals (LL, RL), decubitus and obliques
+# are not what the model was trained on. "AP"/"PA" are the defined terms; the others are
+# what some vendors write.
+FRONTAL_VIEWS = frozenset({"PA", "AP", "APS", "PAS", "FRONTAL", "AP_SUPINE", "AP_ERECT"})
+# Image Type values that mark an image as not a diagnostic projection.
+NON_DIAGNOSTIC_IMAGE_TYPES = frozenset({"LOCALIZER", "SCOUT"})
 CHEST_SOP_CLASSES = frozenset(
     {
         ComputedRadiographyImageStorage,
@@ -130,18 +137,29 @@ def read_dicom(
         CorruptImageError, UnsupportedImageError, NotChestRadiographError,
         ImageTooLargeError: as for :func:`dataset_to_grey`, and for unreadable files.
     """
+    return dataset_to_grey(read_dicom_dataset(source), max_pixels=max_pixels)
+
+
+def read_dicom_dataset(source: str | os.PathLike[str] | bytes | BinaryIO) -> Dataset:
+    """Read a DICOM file's dataset, its large elements (pixel data) deferred until used.
+
+    A Part-10 file is expected; a bare dataset without preamble and file meta is read
+    too. Deferring the pixel data means an image over the pixel budget is refused from
+    its header without its pixels ever being read.
+
+    Raises:
+        CorruptImageError: not a readable DICOM file.
+    """
     fp: str | os.PathLike[str] | BinaryIO = (
         io.BytesIO(source) if isinstance(source, bytes) else source
     )
     try:
-        # Large elements (the pixel data) are read only when used, so an image over the
-        # pixel budget is refused from its header without reading its pixels.
         ds: Dataset = pydicom.dcmread(fp, force=False, defer_size=DEFER_SIZE)
     except InvalidDicomError:
         ds = _read_bare_dataset(fp)
     except _DECODE_ERRORS as exc:
         raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
-    return dataset_to_grey(ds, max_pixels=max_pixels)
+    return ds
 
 
 def _read_bare_dataset(fp: str | os.PathLike[str] | BinaryIO) -> Dataset:
@@ -165,12 +183,13 @@ def _read_bare_dataset(fp: str | os.PathLike[str] | BinaryIO) -> Dataset:
 
 
 def check_chest_radiograph(ds: Dataset) -> None:
-    """Refuse a dataset whose attributes say it is not a chest radiograph.
+    """Refuse a dataset whose attributes say it is not a frontal chest radiograph.
 
     Absent attributes are not held against the image: only what is stated counts.
 
     Raises:
-        NotChestRadiographError: another modality, SOP class or body part.
+        NotChestRadiographError: another modality, SOP class or body part, a view
+            position that is not frontal, or an image type marked localizer/scout.
     """
     modality = str(ds.get("Modality", "") or "").strip().upper()
     sop_class = str(ds.get("SOPClassUID", "") or "")
@@ -187,6 +206,22 @@ def check_chest_radiograph(ds: Dataset) -> None:
     body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
     if body_part and body_part not in CHEST_BODY_PARTS:
         raise NotChestRadiographError(f"body part examined is {body_part}, not the chest")
+    view = str(ds.get("ViewPosition", "") or "").strip().upper()
+    if view and view not in FRONTAL_VIEWS:
+        raise NotChestRadiographError(f"view position is {view}, not a frontal (PA/AP) view")
+    image_type = {str(v).strip().upper() for v in _values(ds.get("ImageType"))}
+    marked = sorted(image_type & NON_DIAGNOSTIC_IMAGE_TYPES)
+    if marked:
+        raise NotChestRadiographError(f"image type is {'/'.join(marked)}, not a radiograph")
+
+
+def _values(value: object) -> list[object]:
+    """The values of a possibly multi-valued attribute as a list (empty when absent)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, MultiValue | list | tuple):
+        return list(value)
+    return [value]
 
 
 def _number(ds: Dataset, keyword: str, default: float) -> float:

@@ -377,3 +377,24 @@ def test_lut_data_written_as_ow_bytes_reads_like_the_list_form(
     path = tmp_path / "ow.dcm"
     ds.save_as(path, enforce_file_format=True)
     np.testing.assert_allclose(read_image(path).pixels, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("view", ["LL", "RL", "LLD", "RLO"])
+def test_lateral_and_oblique_views_are_not_scored(view: str) -> None:
+    ds = make_dx(view_position=view)
+    with pytest.raises(NotChestRadiographError, match="view position"):
+        dataset_to_grey(ds)
+
+
+@pytest.mark.parametrize("view", ["PA", "AP", "", None])
+def test_frontal_or_unstated_views_are_scored(view: str | None) -> None:
+    ds = make_dx(view_position=view)
+    assert dataset_to_grey(ds).pixels.shape == (64, 80)
+
+
+def test_localizer_image_type_is_not_scored() -> None:
+    ds = make_dx(ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    with pytest.raises(NotChestRadiographError, match="LOCALIZER"):
+        dataset_to_grey(ds)
+    ok = make_dx(ImageType=["ORIGINAL", "PRIMARY"])
+    dataset_to_grey(ok)
