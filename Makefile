@@ -40,8 +40,8 @@ run: setup
 	$(BIN)/chestaid predict var/sample/sample-dx.dcm --cam var/sample/cams
 
 lint: setup
-	$(BIN)/python -m ruff check chestaid daemon tests benchmarks
-	$(BIN)/python -m ruff format --check chestaid daemon tests benchmarks
+	$(BIN)/python -m ruff check chestaid daemon migrations tests benchmarks
+	$(BIN)/python -m ruff format --check chestaid daemon migrations tests benchmarks
 
 typecheck: setup
 	$(BIN)/python -m mypy

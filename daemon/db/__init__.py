@@ -1,0 +1,1 @@
+"""The daemon's database: typed models, the engine and sessions, repository functions."""

@@ -1,0 +1,212 @@
+"""The database's tables, as typed ORM models. Alembic (``migrations/``) owns the schema.
+
+The way of one instance through the tables:
+
+    instances  one row per received SOP instance (first copy wins), its spool file
+    jobs       one per instance: queued -> running -> done | skipped | failed
+    results    one per done job: logit, calibrated score, priority, versions
+    outputs    the objects a result produced (Secondary Capture, SR), in the outbox
+    deliveries one per output per destination: pending -> sending -> delivered | dead
+
+No table holds patient names or IDs; the DICOM files do, and only they.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+UID_LENGTH = 64
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of ChestAid's tables."""
+
+
+class JobState(enum.StrEnum):
+    """Where a job is. ``done``, ``skipped`` and ``failed`` are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class DeliveryState(enum.StrEnum):
+    """Where a delivery is. ``delivered`` is terminal; ``dead`` waits for an admin's retry."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class OutputKind(enum.StrEnum):
+    """What a generated object is."""
+
+    SECONDARY_CAPTURE = "sc"
+    STRUCTURED_REPORT = "sr"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Instance(Base):
+    """A received SOP instance and where its bytes are in the spool."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(UID_LENGTH))
+    study_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(UID_LENGTH))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    # The file's name relative to the spool directory; made by ChestAid, never from UIDs.
+    spool_name: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    calling_ae_title: Mapped[str] = mapped_column(String(16))
+    peer_address: Mapped[str] = mapped_column(String(64))
+    # The C-STORE request's priority (LOW, MEDIUM, HIGH): the sender's own urgency.
+    requested_priority: Mapped[str] = mapped_column(String(8))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="instance", uselist=False)
+
+
+class Job(Base):
+    """The work of scoring one instance."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_id", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), unique=True)
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"), default=JobState.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    instance: Mapped[Instance] = relationship(back_populates="job")
+    result: Mapped[Result | None] = relationship(back_populates="job", uselist=False)
+    outputs: Mapped[list[Output]] = relationship(back_populates="job")
+
+
+class Result(Base):
+    """What the model said about an instance, with the versions that said it."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    logit: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    above_threshold: Mapped[bool] = mapped_column(Boolean)
+    priority: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(128))
+    calibration_version: Mapped[int] = mapped_column(Integer)
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="result")
+
+
+class Output(Base):
+    """A generated DICOM object in the outbox directory."""
+
+    __tablename__ = "outputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    kind: Mapped[OutputKind] = mapped_column(_enum(OutputKind, "output_kind"))
+    sop_class_uid: Mapped[str] = mapped_column(String(UID_LENGTH))
+    sop_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), unique=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH))
+    file_name: Mapped[str] = mapped_column(String(255))  # relative to the outbox directory
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="outputs")
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="output")
+
+
+class Delivery(Base):
+    """One output on its way to one destination: the outbox row."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("output_id", "destination"),
+        Index("ix_deliveries_state_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    output_id: Mapped[int] = mapped_column(ForeignKey("outputs.id"))
+    destination: Mapped[str] = mapped_column(String(32))
+    state: Mapped[DeliveryState] = mapped_column(
+        _enum(DeliveryState, "delivery_state"), default=DeliveryState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    output: Mapped[Output] = relationship(back_populates="deliveries")

@@ -1,0 +1,303 @@
+"""The daemon's settings: one validated object, from a TOML file with ``CHESTAID_`` overrides.
+
+The embedded default is ``config/chestaid.toml`` (AE title CHESTAID on 127.0.0.1:11112,
+SQLite in WAL mode under ``./var/``, the bundled model). A site copies it, edits it,
+and passes it with ``--config``. Any key can be overridden from the environment:
+``CHESTAID_NODE__PORT=11113``, ``CHESTAID_STORAGE__DATABASE_URL=...``; lists and
+tables take JSON, e.g. ``CHESTAID_ALLOW__NETWORKS='["10.0.0.0/8"]'``.
+
+Loading fails at start with :class:`~chestaid.errors.ConfigurationError` naming each
+bad key; unknown keys are refused, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from chestaid.errors import ConfigurationError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "chestaid.toml"
+ENV_PREFIX = "CHESTAID_"
+
+# DICOM AE titles: 1-16 characters of the default character repertoire, no backslash,
+# not all spaces (PS3.5 6.2).
+AETitle = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=16, pattern=r"^[ -\[\]-~]+$"),
+]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeSettings(_Section):
+    """ChestAid's own DICOM node: where it listens and how patient it is."""
+
+    ae_title: AETitle = "CHESTAID"
+    host: str = "127.0.0.1"
+    port: Port = 11112
+    max_associations: Annotated[int, Field(ge=1, le=1000)] = 8
+    # Never unlimited (0): a peer could otherwise announce PDUs of any size.
+    max_pdu_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    acse_timeout: Seconds = 30.0
+    dimse_timeout: Seconds = 60.0
+    network_timeout: Seconds = 60.0
+
+
+class AllowSettings(_Section):
+    """Who may associate: calling AE titles (empty: any) and source networks."""
+
+    calling_ae_titles: list[AETitle] = Field(default_factory=list)
+    networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+
+    @field_validator("networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
+        return value
+
+    @cached_property
+    def parsed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks, parsed."""
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.networks)
+
+
+class StorageSettings(_Section):
+    """Where received images, outputs and the database live (relative to the working dir)."""
+
+    var_dir: Path = Path("var")
+    spool_dir: Path | None = None  # default: <var_dir>/spool
+    outbox_dir: Path | None = None  # default: <var_dir>/outbox
+    database_url: str | None = None  # default: sqlite:///<var_dir>/chestaid.db
+    # Refuse new images (0xA700) when the spool's file system would have less than this.
+    min_free_mb: Annotated[int, Field(ge=0)] = 512
+    database_busy_timeout: Seconds = 10.0
+
+    @property
+    def spool(self) -> Path:
+        """The spool directory."""
+        return self.spool_dir if self.spool_dir is not None else self.var_dir / "spool"
+
+    @property
+    def outbox(self) -> Path:
+        """The outbox directory (generated objects waiting for, or kept after, delivery)."""
+        return self.outbox_dir if self.outbox_dir is not None else self.var_dir / "outbox"
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy database URL."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.var_dir / 'chestaid.db'}"
+
+
+class ModelSettings(_Section):
+    """The model bundle and how it runs."""
+
+    bundle: Path | None = None  # default: the bundled model
+    device: str = "cpu"
+    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: PyTorch's default
+
+
+class WorkerSettings(_Section):
+    """Scoring workers: how many, how long a claim lasts, how often to look for work."""
+
+    count: Annotated[int, Field(ge=1, le=64)] = 1
+    lease_seconds: Seconds = 120.0
+    poll_seconds: Seconds = 2.0
+    # A job whose processing raised an unexpected error this many times is failed.
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    output_max_side: Annotated[int, Field(ge=128, le=8192)] = 1024
+    overlay_alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.35
+
+
+class Band(_Section):
+    """A priority band: studies whose calibrated score is at least ``min_score``.
+
+    ``min_score = "threshold"`` means the governed threshold of the active calibration.
+    """
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,15}$")]
+    min_score: float | Literal["threshold"]
+
+    @field_validator("min_score")
+    @classmethod
+    def _in_unit_range(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0.0 <= value <= 1.0:
+            raise ValueError('must be in [0, 1] or "threshold"')
+        return value
+
+
+def _default_bands() -> list[Band]:
+    return [Band(name="URGENT", min_score="threshold"), Band(name="ROUTINE", min_score=0.0)]
+
+
+class PrioritySettings(_Section):
+    """Priority bands, highest first. There must be one at the threshold and one at 0."""
+
+    bands: list[Band] = Field(default_factory=_default_bands)
+
+    @field_validator("bands")
+    @classmethod
+    def _usable(cls, bands: list[Band]) -> list[Band]:
+        names = [b.name for b in bands]
+        if len(set(names)) != len(names):
+            raise ValueError("band names must be unique")
+        if not any(b.min_score == "threshold" for b in bands):
+            raise ValueError('one band must have min_score = "threshold" (the governed threshold)')
+        if not any(b.min_score == 0.0 for b in bands):
+            raise ValueError("one band must have min_score = 0 so every score has a band")
+        return bands
+
+
+class Destination(_Section):
+    """A DICOM node that receives ChestAid's outputs (usually the PACS)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+    ae_title: AETitle
+    host: str
+    port: Port
+
+
+class SenderSettings(_Section):
+    """Delivery of outputs: retries with exponential backoff, then a dead letter."""
+
+    calling_ae_title: AETitle | None = None  # default: node.ae_title
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 12
+    backoff_initial_seconds: Seconds = 5.0
+    backoff_max_seconds: Seconds = 300.0
+    poll_seconds: Seconds = 5.0
+    lease_seconds: Seconds = 300.0
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+
+
+class SchedulerSettings(_Section):
+    """Periodic maintenance jobs."""
+
+    queue_report_seconds: Seconds = 300.0
+
+
+class LoggingSettings(_Section):
+    """Logs go to standard error (the journal under systemd)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(BaseSettings):
+    """Every setting of the daemon, validated."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    allow: AllowSettings = Field(default_factory=AllowSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    priority: PrioritySettings = Field(default_factory=PrioritySettings)
+    destinations: list[Destination] = Field(default_factory=list)
+    sender: SenderSettings = Field(default_factory=SenderSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> Settings:
+        names = [d.name for d in self.destinations]
+        if len(set(names)) != len(names):
+            raise ValueError("destination names must be unique")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (passed in as init values).
+        return env_settings, init_settings
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load and validate the settings.
+
+    Args:
+        path: a TOML file; the embedded default when None.
+
+    Raises:
+        ConfigurationError: the file is missing or not TOML, or a key is unknown or
+            has a bad value; the message names the file and every bad key.
+    """
+    source = Path(path) if path is not None else DEFAULT_CONFIG
+    if path is None and not source.exists():
+        # An installed package without the source tree: the built-in defaults equal the file.
+        return _validated({}, source)
+    try:
+        data: dict[str, Any] = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"configuration file {source} does not exist") from exc
+    except OSError as exc:
+        raise ConfigurationError(f"configuration file {source} cannot be read: {exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"configuration file {source} is not valid TOML: {exc}") from exc
+    return _validated(data, source)
+
+
+def _validated(data: dict[str, Any], source: Path) -> Settings:
+    """Validate file data (with environment overrides) into settings."""
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_key(err['loc'])}: {err['msg']}"
+            + (
+                f" (got {err['input']!r})"
+                if err["type"] != "missing" and not isinstance(err["input"], dict)
+                else ""
+            )
+            for err in exc.errors()
+        )
+        raise ConfigurationError(
+            f"bad configuration in {source} or {ENV_PREFIX}* environment: {problems}"
+        ) from exc

@@ -1,0 +1,194 @@
+"""Repository functions on a real, migrated SQLite file: the queue's guarantees."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from daemon.db import repo
+from daemon.db.models import Delivery, DeliveryState, Job, JobState, OutputKind, utcnow
+from daemon.db.session import SessionFactory, unit_of_work
+
+
+def _receive(sessions: SessionFactory, uid: str) -> int:
+    with unit_of_work(sessions) as s:
+        job = repo.record_instance(
+            s,
+            sop_instance_uid=uid,
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
+            study_instance_uid="1.2.3",
+            series_instance_uid="1.2.3.4",
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            modality="DX",
+            spool_name=f"2026/01/01/{uid}.dcm",
+            size_bytes=10,
+            calling_ae_title="MODALITY",
+            peer_address="127.0.0.1",
+            requested_priority="MEDIUM",
+        )
+        return job.id
+
+
+def _claim(sessions: SessionFactory, owner: str, **kw: object) -> repo.Claim | None:
+    args: dict[str, object] = {"lease_seconds": 60.0, "max_attempts": 3, **kw}
+    with unit_of_work(sessions) as s:
+        return repo.claim_job(s, owner=owner, **args)  # type: ignore[arg-type]
+
+
+def test_same_sop_instance_uid_is_kept_once(sessions: SessionFactory) -> None:
+    _receive(sessions, "1.1")
+    with unit_of_work(sessions) as s:
+        assert repo.instance_exists(s, sop_instance_uid="1.1")
+    with pytest.raises(IntegrityError):
+        _receive(sessions, "1.1")
+    with unit_of_work(sessions) as s:
+        assert repo.job_counts(s)["queued"] == 1
+
+
+def test_jobs_are_claimed_oldest_first_and_once(sessions: SessionFactory) -> None:
+    first, second = _receive(sessions, "1.1"), _receive(sessions, "1.2")
+    a, b = _claim(sessions, "a"), _claim(sessions, "b")
+    assert a is not None and b is not None
+    assert (a.job_id, b.job_id) == (first, second)
+    assert _claim(sessions, "c") is None
+
+
+def test_an_expired_lease_is_reclaimed_and_the_old_owner_cannot_record(
+    sessions: SessionFactory,
+) -> None:
+    job_id = _receive(sessions, "1.1")
+    dead = _claim(sessions, "dead-worker")
+    assert dead is not None
+    assert _claim(sessions, "other") is None  # lease still held
+    later = utcnow() + timedelta(seconds=61)
+    taken = _claim(sessions, "other", now=later)
+    assert taken is not None and taken.job_id == job_id and taken.attempts == 2
+    with unit_of_work(sessions) as s:
+        assert not repo.finish_job(
+            s, job_id=job_id, owner="dead-worker", state=JobState.FAILED, reason="x"
+        )
+        assert repo.finish_job(s, job_id=job_id, owner="other", state=JobState.SKIPPED, reason="y")
+    with unit_of_work(sessions) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.state == JobState.SKIPPED and job.reason == "y"
+
+
+def test_a_job_that_keeps_killing_its_worker_is_failed(sessions: SessionFactory) -> None:
+    job_id = _receive(sessions, "1.1")
+    now = utcnow()
+    for attempt in range(3):
+        claim = _claim(sessions, f"w{attempt}", now=now + timedelta(seconds=61 * attempt))
+        assert claim is not None
+    assert _claim(sessions, "w3", now=now + timedelta(seconds=61 * 3)) is None
+    with unit_of_work(sessions) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.state == JobState.FAILED
+        assert "abandoned" in (job.reason or "")
+
+
+def test_a_clean_stop_gives_jobs_back_uncounted(sessions: SessionFactory) -> None:
+    job_id = _receive(sessions, "1.1")
+    assert _claim(sessions, "w") is not None
+    with unit_of_work(sessions) as s:
+        assert repo.release_owned_jobs(s, owner="w") == 1
+    claim = _claim(sessions, "w2")
+    assert claim is not None and claim.job_id == job_id and claim.attempts == 1
+
+
+def _complete(sessions: SessionFactory, destinations: list[str]) -> int:
+    job_id = _receive(sessions, "1.1")
+    assert _claim(sessions, "w") is not None
+    outputs = [
+        repo.NewOutput(
+            kind=kind,
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.7",
+            sop_instance_uid=f"9.{i}",
+            series_instance_uid=f"9.9.{i}",
+            file_name=f"job-{i}.dcm",
+            size_bytes=1,
+        )
+        for i, kind in enumerate(OutputKind)
+    ]
+    with unit_of_work(sessions) as s:
+        assert repo.complete_job(
+            s,
+            job_id=job_id,
+            owner="w",
+            logit=2.0,
+            score=0.9,
+            threshold=0.8,
+            above_threshold=True,
+            priority="URGENT",
+            model_version="m",
+            calibration_version=1,
+            outputs=outputs,
+            destinations=destinations,
+        )
+    return job_id
+
+
+def test_completion_records_result_outputs_and_a_delivery_per_destination(
+    sessions: SessionFactory,
+) -> None:
+    job_id = _complete(sessions, ["pacs", "archive"])
+    with unit_of_work(sessions) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.state == JobState.DONE
+        assert job.result is not None and job.result.priority == "URGENT"
+        deliveries = s.scalars(select(Delivery)).all()
+        assert len(deliveries) == 4
+        assert {d.destination for d in deliveries} == {"pacs", "archive"}
+        assert all(d.state == DeliveryState.PENDING for d in deliveries)
+
+
+def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> None:
+    _complete(sessions, ["pacs"])
+    now = utcnow()
+    with unit_of_work(sessions) as s:
+        claims = repo.claim_deliveries(
+            s, owner="s", lease_seconds=60, destinations=["pacs"], limit=10, now=now
+        )
+    assert len(claims) == 2
+    with unit_of_work(sessions) as s:
+        state = repo.mark_attempt_failed(
+            s, delivery_id=claims[0].delivery_id, owner="s", error="down", status=None, retry_in=30
+        )
+        assert state == DeliveryState.PENDING
+        assert (
+            repo.mark_attempt_failed(
+                s,
+                delivery_id=claims[1].delivery_id,
+                owner="s",
+                error="no",
+                status=0xA700,
+                retry_in=None,
+            )
+            == DeliveryState.DEAD
+        )
+    with unit_of_work(sessions) as s:
+        # Not due before its backoff has passed; the dead one is never claimed.
+        assert (
+            repo.claim_deliveries(
+                s, owner="s", lease_seconds=60, destinations=["pacs"], limit=10, now=now
+            )
+            == []
+        )
+    with unit_of_work(sessions) as s:
+        again = repo.claim_deliveries(
+            s,
+            owner="s",
+            lease_seconds=60,
+            destinations=["pacs"],
+            limit=10,
+            now=now + timedelta(seconds=31),
+        )
+        assert [c.delivery_id for c in again] == [claims[0].delivery_id]
+        assert again[0].attempts == 2
+        assert repo.mark_delivered(s, delivery_id=again[0].delivery_id, owner="s", status=0)
+    with unit_of_work(sessions) as s:
+        assert repo.retry_deliveries(s, all_dead=True) == 1
+        counts = repo.delivery_counts(s)
+    assert counts == {"pending": 1, "sending": 0, "delivered": 1, "dead": 0}
