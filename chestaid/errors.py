@@ -51,3 +51,7 @@ class ModelError(ChestAidError):
 
 class TrainingError(ChestAidError):
     """A training run cannot start or go on (unreadable checkpoint, another run's checkpoint...)."""
+
+
+class OutputError(ChestAidError):
+    """A DICOM output cannot be built (the source lacks its UIDs, or highdicom refuses)."""

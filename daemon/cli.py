@@ -1,0 +1,201 @@
+"""``chestaid-daemon``: run the triage daemon and administer it.
+
+    chestaid-daemon serve [--config FILE] [--roles scp,worker,sender,scheduler]
+    chestaid-daemon db upgrade | db current
+    chestaid-daemon status
+    chestaid-daemon outbox list [--state dead] | outbox retry (ID... | --all-dead)
+    chestaid-daemon config show
+
+Errors are reported as one line on standard error with a non-zero exit status:
+1 for a failure, 2 for bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from chestaid.errors import ChestAidError, ConfigurationError
+from daemon import logs
+from daemon.db import repo
+from daemon.db.migrate import current_revision, head_revision, upgrade
+from daemon.db.models import DeliveryState
+from daemon.db.session import make_engine, make_session_factory, unit_of_work
+from daemon.service import ROLES, Service, parse_roles
+from daemon.settings import Settings, load_settings
+
+logger = logging.getLogger("daemon.cli")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chestaid-daemon",
+        description="ChestAid's DICOM triage daemon (triage support, not a diagnosis).",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, default=None, help="TOML settings (default: the embedded default)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the daemon")
+    serve.add_argument(
+        "--roles",
+        default="all",
+        help=f"comma-separated roles to run in this process ({','.join(ROLES)}; default all)",
+    )
+
+    db = sub.add_parser("db", help="the database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", parents=[common], help="migrate the database to this version")
+    db_sub.add_parser("current", parents=[common], help="show the schema revision")
+
+    sub.add_parser("status", parents=[common], help="jobs and deliveries by state")
+
+    outbox = sub.add_parser("outbox", help="deliveries of outputs to destinations")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
+    listing = outbox_sub.add_parser("list", parents=[common], help="list deliveries")
+    listing.add_argument("--state", choices=[s.value for s in DeliveryState], default=None)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    retry = outbox_sub.add_parser("retry", parents=[common], help="retry dead-lettered deliveries")
+    retry.add_argument("ids", nargs="*", type=int, help="delivery ids")
+    retry.add_argument("--all-dead", action="store_true", help="every dead delivery")
+
+    config = sub.add_parser("config", help="the settings")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    config_sub.add_parser("show", parents=[common], help="print the validated settings as JSON")
+    return parser
+
+
+def _serve(settings: Settings, roles_text: str) -> int:
+    try:
+        roles = parse_roles(roles_text)
+    except ValueError as exc:
+        raise ConfigurationError(f"--roles: {exc}") from exc
+    service = Service(settings, roles)
+    signal.signal(signal.SIGTERM, service.request_stop)
+    signal.signal(signal.SIGINT, service.request_stop)
+    try:
+        service.start()
+    except BaseException:
+        service.stop()
+        raise
+    service.wait()
+    logger.info("stop requested")
+    service.stop()
+    return 0
+
+
+def _db(settings: Settings, command: str) -> int:
+    engine = make_engine(settings.storage.url)
+    try:
+        if command == "upgrade":
+            before, after = upgrade(engine)
+            _out(f"database at revision {after} (was {before or 'empty'})")
+        else:
+            current = current_revision(engine)
+            head = head_revision()
+            _out(f"current {current or 'none'}; this ChestAid's head {head}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _status(settings: Settings) -> int:
+    engine = make_engine(settings.storage.url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            report = {"jobs": repo.job_counts(session), "deliveries": repo.delivery_counts(session)}
+    finally:
+        engine.dispose()
+    _out(json.dumps(report, indent=2))
+    return 0
+
+
+def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    engine = make_engine(settings.storage.url)
+    try:
+        sessions = make_session_factory(engine)
+        if args.outbox_command == "retry":
+            if not args.ids and not args.all_dead:
+                raise ConfigurationError("outbox retry: give delivery ids or --all-dead")
+            with unit_of_work(sessions) as session:
+                n = repo.retry_deliveries(session, ids=args.ids, all_dead=args.all_dead)
+            _out(f"{n} dead deliveries queued again")
+            return 0
+        with unit_of_work(sessions) as session:
+            state = DeliveryState(args.state) if args.state else None
+            rows = repo.list_deliveries(session, state=state, limit=args.limit)
+            items = [
+                {
+                    "id": d.id,
+                    "destination": d.destination,
+                    "state": d.state.value,
+                    "attempts": d.attempts,
+                    "kind": d.output.kind.value,
+                    "sop_instance_uid": d.output.sop_instance_uid,
+                    "next_attempt_at": d.next_attempt_at.isoformat(timespec="seconds"),
+                    "last_error": d.last_error or "",
+                }
+                for d in rows
+            ]
+    finally:
+        engine.dispose()
+    if args.format == "json":
+        _out(json.dumps(items, indent=2))
+        return 0
+    columns = ["id", "destination", "state", "attempts", "kind", "next_attempt_at", "last_error"]
+    _out("\t".join(columns))
+    for item in items:
+        _out("\t".join(str(item[c]) for c in columns))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        logs.configure(settings.logging.level, settings.logging.format)
+        if args.command == "serve":
+            return _serve(settings, args.roles)
+        if args.command == "db":
+            return _db(settings, args.db_command)
+        if args.command == "status":
+            return _status(settings)
+        if args.command == "outbox":
+            return _outbox(settings, args)
+        _out(settings.model_dump_json(indent=2))
+        return 0
+    except ConfigurationError as exc:
+        _err(f"chestaid-daemon: {exc}")
+        return 2
+    except ChestAidError as exc:
+        _err(f"chestaid-daemon: {exc}")
+        return 1
+    except SQLAlchemyError as exc:
+        _err(f"chestaid-daemon: database error: {exc.__class__.__name__}: {exc}")
+        return 1
+    except OSError as exc:
+        _err(f"chestaid-daemon: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""The DICOM SCP: C-ECHO and C-STORE of chest radiographs into the durable queue.
+
+The C-STORE handler is thin, as pynetdicom's examples are: it writes the bytes it was
+sent (file meta + the dataset as received, never decoded and re-encoded) to the spool,
+records the instance and a queued job in one transaction, and only then answers
+success. It never runs the model. Statuses (PS3.4 B.2.3):
+
+    0x0000  stored (or a copy already received: first wins, the sender is not punished)
+    0xA700  out of resources: the spool is full or the database failed; nothing is kept
+    0xA900  the dataset does not match the SOP class / the request (UIDs missing or wrong)
+    0xC210  cannot understand: the dataset cannot be parsed
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any, cast
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    ComputedRadiographyImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+)
+from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import C_STORE
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from daemon.db import repo
+from daemon.db.session import SessionFactory, unit_of_work
+from daemon.errors import DaemonError, SpoolError, SpoolFullError
+from daemon.settings import AllowSettings, NodeSettings
+from daemon.spool import FileStore
+
+logger = logging.getLogger(__name__)
+
+VERIFICATION = UID("1.2.840.10008.1.1")
+STORAGE_SOP_CLASSES = (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    SecondaryCaptureImageStorage,
+)
+# Everything the ML core can decode: native, deflate, JPEG baseline/extended/lossless,
+# JPEG-LS, JPEG 2000 and RLE.
+TRANSFER_SYNTAXES = (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+)
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC210
+DIMSE_PRIORITIES = {0: "MEDIUM", 1: "HIGH", 2: "LOW"}
+
+# A-ASSOCIATE-RJ: rejected permanent, by the service user, with this reason.
+REJECT_PERMANENT = 0x01
+SOURCE_SERVICE_USER = 0x01
+REASON_NONE_GIVEN = 0x01
+REASON_CALLING_AE_NOT_RECOGNISED = 0x03
+
+
+def peer_allowed(allow: AllowSettings, *, calling_ae: str, address: str) -> tuple[int, str] | None:
+    """Why an association may not be accepted (A-ASSOCIATE-RJ reason, text), or None."""
+    titles = allow.calling_ae_titles
+    if titles and calling_ae.strip() not in titles:
+        return (
+            REASON_CALLING_AE_NOT_RECOGNISED,
+            f"calling AE title {calling_ae.strip()!r} is not allowed",
+        )
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return REASON_NONE_GIVEN, f"peer address {address!r} is not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if not any(ip in network for network in allow.parsed_networks):
+        return REASON_NONE_GIVEN, f"peer address {ip} is not in an allowed network"
+    return None
+
+
+@dataclass
+class StoreHandler:
+    """Receives C-STORE requests into the spool and the queue.
+
+    Args:
+        spool: where received files go.
+        sessions: the process's session factory.
+        allow: who may associate.
+        on_queued: called after a job is committed (wakes an in-process worker).
+    """
+
+    spool: FileStore
+    sessions: SessionFactory
+    allow: AllowSettings
+    on_queued: Callable[[], None] = lambda: None
+
+    def on_requested(self, event: evt.Event) -> None:
+        """EVT_REQUESTED: reject an association from a peer the allowlist does not name."""
+        assoc = event.assoc
+        primitive = assoc.requestor.primitive
+        calling = str(primitive.calling_ae_title if primitive is not None else "")
+        address = str(assoc.requestor.address)
+        refusal = peer_allowed(self.allow, calling_ae=calling, address=address)
+        if refusal is not None:
+            code, reason = refusal
+            logger.warning(
+                "association rejected",
+                extra={"calling_ae": calling.strip(), "peer": address, "reason": reason},
+            )
+            assoc.acse.send_reject(REJECT_PERMANENT, SOURCE_SERVICE_USER, code)
+            # As pynetdicom does for its own rejections: wait until the A-ASSOCIATE-RJ
+            # is sent and the connection is closed, so the peer gets the reason.
+            assoc.kill()
+
+    def on_store(self, event: evt.Event) -> int:
+        """EVT_C_STORE: spool, record, then answer."""
+        request = cast(C_STORE, event.request)
+        sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
+        sop_class_uid = str(request.AffectedSOPClassUID or "")
+        context = event.context
+        log: dict[str, Any] = {
+            "sop_instance_uid": sop_instance_uid,
+            "calling_ae": str(event.assoc.requestor.ae_title).strip(),
+        }
+        try:
+            with unit_of_work(self.sessions) as session:
+                if repo.instance_exists(session, sop_instance_uid=sop_instance_uid):
+                    logger.info("duplicate instance, first copy kept", extra=log)
+                    return SUCCESS
+        except SQLAlchemyError as exc:
+            logger.error("database unavailable", extra={**log, "error": str(exc)})
+            return OUT_OF_RESOURCES
+
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+        meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+        meta.TransferSyntaxUID = context.transfer_syntax
+        meta.ImplementationClassUID = event.file_meta.ImplementationClassUID
+        meta.ImplementationVersionName = event.file_meta.ImplementationVersionName
+        meta.SourceApplicationEntityTitle = log["calling_ae"] or None
+        header = DicomBytesIO()
+        header.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(header, meta, enforce_standard=True)
+        body = cast(BytesIO, request.DataSet)
+        try:
+            stored = self.spool.write(header.getvalue(), body.getbuffer())
+        except SpoolFullError as exc:
+            logger.error("spool full, instance refused", extra={**log, "error": str(exc)})
+            return OUT_OF_RESOURCES
+        except SpoolError as exc:
+            logger.error("spool write failed, instance refused", extra={**log, "error": str(exc)})
+            return OUT_OF_RESOURCES
+
+        try:
+            ds = _read_header(stored.path)
+            problem = _mismatch(ds, sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid)
+        except _HeaderError as exc:
+            self.spool.remove(stored.name)
+            logger.warning("unreadable dataset refused", extra={**log, "reason": str(exc)})
+            return CANNOT_UNDERSTAND
+        if problem is not None:
+            self.spool.remove(stored.name)
+            logger.warning("dataset refused", extra={**log, "reason": problem})
+            return DATASET_MISMATCH
+
+        try:
+            with unit_of_work(self.sessions) as session:
+                job = repo.record_instance(
+                    session,
+                    sop_instance_uid=sop_instance_uid,
+                    sop_class_uid=sop_class_uid,
+                    study_instance_uid=str(ds.StudyInstanceUID),
+                    series_instance_uid=str(ds.SeriesInstanceUID),
+                    transfer_syntax_uid=str(context.transfer_syntax),
+                    modality=(str(ds.get("Modality") or "").strip() or None),
+                    spool_name=stored.name,
+                    size_bytes=stored.size,
+                    calling_ae_title=log["calling_ae"],
+                    peer_address=str(event.assoc.requestor.address),
+                    requested_priority=DIMSE_PRIORITIES.get(int(request.Priority or 0), "MEDIUM"),
+                )
+                job_id = job.id
+        except IntegrityError:
+            # Another association stored the same instance meanwhile: first wins.
+            self.spool.remove(stored.name)
+            logger.info("duplicate instance, first copy kept", extra=log)
+            return SUCCESS
+        except SQLAlchemyError as exc:
+            self.spool.remove(stored.name)
+            logger.error(
+                "database write failed, instance refused", extra={**log, "error": str(exc)}
+            )
+            return OUT_OF_RESOURCES
+        logger.info(
+            "instance received",
+            extra={
+                **log,
+                "job_id": job_id,
+                "study_instance_uid": str(ds.StudyInstanceUID),
+                "bytes": stored.size,
+            },
+        )
+        self.on_queued()
+        return SUCCESS
+
+
+class _HeaderError(DaemonError):
+    """The received dataset's header cannot be parsed (internal to this module)."""
+
+
+def _read_header(path: Any) -> Dataset:
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        # Parsing is lazy: touch every element so a broken one fails here, not later.
+        for _ in ds.iterall():
+            pass
+    except (
+        InvalidDicomError,
+        ValueError,
+        EOFError,
+        OSError,
+        KeyError,
+        TypeError,
+        IndexError,
+    ) as exc:
+        raise _HeaderError(f"cannot parse the dataset: {exc}") from exc
+    return ds
+
+
+def _mismatch(ds: Dataset, *, sop_class_uid: str, sop_instance_uid: str) -> str | None:
+    """What is wrong with the dataset's identity, or None."""
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        if not str(ds.get(keyword) or "").strip():
+            return f"{keyword} is missing"
+    if str(ds.SOPInstanceUID) != sop_instance_uid:
+        return "SOP Instance UID differs from the C-STORE request's"
+    if str(ds.SOPClassUID) != sop_class_uid:
+        return "SOP Class UID differs from the C-STORE request's"
+    return None
+
+
+def build_ae(node: NodeSettings) -> AE:
+    """The application entity from settings: contexts, limits and timeouts."""
+    ae = AE(ae_title=node.ae_title)
+    ae.maximum_associations = node.max_associations
+    ae.maximum_pdu_size = node.max_pdu_bytes
+    ae.acse_timeout = node.acse_timeout
+    ae.dimse_timeout = node.dimse_timeout
+    ae.network_timeout = node.network_timeout
+    ae.require_called_aet = True
+    ae.add_supported_context(VERIFICATION)
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+    return ae
+
+
+EventHandlers = list[
+    tuple[evt.NotificationEvent | evt.InterventionEvent, Callable[..., Any]]
+    | tuple[evt.NotificationEvent | evt.InterventionEvent, Callable[..., Any], list[Any]]
+]
+
+
+def handlers(handler: StoreHandler) -> EventHandlers:
+    """The event handlers to bind when starting the server."""
+    return [
+        (evt.EVT_REQUESTED, handler.on_requested),
+        (evt.EVT_C_STORE, handler.on_store),
+        (evt.EVT_C_ECHO, lambda _event: SUCCESS),
+    ]

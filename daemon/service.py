@@ -1,0 +1,187 @@
+"""The running daemon: starts the chosen roles in one process and stops them cleanly.
+
+Roles: ``scp`` (receive), ``worker`` (score), ``sender`` (deliver), ``scheduler``
+(maintenance jobs). One process runs them all by default; a larger site runs them as
+separate processes against one database and a shared spool.
+
+Start order: database check, stores, model, sender, workers, then the SCP last, so
+nothing is accepted before it can be handled; READY=1 is sent to systemd after.
+Stop (SIGTERM): stop accepting associations and let those in flight finish, let
+each worker finish the job in hand and give back any claim, stop the sender after
+its round, stop the scheduler, close the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy import Engine
+
+from daemon import systemd
+from daemon.db.migrate import check_schema
+from daemon.db.session import SessionFactory, make_engine, make_session_factory
+from daemon.jobs import registry
+from daemon.scheduler import start_scheduler
+from daemon.scp import StoreHandler, build_ae, handlers
+from daemon.sender import Sender
+from daemon.settings import Settings
+from daemon.spool import FileStore
+from daemon.worker import ActiveModel, Worker, load_active_model
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("scp", "worker", "sender", "scheduler")
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """Roles from a comma-separated list; ``all`` means every role.
+
+    Raises:
+        ValueError: an unknown role, or none.
+    """
+    items = [r.strip() for r in text.split(",") if r.strip()]
+    if items == ["all"]:
+        return ROLES
+    unknown = sorted(set(items) - set(ROLES))
+    if unknown or not items:
+        raise ValueError(f"unknown role(s) {unknown or items}; choose from {', '.join(ROLES)}")
+    return tuple(r for r in ROLES if r in items)
+
+
+@dataclass
+class Service:
+    """The daemon's roles in this process."""
+
+    settings: Settings
+    roles: Collection[str] = ROLES
+    engine: Engine | None = None
+    sessions: SessionFactory | None = None
+    model: ActiveModel | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _work_waiting: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _server: ThreadedAssociationServer | None = None
+    _sender: Sender | None = None
+    _scheduler: BackgroundScheduler | None = None
+    _watchdog: systemd.Watchdog | None = None
+
+    def start(self) -> None:
+        """Start every role; raises (and starts nothing that stays running) on bad setup.
+
+        Raises:
+            SchemaError: the database is not migrated to this version.
+            BundleError, ConfigurationError: the model cannot be served.
+            OSError: the port cannot be bound.
+        """
+        s = self.settings
+        self.engine = make_engine(s.storage.url, busy_timeout=s.storage.database_busy_timeout)
+        check_schema(self.engine)
+        sessions = self.sessions = make_session_factory(self.engine)
+        spool = FileStore(s.storage.spool, min_free_bytes=s.storage.min_free_mb * 2**20)
+        outbox = FileStore(s.storage.outbox)
+        spool.clear_incomplete()
+        outbox.clear_incomplete()
+        destinations = [d.name for d in s.destinations]
+
+        if "sender" in self.roles:
+            self._sender = Sender(
+                sessions=sessions,
+                outbox=outbox,
+                destinations=s.destinations,
+                node=s.node,
+                settings=s.sender,
+            )
+            self._sender.start()
+        if "worker" in self.roles:
+            model = self.model = load_active_model(s.model, s.priority.bands)
+            wake_sender = self._sender.wake if self._sender is not None else (lambda: None)
+            for index in range(s.worker.count):
+                worker = Worker(
+                    sessions=sessions,
+                    spool=spool,
+                    outbox=outbox,
+                    model=lambda: model,
+                    destinations=destinations,
+                    settings=s.worker,
+                    wakeup=self._work_waiting,
+                    on_outputs=wake_sender,
+                )
+                thread = threading.Thread(
+                    target=worker.run,
+                    args=(self._stop,),
+                    name=f"chestaid-worker-{index}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+        if "scheduler" in self.roles:
+            self._scheduler = start_scheduler(registry(s), sessions)
+        if "scp" in self.roles:
+            handler = StoreHandler(
+                spool=spool, sessions=sessions, allow=s.allow, on_queued=self._work_waiting.set
+            )
+            ae = build_ae(s.node)
+            self._server = ae.start_server(
+                (s.node.host, s.node.port), block=False, evt_handlers=handlers(handler)
+            )
+        logger.info(
+            "ChestAid daemon ready",
+            extra={
+                "roles": list(self.roles),
+                "ae_title": s.node.ae_title,
+                "address": f"{s.node.host}:{s.node.port}",
+                "database": self.engine.url.render_as_string(hide_password=True),
+                "destinations": destinations,
+            },
+        )
+        systemd.notify("READY=1", f"STATUS=serving roles {','.join(self.roles)}")
+        self._watchdog = systemd.Watchdog(self.healthy)
+        self._watchdog.start()
+
+    def healthy(self) -> bool:
+        """Whether every role this process runs is alive (the watchdog's test)."""
+        if any(not t.is_alive() for t in self._threads):
+            return False
+        if self._sender is not None and not self._sender.running:
+            return False
+        return self._scheduler is None or bool(self._scheduler.running)
+
+    def wait(self) -> None:
+        """Block until :meth:`request_stop` is called."""
+        self._stop.wait()
+
+    def request_stop(self, *_: Any) -> None:
+        """Ask the service to stop (safe from a signal handler)."""
+        self._stop.set()
+        self._work_waiting.set()
+
+    def stop(self) -> None:
+        """Stop every role in order: intake, workers, sender, scheduler, database."""
+        systemd.notify("STOPPING=1")
+        self.request_stop()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        if self._server is not None:
+            server, self._server = self._server, None
+            in_flight = server.active_associations
+            server.shutdown()  # no new associations
+            for assoc in in_flight:
+                assoc.join(timeout=self.settings.node.dimse_timeout)
+                if assoc.is_alive():
+                    assoc.abort()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        if self._sender is not None:
+            self._sender.stop()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+        if self.engine is not None:
+            self.engine.dispose()
+        logger.info("ChestAid daemon stopped")

@@ -1,0 +1,363 @@
+"""The worker: where the service calls the ML core.
+
+A worker claims a queued job, reads the spooled file, and either skips it (not a
+frontal chest radiograph, or one of ChestAid's own outputs sent back), fails it with
+the reason (an image that cannot be decoded), or scores it: model input, calibrated
+score and Grad-CAM from one forward pass, a priority band, and two objects for the
+PACS (a Secondary Capture with the overlay and a Comprehensive SR). The objects are
+written durably to the outbox first; then the result, the outputs and one delivery
+per destination are committed in one transaction, and only if this worker still
+holds the job's lease, so a job reclaimed from a slow worker is never recorded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+import torch
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from chestaid.bundle import default_bundle_path, load_bundle
+from chestaid.dicom_outputs import (
+    OutputIdentity,
+    TriageFinding,
+    is_chestaid_output,
+    secondary_capture,
+    structured_report,
+)
+from chestaid.errors import ChestAidError, ConfigurationError, NotChestRadiographError
+from chestaid.imaging import dataset_to_grey, read_dicom_dataset
+from chestaid.inference import Prediction, Scorer
+from daemon.db import repo
+from daemon.db.models import JobState, OutputKind
+from daemon.db.session import SessionFactory, unit_of_work
+from daemon.settings import Band, ModelSettings, WorkerSettings
+from daemon.spool import FileStore
+
+logger = logging.getLogger(__name__)
+
+# Series numbers of ChestAid's outputs in the source study: high, to sort after the
+# acquisition's own series in a viewer.
+SC_SERIES_NUMBER = 9901
+SR_SERIES_NUMBER = 9902
+
+
+def process_owner(role: str) -> str:
+    """A lease owner name unique to this process and role: host, pid, role, random."""
+    return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class PriorityBands:
+    """Priority bands resolved against a threshold: (name, minimum score), highest first."""
+
+    cutoffs: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def resolve(cls, bands: Sequence[Band], threshold: float) -> PriorityBands:
+        """Put numbers on configured bands; ``"threshold"`` becomes the governed threshold.
+
+        Raises:
+            ConfigurationError: the model has no governed threshold.
+        """
+        if not math.isfinite(threshold):
+            raise ConfigurationError(
+                "the model bundle has no governed threshold, so the URGENT band is undefined: "
+                "calibrate the bundle (chestaid calibrate) before serving it"
+            )
+        resolved = [
+            (band.name, threshold if band.min_score == "threshold" else float(band.min_score))
+            for band in bands
+        ]
+        return cls(tuple(sorted(resolved, key=lambda item: item[1], reverse=True)))
+
+    def assign(self, score: float) -> str:
+        """The band of a calibrated score: the first whose minimum it reaches."""
+        for name, minimum in self.cutoffs:
+            if score >= minimum:
+                return name
+        return self.cutoffs[-1][0]
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """The model in service: a scorer with its calibration, and the bands on its threshold."""
+
+    scorer: Scorer
+    calibration_version: int
+    bands: PriorityBands
+
+
+def load_active_model(model: ModelSettings, bands: Sequence[Band]) -> ActiveModel:
+    """Load the configured bundle (the bundled model by default) for serving.
+
+    Raises:
+        BundleError: the bundle does not load or verify.
+        ConfigurationError: the bundle has no governed threshold.
+    """
+    if model.threads:
+        torch.set_num_threads(model.threads)
+    path = model.bundle if model.bundle is not None else default_bundle_path()
+    bundle = load_bundle(path)
+    scorer = Scorer.from_bundle(bundle, device=model.device)
+    version = int((bundle.manifest.calibration or {}).get("calibration_version", 0))
+    active = ActiveModel(
+        scorer=scorer,
+        calibration_version=version,
+        bands=PriorityBands.resolve(bands, scorer.threshold),
+    )
+    logger.info(
+        "model loaded",
+        extra={
+            "model_version": scorer.model_version,
+            "calibration_version": version,
+            "threshold": scorer.threshold,
+            "bands": dict(active.bands.cutoffs),
+        },
+    )
+    return active
+
+
+@dataclass(frozen=True)
+class _Scored:
+    prediction: Prediction
+    priority: str
+    outputs: list[repo.NewOutput]
+
+
+class _SkipError(ChestAidError):
+    """The instance is not for scoring (internal to this module)."""
+
+
+def _encode(ds: Dataset) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+class Worker:
+    """Claims jobs and scores them until told to stop.
+
+    Args:
+        sessions: the process's session factory.
+        spool: the received files.
+        outbox: where generated objects are written.
+        model: a callable returning the model in service (called per job, so a new
+            active calibration is used without a restart).
+        destinations: names of the destinations every output goes to.
+        settings: lease, polling and output settings.
+        wakeup: set when a job may be waiting (by the SCP in the same process).
+        on_outputs: called after outputs are committed (wakes the sender).
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        spool: FileStore,
+        outbox: FileStore,
+        model: Callable[[], ActiveModel],
+        destinations: Sequence[str],
+        settings: WorkerSettings,
+        wakeup: threading.Event | None = None,
+        on_outputs: Callable[[], None] = lambda: None,
+        owner: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.spool = spool
+        self.outbox = outbox
+        self.model = model
+        self.destinations = list(destinations)
+        self.settings = settings
+        self.wakeup = wakeup or threading.Event()
+        self.on_outputs = on_outputs
+        self.owner = owner or process_owner("worker")
+
+    def run(self, stop: threading.Event) -> None:
+        """Process jobs until ``stop`` is set; the job in hand is finished first."""
+        logger.info("worker started", extra={"owner": self.owner})
+        while not stop.is_set():
+            self.wakeup.clear()
+            if not self.process_next():
+                self.wakeup.wait(self.settings.poll_seconds)
+        with unit_of_work(self.sessions) as session:
+            released = repo.release_owned_jobs(session, owner=self.owner)
+        logger.info("worker stopped", extra={"owner": self.owner, "released": released})
+
+    def process_next(self) -> bool:
+        """Claim and process one job; False when there was none."""
+        with unit_of_work(self.sessions) as session:
+            claim = repo.claim_job(
+                session,
+                owner=self.owner,
+                lease_seconds=self.settings.lease_seconds,
+                max_attempts=self.settings.max_attempts,
+            )
+        if claim is None:
+            return False
+        self.process(claim)
+        return True
+
+    def process(self, claim: repo.Claim) -> None:
+        """Score, skip or fail one claimed job and record the outcome."""
+        log: dict[str, Any] = {"job_id": claim.job_id, "sop_instance_uid": claim.sop_instance_uid}
+        try:
+            scored = self._score(claim)
+        except (_SkipError, NotChestRadiographError) as exc:
+            self._finish(claim, JobState.SKIPPED, str(exc), log)
+            return
+        except ChestAidError as exc:
+            self._finish(claim, JobState.FAILED, f"{type(exc).__name__}: {exc}", log)
+            return
+        except Exception as exc:
+            # The boundary of the worker: an unexpected error is logged with its
+            # traceback and the job is retried, up to max_attempts, then failed.
+            logger.exception("job raised an unexpected error", extra=log)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            if claim.attempts >= self.settings.max_attempts:
+                self._finish(claim, JobState.FAILED, reason, log)
+            else:
+                with unit_of_work(self.sessions) as session:
+                    repo.release_job(
+                        session,
+                        job_id=claim.job_id,
+                        owner=self.owner,
+                        reason=reason,
+                        count_attempt=True,
+                    )
+            return
+        p = scored.prediction
+        model = self.model()
+        with unit_of_work(self.sessions) as session:
+            kept = repo.complete_job(
+                session,
+                job_id=claim.job_id,
+                owner=self.owner,
+                logit=p.logit,
+                score=p.score,
+                threshold=p.threshold,
+                above_threshold=p.above_threshold,
+                priority=scored.priority,
+                model_version=p.model_version,
+                calibration_version=model.calibration_version,
+                outputs=scored.outputs,
+                destinations=self.destinations,
+            )
+        if not kept:
+            logger.warning("lease lost before the result was recorded", extra=log)
+            return
+        logger.info(
+            "job scored",
+            extra={
+                **log,
+                "score": round(p.score, 6),
+                "priority": scored.priority,
+                "outputs": len(scored.outputs),
+            },
+        )
+        if self.destinations:
+            self.on_outputs()
+
+    def _finish(self, claim: repo.Claim, state: JobState, reason: str, log: dict[str, Any]) -> None:
+        with unit_of_work(self.sessions) as session:
+            kept = repo.finish_job(
+                session, job_id=claim.job_id, owner=self.owner, state=state, reason=reason
+            )
+        level = logging.INFO if state == JobState.SKIPPED else logging.WARNING
+        logger.log(level, f"job {state.value}", extra={**log, "reason": reason, "lease_kept": kept})
+
+    def _score(self, claim: repo.Claim) -> _Scored:
+        if claim.spool_name is None:
+            raise _SpoolMissingError("the spooled file was purged before the job ran")
+        path = self.spool.path(claim.spool_name)
+        if not path.is_file():
+            raise _SpoolMissingError(f"the spooled file {claim.spool_name} is missing")
+        source = read_dicom_dataset(path)
+        if is_chestaid_output(source):
+            raise _SkipError("one of ChestAid's own outputs, sent back")
+        image = dataset_to_grey(source, max_pixels=self.settings.max_pixels)
+        model = self.model()
+        prediction = model.scorer.score_pixels(image.pixels)
+        priority = model.bands.assign(prediction.score)
+        finding = TriageFinding(
+            score=prediction.score,
+            threshold=prediction.threshold,
+            above_threshold=prediction.above_threshold,
+            priority=priority,
+            model_version=prediction.model_version,
+            calibration_version=model.calibration_version,
+        )
+        outputs = [
+            self._write_output(
+                claim,
+                OutputKind.SECONDARY_CAPTURE,
+                lambda identity: secondary_capture(
+                    source,
+                    image.pixels,
+                    prediction.cam,
+                    finding,
+                    identity,
+                    max_side=self.settings.output_max_side,
+                    alpha=self.settings.overlay_alpha,
+                ),
+                SC_SERIES_NUMBER,
+                finding,
+            ),
+            self._write_output(
+                claim,
+                OutputKind.STRUCTURED_REPORT,
+                lambda identity: structured_report(source, finding, identity),
+                SR_SERIES_NUMBER,
+                finding,
+            ),
+        ]
+        return _Scored(prediction=prediction, priority=priority, outputs=outputs)
+
+    def _write_output(
+        self,
+        claim: repo.Claim,
+        kind: OutputKind,
+        build: Callable[[OutputIdentity], Dataset],
+        series_number: int,
+        finding: TriageFinding,
+    ) -> repo.NewOutput:
+        # UIDs derived from the job, its kind and the versions: a job retried after a
+        # crash rewrites the same objects, under the same file name.
+        seed = [
+            claim.sop_instance_uid,
+            str(claim.job_id),
+            kind.value,
+            finding.model_version,
+            str(finding.calibration_version),
+        ]
+        identity = OutputIdentity(
+            series_instance_uid=str(generate_uid(entropy_srcs=[*seed, "series"])),
+            sop_instance_uid=str(generate_uid(entropy_srcs=[*seed, "instance"])),
+            series_number=series_number,
+        )
+        ds = build(identity)
+        stored = self.outbox.write(
+            _encode(ds), name=self.outbox.new_name(stem=f"job-{claim.job_id}-{kind.value}")
+        )
+        return repo.NewOutput(
+            kind=kind,
+            sop_class_uid=str(ds.SOPClassUID),
+            sop_instance_uid=identity.sop_instance_uid,
+            series_instance_uid=identity.series_instance_uid,
+            file_name=stored.name,
+            size_bytes=stored.size,
+        )
+
+
+class _SpoolMissingError(ChestAidError):
+    """The spooled file of a job is gone (internal to this module)."""

@@ -1,0 +1,300 @@
+"""Running the real daemon and real DICOM peers in tests.
+
+``Daemon`` starts ``chestaid-daemon serve`` as a subprocess on a free loopback port with
+its own var directory, and knows it is ready when the daemon sends READY=1 to a
+notify socket the test owns (the same sd_notify protocol systemd uses). ``StoreSCP``
+runs DCMTK's ``storescp`` as a destination. ``wait_until`` polls a condition on an
+external process's state with a deadline; it never stands in for a known event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from tests.dicom_factory import require_tool
+
+DAEMON = [sys.executable, "-m", "daemon.cli"]
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def write_config(
+    path: Path, sections: dict[str, dict[str, Any]], destinations: Sequence[dict[str, Any]] = ()
+) -> Path:
+    """Write a TOML config from ``{section: {key: value}}`` and destination tables."""
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
+        lines.append("")
+    for dest in destinations:
+        lines.append("[[destinations]]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in dest.items())
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Daemon:
+    """A ``chestaid-daemon serve`` subprocess with its own directory and port."""
+
+    root: Path
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    destinations: list[dict[str, Any]] = field(default_factory=list)
+    ae_title: str = "CHESTAID"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        base: dict[str, dict[str, Any]] = {
+            "node": {"ae_title": self.ae_title, "host": "127.0.0.1", "port": self.port},
+            "storage": {"var_dir": str(self.root / "var"), "min_free_mb": 0},
+            "worker": {"poll_seconds": 1.0},
+            "sender": {
+                "poll_seconds": 1.0,
+                "backoff_initial_seconds": 0.5,
+                "backoff_max_seconds": 2.0,
+            },
+            "model": {"threads": 1},
+        }
+        for section, values in self.sections.items():
+            base.setdefault(section, {}).update(values)
+        self.config = write_config(self.root / "chestaid.toml", base, self.destinations)
+        self.log_path = self.root / "daemon.log"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.root / 'var' / 'chestaid.db'}"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run an admin command against this daemon's configuration."""
+        return subprocess.run(
+            [*DAEMON, *args, "--config", str(self.config)],
+            capture_output=True,
+            text=True,
+            check=check,
+            env=self.env(),
+            cwd=self.root,
+        )
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHESTAID_")}
+        env.update({"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+        return env
+
+    def start(self, *, roles: str = "all", timeout: float = 120.0) -> None:
+        """Start and wait for READY=1 on the notify socket."""
+        if self.starts == 0:
+            self.cli("db", "upgrade")
+        notify_path = self.root / f"notify-{self.starts}.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(str(notify_path))
+            notify.settimeout(timeout)
+            env = {**self.env(), "NOTIFY_SOCKET": str(notify_path)}
+            log = self.log_path.open("ab")
+            self.process = subprocess.Popen(
+                [*DAEMON, "serve", "--config", str(self.config), "--roles", roles],
+                stdout=log,
+                stderr=log,
+                env=env,
+                cwd=self.root,
+            )
+            log.close()
+            self.starts += 1
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    message = notify.recv(4096).decode()
+                except TimeoutError:
+                    self.kill()
+                    pytest.fail(f"daemon not ready in {timeout} s:\n{self.logs()[-3000:]}")
+                if "READY=1" in message.split("\n"):
+                    return
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    pytest.fail(f"daemon exited before ready:\n{self.logs()[-3000:]}")
+        notify_path.unlink(missing_ok=True)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        if self.process is None:
+            return 0
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @contextlib.contextmanager
+    def database(self) -> Iterator[Engine]:
+        engine = create_engine(self.db_url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+    def query(self, sql: str, **params: Any) -> list[Any]:
+        with self.database() as engine, engine.connect() as conn:
+            return list(conn.execute(text(sql), params).all())
+
+    def terminal(self) -> bool:
+        """Whether every job is terminal and every delivery delivered or dead."""
+        rows = self.query(
+            "SELECT (SELECT count(*) FROM jobs WHERE state IN ('queued','running')),"
+            " (SELECT count(*) FROM deliveries WHERE state IN ('pending','sending'))"
+        )
+        return rows[0][0] == 0 and rows[0][1] == 0
+
+
+# storescu proposes uncompressed syntaxes unless told which compressed one to propose.
+PROPOSE = {
+    "1.2.840.10008.1.2.4.90": "-xv",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "-xw",  # JPEG 2000
+    "1.2.840.10008.1.2.5": "-xr",  # RLE
+    "1.2.840.10008.1.2.4.70": "-xs",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.50": "-xy",  # JPEG baseline
+    "1.2.840.10008.1.2.4.80": "-xt",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.1.99": "-xd",  # deflate
+}
+
+
+def propose_option(path: Path) -> list[str]:
+    """The storescu option that proposes a file's own transfer syntax (none if native)."""
+    import pydicom
+
+    syntax = str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    return [PROPOSE[syntax]] if syntax in PROPOSE else []
+
+
+def storescu(
+    files: Sequence[Path],
+    port: int,
+    *,
+    called: str = "CHESTAID",
+    calling: str = "MODALITY",
+    extra: Sequence[str] = (),
+    timeout: float = 120.0,
+) -> subprocess.CompletedProcess[str]:
+    """Send files with DCMTK's storescu (verbose, so each response's status is logged).
+
+    Files of one compressed transfer syntax are proposed in it, not converted.
+    """
+    tool = require_tool("storescu", "dcmtk")
+    options = {tuple(propose_option(f)) for f in files}
+    if not extra and len(options) == 1:
+        extra = list(next(iter(options)))
+    return subprocess.run(
+        [
+            tool,
+            "-v",
+            "-aet",
+            calling,
+            "-aec",
+            called,
+            *extra,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@dataclass
+class StoreSCP:
+    """DCMTK's storescp as a destination, writing what it receives to ``directory``."""
+
+    directory: Path
+    ae_title: str = "PACS"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> StoreSCP:
+        tool = require_tool("storescp", "dcmtk")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            # -uf: a unique file per received object, so a duplicate delivery shows.
+            [tool, "-aet", self.ae_title, "-od", str(self.directory), "-uf", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        echoscu = require_tool("echoscu", "dcmtk")
+        wait_until(
+            lambda: (
+                subprocess.run(
+                    [echoscu, "-aec", self.ae_title, "127.0.0.1", str(self.port)],
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+            timeout=30,
+            what="storescp to answer C-ECHO",
+        )
+        return self
+
+    def destination(self, name: str = "pacs") -> dict[str, Any]:
+        return {"name": name, "ae_title": self.ae_title, "host": "127.0.0.1", "port": self.port}
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.directory.iterdir() if p.is_file())
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
