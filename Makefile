@@ -5,13 +5,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEBIAN_TEST_PACKAGES := dcmtk dicom3tools
+DEBIAN_TEST_PACKAGES := dcmtk dicom3tools orthanc systemd
 STAMP := $(VENV)/.installed
 # PyTorch is pinned to the builds this project is developed and tested with; installed
 # first, so that the project's own looser lower bounds never pull another build.
 TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test setup system-deps lint typecheck pytest bench default-model clean
+.PHONY: run predict-sample test setup system-deps lint typecheck pytest bench default-model clean
 
 setup: $(STAMP)
 
@@ -34,8 +34,14 @@ system-deps:
 	  else echo "note: not root, cannot install:$$missing (their tests will skip)"; fi; \
 	fi
 
-# Until the daemon lands, the main job is scoring a generated DX with the bundled model.
+# The main job: the DICOM node on its embedded default (AE CHESTAID on 127.0.0.1:11112,
+# SQLite under ./var/, the bundled model). Stop it with Ctrl-C (SIGINT) or SIGTERM.
 run: setup
+	$(BIN)/chestaid-daemon db upgrade
+	$(BIN)/chestaid-daemon serve
+
+# Scores a generated DX with the bundled model from the command line (no daemon).
+predict-sample: setup
 	$(BIN)/chestaid sample var/sample/sample-dx.dcm
 	$(BIN)/chestaid predict var/sample/sample-dx.dcm --cam var/sample/cams
 
@@ -71,6 +77,7 @@ default-model: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_e2e.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

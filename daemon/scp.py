@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
@@ -114,6 +116,41 @@ def peer_allowed(allow: AllowSettings, *, calling_ae: str, address: str) -> tupl
     return None
 
 
+class IntakeMonitor:
+    """When images were last being received, so scoring can give way during a burst.
+
+    Receiving counts as busy while C-STOREs keep arriving (one within ``quiet_seconds``);
+    an association that stays open but idle does not hold scoring back.
+    """
+
+    def __init__(self, quiet_seconds: float = 0.25) -> None:
+        self.quiet_seconds = quiet_seconds
+        self._last = float("-inf")
+        self._lock = threading.Condition()
+
+    def touch(self) -> None:
+        """Note that a C-STORE is being received now."""
+        with self._lock:
+            self._last = time.monotonic()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until receiving has been quiet for ``quiet_seconds``, at most ``timeout``.
+
+        Returns:
+            True when quiet, False when the wait ran out.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                quiet_left = self._last + self.quiet_seconds - now
+                if quiet_left <= 0:
+                    return True
+                if now >= deadline:
+                    return False
+                self._lock.wait(min(quiet_left, deadline - now))
+
+
 @dataclass
 class StoreHandler:
     """Receives C-STORE requests into the spool and the queue.
@@ -123,12 +160,14 @@ class StoreHandler:
         sessions: the process's session factory.
         allow: who may associate.
         on_queued: called after a job is committed (wakes an in-process worker).
+        intake: told when C-STOREs arrive (for an in-process worker to give way).
     """
 
     spool: FileStore
     sessions: SessionFactory
     allow: AllowSettings
     on_queued: Callable[[], None] = lambda: None
+    intake: IntakeMonitor | None = None
 
     def on_requested(self, event: evt.Event) -> None:
         """EVT_REQUESTED: reject an association from a peer the allowlist does not name."""
@@ -150,6 +189,15 @@ class StoreHandler:
 
     def on_store(self, event: evt.Event) -> int:
         """EVT_C_STORE: spool, record, then answer."""
+        if self.intake is not None:
+            self.intake.touch()
+        try:
+            return self._store(event)
+        finally:
+            if self.intake is not None:
+                self.intake.touch()
+
+    def _store(self, event: evt.Event) -> int:
         request = cast(C_STORE, event.request)
         sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
         sop_class_uid = str(request.AffectedSOPClassUID or "")

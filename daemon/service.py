@@ -14,6 +14,8 @@ its round, stop the scheduler, close the database.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -24,11 +26,12 @@ from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 
 from daemon import systemd
+from daemon.db import repo
 from daemon.db.migrate import check_schema
-from daemon.db.session import SessionFactory, make_engine, make_session_factory
+from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
 from daemon.jobs import registry
 from daemon.scheduler import start_scheduler
-from daemon.scp import StoreHandler, build_ae, handlers
+from daemon.scp import IntakeMonitor, StoreHandler, build_ae, handlers
 from daemon.sender import Sender
 from daemon.settings import Settings
 from daemon.spool import FileStore
@@ -37,6 +40,17 @@ from daemon.worker import ActiveModel, Worker, load_active_model
 logger = logging.getLogger(__name__)
 
 ROLES = ("scp", "worker", "sender", "scheduler")
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def parse_roles(text: str) -> tuple[str, ...]:
@@ -87,7 +101,16 @@ class Service:
         outbox = FileStore(s.storage.outbox)
         spool.clear_incomplete()
         outbox.clear_incomplete()
+        with unit_of_work(sessions) as session:
+            ended = repo.expire_leases_of_dead_owners(
+                session, host=socket.gethostname(), alive=_process_alive
+            )
+        if ended:
+            logger.warning(
+                "claims of a crashed process on this host released", extra={"count": ended}
+            )
         destinations = [d.name for d in s.destinations]
+        intake = IntakeMonitor() if "scp" in self.roles else None
 
         if "sender" in self.roles:
             self._sender = Sender(
@@ -111,6 +134,7 @@ class Service:
                     settings=s.worker,
                     wakeup=self._work_waiting,
                     on_outputs=wake_sender,
+                    intake_idle=intake.wait_idle if intake is not None else None,
                 )
                 thread = threading.Thread(
                     target=worker.run,
@@ -124,7 +148,11 @@ class Service:
             self._scheduler = start_scheduler(registry(s), sessions)
         if "scp" in self.roles:
             handler = StoreHandler(
-                spool=spool, sessions=sessions, allow=s.allow, on_queued=self._work_waiting.set
+                spool=spool,
+                sessions=sessions,
+                allow=s.allow,
+                on_queued=self._work_waiting.set,
+                intake=intake,
             )
             ae = build_ae(s.node)
             self._server = ae.start_server(

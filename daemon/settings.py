@@ -133,6 +133,11 @@ class WorkerSettings(_Section):
     poll_seconds: Seconds = 2.0
     # A job whose processing raised an unexpected error this many times is failed.
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    # Scoring runs at this nice value (0..19) so receiving wins the CPU in a burst.
+    nice: Annotated[int, Field(ge=0, le=19)] = 10
+    # Before each job, wait up to this long for associations in progress to end
+    # (in-process SCP only), so a burst is received at full speed; 0 disables.
+    yield_to_intake_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
     max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     output_max_side: Annotated[int, Field(ge=128, le=8192)] = 1024
     overlay_alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.35

@@ -57,6 +57,23 @@ def process_owner(role: str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:8]}"
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Make the calling thread (and the compute threads it starts) yield to intake.
+
+    On Linux the nice value is per thread and inherited by threads a thread creates;
+    PyTorch's OpenMP team is created by the thread that first runs a parallel region,
+    so a worker that lowers its priority before its first forward pass scores at that
+    priority, and receiving (the SCP threads) wins the CPU during a burst: a slow
+    model never slows a modality down.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError as exc:
+        logger.warning("cannot lower the worker's priority", extra={"error": str(exc)})
+
+
 @dataclass(frozen=True)
 class PriorityBands:
     """Priority bands resolved against a threshold: (name, minimum score), highest first."""
@@ -158,6 +175,8 @@ class Worker:
         settings: lease, polling and output settings.
         wakeup: set when a job may be waiting (by the SCP in the same process).
         on_outputs: called after outputs are committed (wakes the sender).
+        intake_idle: waits (up to the given seconds) until no association is
+            receiving; scoring gives way to receiving that long before each job.
     """
 
     def __init__(
@@ -171,6 +190,7 @@ class Worker:
         settings: WorkerSettings,
         wakeup: threading.Event | None = None,
         on_outputs: Callable[[], None] = lambda: None,
+        intake_idle: Callable[[float], bool] | None = None,
         owner: str | None = None,
     ) -> None:
         self.sessions = sessions
@@ -181,13 +201,19 @@ class Worker:
         self.settings = settings
         self.wakeup = wakeup or threading.Event()
         self.on_outputs = on_outputs
+        self.intake_idle = intake_idle
         self.owner = owner or process_owner("worker")
 
     def run(self, stop: threading.Event) -> None:
         """Process jobs until ``stop`` is set; the job in hand is finished first."""
-        logger.info("worker started", extra={"owner": self.owner})
+        lower_thread_priority(self.settings.nice)
+        logger.info("worker started", extra={"owner": self.owner, "nice": self.settings.nice})
         while not stop.is_set():
             self.wakeup.clear()
+            if self.intake_idle is not None and self.settings.yield_to_intake_seconds > 0:
+                # Receiving first: on 2 cores, scoring during a burst slows every
+                # modality's send; waiting is bounded, so scoring is never starved.
+                self.intake_idle(self.settings.yield_to_intake_seconds)
             if not self.process_next():
                 self.wakeup.wait(self.settings.poll_seconds)
         with unit_of_work(self.sessions) as session:

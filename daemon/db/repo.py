@@ -8,7 +8,7 @@ IMMEDIATE (see :mod:`daemon.db.session`), which serialises claimers the same way
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -298,6 +298,41 @@ def release_owned_jobs(session: Session, *, owner: str, now: datetime | None = N
         job.attempts = max(0, job.attempts - 1)
         job.updated_at = now
     return len(jobs)
+
+
+def expire_leases_of_dead_owners(
+    session: Session, *, host: str, alive: Callable[[int], bool], now: datetime | None = None
+) -> int:
+    """End the leases held by processes of ``host`` that no longer run (a crash restart).
+
+    Lease owners are ``host:pid:role:random``; a claim by a dead process on this host
+    need not wait for its lease to run out. The claim still counts as an attempt.
+
+    Returns:
+        How many job and delivery leases were ended.
+    """
+    now = now or utcnow()
+    prefix = f"{host}:"
+    ended = 0
+    holders: list[Job | Delivery] = [
+        *session.scalars(
+            select(Job).where(
+                Job.lease_owner.startswith(prefix, autoescape=True), Job.lease_expires_at > now
+            )
+        ),
+        *session.scalars(
+            select(Delivery).where(
+                Delivery.lease_owner.startswith(prefix, autoescape=True),
+                Delivery.lease_expires_at > now,
+            )
+        ),
+    ]
+    for row in holders:
+        pid_text = (row.lease_owner or "").split(":")[1:2]
+        if pid_text and pid_text[0].isdigit() and not alive(int(pid_text[0])):
+            row.lease_expires_at = now
+            ended += 1
+    return ended
 
 
 def job_counts(session: Session) -> dict[str, int]:

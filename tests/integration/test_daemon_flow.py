@@ -17,6 +17,7 @@ import pytest
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
     JPEGLosslessSV1,
     RLELossless,
 )
@@ -36,6 +37,7 @@ VARIANTS = [
     ("cr-mono1-12bit", {"modality": "CR", "bits_stored": 12, "photometric": "MONOCHROME1"}),
     ("dx-j2k", {"modality": "DX", "bits_stored": 12, "transfer_syntax": JPEG2000Lossless}),
     ("cr-rle", {"modality": "CR", "bits_stored": 12, "transfer_syntax": RLELossless}),
+    ("dx-jpeg-baseline", {"modality": "DX", "bits_stored": 8, "transfer_syntax": JPEGBaseline8Bit}),
     ("dx-jpeg-lossless", {"modality": "DX", "bits_stored": 12, "transfer_syntax": JPEGLosslessSV1}),
     (
         "dx-deflate",

@@ -192,3 +192,16 @@ def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> No
         assert repo.retry_deliveries(s, all_dead=True) == 1
         counts = repo.delivery_counts(s)
     assert counts == {"pending": 1, "sending": 0, "delivered": 1, "dead": 0}
+
+
+def test_leases_of_dead_processes_on_this_host_end_at_once(sessions: SessionFactory) -> None:
+    first, second = _receive(sessions, "1.1"), _receive(sessions, "1.2")
+    assert _claim(sessions, "here:111:worker:aa") is not None
+    assert _claim(sessions, "here:222:worker:bb") is not None
+    with unit_of_work(sessions) as s:
+        ended = repo.expire_leases_of_dead_owners(s, host="here", alive=lambda pid: pid == 222)
+    assert ended == 1
+    taken = _claim(sessions, "here:333:worker:cc")
+    assert taken is not None and taken.job_id == first and taken.attempts == 2
+    assert _claim(sessions, "here:333:worker:cc") is None  # 222 is alive: its lease holds
+    assert second

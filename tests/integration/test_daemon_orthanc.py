@@ -1,0 +1,117 @@
+"""ChestAid's outputs delivered to a real PACS: Orthanc receives the SC and the SR."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon_harness import Daemon, free_port, storescu, wait_until
+from tests.dicom_factory import make_dx, require_tool
+
+pytestmark = pytest.mark.integration
+
+
+class Orthanc:
+    """An Orthanc server with its own storage, on free DICOM and HTTP ports."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dicom_port, self.http_port = free_port(), free_port()
+        self.ae_title = "ORTHANC"
+        root.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "chestaid-test-pacs",
+            "DicomAet": self.ae_title,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "StorageDirectory": str(root / "storage"),
+            "IndexDirectory": str(root / "index"),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": True,
+            "Plugins": [],
+        }
+        self.config = root / "orthanc.json"
+        self.config.write_text(json.dumps(config))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Orthanc:
+        tool = require_tool("Orthanc", "orthanc")
+        log = (self.root / "orthanc.log").open("wb")
+        self.process = subprocess.Popen([tool, str(self.config)], stdout=log, stderr=log)
+        log.close()
+        wait_until(lambda: self._alive(), timeout=60, what="Orthanc's REST API")
+        return self
+
+    def _alive(self) -> bool:
+        try:
+            self.get("/system")
+        except (urllib.error.URLError, ConnectionError):
+            return False
+        return True
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    server = Orthanc(tmp_path / "orthanc").start()
+    yield server
+    server.stop()
+
+
+def test_orthanc_receives_the_secondary_capture_and_the_sr(
+    tmp_path: Path, orthanc: Orthanc
+) -> None:
+    daemon = Daemon(
+        tmp_path / "node",
+        destinations=[
+            {
+                "name": "orthanc",
+                "ae_title": orthanc.ae_title,
+                "host": "127.0.0.1",
+                "port": orthanc.dicom_port,
+            }
+        ],
+    )
+    daemon.start()
+    try:
+        source = make_dx(
+            tmp_path / "cxr.dcm", rows=256, cols=208, modality="CR", photometric="MONOCHROME1"
+        )
+        assert storescu([tmp_path / "cxr.dcm"], daemon.port).returncode == 0
+        wait_until(
+            lambda: len(orthanc.get("/instances")) >= 2, timeout=90, what="two instances in Orthanc"
+        )
+        wait_until(daemon.terminal, timeout=30, what="deliveries to finish")
+        tags = [orthanc.get(f"/instances/{i}/simplified-tags") for i in orthanc.get("/instances")]
+        assert sorted(t["SOPClassUID"] for t in tags) == [
+            "1.2.840.10008.5.1.4.1.1.7",
+            "1.2.840.10008.5.1.4.1.1.88.33",
+        ]
+        assert {t["StudyInstanceUID"] for t in tags} == {str(source.StudyInstanceUID)}
+        assert {t["PatientID"] for t in tags} == {str(source.PatientID)}
+        assert len({t["SeriesInstanceUID"] for t in tags}) == 2
+        assert str(source.SeriesInstanceUID) not in {t["SeriesInstanceUID"] for t in tags}
+        study = orthanc.get("/studies")
+        assert len(study) == 1
+        assert daemon.query("SELECT destination, state FROM deliveries") == [
+            ("orthanc", "delivered"),
+            ("orthanc", "delivered"),
+        ]
+    finally:
+        daemon.stop()
