@@ -18,13 +18,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, cast
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
@@ -55,7 +54,7 @@ from daemon.db import repo
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import DaemonError, SpoolError, SpoolFullError
 from daemon.settings import AllowSettings, NodeSettings
-from daemon.spool import FileStore
+from daemon.spool import FileStore, StoredFile
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ class IntakeMonitor:
     an association that stays open but idle does not hold scoring back.
     """
 
-    def __init__(self, quiet_seconds: float = 0.25) -> None:
+    def __init__(self, quiet_seconds: float = 0.1) -> None:
         self.quiet_seconds = quiet_seconds
         self._last = float("-inf")
         self._lock = threading.Condition()
@@ -161,6 +160,8 @@ class StoreHandler:
         allow: who may associate.
         on_queued: called after a job is committed (wakes an in-process worker).
         intake: told when C-STOREs arrive (for an in-process worker to give way).
+        draining: set when the daemon stops; C-STOREs still arriving on open
+            associations are then refused (0xA700) instead of half-handled.
     """
 
     spool: FileStore
@@ -168,6 +169,7 @@ class StoreHandler:
     allow: AllowSettings
     on_queued: Callable[[], None] = lambda: None
     intake: IntakeMonitor | None = None
+    draining: threading.Event = field(default_factory=threading.Event)
 
     def on_requested(self, event: evt.Event) -> None:
         """EVT_REQUESTED: reject an association from a peer the allowlist does not name."""
@@ -198,6 +200,9 @@ class StoreHandler:
                 self.intake.touch()
 
     def _store(self, event: evt.Event) -> int:
+        if self.draining.is_set():
+            logger.info("stopping: instance refused, to be sent again")
+            return OUT_OF_RESOURCES
         request = cast(C_STORE, event.request)
         sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
         sop_class_uid = str(request.AffectedSOPClassUID or "")
@@ -234,7 +239,18 @@ class StoreHandler:
         except SpoolError as exc:
             logger.error("spool write failed, instance refused", extra={**log, "error": str(exc)})
             return OUT_OF_RESOURCES
+        try:
+            return self._record(event, request, stored, log)
+        except BaseException:
+            # Whatever went wrong, a file whose sender was not answered success goes.
+            self.spool.remove(stored.name)
+            raise
 
+    def _record(
+        self, event: evt.Event, request: C_STORE, stored: StoredFile, log: dict[str, Any]
+    ) -> int:
+        """Check the spooled file's header and record it with its job (or refuse it)."""
+        sop_instance_uid, sop_class_uid = log["sop_instance_uid"], str(request.AffectedSOPClassUID)
         try:
             ds = _read_header(stored.path)
             problem = _mismatch(ds, sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid)
@@ -255,7 +271,7 @@ class StoreHandler:
                     sop_class_uid=sop_class_uid,
                     study_instance_uid=str(ds.StudyInstanceUID),
                     series_instance_uid=str(ds.SeriesInstanceUID),
-                    transfer_syntax_uid=str(context.transfer_syntax),
+                    transfer_syntax_uid=str(event.context.transfer_syntax),
                     modality=(str(ds.get("Modality") or "").strip() or None),
                     spool_name=stored.name,
                     size_bytes=stored.size,
@@ -264,11 +280,14 @@ class StoreHandler:
                     requested_priority=DIMSE_PRIORITIES.get(int(request.Priority or 0), "MEDIUM"),
                 )
                 job_id = job.id
-        except IntegrityError:
-            # Another association stored the same instance meanwhile: first wins.
+        except IntegrityError as exc:
             self.spool.remove(stored.name)
-            logger.info("duplicate instance, first copy kept", extra=log)
-            return SUCCESS
+            if self._already_kept(sop_instance_uid):
+                # Another association stored the same instance meanwhile: first wins.
+                logger.info("duplicate instance, first copy kept", extra=log)
+                return SUCCESS
+            logger.error("database refused the instance", extra={**log, "error": str(exc)})
+            return OUT_OF_RESOURCES
         except SQLAlchemyError as exc:
             self.spool.remove(stored.name)
             logger.error(
@@ -287,6 +306,13 @@ class StoreHandler:
         self.on_queued()
         return SUCCESS
 
+    def _already_kept(self, sop_instance_uid: str) -> bool:
+        try:
+            with unit_of_work(self.sessions) as session:
+                return repo.instance_exists(session, sop_instance_uid=sop_instance_uid)
+        except SQLAlchemyError:
+            return False
+
 
 class _HeaderError(DaemonError):
     """The received dataset's header cannot be parsed (internal to this module)."""
@@ -298,16 +324,10 @@ def _read_header(path: Any) -> Dataset:
         # Parsing is lazy: touch every element so a broken one fails here, not later.
         for _ in ds.iterall():
             pass
-    except (
-        InvalidDicomError,
-        ValueError,
-        EOFError,
-        OSError,
-        KeyError,
-        TypeError,
-        IndexError,
-    ) as exc:
-        raise _HeaderError(f"cannot parse the dataset: {exc}") from exc
+    except Exception as exc:
+        # Whatever the parser raises on bytes from the network (an unknown VR, a
+        # length past the end, a bad struct) means the same: cannot understand.
+        raise _HeaderError(f"cannot parse the dataset: {type(exc).__name__}: {exc}") from exc
     return ds
 
 

@@ -7,8 +7,8 @@ exponentially growing wait (``backoff_initial_seconds * 2**(attempt-1)``, capped
 ``backoff_max_seconds``); after ``max_attempts`` the delivery is dead-lettered, visible
 with ``chestaid-daemon outbox list --state dead`` and put back with ``outbox retry``.
 
-Rounds run on an APScheduler job every ``poll_seconds``, and at once when a worker
-commits new outputs (:meth:`Sender.wake`). The state lives in the database, so
+Rounds run on an APScheduler job every ``poll_seconds`` (which picks up retries whose
+backoff has passed), and at once when a worker commits new outputs (:meth:`Sender.wake`). The state lives in the database, so
 delivery survives a restart, and a PACS that is down for minutes is simply retried.
 """
 
@@ -31,10 +31,12 @@ from pydicom.uid import (
 )
 from pynetdicom import AE
 from pynetdicom.association import Association
+from sqlalchemy.exc import SQLAlchemyError
 
 from daemon.db import repo
 from daemon.db.models import DeliveryState
 from daemon.db.session import SessionFactory, unit_of_work
+from daemon.errors import SpoolError
 from daemon.settings import Destination, NodeSettings, SenderSettings
 from daemon.spool import FileStore
 from daemon.worker import process_owner
@@ -86,15 +88,18 @@ class Sender:
         self.settings = settings
         self.owner = owner or process_owner("sender")
         self._pending_wake = threading.Event()
+        self._stopping = threading.Event()
+        self._round_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
+        self._waker: threading.Thread | None = None
 
     # -- running on a schedule ---------------------------------------------------------
 
     def start(self) -> None:
-        """Start delivering: a round now and every ``poll_seconds``."""
+        """Start delivering: a round now, every ``poll_seconds``, and on every wake."""
         scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
         scheduler.add_job(
-            self.deliver_until_idle,
+            self._scheduled_round,
             "interval",
             seconds=self.settings.poll_seconds,
             id=DELIVER_JOB_ID,
@@ -105,6 +110,10 @@ class Sender:
         )
         scheduler.start()
         self._scheduler = scheduler
+        self._waker = threading.Thread(
+            target=self._wake_loop, name="chestaid-sender-wake", daemon=True
+        )
+        self._waker.start()
         logger.info(
             "sender started", extra={"owner": self.owner, "destinations": sorted(self.destinations)}
         )
@@ -112,34 +121,59 @@ class Sender:
     def wake(self) -> None:
         """Run a round as soon as possible (new outputs were committed)."""
         self._pending_wake.set()
-        scheduler = self._scheduler
-        if scheduler is not None and scheduler.running:
-            scheduler.modify_job(DELIVER_JOB_ID, next_run_time=datetime.now(UTC))
+
+    def _wake_loop(self) -> None:
+        # Rounds on demand, beside the scheduled ones; the round lock makes them take
+        # turns, and a wake that arrives during a round makes that round go again.
+        while not self._stopping.is_set():
+            self._pending_wake.wait()
+            if self._stopping.is_set():
+                return
+            with self._round_lock:
+                self.deliver_until_idle()
+
+    def _scheduled_round(self) -> None:
+        with self._round_lock:
+            self.deliver_until_idle()
 
     def stop(self) -> None:
-        """Stop after the round in progress; give back anything still claimed."""
+        """Stop after the object in flight; give back anything still claimed."""
+        self._stopping.set()
+        self._pending_wake.set()
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             scheduler.shutdown(wait=True)
+        if self._waker is not None:
+            self._waker.join()
         with unit_of_work(self.sessions) as session:
             released = repo.release_owned_deliveries(session, owner=self.owner)
         logger.info("sender stopped", extra={"owner": self.owner, "released": released})
 
     @property
     def running(self) -> bool:
-        """Whether the schedule is running."""
-        return self._scheduler is not None and self._scheduler.running
+        """Whether the schedule and the wake thread are running."""
+        return (
+            self._scheduler is not None
+            and bool(self._scheduler.running)
+            and self._waker is not None
+            and self._waker.is_alive()
+        )
 
     def deliver_until_idle(self) -> dict[str, int]:
-        """Run rounds until nothing is due and no wake came in meanwhile."""
+        """Run rounds until nothing is due and no wake came in meanwhile (or a stop)."""
         totals: dict[str, int] = defaultdict(int)
-        while True:
+        while not self._stopping.is_set():
             self._pending_wake.clear()
-            outcome = self.deliver_round()
+            try:
+                outcome = self.deliver_round()
+            except SQLAlchemyError as exc:
+                logger.error("database error in the sender", extra={"error": str(exc)})
+                break
             for key, value in outcome.items():
                 totals[key] += value
             if outcome["claimed"] == 0 and not self._pending_wake.is_set():
-                return dict(totals)
+                break
+        return dict(totals)
 
     # -- one round ---------------------------------------------------------------------
 
@@ -193,6 +227,8 @@ class Sender:
         states: list[str] = []
         try:
             for claim in claims:
+                if self._stopping.is_set():
+                    break  # the rest are given back by stop()
                 states.append(self._send_one(assoc, claim, log))
         finally:
             if assoc.is_established:
@@ -206,14 +242,20 @@ class Sender:
         try:
             path = self.outbox.path(claim.file_name)
             status_ds = assoc.send_c_store(path)
-        except (OSError, ValueError, RuntimeError, AttributeError) as exc:
+        except (SpoolError, OSError, ValueError, RuntimeError, AttributeError) as exc:
             return self._failed(claim, f"cannot send {claim.file_name}: {exc}", None, log)
         status = int(status_ds.get("Status", -1)) if status_ds else -1
         if status in STORED_STATUSES:
-            with unit_of_work(self.sessions) as session:
-                kept = repo.mark_delivered(
-                    session, delivery_id=claim.delivery_id, owner=self.owner, status=status
-                )
+            try:
+                with unit_of_work(self.sessions) as session:
+                    kept = repo.mark_delivered(
+                        session, delivery_id=claim.delivery_id, owner=self.owner, status=status
+                    )
+            except SQLAlchemyError as exc:
+                # Stored at the destination but not recorded: the lease runs out and
+                # the object is sent again (same SOP Instance UID; the PACS keeps one).
+                logger.error("delivered but not recorded", extra={**log, "error": str(exc)})
+                return "retrying"
             logger.info(
                 "output delivered", extra={**log, "status": f"0x{status:04X}", "lease_kept": kept}
             )

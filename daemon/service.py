@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,7 @@ class Service:
     _work_waiting: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _server: ThreadedAssociationServer | None = None
+    _handler: StoreHandler | None = None
     _sender: Sender | None = None
     _scheduler: BackgroundScheduler | None = None
     _watchdog: systemd.Watchdog | None = None
@@ -99,8 +101,11 @@ class Service:
         sessions = self.sessions = make_session_factory(self.engine)
         spool = FileStore(s.storage.spool, min_free_bytes=s.storage.min_free_mb * 2**20)
         outbox = FileStore(s.storage.outbox)
-        spool.clear_incomplete()
-        outbox.clear_incomplete()
+        # Temporary files are cleared only by the role that writes them.
+        if "scp" in self.roles:
+            spool.clear_incomplete()
+        if "worker" in self.roles:
+            outbox.clear_incomplete()
         with unit_of_work(sessions) as session:
             ended = repo.expire_leases_of_dead_owners(
                 session, host=socket.gethostname(), alive=_process_alive
@@ -147,7 +152,7 @@ class Service:
         if "scheduler" in self.roles:
             self._scheduler = start_scheduler(registry(s), sessions)
         if "scp" in self.roles:
-            handler = StoreHandler(
+            handler = self._handler = StoreHandler(
                 spool=spool,
                 sessions=sessions,
                 allow=s.allow,
@@ -197,10 +202,13 @@ class Service:
             self._watchdog.stop()
         if self._server is not None:
             server, self._server = self._server, None
-            in_flight = server.active_associations
             server.shutdown()  # no new associations
-            for assoc in in_flight:
-                assoc.join(timeout=self.settings.node.dimse_timeout)
+            if self._handler is not None:
+                self._handler.draining.set()  # C-STOREs still arriving are refused
+            # One deadline for all associations in flight, well inside systemd's stop time.
+            deadline = time.monotonic() + min(30.0, self.settings.node.dimse_timeout)
+            for assoc in server.active_associations:
+                assoc.join(timeout=max(0.0, deadline - time.monotonic()))
                 if assoc.is_alive():
                     assoc.abort()
         for thread in self._threads:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from sqlalchemy.exc import SQLAlchemyError
 
 from chestaid.bundle import default_bundle_path, load_bundle
 from chestaid.dicom_outputs import (
@@ -41,6 +42,7 @@ from chestaid.inference import Prediction, Scorer
 from daemon.db import repo
 from daemon.db.models import JobState, OutputKind
 from daemon.db.session import SessionFactory, unit_of_work
+from daemon.errors import SpoolError
 from daemon.settings import Band, ModelSettings, WorkerSettings
 from daemon.spool import FileStore
 
@@ -214,10 +216,25 @@ class Worker:
                 # Receiving first: on 2 cores, scoring during a burst slows every
                 # modality's send; waiting is bounded, so scoring is never starved.
                 self.intake_idle(self.settings.yield_to_intake_seconds)
-            if not self.process_next():
+                if stop.is_set():
+                    break
+            try:
+                worked = self.process_next()
+            except SQLAlchemyError as exc:
+                # The database is locked or gone for a moment: the job (if any) keeps
+                # its lease and comes back; the worker stays alive and tries again.
+                logger.error("database error in the worker", extra={"error": str(exc)})
+                worked = False
+            if not worked:
                 self.wakeup.wait(self.settings.poll_seconds)
-        with unit_of_work(self.sessions) as session:
-            released = repo.release_owned_jobs(session, owner=self.owner)
+        try:
+            with unit_of_work(self.sessions) as session:
+                released = repo.release_owned_jobs(session, owner=self.owner)
+        except SQLAlchemyError as exc:
+            logger.error(
+                "cannot give back claimed jobs; their leases will expire", extra={"error": str(exc)}
+            )
+            released = 0
         logger.info("worker stopped", extra={"owner": self.owner, "released": released})
 
     def process_next(self) -> bool:
@@ -242,25 +259,18 @@ class Worker:
         except (_SkipError, NotChestRadiographError) as exc:
             self._finish(claim, JobState.SKIPPED, str(exc), log)
             return
+        except (SpoolError, OSError, SQLAlchemyError) as exc:
+            # Storage trouble (the outbox full, an I/O error): not the image's fault.
+            self._retry(claim, f"{type(exc).__name__}: {exc}", log)
+            return
         except ChestAidError as exc:
             self._finish(claim, JobState.FAILED, f"{type(exc).__name__}: {exc}", log)
             return
         except Exception as exc:
             # The boundary of the worker: an unexpected error is logged with its
-            # traceback and the job is retried, up to max_attempts, then failed.
+            # traceback and the job retried after a pause, up to max_attempts.
             logger.exception("job raised an unexpected error", extra=log)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            if claim.attempts >= self.settings.max_attempts:
-                self._finish(claim, JobState.FAILED, reason, log)
-            else:
-                with unit_of_work(self.sessions) as session:
-                    repo.release_job(
-                        session,
-                        job_id=claim.job_id,
-                        owner=self.owner,
-                        reason=reason,
-                        count_attempt=True,
-                    )
+            self._retry(claim, f"internal error: {type(exc).__name__}: {exc}", log)
             return
         p = scored.prediction
         model = self.model()
@@ -293,6 +303,23 @@ class Worker:
         )
         if self.destinations:
             self.on_outputs()
+
+    def _retry(self, claim: repo.Claim, reason: str, log: dict[str, Any]) -> None:
+        """Give the job back to be retried after a growing pause, or fail it at the limit."""
+        if claim.attempts >= self.settings.max_attempts:
+            self._finish(claim, JobState.FAILED, f"{reason} (after {claim.attempts} attempts)", log)
+            return
+        pause = self.settings.poll_seconds * 2**claim.attempts
+        with unit_of_work(self.sessions) as session:
+            repo.release_job(
+                session,
+                job_id=claim.job_id,
+                owner=self.owner,
+                reason=reason,
+                count_attempt=True,
+                retry_after=pause,
+            )
+        logger.warning("job will be retried", extra={**log, "reason": reason, "retry_in_s": pause})
 
     def _finish(self, claim: repo.Claim, state: JobState, reason: str, log: dict[str, Any]) -> None:
         with unit_of_work(self.sessions) as session:

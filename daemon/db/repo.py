@@ -109,7 +109,11 @@ def claim_job(
     """
     now = now or utcnow()
     claimable = or_(
-        Job.state == JobState.QUEUED,
+        # A queued job's lease_expires_at, when set, is when it may be retried.
+        and_(
+            Job.state == JobState.QUEUED,
+            or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now),
+        ),
         and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
     )
     while True:
@@ -118,7 +122,7 @@ def claim_job(
             .where(claimable)
             .order_by(Job.id)
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=Job)
             .options(joinedload(Job.instance))
         )
         if job is None:
@@ -185,6 +189,7 @@ def release_job(
     owner: str,
     reason: str | None = None,
     count_attempt: bool = False,
+    retry_after: float = 0.0,
     now: datetime | None = None,
 ) -> bool:
     """Give a held job back to the queue; False when the lease was lost.
@@ -192,15 +197,17 @@ def release_job(
     Args:
         count_attempt: keep the claim counted as an attempt (it failed); a job given
             back on a clean stop does not count.
+        retry_after: seconds before the job may be claimed again.
     """
     job = _owned_job(session, job_id=job_id, owner=owner)
     if job is None:
         return False
+    now = now or utcnow()
     job.state = JobState.QUEUED
     job.lease_owner = None
-    job.lease_expires_at = None
+    job.lease_expires_at = now + timedelta(seconds=retry_after) if retry_after > 0 else None
     job.reason = reason
-    job.updated_at = now or utcnow()
+    job.updated_at = now
     if not count_attempt:
         job.attempts = max(0, job.attempts - 1)
     return True
@@ -378,7 +385,7 @@ def claim_deliveries(
         .where(due, Delivery.destination.in_(list(destinations)))
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Delivery)
         .options(joinedload(Delivery.output))
     ).all()
     claims = []

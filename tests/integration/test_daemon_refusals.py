@@ -159,6 +159,9 @@ def test_a_failing_database_answers_out_of_resources_and_recovers(tmp_path: Path
         assert again.returncode == 0
         assert d.query("SELECT count(*) FROM instances") == [(1,)]
         assert len(_spool_files(d)) == 1
+        # The worker met the locked database too, and lives on: the instance is scored.
+        wait_until(d.terminal, timeout=60, what="the job to end")
+        assert d.query("SELECT state FROM jobs") == [("done",)]
     finally:
         d.stop()
 
