@@ -298,3 +298,26 @@ class StoreSCP:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+
+def record_received(sessions: Any, uid: str, *, spool_name: str, size: int = 10) -> int:
+    """Record a received DX instance and its queued job directly; returns the job id."""
+    from daemon.db import repo
+    from daemon.db.session import unit_of_work
+
+    with unit_of_work(sessions) as s:
+        job = repo.record_instance(
+            s,
+            sop_instance_uid=uid,
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
+            study_instance_uid="1.2.3",
+            series_instance_uid="1.2.3.4",
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            modality="DX",
+            spool_name=spool_name,
+            size_bytes=size,
+            calling_ae_title="MODALITY",
+            peer_address="127.0.0.1",
+            requested_priority="MEDIUM",
+        )
+        return job.id

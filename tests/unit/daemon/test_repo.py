@@ -11,25 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from daemon.db import repo
 from daemon.db.models import Delivery, DeliveryState, Job, JobState, OutputKind, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
+from tests.daemon_harness import record_received
 
 
 def _receive(sessions: SessionFactory, uid: str) -> int:
-    with unit_of_work(sessions) as s:
-        job = repo.record_instance(
-            s,
-            sop_instance_uid=uid,
-            sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
-            study_instance_uid="1.2.3",
-            series_instance_uid="1.2.3.4",
-            transfer_syntax_uid="1.2.840.10008.1.2.1",
-            modality="DX",
-            spool_name=f"2026/01/01/{uid}.dcm",
-            size_bytes=10,
-            calling_ae_title="MODALITY",
-            peer_address="127.0.0.1",
-            requested_priority="MEDIUM",
-        )
-        return job.id
+    return record_received(sessions, uid, spool_name=f"2026/01/01/{uid}.dcm")
 
 
 def _claim(sessions: SessionFactory, owner: str, **kw: object) -> repo.Claim | None:

@@ -1,0 +1,201 @@
+"""The worker on a real SQLite file with a small real model: each way a job can end."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+import torch
+from sqlalchemy import select
+
+from chestaid.calibration import TemperatureScaling
+from chestaid.dicom_outputs import OutputIdentity, TriageFinding, secondary_capture
+from chestaid.inference import Scorer
+from chestaid.models import build_model
+from chestaid.preprocess import PreprocessSpec
+from daemon.db import repo
+from daemon.db.models import Delivery, Job, JobState, Output, Result, utcnow
+from daemon.db.session import SessionFactory, unit_of_work
+from daemon.settings import PrioritySettings, WorkerSettings
+from daemon.spool import FileStore
+from daemon.worker import ActiveModel, PriorityBands, Worker
+from tests.daemon_harness import record_received
+from tests.dicom_factory import make_dx
+
+
+@pytest.fixture(scope="module")
+def model() -> ActiveModel:
+    torch.manual_seed(0)
+    net = build_model("densenet121").eval()
+    scorer = Scorer(
+        net,
+        TemperatureScaling(1.0),
+        spec=PreprocessSpec(input_size=64),
+        threshold=0.5,
+        model_version="test-1",
+    )
+    bands = PriorityBands.resolve(PrioritySettings().bands, scorer.threshold)
+    return ActiveModel(scorer=scorer, calibration_version=3, bands=bands)
+
+
+def _worker(
+    tmp_path: Path,
+    sessions: SessionFactory,
+    model: ActiveModel,
+    *,
+    outbox_free: int = 0,
+    on_outputs: threading.Event | None = None,
+) -> Worker:
+    return Worker(
+        sessions=sessions,
+        spool=FileStore(tmp_path / "spool"),
+        outbox=FileStore(tmp_path / "outbox", min_free_bytes=outbox_free),
+        model=lambda: model,
+        destinations=["pacs", "archive"],
+        settings=WorkerSettings(poll_seconds=0.5, max_attempts=2),
+        on_outputs=(on_outputs.set if on_outputs is not None else lambda: None),
+        owner="host:1:worker:test",
+    )
+
+
+def _receive(worker: Worker, sessions: SessionFactory, data: bytes, uid: str) -> int:
+    stored = worker.spool.write(data)
+    return record_received(sessions, uid, spool_name=stored.name, size=stored.size)
+
+
+def _dx_bytes(**kwargs: object) -> tuple[bytes, str]:
+    ds = make_dx(rows=96, cols=80, **kwargs)  # type: ignore[arg-type]
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue(), str(ds.SOPInstanceUID)
+
+
+def _job(sessions: SessionFactory, job_id: int) -> Job:
+    with unit_of_work(sessions) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def test_a_chest_radiograph_is_scored_with_outputs_and_deliveries(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    woke = threading.Event()
+    worker = _worker(tmp_path, sessions, model, on_outputs=woke)
+    data, uid = _dx_bytes()
+    job_id = _receive(worker, sessions, data, uid)
+    assert worker.process_next()
+    assert not worker.process_next()  # nothing else queued
+    assert _job(sessions, job_id).state == JobState.DONE
+    with unit_of_work(sessions) as s:
+        result = s.scalars(select(Result)).one()
+        outputs = s.scalars(select(Output)).all()
+        deliveries = s.scalars(select(Delivery)).all()
+        assert result.model_version == "test-1" and result.calibration_version == 3
+        assert result.priority == ("URGENT" if result.score >= 0.5 else "ROUTINE")
+        assert result.above_threshold == (result.score >= 0.5)
+        assert sorted(o.kind.value for o in outputs) == ["sc", "sr"]
+        for output in outputs:
+            assert (tmp_path / "outbox" / output.file_name).is_file()
+        assert len(deliveries) == 4  # 2 outputs x 2 destinations
+    assert woke.is_set()
+
+
+def test_chestaid_outputs_sent_back_are_skipped(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    worker = _worker(tmp_path, sessions, model)
+    source = make_dx(rows=96, cols=80)
+    finding = TriageFinding(
+        score=0.9,
+        threshold=0.5,
+        above_threshold=True,
+        priority="URGENT",
+        model_version="test-1",
+        calibration_version=1,
+    )
+    identity = OutputIdentity(
+        series_instance_uid="1.2.3.9", sop_instance_uid="1.2.3.9.1", series_number=9901
+    )
+    sc = secondary_capture(
+        source, torch.rand(96, 80).numpy(), torch.rand(3, 3).numpy(), finding, identity
+    )
+    buffer = BytesIO()
+    sc.save_as(buffer, enforce_file_format=True)
+    job_id = _receive(worker, sessions, buffer.getvalue(), "1.2.3.9.1")
+    assert worker.process_next()
+    job = _job(sessions, job_id)
+    assert job.state == JobState.SKIPPED and "own outputs" in (job.reason or "")
+
+
+def test_a_lateral_view_is_skipped_and_corrupt_pixels_fail(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    worker = _worker(tmp_path, sessions, model)
+    lateral, uid = _dx_bytes(view_position="LL")
+    lateral_job = _receive(worker, sessions, lateral, uid)
+    ds = make_dx(rows=96, cols=80)
+    ds.PixelData = ds.PixelData[:100]
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    corrupt_job = _receive(worker, sessions, buffer.getvalue(), str(ds.SOPInstanceUID))
+    assert worker.process_next() and worker.process_next()
+    assert _job(sessions, lateral_job).state == JobState.SKIPPED
+    corrupt = _job(sessions, corrupt_job)
+    assert corrupt.state == JobState.FAILED and "CorruptImageError" in (corrupt.reason or "")
+    with unit_of_work(sessions) as s:
+        assert s.scalars(select(Output)).all() == []
+
+
+def test_a_full_outbox_is_retried_after_a_pause_then_failed_at_the_limit(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    worker = _worker(tmp_path, sessions, model, outbox_free=1 << 60)
+    data, uid = _dx_bytes()
+    job_id = _receive(worker, sessions, data, uid)
+    assert worker.process_next()
+    job = _job(sessions, job_id)
+    assert job.state == JobState.QUEUED and "SpoolFullError" in (job.reason or "")
+    assert job.attempts == 1
+    assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+    assert not worker.process_next()  # not before its pause has passed
+    with unit_of_work(sessions) as s:
+        claim = repo.claim_job(
+            s,
+            owner=worker.owner,
+            lease_seconds=60,
+            max_attempts=2,
+            now=utcnow() + timedelta(seconds=5),
+        )
+    assert claim is not None and claim.attempts == 2
+    worker.process(claim)
+    job = _job(sessions, job_id)
+    assert job.state == JobState.FAILED and "after 2 attempts" in (job.reason or "")
+    assert list((tmp_path / "outbox").rglob("*.dcm")) == []
+
+
+def test_a_worker_that_lost_its_lease_records_nothing(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    worker = _worker(tmp_path, sessions, model)
+    data, uid = _dx_bytes()
+    job_id = _receive(worker, sessions, data, uid)
+    with unit_of_work(sessions) as s:
+        slow = repo.claim_job(s, owner=worker.owner, lease_seconds=1, max_attempts=3)
+    with unit_of_work(sessions) as s:
+        repo.claim_job(
+            s,
+            owner="host:2:worker:other",
+            lease_seconds=60,
+            max_attempts=3,
+            now=utcnow() + timedelta(seconds=2),
+        )
+    assert slow is not None
+    worker.process(slow)
+    job = _job(sessions, job_id)
+    assert job.state == JobState.RUNNING and job.lease_owner == "host:2:worker:other"
+    with unit_of_work(sessions) as s:
+        assert s.scalars(select(Result)).all() == []
