@@ -4,6 +4,11 @@
     chestaid-daemon db upgrade | db current
     chestaid-daemon status
     chestaid-daemon outbox list [--state dead] | outbox retry (ID... | --all-dead)
+    chestaid-daemon worklist [--format table|json]
+    chestaid-daemon study read STUDY_UID --user NAME
+    chestaid-daemon feedback record STUDY_UID --label pneumonia|no_pneumonia|indeterminate --user NAME
+    chestaid-daemon feedback report [--since 30d] [--format table|csv|json] | feedback export
+    chestaid-daemon audit [--since 30d]
     chestaid-daemon config show
 
 Errors are reported as one line on standard error with a non-zero exit status:
@@ -13,23 +18,28 @@ Errors are reported as one line on standard error with a non-zero exit status:
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from chestaid.errors import ChestAidError, ConfigurationError
-from daemon import logs
+from daemon import audit, logs
 from daemon.db import repo
-from daemon.db.migrate import current_revision, head_revision, upgrade
-from daemon.db.models import DeliveryState
+from daemon.db.migrate import check_schema, current_revision, head_revision, upgrade
+from daemon.db.models import DeliveryState, FeedbackLabel
 from daemon.db.session import make_engine, make_session_factory, unit_of_work
+from daemon.feedback import labelled_cases, mark_read, parse_since, record_feedback, report
 from daemon.service import ROLES, Service, parse_roles
 from daemon.settings import Settings, load_settings
+from daemon.worklist import configured_bands, worklist
 
 logger = logging.getLogger("daemon.cli")
 
@@ -76,6 +86,34 @@ def _parser() -> argparse.ArgumentParser:
     retry = outbox_sub.add_parser("retry", parents=[common], help="retry dead-lettered deliveries")
     retry.add_argument("ids", nargs="*", type=int, help="delivery ids")
     retry.add_argument("--all-dead", action="store_true", help="every dead delivery")
+
+    wl = sub.add_parser("worklist", parents=[common], help="open studies in reading order")
+    wl.add_argument("--format", choices=["table", "json"], default="table")
+
+    study = sub.add_parser("study", help="studies")
+    study_sub = study.add_subparsers(dest="study_command", required=True)
+    read = study_sub.add_parser("read", parents=[common], help="mark a study read")
+    read.add_argument("study_instance_uid")
+    read.add_argument("--user", required=True)
+
+    fb = sub.add_parser("feedback", help="radiologists' feedback and the report on it")
+    fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
+    give = fb_sub.add_parser("record", parents=[common], help="give or change a study's feedback")
+    give.add_argument("study_instance_uid")
+    give.add_argument("--label", required=True, choices=[label.value for label in FeedbackLabel])
+    give.add_argument("--comment", default=None)
+    give.add_argument("--user", required=True)
+    rep = fb_sub.add_parser(
+        "report", parents=[common], help="how the model does on labelled studies"
+    )
+    rep.add_argument("--since", default=None, help="30d, 12h, 90m or an ISO date (default: all)")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    exp = fb_sub.add_parser("export", parents=[common], help="every feedback with its prediction")
+    exp.add_argument("--since", default=None)
+    exp.add_argument("--format", choices=["csv", "json"], default="csv")
+
+    aud = sub.add_parser("audit", parents=[common], help="the audit trail")
+    aud.add_argument("--since", default=None)
 
     config = sub.add_parser("config", help="the settings")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -167,6 +205,110 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reading(settings: Settings, args: argparse.Namespace) -> int:
+    """The worklist, reads, feedback, its report and export, and the audit trail."""
+    since = parse_since(args.since) if getattr(args, "since", None) else None
+    engine = make_engine(settings.storage.url)
+    try:
+        check_schema(engine)
+        with unit_of_work(make_session_factory(engine)) as session:
+            if args.command == "worklist":
+                items = worklist(
+                    session,
+                    configured_bands(settings),
+                    max_wait=timedelta(minutes=settings.worklist.max_wait_minutes),
+                )
+                rows = [
+                    {
+                        "study_instance_uid": i.entry.study_instance_uid,
+                        "band": i.band,
+                        "score": round(i.entry.score, 6),
+                        "waiting_min": round(i.waiting.total_seconds() / 60, 1),
+                        "overdue": i.overdue,
+                        "raised_by_sender": i.raised_by_sender,
+                        "images": i.entry.images,
+                    }
+                    for i in items
+                ]
+                _emit(rows, args.format)
+            elif args.command == "study":
+                done = mark_read(
+                    session, study_instance_uid=args.study_instance_uid, user=args.user
+                )
+                _out("marked read" if done else "already read")
+            elif args.command == "audit":
+                _emit(
+                    [
+                        {
+                            "id": e.id,
+                            "at": e.at.isoformat(timespec="seconds"),
+                            "actor": e.actor,
+                            "action": e.action,
+                            "subject": e.subject or "",
+                            "detail": e.detail or "",
+                        }
+                        for e in audit.entries(session, since=since)
+                    ],
+                    "table",
+                )
+            elif args.feedback_command == "record":
+                record_feedback(
+                    session,
+                    study_instance_uid=args.study_instance_uid,
+                    label=FeedbackLabel(args.label),
+                    comment=args.comment,
+                    user=args.user,
+                )
+                _out(f"feedback recorded: {args.label}")
+            elif args.feedback_command == "export":
+                _emit([c.to_dict() for c in labelled_cases(session, since=since)], args.format)
+            else:
+                groups = [g.to_dict() for g in report(labelled_cases(session, since=since))]
+                if args.format == "json":
+                    _out(json.dumps(groups, indent=2))
+                else:
+                    _emit([_flat(g) for g in groups], "csv" if args.format == "csv" else "table")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _flat(group: dict[str, object]) -> dict[str, object]:
+    """A report group as one row: each rate as 'value [low, high]'."""
+    row: dict[str, object] = {}
+    for key, value in group.items():
+        if isinstance(value, dict):
+            lo, hi = value["ci95"]
+            row[key] = _fmt(value["value"]) + f" [{_fmt(lo)}, {_fmt(hi)}]"
+        else:
+            row[key] = _fmt(value) if isinstance(value, float) or value is None else value
+    return row
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _emit(rows: list[dict[str, object]], fmt: str) -> None:
+    """Rows as a tab-separated table, CSV or JSON on standard output."""
+    if fmt == "json":
+        _out(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        _out("(none)" if fmt == "table" else "")
+        return
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+        return
+    _out("\t".join(rows[0]))
+    for row in rows:
+        _out("\t".join(str(v) for v in row.values()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -181,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(settings)
         if args.command == "outbox":
             return _outbox(settings, args)
+        if args.command in ("worklist", "study", "feedback", "audit"):
+            return _reading(settings, args)
         _out(settings.model_dump_json(indent=2))
         return 0
     except ConfigurationError as exc:

@@ -209,6 +209,14 @@ class SchedulerSettings(_Section):
     queue_report_seconds: Seconds = 300.0
 
 
+class WorklistSettings(_Section):
+    """The reading worklist."""
+
+    # A study waiting longer than this goes to the top (oldest first), whatever its
+    # score, so routine studies are never starved by a stream of urgent ones.
+    max_wait_minutes: Annotated[float, Field(gt=0, le=10_080)] = 120.0
+
+
 class LoggingSettings(_Section):
     """Logs go to standard error (the journal under systemd)."""
 
@@ -232,6 +240,7 @@ class Settings(BaseSettings):
     destinations: list[Destination] = Field(default_factory=list)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

@@ -210,3 +210,78 @@ class Delivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     output: Mapped[Output] = relationship(back_populates="deliveries")
+
+
+class FeedbackLabel(enum.StrEnum):
+    """What the radiologist found on the study."""
+
+    PNEUMONIA = "pneumonia"  # pneumonia confirmed
+    NO_PNEUMONIA = "no_pneumonia"
+    INDETERMINATE = "indeterminate"
+
+
+class Feedback(Base):
+    """A radiologist's finding on a study, linked to the prediction it judges."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), unique=True)
+    # The study's prediction when the feedback was first given (its highest score).
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    label: Mapped[FeedbackLabel] = mapped_column(_enum(FeedbackLabel, "feedback_label"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    given_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    result: Mapped[Result] = relationship()
+    history: Mapped[list[FeedbackChange]] = relationship(
+        back_populates="feedback", order_by="FeedbackChange.id"
+    )
+
+
+class FeedbackChange(Base):
+    """One edit of a feedback: who, when, the old and the new value (append-only)."""
+
+    __tablename__ = "feedback_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id"), index=True)
+    changed_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    old_label: Mapped[str | None] = mapped_column(String(16))
+    new_label: Mapped[str] = mapped_column(String(16))
+    old_comment: Mapped[str | None] = mapped_column(Text)
+    new_comment: Mapped[str | None] = mapped_column(Text)
+
+    feedback: Mapped[Feedback] = relationship(back_populates="history")
+
+
+class StudyRead(Base):
+    """A study marked read (by feedback or explicitly): it leaves the worklist."""
+
+    __tablename__ = "study_reads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), unique=True)
+    read_by: Mapped[str] = mapped_column(String(64))
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    via: Mapped[str] = mapped_column(String(16))  # "feedback" or "explicit"
+
+
+class AuditEntry(Base):
+    """The audit trail: every feedback, threshold and calibration change, user and login.
+
+    Append-only: the database refuses UPDATE and DELETE on this table (triggers in the
+    migration).
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[str | None] = mapped_column(Text)  # JSON

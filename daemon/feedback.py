@@ -1,0 +1,313 @@
+"""Radiologists' feedback, reads, and the report admins query.
+
+Feedback is per study: pneumonia confirmed, no pneumonia, or indeterminate, with an
+optional comment. It is linked to the study's prediction (its highest-scored image),
+and so to the model and calibration versions that made it. Editing keeps every old
+value (who, when, old, new); every change is also in the audit log, in the same
+transaction. Giving feedback marks the study read.
+
+The report compares labels with predictions at the threshold that was in force for
+each prediction (the governed threshold of its calibration version): counts, the
+confusion matrix, sensitivity, specificity, PPV and NPV with Wilson 95% intervals, and
+the ECE of the calibrated scores on the labelled cases, overall and per model and
+calibration version. Indeterminate studies are counted but not scored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chestaid.metrics import ConfusionMatrix, ece, wilson_interval
+from daemon import audit
+from daemon.db.models import Feedback, FeedbackChange, FeedbackLabel, Result, StudyRead, utcnow
+from daemon.errors import DaemonError
+from daemon.worklist import study_entries
+
+TRUTH = {
+    FeedbackLabel.PNEUMONIA: 1,
+    FeedbackLabel.NO_PNEUMONIA: 0,
+    FeedbackLabel.INDETERMINATE: None,
+}
+MAX_COMMENT = 2000
+
+
+class FeedbackError(DaemonError):
+    """Feedback that cannot be recorded (no such scored study, a bad value)."""
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """A start time from ``30d``, ``12h``, ``90m`` or an ISO date/time (UTC when naive).
+
+    Raises:
+        FeedbackError: none of these.
+    """
+    now = now or utcnow()
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text)
+    if match:
+        amount, unit = float(match.group(1)), match.group(2)
+        units = {"d": "days", "h": "hours", "m": "minutes"}
+        return now - timedelta(**{units[unit]: amount})
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise FeedbackError(f"--since {text!r}: use 30d, 12h, 90m or an ISO date") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=now.tzinfo)
+
+
+def mark_read(
+    session: Session,
+    *,
+    study_instance_uid: str,
+    user: str,
+    via: str = "explicit",
+    now: datetime | None = None,
+) -> bool:
+    """Mark a study read (it leaves the worklist); False when it already was."""
+    exists = session.scalar(
+        select(StudyRead.id).where(StudyRead.study_instance_uid == study_instance_uid)
+    )
+    if exists is not None:
+        return False
+    now = now or utcnow()
+    session.add(
+        StudyRead(study_instance_uid=study_instance_uid, read_by=user, read_at=now, via=via)
+    )
+    audit.record(
+        session,
+        actor=user,
+        action="study.read",
+        subject=study_instance_uid,
+        detail={"via": via},
+        now=now,
+    )
+    return True
+
+
+def record_feedback(
+    session: Session,
+    *,
+    study_instance_uid: str,
+    label: FeedbackLabel,
+    user: str,
+    comment: str | None = None,
+    now: datetime | None = None,
+) -> Feedback:
+    """Give or change the feedback on a scored study; marks the study read.
+
+    Raises:
+        FeedbackError: the study has no scored image, or the comment is too long.
+    """
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise FeedbackError(f"the comment is longer than {MAX_COMMENT} characters")
+    if not user.strip():
+        raise FeedbackError("feedback needs the user who gives it")
+    now = now or utcnow()
+    feedback = session.scalar(
+        select(Feedback).where(Feedback.study_instance_uid == study_instance_uid)
+    )
+    if feedback is None:
+        studies = [
+            e
+            for e in study_entries(session, open_only=False)
+            if e.study_instance_uid == study_instance_uid
+        ]
+        if not studies:
+            raise FeedbackError(f"no scored study {study_instance_uid}")
+        feedback = Feedback(
+            study_instance_uid=study_instance_uid,
+            result_id=studies[0].result_id,
+            label=label,
+            comment=comment,
+            given_by=user,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(feedback)
+        session.flush()
+        old_label, old_comment, action = None, None, "feedback.given"
+    else:
+        if feedback.label == label and feedback.comment == comment:
+            return feedback
+        old_label, old_comment, action = feedback.label.value, feedback.comment, "feedback.changed"
+        feedback.label, feedback.comment, feedback.updated_at = label, comment, now
+        feedback.given_by = user
+    session.add(
+        FeedbackChange(
+            feedback_id=feedback.id,
+            changed_by=user,
+            changed_at=now,
+            old_label=old_label,
+            new_label=label.value,
+            old_comment=old_comment,
+            new_comment=comment,
+        )
+    )
+    audit.record(
+        session,
+        actor=user,
+        action=action,
+        subject=study_instance_uid,
+        detail={"old": old_label, "new": label.value, "comment_changed": old_comment != comment},
+        now=now,
+    )
+    mark_read(session, study_instance_uid=study_instance_uid, user=user, via="feedback", now=now)
+    session.flush()
+    return feedback
+
+
+@dataclass(frozen=True)
+class LabelledCase:
+    """One study's feedback beside its prediction."""
+
+    study_instance_uid: str
+    label: FeedbackLabel
+    score: float
+    logit: float
+    threshold: float
+    above_threshold: bool
+    model_version: str
+    calibration_version: int
+    given_by: str
+    given_at: datetime
+    comment: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain values (for CSV and JSON)."""
+        return {
+            "study_instance_uid": self.study_instance_uid,
+            "label": self.label.value,
+            "score": self.score,
+            "logit": self.logit,
+            "threshold": self.threshold,
+            "above_threshold": self.above_threshold,
+            "model_version": self.model_version,
+            "calibration_version": self.calibration_version,
+            "given_by": self.given_by,
+            "given_at": self.given_at.isoformat(timespec="seconds"),
+            "comment": self.comment or "",
+        }
+
+
+def labelled_cases(session: Session, *, since: datetime | None = None) -> list[LabelledCase]:
+    """Every feedback (last given ``since`` or later) with its prediction."""
+    query = select(Feedback, Result).join(Result, Result.id == Feedback.result_id)
+    if since is not None:
+        query = query.where(Feedback.updated_at >= since)
+    return [
+        LabelledCase(
+            study_instance_uid=f.study_instance_uid,
+            label=f.label,
+            score=r.score,
+            logit=r.logit,
+            threshold=r.threshold,
+            above_threshold=r.above_threshold,
+            model_version=r.model_version,
+            calibration_version=r.calibration_version,
+            given_by=f.given_by,
+            given_at=f.updated_at,
+            comment=f.comment,
+        )
+        for f, r in session.execute(query.order_by(Feedback.id)).all()
+    ]
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """The figures of one group of cases (all, or one model and calibration version)."""
+
+    model_version: str
+    calibration_version: int | None
+    feedback: int
+    indeterminate: int
+    confusion: ConfusionMatrix
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ece: float = float("nan")
+
+    @property
+    def labelled(self) -> int:
+        """Cases with a definite label."""
+        c = self.confusion
+        return c.tp + c.fp + c.tn + c.fn
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain values; undefined rates are None."""
+        rates = self.confusion.to_dict()
+
+        def clean(value: float) -> float | None:
+            return None if math.isnan(value) else round(value, 6)
+
+        return {
+            "model_version": self.model_version,
+            "calibration_version": self.calibration_version,
+            "feedback": self.feedback,
+            "labelled": self.labelled,
+            "indeterminate": self.indeterminate,
+            **{k: rates[k] for k in ("tp", "fp", "tn", "fn")},
+            **{
+                name: {
+                    "value": clean(float(rates[name])),
+                    "ci95": [clean(lo), clean(hi)],
+                }
+                for name, (lo, hi) in self.intervals.items()
+            },
+            "ece": clean(self.ece),
+        }
+
+
+def summarise(
+    cases: Sequence[LabelledCase],
+    *,
+    model_version: str = "all",
+    calibration_version: int | None = None,
+) -> GroupReport:
+    """Counts, confusion at each prediction's threshold, rates with Wilson intervals, ECE."""
+    definite = [c for c in cases if TRUTH[c.label] is not None]
+    truth = [TRUTH[c.label] == 1 for c in definite]
+    called = [c.above_threshold for c in definite]
+    confusion = ConfusionMatrix(
+        tp=sum(t and p for t, p in zip(truth, called, strict=True)),
+        fp=sum((not t) and p for t, p in zip(truth, called, strict=True)),
+        tn=sum((not t) and (not p) for t, p in zip(truth, called, strict=True)),
+        fn=sum(t and (not p) for t, p in zip(truth, called, strict=True)),
+    )
+    c = confusion
+    intervals = {
+        "sensitivity": wilson_interval(c.tp, c.tp + c.fn),
+        "specificity": wilson_interval(c.tn, c.tn + c.fp),
+        "ppv": wilson_interval(c.tp, c.tp + c.fp),
+        "npv": wilson_interval(c.tn, c.tn + c.fn),
+    }
+    calibration_error = (
+        ece(np.array([x.score for x in definite]), np.array(truth, dtype=int), n_bins=10)
+        if definite
+        else float("nan")
+    )
+    return GroupReport(
+        model_version=model_version,
+        calibration_version=calibration_version,
+        feedback=len(cases),
+        indeterminate=len(cases) - len(definite),
+        confusion=confusion,
+        intervals=intervals,
+        ece=calibration_error,
+    )
+
+
+def report(cases: Sequence[LabelledCase]) -> list[GroupReport]:
+    """The overall figures, then one group per model and calibration version."""
+    groups: dict[tuple[str, int], list[LabelledCase]] = {}
+    for case in cases:
+        groups.setdefault((case.model_version, case.calibration_version), []).append(case)
+    return [summarise(cases)] + [
+        summarise(members, model_version=model, calibration_version=version)
+        for (model, version), members in sorted(groups.items())
+    ]
