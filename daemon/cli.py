@@ -9,6 +9,7 @@
     chestaid-daemon feedback record STUDY_UID --label pneumonia|no_pneumonia|indeterminate --user NAME
     chestaid-daemon feedback report [--since 30d] [--format table|csv|json] | feedback export
     chestaid-daemon audit [--since 30d]
+    chestaid-daemon calibration fit [--min-cases 100] --user NAME | list | activate N | deactivate
     chestaid-daemon config show
 
 Errors are reported as one line on standard error with a non-zero exit status:
@@ -24,14 +25,15 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from chestaid.bundle import default_bundle_path, read_manifest
 from chestaid.errors import ChestAidError, ConfigurationError
-from daemon import audit, logs
+from daemon import audit, logs, recalibration
 from daemon.db import repo
 from daemon.db.migrate import check_schema, current_revision, head_revision, upgrade
 from daemon.db.models import DeliveryState, FeedbackLabel
@@ -111,6 +113,26 @@ def _parser() -> argparse.ArgumentParser:
     exp = fb_sub.add_parser("export", parents=[common], help="every feedback with its prediction")
     exp.add_argument("--since", default=None)
     exp.add_argument("--format", choices=["csv", "json"], default="csv")
+
+    cal = sub.add_parser("calibration", help="calibration versions fitted on local feedback")
+    cal_sub = cal.add_subparsers(dest="calibration_command", required=True)
+    fit = cal_sub.add_parser(
+        "fit", parents=[common], help="fit a pending version on labelled studies"
+    )
+    fit.add_argument("--min-cases", type=int, default=100)
+    fit.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=None,
+        help="default: the sensitivity the bundle's threshold was set for",
+    )
+    fit.add_argument("--user", required=True)
+    cal_sub.add_parser("list", parents=[common], help="every version and which is active")
+    act = cal_sub.add_parser("activate", parents=[common], help="use a version for new studies")
+    act.add_argument("version", type=int)
+    act.add_argument("--user", required=True)
+    deact = cal_sub.add_parser("deactivate", parents=[common], help="go back to the bundle's own")
+    deact.add_argument("--user", required=True)
 
     aud = sub.add_parser("audit", parents=[common], help="the audit trail")
     aud.add_argument("--since", default=None)
@@ -273,6 +295,64 @@ def _reading(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration(settings: Settings, args: argparse.Namespace) -> int:
+    """Fit, list, activate and deactivate local calibration versions."""
+    path = settings.model.bundle if settings.model.bundle is not None else default_bundle_path()
+    manifest = read_manifest(path)
+    bundle_calibration = manifest.calibration or {}
+    engine = make_engine(settings.storage.url)
+    try:
+        check_schema(engine)
+        with unit_of_work(make_session_factory(engine)) as session:
+            command = args.calibration_command
+            if command == "fit":
+                target = args.target_sensitivity
+                if target is None:
+                    target = float((manifest.threshold or {}).get("target_sensitivity", 0.9))
+                row = recalibration.fit_local_calibration(
+                    session,
+                    model_version=manifest.version,
+                    bundle_calibration_version=int(
+                        bundle_calibration.get("calibration_version", 0)
+                    ),
+                    target_sensitivity=target,
+                    min_cases=args.min_cases,
+                    user=args.user,
+                )
+                _out(f"calibration version {row.version} fitted (pending): {row.method}")
+                _out(json.dumps(json.loads(row.report), indent=2))
+            elif command == "activate":
+                row = recalibration.activate(session, version=args.version, user=args.user)
+                _out(f"calibration version {row.version} active; threshold {row.threshold:.6g}")
+            elif command == "deactivate":
+                retired = recalibration.deactivate(
+                    session, model_version=manifest.version, user=args.user
+                )
+                _out(
+                    "the bundle's calibration in use"
+                    + (f" (v{retired} retired)" if retired else "")
+                )
+            else:
+                rows = [
+                    {
+                        "version": r.version,
+                        "state": r.state.value,
+                        "method": r.method,
+                        "threshold": f"{r.threshold:.6g}",
+                        "cases": r.n_cases,
+                        "fitted": f"{r.fitted_at:%Y-%m-%d %H:%M} {r.fitted_by}",
+                        "activated": f"{r.activated_at:%Y-%m-%d %H:%M} {r.activated_by}"
+                        if r.activated_at
+                        else "",
+                    }
+                    for r in recalibration.versions(session)
+                ]
+                _emit(rows, "table")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _flat(group: dict[str, object]) -> dict[str, object]:
     """A report group as one row: each rate as 'value [low, high]'."""
     row: dict[str, object] = {}
@@ -289,7 +369,7 @@ def _fmt(value: object) -> str:
     return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _emit(rows: list[dict[str, object]], fmt: str) -> None:
+def _emit(rows: Sequence[Mapping[str, object]], fmt: str) -> None:
     """Rows as a tab-separated table, CSV or JSON on standard output."""
     if fmt == "json":
         _out(json.dumps(rows, indent=2, default=str))
@@ -325,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _outbox(settings, args)
         if args.command in ("worklist", "study", "feedback", "audit"):
             return _reading(settings, args)
+        if args.command == "calibration":
+            return _calibration(settings, args)
         _out(settings.model_dump_json(indent=2))
         return 0
     except ConfigurationError as exc:

@@ -31,6 +31,7 @@ from daemon.db import repo
 from daemon.db.migrate import check_schema
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
 from daemon.jobs import registry
+from daemon.recalibration import ModelProvider
 from daemon.scheduler import start_scheduler
 from daemon.scp import IntakeMonitor, StoreHandler, build_ae, handlers
 from daemon.sender import Sender
@@ -127,14 +128,17 @@ class Service:
             )
             self._sender.start()
         if "worker" in self.roles:
-            model = self.model = load_active_model(s.model, s.priority.bands)
+            self.model = load_active_model(s.model, s.priority.bands)
+            # The active local calibration (if an admin activated one) is looked up
+            # for every study, so a new one is used without a restart.
+            provider = ModelProvider(self.model, list(s.priority.bands), sessions)
             wake_sender = self._sender.wake if self._sender is not None else (lambda: None)
             for index in range(s.worker.count):
                 worker = Worker(
                     sessions=sessions,
                     spool=spool,
                     outbox=outbox,
-                    model=lambda: model,
+                    model=provider,
                     destinations=destinations,
                     settings=s.worker,
                     wakeup=self._work_waiting,

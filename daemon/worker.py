@@ -151,6 +151,7 @@ def load_active_model(model: ModelSettings, bands: Sequence[Band]) -> ActiveMode
 class _Scored:
     prediction: Prediction
     priority: str
+    calibration_version: int
     outputs: list[repo.NewOutput]
 
 
@@ -273,7 +274,6 @@ class Worker:
             self._retry(claim, f"internal error: {type(exc).__name__}: {exc}", log)
             return
         p = scored.prediction
-        model = self.model()
         with unit_of_work(self.sessions) as session:
             kept = repo.complete_job(
                 session,
@@ -285,7 +285,7 @@ class Worker:
                 above_threshold=p.above_threshold,
                 priority=scored.priority,
                 model_version=p.model_version,
-                calibration_version=model.calibration_version,
+                calibration_version=scored.calibration_version,
                 outputs=scored.outputs,
                 destinations=self.destinations,
             )
@@ -374,7 +374,12 @@ class Worker:
                 finding,
             ),
         ]
-        return _Scored(prediction=prediction, priority=priority, outputs=outputs)
+        return _Scored(
+            prediction=prediction,
+            priority=priority,
+            calibration_version=model.calibration_version,
+            outputs=outputs,
+        )
 
     def _write_output(
         self,

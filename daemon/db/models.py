@@ -285,3 +285,34 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[str | None] = mapped_column(Text)  # JSON
+
+
+class CalibrationState(enum.StrEnum):
+    """A local calibration's life: fitted (pending), in use (active), replaced (retired)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class CalibrationVersion(Base):
+    """A calibration fitted on local labelled cases; numbered after the bundle's own."""
+
+    __tablename__ = "calibration_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    model_version: Mapped[str] = mapped_column(String(128), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    calibrator: Mapped[str] = mapped_column(Text)  # JSON of the calibrator's parameters
+    threshold: Mapped[float] = mapped_column(Float)
+    target_sensitivity: Mapped[float] = mapped_column(Float)
+    n_cases: Mapped[int] = mapped_column(Integer)
+    report: Mapped[str] = mapped_column(Text)  # JSON: ECE before/after, estimates
+    state: Mapped[CalibrationState] = mapped_column(
+        _enum(CalibrationState, "calibration_state"), default=CalibrationState.PENDING
+    )
+    fitted_by: Mapped[str] = mapped_column(String(64))
+    fitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated_by: Mapped[str | None] = mapped_column(String(64))
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

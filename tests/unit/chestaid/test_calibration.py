@@ -149,3 +149,20 @@ def test_governed_threshold_with_ties_and_without_positives() -> None:
     assert governed.threshold == 0.5 and governed.achieved_sensitivity == 1.0
     with pytest.raises(CalibrationError, match="positive"):
         governed_threshold(np.array([0.1, 0.2]), np.array([0, 0]))
+
+
+def test_local_selection_prefers_an_intercept_when_the_site_is_shifted() -> None:
+    from chestaid.calibration import select_local_calibration
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 240)
+    shifted = (2 * y - 1) * 2.0 + rng.normal(0, 1.2, y.size) + 3.0
+    local = select_local_calibration(shifted, y)
+    assert local.chosen == "platt"
+    assert local.cv_nll["platt"] < local.cv_nll["temperature"]
+    assert "isotonic" not in local.cv_nll  # too few cases for it
+    assert local.out_of_fold.shape == y.shape
+    centred = (2 * y - 1) * 2.0 + rng.normal(0, 1.2, y.size)
+    assert select_local_calibration(centred, y).cv_nll["temperature"] < 0.5
+    with pytest.raises(CalibrationError):
+        select_local_calibration(shifted[:6], y[:6])

@@ -1,0 +1,234 @@
+"""Recalibration on local feedback: fit, review, activate, roll back.
+
+A fit uses the labelled studies (pneumonia confirmed or not; indeterminate left out)
+scored by the model in service. It compares temperature, Platt and (with enough
+cases) isotonic by cross-validated NLL on those cases (see
+:func:`chestaid.calibration.select_local_calibration`), re-derives the governed
+threshold for the target sensitivity, and stores the result as a new calibration
+version, pending. Nothing changes for new studies until an admin activates it; the
+worker then uses it for the next study without a restart. Any earlier version can be
+activated again, or the bundle's own calibration restored (``deactivate``). Every
+step is in the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from chestaid.calibration import (
+    calibrator_from_dict,
+    governed_threshold,
+    select_local_calibration,
+)
+from chestaid.errors import CalibrationError
+from chestaid.metrics import confusion_at, ece, wilson_interval
+from daemon import audit
+from daemon.db.models import CalibrationState, CalibrationVersion, utcnow
+from daemon.db.session import SessionFactory, unit_of_work
+from daemon.errors import DaemonError
+from daemon.feedback import TRUTH, labelled_cases
+from daemon.settings import Band
+from daemon.worker import ActiveModel, PriorityBands
+
+logger = logging.getLogger(__name__)
+
+
+class RecalibrationError(DaemonError):
+    """A calibration cannot be fitted or activated (too few cases, no such version)."""
+
+
+def fit_local_calibration(
+    session: Session,
+    *,
+    model_version: str,
+    bundle_calibration_version: int,
+    target_sensitivity: float,
+    min_cases: int,
+    user: str,
+) -> CalibrationVersion:
+    """Fit a pending calibration version on this site's labelled studies.
+
+    Raises:
+        RecalibrationError: fewer than ``min_cases`` labelled studies, or too few of
+            one class to cross-validate.
+    """
+    cases = [
+        c
+        for c in labelled_cases(session)
+        if c.model_version == model_version and TRUTH[c.label] is not None
+    ]
+    if len(cases) < min_cases:
+        raise RecalibrationError(
+            f"{len(cases)} labelled studies for model {model_version}; {min_cases} are needed"
+        )
+    logits = np.array([c.logit for c in cases])
+    labels = np.array([TRUTH[c.label] for c in cases], dtype=int)
+    before = np.array([c.score for c in cases])
+    try:
+        local = select_local_calibration(logits, labels)
+        governed = governed_threshold(
+            local.calibrator.predict_proba(logits), labels, target_sensitivity
+        )
+    except CalibrationError as exc:
+        raise RecalibrationError(str(exc)) from exc
+    # Out-of-fold scores at the new threshold: estimates for studies not yet seen.
+    estimate = confusion_at(local.out_of_fold, labels, governed.threshold)
+    was = confusion_at(before, labels, float(np.median([c.threshold for c in cases])))
+    report: dict[str, Any] = {
+        "comparison": local.to_dict(),
+        "ece_before": float(ece(before, labels, n_bins=10)),
+        "ece_after_cross_validated": local.cv_ece[local.chosen],
+        "threshold": governed.threshold,
+        "target_sensitivity": target_sensitivity,
+        "sensitivity_estimate": estimate.sensitivity,
+        "sensitivity_ci95": wilson_interval(estimate.tp, estimate.tp + estimate.fn),
+        "specificity_estimate": estimate.specificity,
+        "specificity_ci95": wilson_interval(estimate.tn, estimate.tn + estimate.fp),
+        "sensitivity_before": was.sensitivity,
+        "specificity_before": was.specificity,
+        "positives": int(labels.sum()),
+        "negatives": int((1 - labels).sum()),
+    }
+    latest = session.scalar(select(func.max(CalibrationVersion.version)))
+    version = max(int(latest or 0), bundle_calibration_version) + 1
+    row = CalibrationVersion(
+        version=version,
+        model_version=model_version,
+        method=local.chosen,
+        calibrator=json.dumps(local.calibrator.to_dict()),
+        threshold=governed.threshold,
+        target_sensitivity=target_sensitivity,
+        n_cases=len(cases),
+        report=json.dumps(report, default=float),
+        state=CalibrationState.PENDING,
+        fitted_by=user,
+        fitted_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=user,
+        action="calibration.fitted",
+        subject=f"v{version}",
+        detail={"method": local.chosen, "threshold": governed.threshold, "cases": len(cases)},
+    )
+    return row
+
+
+def activate(session: Session, *, version: int, user: str) -> CalibrationVersion:
+    """Make a version the one in use (the previous one is retired).
+
+    Raises:
+        RecalibrationError: no such version.
+    """
+    row = session.scalar(select(CalibrationVersion).where(CalibrationVersion.version == version))
+    if row is None:
+        raise RecalibrationError(f"no calibration version {version}")
+    previous = _active(session, model_version=row.model_version)
+    if previous is not None and previous.id != row.id:
+        previous.state = CalibrationState.RETIRED
+    row.state = CalibrationState.ACTIVE
+    row.activated_by, row.activated_at = user, utcnow()
+    audit.record(
+        session,
+        actor=user,
+        action="calibration.activated",
+        subject=f"v{version}",
+        detail={
+            "previous": previous.version if previous is not None else "bundle",
+            "threshold": row.threshold,
+            "previous_threshold": previous.threshold if previous is not None else None,
+        },
+    )
+    return row
+
+
+def deactivate(session: Session, *, model_version: str, user: str) -> int | None:
+    """Go back to the bundle's own calibration; returns the version retired, if any."""
+    current = _active(session, model_version=model_version)
+    if current is None:
+        return None
+    current.state = CalibrationState.RETIRED
+    audit.record(
+        session,
+        actor=user,
+        action="calibration.deactivated",
+        subject=f"v{current.version}",
+        detail={"now": "bundle"},
+    )
+    return current.version
+
+
+def versions(session: Session) -> list[CalibrationVersion]:
+    """Every local calibration version, newest first."""
+    return list(
+        session.scalars(select(CalibrationVersion).order_by(CalibrationVersion.version.desc()))
+    )
+
+
+def _active(session: Session, *, model_version: str) -> CalibrationVersion | None:
+    return session.scalar(
+        select(CalibrationVersion).where(
+            CalibrationVersion.model_version == model_version,
+            CalibrationVersion.state == CalibrationState.ACTIVE,
+        )
+    )
+
+
+@dataclass
+class ModelProvider:
+    """The model in service, with the active calibration looked up for every study.
+
+    The network is loaded once; an activation (or deactivation) takes effect for the
+    next study, without a restart.
+    """
+
+    base: ActiveModel
+    bands: list[Band]
+    sessions: SessionFactory
+    _current: ActiveModel | None = None
+    _current_version: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self) -> ActiveModel:
+        """The model to score the next study with."""
+        with self._lock:
+            return self._lookup()
+
+    def _lookup(self) -> ActiveModel:
+        with unit_of_work(self.sessions) as session:
+            row = _active(session, model_version=self.base.scorer.model_version)
+            wanted = None if row is None else (row.version, row.calibrator, row.threshold)
+        if wanted is None:
+            if self._current_version is not None:
+                logger.info(
+                    "bundle calibration in use",
+                    extra={"calibration_version": self.base.calibration_version},
+                )
+            self._current, self._current_version = None, None
+            return self.base
+        version, calibrator, threshold = wanted
+        if self._current is None or self._current_version != version:
+            scorer = self.base.scorer.with_calibration(
+                calibrator_from_dict(json.loads(calibrator)), threshold
+            )
+            self._current = ActiveModel(
+                scorer=scorer,
+                calibration_version=version,
+                bands=PriorityBands.resolve(self.bands, threshold),
+            )
+            self._current_version = version
+            logger.info(
+                "local calibration in use",
+                extra={"calibration_version": version, "threshold": threshold},
+            )
+        return self._current

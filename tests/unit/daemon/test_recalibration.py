@@ -1,0 +1,133 @@
+"""Recalibration on local feedback: fit a pending version, activate it, the worker's
+model picks it up without a restart, and the bundle's calibration comes back on demand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import select
+
+from chestaid.calibration import TemperatureScaling, sigmoid
+from chestaid.inference import Scorer
+from chestaid.models import build_model
+from chestaid.preprocess import PreprocessSpec
+from daemon import audit
+from daemon.db import repo
+from daemon.db.models import CalibrationState, FeedbackLabel, Instance
+from daemon.db.session import SessionFactory, unit_of_work
+from daemon.feedback import record_feedback
+from daemon.recalibration import (
+    ModelProvider,
+    RecalibrationError,
+    activate,
+    deactivate,
+    fit_local_calibration,
+)
+from daemon.settings import PrioritySettings
+from daemon.worker import ActiveModel, PriorityBands
+from tests.daemon_harness import record_received
+
+BANDS = list(PrioritySettings().bands)
+
+
+def _site(sessions: SessionFactory, n: int, *, seed: int = 0) -> None:
+    """``n`` scored, labelled studies from a site whose logits are shifted by +3."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    logits = (2 * labels - 1) * 2.0 + rng.normal(0, 1.2, n) + 3.0
+    for i, (y, z) in enumerate(zip(labels, logits, strict=True)):
+        uid = f"9.{seed}.{i}"
+        job_id = record_received(sessions, uid, spool_name=f"x/{uid}.dcm")
+        with unit_of_work(sessions) as s:
+            s.scalars(
+                select(Instance).where(Instance.sop_instance_uid == uid)
+            ).one().study_instance_uid = f"s{uid}"
+            assert repo.claim_job(s, owner="w", lease_seconds=60, max_attempts=3) is not None
+            score = float(sigmoid(z))
+            repo.complete_job(
+                s,
+                job_id=job_id,
+                owner="w",
+                logit=float(z),
+                score=score,
+                threshold=0.5,
+                above_threshold=score >= 0.5,
+                priority="URGENT" if score >= 0.5 else "ROUTINE",
+                model_version="test-1",
+                calibration_version=1,
+                outputs=[],
+                destinations=[],
+            )
+            label = FeedbackLabel.PNEUMONIA if y else FeedbackLabel.NO_PNEUMONIA
+            record_feedback(s, study_instance_uid=f"s{uid}", label=label, user="dr")
+
+
+@pytest.fixture(scope="module")
+def base() -> ActiveModel:
+    torch.manual_seed(0)
+    scorer = Scorer(
+        build_model("densenet121").eval(),
+        TemperatureScaling(1.0),
+        spec=PreprocessSpec(input_size=64),
+        threshold=0.5,
+        model_version="test-1",
+    )
+    return ActiveModel(
+        scorer=scorer, calibration_version=1, bands=PriorityBands.resolve(BANDS, 0.5)
+    )
+
+
+def test_too_few_cases_is_refused(sessions: SessionFactory) -> None:
+    _site(sessions, 20)
+    with (
+        pytest.raises(RecalibrationError, match="20 labelled studies"),
+        unit_of_work(sessions) as s,
+    ):
+        fit_local_calibration(
+            s,
+            model_version="test-1",
+            bundle_calibration_version=1,
+            target_sensitivity=0.9,
+            min_cases=100,
+            user="admin",
+        )
+
+
+def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: ActiveModel) -> None:
+    _site(sessions, 160)
+    provider = ModelProvider(base, BANDS, sessions)
+    assert provider() is base
+    with unit_of_work(sessions) as s:
+        row = fit_local_calibration(
+            s,
+            model_version="test-1",
+            bundle_calibration_version=1,
+            target_sensitivity=0.9,
+            min_cases=100,
+            user="admin",
+        )
+        version, report = row.version, row.report
+    assert version == 2 and row.state == CalibrationState.PENDING
+    assert row.method == "platt"  # an intercept shift: temperature alone cannot fix it
+
+    figures = json.loads(report)
+    assert figures["ece_after_cross_validated"] < figures["ece_before"]
+    assert figures["sensitivity_estimate"] >= 0.8
+    assert provider() is base  # pending: nothing changes yet
+
+    with unit_of_work(sessions) as s:
+        activate(s, version=version, user="admin")
+    in_use = provider()
+    assert in_use.calibration_version == 2
+    assert in_use.scorer.threshold == pytest.approx(row.threshold)
+    assert in_use.scorer.model is base.scorer.model  # the network is not reloaded
+
+    with unit_of_work(sessions) as s:
+        assert deactivate(s, model_version="test-1", user="admin") == 2
+    assert provider() is base
+    with unit_of_work(sessions) as s:
+        actions = [e.action for e in audit.entries(s) if e.action.startswith("calibration.")]
+    assert actions == ["calibration.fitted", "calibration.activated", "calibration.deactivated"]
