@@ -10,6 +10,7 @@
     chestaid-daemon feedback report [--since 30d] [--format table|csv|json] | feedback export
     chestaid-daemon audit [--since 30d]
     chestaid-daemon calibration fit [--min-cases 100] --user NAME | list | activate N | deactivate
+    chestaid-daemon monitoring run | monitoring alerts
     chestaid-daemon config show
 
 Errors are reported as one line on standard error with a non-zero exit status:
@@ -29,14 +30,15 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from chestaid.bundle import default_bundle_path, read_manifest
 from chestaid.errors import ChestAidError, ConfigurationError
-from daemon import audit, logs, recalibration
+from daemon import audit, jobs, logs, recalibration
 from daemon.db import repo
 from daemon.db.migrate import check_schema, current_revision, head_revision, upgrade
-from daemon.db.models import DeliveryState, FeedbackLabel
+from daemon.db.models import DeliveryState, FeedbackLabel, MonitoringAlert
 from daemon.db.session import make_engine, make_session_factory, unit_of_work
 from daemon.feedback import labelled_cases, mark_read, parse_since, record_feedback, report
 from daemon.service import ROLES, Service, parse_roles
@@ -133,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     act.add_argument("--user", required=True)
     deact = cal_sub.add_parser("deactivate", parents=[common], help="go back to the bundle's own")
     deact.add_argument("--user", required=True)
+
+    mon = sub.add_parser("monitoring", help="performance and drift over rolling windows")
+    mon_sub = mon.add_subparsers(dest="monitoring_command", required=True)
+    mon_sub.add_parser("run", parents=[common], help="run the monitoring job now")
+    mon_sub.add_parser("alerts", parents=[common], help="alerts raised, newest first")
 
     aud = sub.add_parser("audit", parents=[common], help="the audit trail")
     aud.add_argument("--since", default=None)
@@ -353,6 +360,33 @@ def _calibration(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitoring(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the monitoring job now, or list the alerts."""
+    engine = make_engine(settings.storage.url)
+    try:
+        check_schema(engine)
+        sessions = make_session_factory(engine)
+        if args.monitoring_command == "run":
+            _out(json.dumps(jobs.monitor(sessions, settings=settings), indent=2, default=str))
+            return 0
+        with unit_of_work(sessions) as session:
+            rows = [
+                {
+                    "raised_at": a.raised_at.isoformat(timespec="seconds"),
+                    "kind": a.kind,
+                    "window_days": a.window_days,
+                    "message": a.message,
+                }
+                for a in session.scalars(
+                    select(MonitoringAlert).order_by(MonitoringAlert.id.desc()).limit(100)
+                )
+            ]
+        _emit(rows, "table")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _flat(group: dict[str, object]) -> dict[str, object]:
     """A report group as one row: each rate as 'value [low, high]'."""
     row: dict[str, object] = {}
@@ -407,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reading(settings, args)
         if args.command == "calibration":
             return _calibration(settings, args)
+        if args.command == "monitoring":
+            return _monitoring(settings, args)
         _out(settings.model_dump_json(indent=2))
         return 0
     except ConfigurationError as exc:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from chestaid.bundle import default_bundle_path, read_manifest
 from daemon.db import repo
 from daemon.db.session import SessionFactory, unit_of_work
+from daemon.monitoring import purge_old_files, run_monitoring
 from daemon.settings import Settings
+from daemon.spool import FileStore
 
 JobFunction = Callable[[SessionFactory], dict[str, Any]]
 
@@ -24,6 +28,32 @@ def queue_report(sessions: SessionFactory) -> dict[str, Any]:
             "jobs": repo.job_counts(session),
             "deliveries": repo.delivery_counts(session),
         }
+
+
+def monitor(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
+    """Figures over the rolling windows for the model in service; alerts."""
+    manifest = read_manifest(
+        settings.model.bundle if settings.model.bundle is not None else default_bundle_path()
+    )
+    target = float((manifest.threshold or {}).get("target_sensitivity", 0.9))
+    with unit_of_work(sessions) as session:
+        return run_monitoring(
+            session,
+            settings=settings.monitoring,
+            model_version=manifest.version,
+            target_sensitivity=target,
+        )
+
+
+def retention(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
+    """Delete old spooled images and outputs; the rows stay."""
+    with unit_of_work(sessions) as session:
+        return purge_old_files(
+            session,
+            spool=FileStore(settings.storage.spool),
+            outbox=FileStore(settings.storage.outbox),
+            older_than_days=settings.monitoring.retention_days,
+        )
 
 
 @dataclass(frozen=True)
@@ -39,4 +69,10 @@ def registry(settings: Settings) -> list[ScheduledJob]:
     """Every scheduled job of the scheduler role, with its interval from the settings."""
     return [
         ScheduledJob("queue-report", queue_report, settings.scheduler.queue_report_seconds),
+        ScheduledJob(
+            "monitoring",
+            partial(monitor, settings=settings),
+            settings.monitoring.interval_minutes * 60,
+        ),
+        ScheduledJob("retention", partial(retention, settings=settings), 3600.0),
     ]

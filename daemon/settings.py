@@ -217,6 +217,25 @@ class WorklistSettings(_Section):
     max_wait_minutes: Annotated[float, Field(gt=0, le=10_080)] = 120.0
 
 
+class MonitoringSettings(_Section):
+    """The monitoring job: rolling windows, when to alert, where to send alerts."""
+
+    interval_minutes: Annotated[float, Field(gt=0, le=10_080)] = 60.0
+    windows_days: list[Annotated[int, Field(ge=1, le=365)]] = Field(default_factory=lambda: [7, 30])
+    # Performance alerts need at least this many labelled positive (sensitivity) or
+    # flagged (PPV) studies in the window.
+    min_labelled: Annotated[int, Field(ge=1)] = 30
+    ppv_floor: Annotated[float, Field(ge=0, le=1)] | None = None
+    # Label-free drift: PSI of the window's logits against the site's first
+    # ``reference_studies`` scored studies, alerting from ``psi_alert``.
+    reference_studies: Annotated[int, Field(ge=20)] = 200
+    psi_alert: Annotated[float, Field(gt=0)] = 0.25
+    webhook_url: str | None = None  # a JSON POST per alert; none by default
+    # Retention: spooled images and generated outputs older than this are deleted
+    # (the database keeps the rows, without the pixels). 0 keeps them for ever.
+    retention_days: Annotated[int, Field(ge=0, le=36_500)] = 30
+
+
 class LoggingSettings(_Section):
     """Logs go to standard error (the journal under systemd)."""
 
@@ -241,6 +260,7 @@ class Settings(BaseSettings):
     sender: SenderSettings = Field(default_factory=SenderSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

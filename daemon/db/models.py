@@ -316,3 +316,28 @@ class CalibrationVersion(Base):
     fitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     activated_by: Mapped[str | None] = mapped_column(String(64))
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MonitoringRun(Base):
+    """One run of the monitoring job over one rolling window: the figures it found."""
+
+    __tablename__ = "monitoring_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    window_days: Mapped[int] = mapped_column(Integer)
+    model_version: Mapped[str] = mapped_column(String(128))
+    figures: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class MonitoringAlert(Base):
+    """An alert a monitoring run raised (shown to admins; optionally sent to a webhook)."""
+
+    __tablename__ = "monitoring_alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # sensitivity, ppv, drift
+    window_days: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(ForeignKey("monitoring_runs.id"))

@@ -55,7 +55,7 @@ def test_db_upgrade_is_idempotent_and_reports_the_revision(tmp_path: Path) -> No
     second = _run("db", "upgrade", "--config", str(config), cwd=tmp_path)
     assert first.returncode == second.returncode == 0
     current = _run("db", "current", "--config", str(config), cwd=tmp_path)
-    assert "current 0003" in current.stdout and "head 0003" in current.stdout
+    assert "current 0004" in current.stdout and "head 0004" in current.stdout
 
 
 def test_a_bad_setting_stops_the_start_naming_the_key(tmp_path: Path) -> None:

@@ -62,6 +62,12 @@ def test_worklist_feedback_report_export_and_audit(tmp_path: Path) -> None:
         trail = daemon.cli("audit").stdout
         assert "feedback.given" in trail and "feedback.changed" in trail and "study.read" in trail
 
+        summary = json.loads(daemon.cli("monitoring", "run").stdout)
+        assert summary["windows"]["7"]["labelled"] == 1 and summary["alerts"] == 0
+        refused = daemon.cli("calibration", "fit", "--user", "admin", check=False)
+        assert refused.returncode == 1 and "1 labelled studies" in refused.stderr
+        assert "(none)" in daemon.cli("calibration", "list").stdout
+
         bad = daemon.cli(
             "feedback", "record", "1.2.3.404", "--label", "pneumonia", "--user", "x", check=False
         )

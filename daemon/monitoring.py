@@ -1,0 +1,257 @@
+"""Monitoring: how the model really does at this site, and whether its input drifts.
+
+A scheduled job computes the feedback report over rolling windows (7 and 30 days by
+default) for the model in service and stores each run. It raises an alert (a WARNING
+log, a row admins see, and an optional webhook POST) when, with enough labelled
+studies, the upper end of the sensitivity's Wilson 95% interval is below the target
+sensitivity, or the PPV is below a configured floor. Without any feedback, drift is
+watched too: the population stability index of the window's logits against the
+site's first scored studies (the reference), binned at the reference's deciles.
+
+A retention job deletes spooled images and generated outputs older than the
+configured age; the database keeps their rows without the pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.db.models import (
+    Instance,
+    Job,
+    MonitoringAlert,
+    MonitoringRun,
+    Output,
+    Result,
+    utcnow,
+)
+from daemon.feedback import labelled_cases, summarise
+from daemon.settings import MonitoringSettings
+from daemon.spool import FileStore
+
+logger = logging.getLogger(__name__)
+
+PSI_BINS = 10
+PSI_FLOOR = 1e-4  # stands in for an empty bin, so the index stays finite
+
+
+def population_stability_index(reference: np.ndarray, current: np.ndarray) -> float:
+    """PSI of ``current`` against ``reference``, binned at the reference's deciles."""
+    if reference.size == 0 or current.size == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, PSI_BINS + 1)[1:-1]))
+    ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=edges.size + 1)
+    cur = np.bincount(np.searchsorted(edges, current, side="right"), minlength=edges.size + 1)
+    p = np.maximum(ref / ref.sum(), PSI_FLOOR)
+    q = np.maximum(cur / cur.sum(), PSI_FLOOR)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What a run found wrong."""
+
+    kind: str
+    window_days: int
+    message: str
+
+
+def _logits(
+    session: Session, *, model_version: str, since: datetime | None, first: int | None
+) -> np.ndarray:
+    query = select(Result.logit).where(Result.model_version == model_version)
+    if since is not None:
+        query = query.where(Result.scored_at >= since)
+    query = query.order_by(Result.id)
+    if first is not None:
+        query = query.limit(first)
+    return np.array(session.scalars(query).all(), dtype=np.float64)
+
+
+def evaluate_window(
+    session: Session,
+    *,
+    settings: MonitoringSettings,
+    model_version: str,
+    target_sensitivity: float,
+    window_days: int,
+    now: datetime,
+) -> tuple[dict[str, Any], list[Alert]]:
+    """The figures of one rolling window and the alerts they call for."""
+    since = now - timedelta(days=window_days)
+    cases = [c for c in labelled_cases(session, since=since) if c.model_version == model_version]
+    group = summarise(cases, model_version=model_version).to_dict()
+    alerts: list[Alert] = []
+    c = group
+    positives = c["tp"] + c["fn"]
+    upper = group["sensitivity"]["ci95"][1]
+    if positives >= settings.min_labelled and upper is not None and upper < target_sensitivity:
+        alerts.append(
+            Alert(
+                "sensitivity",
+                window_days,
+                f"sensitivity over {window_days} days is {group['sensitivity']['value']:.3f} "
+                f"(95% CI up to {upper:.3f}) on {positives} confirmed pneumonias: below the "
+                f"target {target_sensitivity:.2f}",
+            )
+        )
+    flagged = c["tp"] + c["fp"]
+    ppv = group["ppv"]["value"]
+    if (
+        settings.ppv_floor is not None
+        and flagged >= settings.min_labelled
+        and ppv is not None
+        and ppv < settings.ppv_floor
+    ):
+        alerts.append(
+            Alert(
+                "ppv",
+                window_days,
+                f"PPV over {window_days} days is {ppv:.3f} on {flagged} flagged studies: "
+                f"below the floor {settings.ppv_floor:.2f}",
+            )
+        )
+    reference = _logits(
+        session, model_version=model_version, since=None, first=settings.reference_studies
+    )
+    current = _logits(session, model_version=model_version, since=since, first=None)
+    psi = float("nan")
+    if reference.size >= settings.reference_studies and current.size >= 20:
+        psi = population_stability_index(reference, current)
+        if psi >= settings.psi_alert:
+            alerts.append(
+                Alert(
+                    "drift",
+                    window_days,
+                    f"score drift over {window_days} days: PSI {psi:.3f} against the site's "
+                    f"first {reference.size} studies (alert from {settings.psi_alert})",
+                )
+            )
+    figures = {
+        **group,
+        "window_days": window_days,
+        "scored": int(current.size),
+        "psi": None if np.isnan(psi) else psi,
+    }
+    return figures, alerts
+
+
+def run_monitoring(
+    session: Session,
+    *,
+    settings: MonitoringSettings,
+    model_version: str,
+    target_sensitivity: float,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Evaluate every window, store the runs and alerts, log and send the alerts."""
+    now = now or utcnow()
+    summary: dict[str, Any] = {"windows": {}, "alerts": 0}
+    for days in settings.windows_days:
+        figures, alerts = evaluate_window(
+            session,
+            settings=settings,
+            model_version=model_version,
+            target_sensitivity=target_sensitivity,
+            window_days=days,
+            now=now,
+        )
+        run = MonitoringRun(
+            ran_at=now, window_days=days, model_version=model_version, figures=json.dumps(figures)
+        )
+        session.add(run)
+        session.flush()
+        for alert in alerts:
+            session.add(
+                MonitoringAlert(
+                    raised_at=now,
+                    kind=alert.kind,
+                    window_days=days,
+                    message=alert.message,
+                    run_id=run.id,
+                )
+            )
+            logger.warning(
+                "monitoring alert",
+                extra={"kind": alert.kind, "window_days": days, "alert": alert.message},
+            )
+            if settings.webhook_url:
+                send_webhook(
+                    settings.webhook_url,
+                    {
+                        "kind": alert.kind,
+                        "window_days": days,
+                        "message": alert.message,
+                        "at": now.isoformat(),
+                    },
+                )
+        summary["windows"][days] = {"labelled": figures["labelled"], "psi": figures["psi"]}
+        summary["alerts"] += len(alerts)
+    return summary
+
+
+def send_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> bool:
+    """POST an alert as JSON; a failure is logged, never raised."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        logger.warning("alert webhook failed", extra={"error": str(exc)})
+        return False
+
+
+def purge_old_files(
+    session: Session,
+    *,
+    spool: FileStore,
+    outbox: FileStore,
+    older_than_days: int,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Delete spooled images and outputs of finished work older than the given age.
+
+    Only instances whose job is finished and outputs whose deliveries are all done
+    (or that have none) are purged; the rows stay, their file names are cleared.
+    """
+    if older_than_days <= 0:
+        return {"images": 0, "outputs": 0}
+    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+    images = 0
+    rows = session.execute(
+        select(Instance)
+        .join(Job, Job.instance_id == Instance.id)
+        .where(
+            Instance.received_at < cutoff,
+            Instance.spool_name.is_not(None),
+            Job.state.in_(["done", "skipped", "failed"]),
+        )
+    ).scalars()
+    for instance in rows:
+        spool.remove(instance.spool_name or "")
+        instance.spool_name = None
+        images += 1
+    outputs = 0
+    for output in session.scalars(select(Output).where(Output.created_at < cutoff)):
+        if any(d.state.value in ("pending", "sending") for d in output.deliveries):
+            continue
+        if not outbox.path(output.file_name).exists():
+            continue  # purged by an earlier run
+        outbox.remove(output.file_name)
+        outputs += 1
+    return {"images": images, "outputs": outputs}

@@ -1,0 +1,152 @@
+"""Monitoring on a real database: performance alerts with Wilson bounds, label-free
+drift by PSI, stored runs, a webhook received by a real HTTP server, and retention."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from sqlalchemy import select
+
+from daemon.db import repo
+from daemon.db.models import FeedbackLabel, Instance, MonitoringAlert, MonitoringRun, utcnow
+from daemon.db.session import SessionFactory, unit_of_work
+from daemon.feedback import record_feedback
+from daemon.monitoring import population_stability_index, purge_old_files, run_monitoring
+from daemon.settings import MonitoringSettings
+from daemon.spool import FileStore
+from tests.daemon_harness import record_received
+
+NOW = utcnow()
+
+
+def _study(
+    sessions: SessionFactory,
+    uid: str,
+    logit: float,
+    *,
+    above: bool,
+    label: FeedbackLabel | None = None,
+    days_ago: float = 1.0,
+    spool_name: str | None = None,
+) -> None:
+    when = NOW - timedelta(days=days_ago)
+    job_id = record_received(sessions, uid, spool_name=spool_name or f"x/{uid}.dcm")
+    with unit_of_work(sessions) as s:
+        instance = s.scalars(select(Instance).where(Instance.sop_instance_uid == uid)).one()
+        instance.study_instance_uid, instance.received_at = f"s{uid}", when
+        assert repo.claim_job(s, owner="w", lease_seconds=60, max_attempts=3) is not None
+        repo.complete_job(
+            s,
+            job_id=job_id,
+            owner="w",
+            logit=logit,
+            score=float(1 / (1 + np.exp(-logit))),
+            threshold=0.5,
+            above_threshold=above,
+            priority="URGENT" if above else "ROUTINE",
+            model_version="m",
+            calibration_version=1,
+            outputs=[],
+            destinations=[],
+            now=when,
+        )
+        if label is not None:
+            record_feedback(s, study_instance_uid=f"s{uid}", label=label, user="dr", now=when)
+
+
+def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, 2000)
+    assert population_stability_index(reference, rng.normal(0, 1, 2000)) < 0.05
+    assert population_stability_index(reference, rng.normal(1.5, 1, 2000)) > 0.5
+
+
+def test_a_missed_sensitivity_raises_an_alert_and_is_stored(sessions: SessionFactory) -> None:
+    for i in range(40):  # 40 confirmed pneumonias, only 20 flagged: sensitivity 0.5
+        _study(sessions, f"1.{i}", 1.0, above=i < 20, label=FeedbackLabel.PNEUMONIA)
+    for i in range(20):
+        _study(sessions, f"2.{i}", -1.0, above=i < 10, label=FeedbackLabel.NO_PNEUMONIA)
+    settings = MonitoringSettings(min_labelled=30, ppv_floor=0.9, windows_days=[7])
+    with unit_of_work(sessions) as s:
+        summary = run_monitoring(
+            s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
+        )
+    assert summary["alerts"] == 2
+    with unit_of_work(sessions) as s:
+        kinds = sorted(a.kind for a in s.scalars(select(MonitoringAlert)))
+        run = s.scalars(select(MonitoringRun)).one()
+    assert kinds == ["ppv", "sensitivity"]
+    figures = json.loads(run.figures)
+    assert figures["tp"] == 20 and figures["fn"] == 20 and figures["labelled"] == 60
+
+
+def test_too_few_labels_raise_no_performance_alert(sessions: SessionFactory) -> None:
+    for i in range(10):
+        _study(sessions, f"1.{i}", 1.0, above=False, label=FeedbackLabel.PNEUMONIA)
+    with unit_of_work(sessions) as s:
+        summary = run_monitoring(
+            s,
+            settings=MonitoringSettings(min_labelled=30, windows_days=[7]),
+            model_version="m",
+            target_sensitivity=0.9,
+            now=NOW,
+        )
+    assert summary["alerts"] == 0
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return None
+
+
+def test_drift_without_labels_alerts_and_posts_to_the_webhook(sessions: SessionFactory) -> None:
+    rng = np.random.default_rng(1)
+    for i, z in enumerate(rng.normal(0, 1, 40)):
+        _study(sessions, f"1.{i}", float(z), above=False, days_ago=60)
+    for i, z in enumerate(rng.normal(2.5, 1, 40)):
+        _study(sessions, f"2.{i}", float(z), above=True, days_ago=1)
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/alerts"
+    settings = MonitoringSettings(windows_days=[7], reference_studies=40, webhook_url=url)
+    with unit_of_work(sessions) as s:
+        summary = run_monitoring(
+            s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
+        )
+    thread.join(timeout=10)
+    server.server_close()
+    assert summary["alerts"] == 1 and summary["windows"][7]["psi"] > 0.25
+    assert _Receiver.received and _Receiver.received[0]["kind"] == "drift"
+
+
+def test_retention_deletes_old_finished_images_and_keeps_the_rows(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    spool = FileStore(tmp_path / "spool")
+    old, new = spool.write(b"old"), spool.write(b"new")
+    _study(sessions, "1.1", 0.0, above=False, days_ago=40, spool_name=old.name)
+    _study(sessions, "1.2", 0.0, above=False, days_ago=1, spool_name=new.name)
+    with unit_of_work(sessions) as s:
+        done = purge_old_files(
+            s, spool=spool, outbox=FileStore(tmp_path / "outbox"), older_than_days=30, now=NOW
+        )
+    assert done == {"images": 1, "outputs": 0}
+    assert not old.path.exists() and new.path.exists()
+    with unit_of_work(sessions) as s:
+        names = dict(s.execute(select(Instance.sop_instance_uid, Instance.spool_name)).all())
+    assert names == {"1.1": None, "1.2": new.name}
