@@ -115,11 +115,7 @@ def record_feedback(
         select(Feedback).where(Feedback.study_instance_uid == study_instance_uid)
     )
     if feedback is None:
-        studies = [
-            e
-            for e in study_entries(session, open_only=False)
-            if e.study_instance_uid == study_instance_uid
-        ]
+        studies = study_entries(session, open_only=False, study_instance_uid=study_instance_uid)
         if not studies:
             raise FeedbackError(f"no scored study {study_instance_uid}")
         feedback = Feedback(

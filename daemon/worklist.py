@@ -98,14 +98,18 @@ def order_worklist(
     return [item for _, item in items]
 
 
-def study_entries(session: Session, *, open_only: bool = True) -> list[StudyEntry]:
-    """Every study with a scored image (only the unread ones by default)."""
+def study_entries(
+    session: Session, *, open_only: bool = True, study_instance_uid: str | None = None
+) -> list[StudyEntry]:
+    """Every study with a scored image (only the unread ones by default, or one study)."""
     query = (
         select(Instance, Result)
         .join(Job, Job.instance_id == Instance.id)
         .join(Result, Result.job_id == Job.id)
         .where(Job.state == JobState.DONE)
     )
+    if study_instance_uid is not None:
+        query = query.where(Instance.study_instance_uid == study_instance_uid)
     if open_only:
         read = select(StudyRead.study_instance_uid)
         query = query.where(Instance.study_instance_uid.not_in(read))
