@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chestaid.sample import synthetic_dx  # noqa: E402
-from tests.daemon_harness import Daemon, free_port  # noqa: E402
+from tests.daemon_harness import Daemon, answers_echo, free_port, wait_until  # noqa: E402
 
 SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
@@ -89,7 +89,11 @@ class Destination:
             bufsize=1,
         )
         threading.Thread(target=self._read, daemon=True).start()
-        wait_for_echo(self.ae_title, self.port)
+        wait_until(
+            lambda: answers_echo(self.ae_title, self.port),
+            timeout=30,
+            what=f"storescp on port {self.port} to answer C-ECHO",
+        )
         return self
 
     def _read(self) -> None:
@@ -121,16 +125,6 @@ class Destination:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=10)
-
-
-def wait_for_echo(ae_title: str, port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while subprocess.run(
-        ["echoscu", "-aec", ae_title, "127.0.0.1", str(port)], capture_output=True
-    ).returncode:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"nothing answers C-ECHO on port {port}")
-        time.sleep(0.05)
 
 
 def send(files: Sequence[Path], port: int, called: str) -> subprocess.Popen[str]:

@@ -33,7 +33,6 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from chestaid.bundle import default_bundle_path, read_manifest
 from chestaid.errors import ChestAidError, ConfigurationError
 from daemon import audit, jobs, logs, recalibration
 from daemon.db import repo
@@ -43,6 +42,7 @@ from daemon.db.session import make_engine, make_session_factory, unit_of_work
 from daemon.feedback import labelled_cases, mark_read, parse_since, record_feedback, report
 from daemon.service import ROLES, Service, parse_roles
 from daemon.settings import Settings, load_settings
+from daemon.worker import served_bundle
 from daemon.worklist import configured_bands, worklist
 
 logger = logging.getLogger("daemon.cli")
@@ -304,9 +304,7 @@ def _reading(settings: Settings, args: argparse.Namespace) -> int:
 
 def _calibration(settings: Settings, args: argparse.Namespace) -> int:
     """Fit, list, activate and deactivate local calibration versions."""
-    path = settings.model.bundle if settings.model.bundle is not None else default_bundle_path()
-    manifest = read_manifest(path)
-    bundle_calibration = manifest.calibration or {}
+    served = served_bundle(settings.model)
     engine = make_engine(settings.storage.url)
     try:
         check_schema(engine)
@@ -315,13 +313,11 @@ def _calibration(settings: Settings, args: argparse.Namespace) -> int:
             if command == "fit":
                 target = args.target_sensitivity
                 if target is None:
-                    target = float((manifest.threshold or {}).get("target_sensitivity", 0.9))
+                    target = served.target_sensitivity
                 row = recalibration.fit_local_calibration(
                     session,
-                    model_version=manifest.version,
-                    bundle_calibration_version=int(
-                        bundle_calibration.get("calibration_version", 0)
-                    ),
+                    model_version=served.model_version,
+                    bundle_calibration_version=served.calibration_version,
                     target_sensitivity=target,
                     min_cases=args.min_cases,
                     user=args.user,
@@ -333,7 +329,7 @@ def _calibration(settings: Settings, args: argparse.Namespace) -> int:
                 _out(f"calibration version {row.version} active; threshold {row.threshold:.6g}")
             elif command == "deactivate":
                 retired = recalibration.deactivate(
-                    session, model_version=manifest.version, user=args.user
+                    session, model_version=served.model_version, user=args.user
                 )
                 _out(
                     "the bundle's calibration in use"

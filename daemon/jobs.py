@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from chestaid.bundle import default_bundle_path, read_manifest
 from daemon.db import repo
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.monitoring import purge_old_files, run_monitoring
 from daemon.settings import Settings
 from daemon.spool import FileStore
+from daemon.worker import served_bundle
 
 JobFunction = Callable[[SessionFactory], dict[str, Any]]
 
@@ -32,16 +32,13 @@ def queue_report(sessions: SessionFactory) -> dict[str, Any]:
 
 def monitor(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
     """Figures over the rolling windows for the model in service; alerts."""
-    manifest = read_manifest(
-        settings.model.bundle if settings.model.bundle is not None else default_bundle_path()
-    )
-    target = float((manifest.threshold or {}).get("target_sensitivity", 0.9))
+    served = served_bundle(settings.model)
     with unit_of_work(sessions) as session:
         return run_monitoring(
             session,
             settings=settings.monitoring,
-            model_version=manifest.version,
-            target_sensitivity=target,
+            model_version=served.model_version,
+            target_sensitivity=served.target_sensitivity,
         )
 
 

@@ -34,7 +34,7 @@ from daemon import audit
 from daemon.db.models import CalibrationState, CalibrationVersion, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import DaemonError
-from daemon.feedback import TRUTH, labelled_cases
+from daemon.feedback import TRUTH, labelled_cases, summarise
 from daemon.settings import Band
 from daemon.worker import ActiveModel, PriorityBands
 
@@ -81,7 +81,8 @@ def fit_local_calibration(
         raise RecalibrationError(str(exc)) from exc
     # Out-of-fold scores at the new threshold: estimates for studies not yet seen.
     estimate = confusion_at(local.out_of_fold, labels, governed.threshold)
-    was = confusion_at(before, labels, float(np.median([c.threshold for c in cases])))
+    # Before: the decisions the calibration in force actually made on these studies.
+    was = summarise(cases).confusion
     report: dict[str, Any] = {
         "comparison": local.to_dict(),
         "ece_before": float(ece(before, labels, n_bins=10)),

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy.exc import SQLAlchemyError
 
-from chestaid.bundle import default_bundle_path, load_bundle
+from chestaid.bundle import default_bundle_path, load_bundle, read_manifest
 from chestaid.dicom_outputs import (
     OutputIdentity,
     TriageFinding,
@@ -117,6 +118,37 @@ class ActiveModel:
     bands: PriorityBands
 
 
+def bundle_path(model: ModelSettings) -> Path:
+    """The configured bundle, or the bundled default model."""
+    return model.bundle if model.bundle is not None else default_bundle_path()
+
+
+@dataclass(frozen=True)
+class ServedBundle:
+    """What the daemon needs to know of the served bundle without loading its weights."""
+
+    model_version: str
+    calibration_version: int
+    threshold: float  # nan when the bundle has no governed threshold
+    target_sensitivity: float
+
+
+def served_bundle(model: ModelSettings) -> ServedBundle:
+    """The served bundle's versions and governed threshold, from its manifest only.
+
+    Raises:
+        BundleError: the manifest cannot be read.
+    """
+    manifest = read_manifest(bundle_path(model))
+    governed = manifest.threshold or {}
+    return ServedBundle(
+        model_version=manifest.version,
+        calibration_version=int((manifest.calibration or {}).get("calibration_version", 0)),
+        threshold=float(governed["threshold"]) if "threshold" in governed else float("nan"),
+        target_sensitivity=float(governed.get("target_sensitivity", 0.9)),
+    )
+
+
 def load_active_model(model: ModelSettings, bands: Sequence[Band]) -> ActiveModel:
     """Load the configured bundle (the bundled model by default) for serving.
 
@@ -126,8 +158,7 @@ def load_active_model(model: ModelSettings, bands: Sequence[Band]) -> ActiveMode
     """
     if model.threads:
         torch.set_num_threads(model.threads)
-    path = model.bundle if model.bundle is not None else default_bundle_path()
-    bundle = load_bundle(path)
+    bundle = load_bundle(bundle_path(model))
     scorer = Scorer.from_bundle(bundle, device=model.device)
     version = int((bundle.manifest.calibration or {}).get("calibration_version", 0))
     active = ActiveModel(

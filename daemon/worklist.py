@@ -21,10 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chestaid.bundle import default_bundle_path, read_manifest
 from daemon.db.models import Instance, Job, JobState, Result, StudyRead, utcnow
 from daemon.settings import Settings
-from daemon.worker import PriorityBands
+from daemon.worker import PriorityBands, served_bundle
 
 PRIORITY_ORDER = {"HIGH": 0, "MEDIUM": 1, "LOW": 2}
 
@@ -147,10 +146,7 @@ def configured_bands(settings: Settings) -> PriorityBands:
         BundleError: the manifest cannot be read.
         ConfigurationError: the bundle has no governed threshold.
     """
-    path = settings.model.bundle if settings.model.bundle is not None else default_bundle_path()
-    manifest = read_manifest(path)
-    threshold = float(manifest.threshold["threshold"]) if manifest.threshold else float("nan")
-    return PriorityBands.resolve(settings.priority.bands, threshold)
+    return PriorityBands.resolve(settings.priority.bands, served_bundle(settings.model).threshold)
 
 
 def worklist(

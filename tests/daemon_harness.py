@@ -219,6 +219,13 @@ def propose_option(path: Path) -> list[str]:
     return [PROPOSE[syntax]] if syntax in PROPOSE else []
 
 
+def answers_echo(ae_title: str, port: int) -> bool:
+    """Whether a DICOM node on loopback answers DCMTK's echoscu."""
+    echoscu = require_tool("echoscu", "dcmtk")
+    done = subprocess.run([echoscu, "-aec", ae_title, "127.0.0.1", str(port)], capture_output=True)
+    return done.returncode == 0
+
+
 def storescu(
     files: Sequence[Path],
     port: int,
@@ -273,15 +280,8 @@ class StoreSCP:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        echoscu = require_tool("echoscu", "dcmtk")
         wait_until(
-            lambda: (
-                subprocess.run(
-                    [echoscu, "-aec", self.ae_title, "127.0.0.1", str(self.port)],
-                    capture_output=True,
-                ).returncode
-                == 0
-            ),
+            lambda: answers_echo(self.ae_title, self.port),
             timeout=30,
             what="storescp to answer C-ECHO",
         )

@@ -9,14 +9,13 @@ modality would.
 from __future__ import annotations
 
 import random
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import Daemon, StoreSCP, storescu, wait_until
-from tests.dicom_factory import make_dx, require_tool
+from tests.daemon_harness import Daemon, StoreSCP, answers_echo, storescu, wait_until
+from tests.dicom_factory import make_dx
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -95,7 +94,11 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
                     retry.append((path, uid))
             pending = retry
             if pending:  # the daemon is down: resend once it answers again
-                wait_until(lambda: _answers(daemon.port), timeout=120, what="the daemon to restart")
+                wait_until(
+                    lambda: answers_echo("CHESTAID", daemon.port),
+                    timeout=120,
+                    what="the daemon to restart",
+                )
         # Every mark has been passed: the last kills land while the daemon is scoring
         # and delivering what was sent.
         thread.join()
@@ -126,16 +129,6 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
         thread.join()
         daemon.stop()
         pacs.stop()
-
-
-def _answers(port: int) -> bool:
-    echoscu = require_tool("echoscu", "dcmtk")
-    return (
-        subprocess.run(
-            [echoscu, "-aec", "CHESTAID", "127.0.0.1", str(port)], capture_output=True
-        ).returncode
-        == 0
-    )
 
 
 def _sop_instance_uid(path: Path) -> str:
