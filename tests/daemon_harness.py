@@ -321,3 +321,49 @@ def record_received(sessions: Any, uid: str, *, spool_name: str, size: int = 10)
             requested_priority="MEDIUM",
         )
         return job.id
+
+
+def record_scored(
+    sessions: Any,
+    uid: str,
+    *,
+    logit: float,
+    score: float,
+    above: bool,
+    model_version: str = "m",
+    study_uid: str | None = None,
+    when: Any = None,
+    spool_name: str | None = None,
+) -> str:
+    """Record a received instance, in its own study, as scored; returns the study UID."""
+    from sqlalchemy import select
+
+    from daemon.db import repo
+    from daemon.db.models import Instance
+    from daemon.db.session import unit_of_work
+
+    study = study_uid or f"s{uid}"
+    job_id = record_received(sessions, uid, spool_name=spool_name or f"x/{uid}.dcm")
+    with unit_of_work(sessions) as s:
+        instance = s.scalars(select(Instance).where(Instance.sop_instance_uid == uid)).one()
+        instance.study_instance_uid = study
+        if when is not None:
+            instance.received_at = when
+        claim = repo.claim_job(s, owner="w", lease_seconds=60, max_attempts=3, now=when)
+        assert claim is not None and claim.job_id == job_id
+        repo.complete_job(
+            s,
+            job_id=job_id,
+            owner="w",
+            logit=logit,
+            score=score,
+            threshold=0.5,
+            above_threshold=above,
+            priority="URGENT" if above else "ROUTINE",
+            model_version=model_version,
+            calibration_version=1,
+            outputs=[],
+            destinations=[],
+            now=when,
+        )
+    return study

@@ -13,14 +13,13 @@ from typing import Any, ClassVar
 import numpy as np
 from sqlalchemy import select
 
-from daemon.db import repo
 from daemon.db.models import FeedbackLabel, Instance, MonitoringAlert, MonitoringRun, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.feedback import record_feedback
 from daemon.monitoring import population_stability_index, purge_old_files, run_monitoring
 from daemon.settings import MonitoringSettings
 from daemon.spool import FileStore
-from tests.daemon_harness import record_received
+from tests.daemon_harness import record_scored
 
 NOW = utcnow()
 
@@ -36,28 +35,18 @@ def _study(
     spool_name: str | None = None,
 ) -> None:
     when = NOW - timedelta(days=days_ago)
-    job_id = record_received(sessions, uid, spool_name=spool_name or f"x/{uid}.dcm")
-    with unit_of_work(sessions) as s:
-        instance = s.scalars(select(Instance).where(Instance.sop_instance_uid == uid)).one()
-        instance.study_instance_uid, instance.received_at = f"s{uid}", when
-        assert repo.claim_job(s, owner="w", lease_seconds=60, max_attempts=3) is not None
-        repo.complete_job(
-            s,
-            job_id=job_id,
-            owner="w",
-            logit=logit,
-            score=float(1 / (1 + np.exp(-logit))),
-            threshold=0.5,
-            above_threshold=above,
-            priority="URGENT" if above else "ROUTINE",
-            model_version="m",
-            calibration_version=1,
-            outputs=[],
-            destinations=[],
-            now=when,
-        )
-        if label is not None:
-            record_feedback(s, study_instance_uid=f"s{uid}", label=label, user="dr", now=when)
+    study = record_scored(
+        sessions,
+        uid,
+        logit=logit,
+        score=float(1 / (1 + np.exp(-logit))),
+        above=above,
+        when=when,
+        spool_name=spool_name,
+    )
+    if label is not None:
+        with unit_of_work(sessions) as s:
+            record_feedback(s, study_instance_uid=study, label=label, user="dr", now=when)
 
 
 def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift() -> None:

@@ -10,8 +10,7 @@ from sqlalchemy.exc import DatabaseError
 
 from chestaid.metrics import wilson_interval
 from daemon import audit
-from daemon.db import repo
-from daemon.db.models import FeedbackChange, FeedbackLabel, Instance
+from daemon.db.models import FeedbackChange, FeedbackLabel
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.feedback import (
     FeedbackError,
@@ -25,7 +24,7 @@ from daemon.feedback import (
 from daemon.settings import PrioritySettings
 from daemon.worker import PriorityBands
 from daemon.worklist import StudyEntry, order_worklist, worklist
-from tests.daemon_harness import record_received
+from tests.daemon_harness import record_scored
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 BANDS = PriorityBands.resolve(PrioritySettings().bands, 0.9)
@@ -90,27 +89,15 @@ def test_a_senders_high_priority_is_never_lowered() -> None:
 
 
 def _scored(sessions: SessionFactory, uid: str, score: float, *, above: bool) -> str:
-    job_id = record_received(sessions, uid, spool_name=f"x/{uid}.dcm")
-    with unit_of_work(sessions) as s:
-        instance = s.scalars(select(Instance).where(Instance.sop_instance_uid == uid)).one()
-        instance.study_instance_uid = f"study-{uid}"
-        claim = repo.claim_job(s, owner="w", lease_seconds=60, max_attempts=3)
-        assert claim is not None and claim.job_id == job_id
-        repo.complete_job(
-            s,
-            job_id=job_id,
-            owner="w",
-            logit=0.0,
-            score=score,
-            threshold=0.5,
-            above_threshold=above,
-            priority="URGENT" if above else "ROUTINE",
-            model_version="m1",
-            calibration_version=1,
-            outputs=[],
-            destinations=[],
-        )
-    return f"study-{uid}"
+    return record_scored(
+        sessions,
+        uid,
+        logit=0.0,
+        score=score,
+        above=above,
+        model_version="m1",
+        study_uid=f"study-{uid}",
+    )
 
 
 def test_feedback_marks_read_keeps_history_and_is_audited(sessions: SessionFactory) -> None:

@@ -8,15 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from sqlalchemy import select
 
 from chestaid.calibration import TemperatureScaling, sigmoid
 from chestaid.inference import Scorer
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
 from daemon import audit
-from daemon.db import repo
-from daemon.db.models import CalibrationState, FeedbackLabel, Instance
+from daemon.db.models import CalibrationState, FeedbackLabel
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.feedback import record_feedback
 from daemon.recalibration import (
@@ -28,7 +26,7 @@ from daemon.recalibration import (
 )
 from daemon.settings import PrioritySettings
 from daemon.worker import ActiveModel, PriorityBands
-from tests.daemon_harness import record_received
+from tests.daemon_harness import record_scored
 
 BANDS = list(PrioritySettings().bands)
 
@@ -39,30 +37,18 @@ def _site(sessions: SessionFactory, n: int, *, seed: int = 0) -> None:
     labels = rng.integers(0, 2, n)
     logits = (2 * labels - 1) * 2.0 + rng.normal(0, 1.2, n) + 3.0
     for i, (y, z) in enumerate(zip(labels, logits, strict=True)):
-        uid = f"9.{seed}.{i}"
-        job_id = record_received(sessions, uid, spool_name=f"x/{uid}.dcm")
+        score = float(sigmoid(z))
+        study = record_scored(
+            sessions,
+            f"9.{seed}.{i}",
+            logit=float(z),
+            score=score,
+            above=score >= 0.5,
+            model_version="test-1",
+        )
+        label = FeedbackLabel.PNEUMONIA if y else FeedbackLabel.NO_PNEUMONIA
         with unit_of_work(sessions) as s:
-            s.scalars(
-                select(Instance).where(Instance.sop_instance_uid == uid)
-            ).one().study_instance_uid = f"s{uid}"
-            assert repo.claim_job(s, owner="w", lease_seconds=60, max_attempts=3) is not None
-            score = float(sigmoid(z))
-            repo.complete_job(
-                s,
-                job_id=job_id,
-                owner="w",
-                logit=float(z),
-                score=score,
-                threshold=0.5,
-                above_threshold=score >= 0.5,
-                priority="URGENT" if score >= 0.5 else "ROUTINE",
-                model_version="test-1",
-                calibration_version=1,
-                outputs=[],
-                destinations=[],
-            )
-            label = FeedbackLabel.PNEUMONIA if y else FeedbackLabel.NO_PNEUMONIA
-            record_feedback(s, study_instance_uid=f"s{uid}", label=label, user="dr")
+            record_feedback(s, study_instance_uid=study, label=label, user="dr")
 
 
 @pytest.fixture(scope="module")
