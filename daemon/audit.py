@@ -35,10 +35,17 @@ def record(
 
 
 def entries(
-    session: Session, *, since: datetime | None = None, limit: int = 1000
+    session: Session,
+    *,
+    since: datetime | None = None,
+    limit: int = 1000,
+    action_prefix: str = "",
+    newest_first: bool = False,
 ) -> list[AuditEntry]:
-    """Entries oldest first, optionally from ``since``."""
-    query = select(AuditEntry).order_by(AuditEntry.id)
+    """Entries oldest first (or newest first), optionally from ``since`` or of some actions."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc() if newest_first else AuditEntry.id)
     if since is not None:
         query = query.where(AuditEntry.at >= since)
+    if action_prefix:
+        query = query.where(AuditEntry.action.startswith(action_prefix, autoescape=True))
     return list(session.scalars(query.limit(limit)).all())

@@ -34,10 +34,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from chestaid.errors import ChestAidError, ConfigurationError
-from daemon import audit, jobs, logs, recalibration
+from daemon import accounts, audit, jobs, logs, recalibration
 from daemon.db import repo
 from daemon.db.migrate import check_schema, current_revision, head_revision, upgrade
-from daemon.db.models import DeliveryState, FeedbackLabel, MonitoringAlert
+from daemon.db.models import DeliveryState, FeedbackLabel, MonitoringAlert, UserRole
 from daemon.db.session import make_engine, make_session_factory, unit_of_work
 from daemon.feedback import labelled_cases, mark_read, parse_since, record_feedback, report
 from daemon.service import ROLES, Service, parse_roles
@@ -143,6 +143,23 @@ def _parser() -> argparse.ArgumentParser:
 
     aud = sub.add_parser("audit", parents=[common], help="the audit trail")
     aud.add_argument("--since", default=None)
+
+    usr = sub.add_parser("users", help="web accounts (also on the web: Users)")
+    usr_sub = usr.add_subparsers(dest="users_command", required=True)
+    usr_sub.add_parser("list", parents=[common], help="every account")
+    add = usr_sub.add_parser("add", parents=[common], help="create an account (one-time password)")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=[r.value for r in UserRole])
+    add.add_argument("--by", required=True, help="who makes the change (for the audit trail)")
+    reset = usr_sub.add_parser(
+        "reset", parents=[common], help="give an account a new one-time password"
+    )
+    reset.add_argument("username")
+    reset.add_argument("--by", required=True)
+    for verb in ("enable", "disable"):
+        toggle = usr_sub.add_parser(verb, parents=[common], help=f"{verb} an account")
+        toggle.add_argument("username")
+        toggle.add_argument("--by", required=True)
 
     config = sub.add_parser("config", help="the settings")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -383,6 +400,53 @@ def _monitoring(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _users(settings: Settings, args: argparse.Namespace) -> int:
+    """Web accounts from the command line: the way back in when no admin can sign in."""
+    engine = make_engine(settings.storage.url)
+    try:
+        check_schema(engine)
+        with unit_of_work(make_session_factory(engine)) as session:
+            command = args.users_command
+            if command == "list":
+                _emit(
+                    [
+                        {
+                            "username": u.username,
+                            "role": u.role.value,
+                            "active": u.active,
+                            "one_time_password": u.must_change_password,
+                            "last_login": u.last_login_at.isoformat(timespec="seconds")
+                            if u.last_login_at
+                            else "",
+                        }
+                        for u in accounts.users(session)
+                    ],
+                    "table",
+                )
+                return 0
+            actor = f"cli:{args.by}"
+            if command == "add":
+                user, password = accounts.create_user(
+                    session, username=args.username, role=UserRole(args.role), actor=actor
+                )
+                _out(f"{user.username} ({user.role.value}) created; one-time password: {password}")
+                return 0
+            found = accounts.find_user(session, username=args.username.strip().lower())
+            if found is None:
+                raise accounts.AccountError(f"no user {args.username!r}")
+            if command == "reset":
+                _, password = accounts.reset_password(session, user_id=found.id, actor=actor)
+                _out(f"{found.username}: new one-time password: {password}")
+            else:
+                accounts.set_active(
+                    session, user_id=found.id, active=command == "enable", actor=actor
+                )
+                _out(f"{found.username} {'enabled' if found.active else 'disabled'}")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _flat(group: dict[str, object]) -> dict[str, object]:
     """A report group as one row: each rate as 'value [low, high]'."""
     row: dict[str, object] = {}
@@ -439,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _calibration(settings, args)
         if args.command == "monitoring":
             return _monitoring(settings, args)
+        if args.command == "users":
+            return _users(settings, args)
         _out(settings.model_dump_json(indent=2))
         return 0
     except ConfigurationError as exc:

@@ -6,7 +6,10 @@ log, a row admins see, and an optional webhook POST) when, with enough labelled
 studies, the upper end of the sensitivity's Wilson 95% interval is below the target
 sensitivity, or the PPV is below a configured floor. Without any feedback, drift is
 watched too: the population stability index of the window's logits against the
-site's first scored studies (the reference), binned at the reference's deciles.
+site's first scored studies (the reference), binned at the reference's deciles; and
+the same for the mean and the standard deviation of each decoded image (brightness
+and contrast), which do not depend on the model, so their reference is the site's
+first results that have them, whatever model scored them.
 
 A retention job deletes spooled images and generated outputs older than the
 configured age; the database keeps their rows without the pixels.
@@ -44,6 +47,13 @@ logger = logging.getLogger(__name__)
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # stands in for an empty bin, so the index stays finite
 
+# The image statistics watched for drift: the key of their PSI in a run's figures,
+# their column, and how an alert names them.
+IMAGE_STATISTICS = (
+    ("psi_image_mean", Result.image_mean, "image mean brightness"),
+    ("psi_image_std", Result.image_std, "image contrast (standard deviation)"),
+)
+
 
 def population_stability_index(reference: np.ndarray, current: np.ndarray) -> float:
     """PSI of ``current`` against ``reference``, binned at the reference's deciles."""
@@ -76,6 +86,50 @@ def _logits(
     if first is not None:
         query = query.limit(first)
     return np.array(session.scalars(query).all(), dtype=np.float64)
+
+
+def _image_statistics(session: Session, *, since: datetime | None, first: int | None) -> np.ndarray:
+    """One row per result, one column per watched statistic; results without them are left out."""
+    columns = [column for _, column, _ in IMAGE_STATISTICS]
+    query = select(*columns).where(*(column.is_not(None) for column in columns))
+    if since is not None:
+        query = query.where(Result.scored_at >= since)
+    query = query.order_by(Result.id)
+    if first is not None:
+        query = query.limit(first)
+    rows = session.execute(query).all()
+    return np.array([tuple(row) for row in rows], dtype=np.float64).reshape(-1, len(columns))
+
+
+def _image_drift(
+    session: Session, *, settings: MonitoringSettings, window_days: int, since: datetime
+) -> tuple[dict[str, Any], list[Alert]]:
+    """PSI of the window's image statistics against the reference, and their alerts."""
+    reference = _image_statistics(session, since=None, first=settings.reference_studies)
+    current = _image_statistics(session, since=since, first=None)
+    figures: dict[str, Any] = {"image_statistics_scored": int(current.shape[0])}
+    alerts: list[Alert] = []
+    enough = (
+        reference.shape[0] >= settings.reference_studies
+        and current.shape[0] >= settings.min_window_results
+    )
+    for index, (key, _, name) in enumerate(IMAGE_STATISTICS):
+        if not enough:
+            figures[key] = None
+            continue
+        psi = population_stability_index(reference[:, index], current[:, index])
+        figures[key] = psi
+        if psi >= settings.psi_alert:
+            alerts.append(
+                Alert(
+                    "drift",
+                    window_days,
+                    f"{name} PSI {psi:.3f} ≥ {settings.psi_alert} over {window_days} days "
+                    f"({current.shape[0]} images against the site's first "
+                    f"{reference.shape[0]})",
+                )
+            )
+    return figures, alerts
 
 
 def evaluate_window(
@@ -126,7 +180,7 @@ def evaluate_window(
     )
     current = _logits(session, model_version=model_version, since=since, first=None)
     psi = float("nan")
-    if reference.size >= settings.reference_studies and current.size >= 20:
+    if reference.size >= settings.reference_studies and current.size >= settings.min_window_results:
         psi = population_stability_index(reference, current)
         if psi >= settings.psi_alert:
             alerts.append(
@@ -137,11 +191,16 @@ def evaluate_window(
                     f"first {reference.size} studies (alert from {settings.psi_alert})",
                 )
             )
+    image_figures, image_alerts = _image_drift(
+        session, settings=settings, window_days=window_days, since=since
+    )
+    alerts.extend(image_alerts)
     figures = {
         **group,
         "window_days": window_days,
         "scored": int(current.size),
         "psi": None if np.isnan(psi) else psi,
+        **image_figures,
     }
     return figures, alerts
 
@@ -195,7 +254,12 @@ def run_monitoring(
                         "at": now.isoformat(),
                     },
                 )
-        summary["windows"][days] = {"labelled": figures["labelled"], "psi": figures["psi"]}
+        summary["windows"][days] = {
+            "labelled": figures["labelled"],
+            "psi": figures["psi"],
+            "psi_image_mean": figures["psi_image_mean"],
+            "psi_image_std": figures["psi_image_std"],
+        }
         summary["alerts"] += len(alerts)
     return summary
 

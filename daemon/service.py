@@ -1,7 +1,7 @@
 """The running daemon: starts the chosen roles in one process and stops them cleanly.
 
 Roles: ``scp`` (receive), ``worker`` (score), ``sender`` (deliver), ``scheduler``
-(maintenance jobs). One process runs them all by default; a larger site runs them as
+(maintenance and monitoring jobs), ``web`` (the web interface and JSON API). One process runs them all by default; a larger site runs them as
 separate processes against one database and a shared spool.
 
 Start order: database check, stores, model, sender, workers, then the SCP last, so
@@ -37,11 +37,12 @@ from daemon.scp import IntakeMonitor, StoreHandler, build_ae, handlers
 from daemon.sender import Sender
 from daemon.settings import Settings
 from daemon.spool import FileStore
+from daemon.web.server import WebServer, first_start
 from daemon.worker import ActiveModel, Worker, load_active_model
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("scp", "worker", "sender", "scheduler")
+ROLES = ("scp", "worker", "sender", "scheduler", "web")
 
 
 def _process_alive(pid: int) -> bool:
@@ -87,6 +88,7 @@ class Service:
     _sender: Sender | None = None
     _scheduler: BackgroundScheduler | None = None
     _watchdog: systemd.Watchdog | None = None
+    _web: WebServer | None = None
 
     def start(self) -> None:
         """Start every role; raises (and starts nothing that stays running) on bad setup.
@@ -116,6 +118,7 @@ class Service:
                 "claims of a crashed process on this host released", extra={"count": ended}
             )
         destinations = [d.name for d in s.destinations]
+        provider: ModelProvider | None = None
         intake = IntakeMonitor() if "scp" in self.roles else None
 
         if "sender" in self.roles:
@@ -155,6 +158,10 @@ class Service:
                 self._threads.append(thread)
         if "scheduler" in self.roles:
             self._scheduler = start_scheduler(registry(s), sessions)
+        if "web" in self.roles:
+            first_start(sessions)
+            self._web = WebServer(s, sessions, model=provider)
+            self._web.start()
         if "scp" in self.roles:
             handler = self._handler = StoreHandler(
                 spool=spool,
@@ -187,6 +194,8 @@ class Service:
             return False
         if self._sender is not None and not self._sender.running:
             return False
+        if self._web is not None and not self._web.alive:
+            return False
         return self._scheduler is None or bool(self._scheduler.running)
 
     def wait(self) -> None:
@@ -215,6 +224,8 @@ class Service:
                 assoc.join(timeout=max(0.0, deadline - time.monotonic()))
                 if assoc.is_alive():
                     assoc.abort()
+        if self._web is not None:
+            self._web.stop()
         for thread in self._threads:
             thread.join()
         self._threads.clear()

@@ -226,14 +226,63 @@ class MonitoringSettings(_Section):
     # flagged (PPV) studies in the window.
     min_labelled: Annotated[int, Field(ge=1)] = 30
     ppv_floor: Annotated[float, Field(ge=0, le=1)] | None = None
-    # Label-free drift: PSI of the window's logits against the site's first
-    # ``reference_studies`` scored studies, alerting from ``psi_alert``.
+    # Label-free drift: PSI of the window's logits, and of each image's mean and
+    # standard deviation, against the site's first ``reference_studies`` scored
+    # studies, alerting from ``psi_alert``.
     reference_studies: Annotated[int, Field(ge=20)] = 200
     psi_alert: Annotated[float, Field(gt=0)] = 0.25
+    # Drift is judged only with this many results in the window: with fewer, a 10-bin
+    # PSI of two samples of the same distribution often passes 0.25 by chance alone
+    # (about 8% of the time at 100, 0.5% at 200, against a reference of 200).
+    min_window_results: Annotated[int, Field(ge=20)] = 200
     webhook_url: str | None = None  # a JSON POST per alert; none by default
     # Retention: spooled images and generated outputs older than this are deleted
     # (the database keeps the rows, without the pixels). 0 keeps them for ever.
     retention_days: Annotated[int, Field(ge=0, le=36_500)] = 30
+
+
+class WebSettings(_Section):
+    """The web interface and JSON API (the ``web`` role)."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8180
+    # Serve HTTPS directly; beyond loopback either this or a TLS reverse proxy that
+    # listens on the network and forwards to a loopback ``host`` is required.
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    # Cookies are marked Secure: browsers send them only over HTTPS or to localhost.
+    secure_cookies: bool = True
+    session_idle_minutes: Annotated[float, Field(gt=0, le=1440)] = 30.0
+    session_max_hours: Annotated[float, Field(gt=0, le=168)] = 12.0
+    api_token_days: Annotated[float, Field(gt=0, le=365)] = 30.0
+    # Login rate limiting: after this many failures for one user name or from one
+    # address within the window, further attempts are refused until it passes.
+    login_max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    login_window_minutes: Annotated[float, Field(gt=0, le=1440)] = 15.0
+    min_password_length: Annotated[int, Field(ge=8, le=128)] = 12
+    worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15
+    upload_max_mb: Annotated[int, Field(ge=1, le=1024)] = 64
+
+    @model_validator(mode="after")
+    def _tls_beyond_loopback(self) -> WebSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = self.host == "localhost"
+        if not loopback and self.tls_certificate is None:
+            raise ValueError(
+                f"serving the web interface on {self.host} needs tls_certificate and tls_key "
+                "(or keep host on loopback behind a TLS reverse proxy): passwords and "
+                "session cookies must not cross the network in clear"
+            )
+        return self
+
+    @property
+    def https(self) -> bool:
+        """Whether the web role serves HTTPS itself."""
+        return self.tls_certificate is not None
 
 
 class LoggingSettings(_Section):
@@ -261,6 +310,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

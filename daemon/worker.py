@@ -8,6 +8,8 @@ PACS (a Secondary Capture with the overlay and a Comprehensive SR). The objects 
 written durably to the outbox first; then the result, the outputs and one delivery
 per destination are committed in one transaction, and only if this worker still
 holds the job's lease, so a job reclaimed from a slow worker is never recorded twice.
+The result keeps the Grad-CAM map (for the study page) and simple statistics of the
+decoded image (for label-free drift).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from daemon.db import repo
 from daemon.db.models import JobState, OutputKind
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import SpoolError
+from daemon.heatmaps import ImageStatistics, encode_cam, image_statistics
 from daemon.settings import Band, ModelSettings, WorkerSettings
 from daemon.spool import FileStore
 
@@ -184,6 +187,8 @@ class _Scored:
     priority: str
     calibration_version: int
     outputs: list[repo.NewOutput]
+    cam: str  # the Grad-CAM map as JSON rows (daemon.heatmaps)
+    image: ImageStatistics
 
 
 class _SkipError(ChestAidError):
@@ -319,6 +324,8 @@ class Worker:
                 calibration_version=scored.calibration_version,
                 outputs=scored.outputs,
                 destinations=self.destinations,
+                cam=scored.cam,
+                image=scored.image,
             )
         if not kept:
             logger.warning("lease lost before the result was recorded", extra=log)
@@ -373,6 +380,10 @@ class Worker:
         model = self.model()
         prediction = model.scorer.score_pixels(image.pixels)
         priority = model.bands.assign(prediction.score)
+        # Before any output is written: a map that cannot be stored fails the job
+        # (CamError) with nothing left in the outbox.
+        cam = encode_cam(prediction.cam)
+        statistics = image_statistics(image.pixels)
         finding = TriageFinding(
             score=prediction.score,
             threshold=prediction.threshold,
@@ -410,6 +421,8 @@ class Worker:
             priority=priority,
             calibration_version=model.calibration_version,
             outputs=outputs,
+            cam=cam,
+            image=statistics,
         )
 
     def _write_output(

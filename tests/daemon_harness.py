@@ -19,12 +19,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tests.dicom_factory import require_tool
+
+if TYPE_CHECKING:
+    from daemon.heatmaps import ImageStatistics
 
 DAEMON = [sys.executable, "-m", "daemon.cli"]
 
@@ -86,6 +89,7 @@ class Daemon:
     destinations: list[dict[str, Any]] = field(default_factory=list)
     ae_title: str = "CHESTAID"
     port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -101,6 +105,7 @@ class Daemon:
                 "backoff_max_seconds": 2.0,
             },
             "model": {"threads": 1},
+            "web": {"host": "127.0.0.1", "port": self.web_port},
         }
         for section, values in self.sections.items():
             base.setdefault(section, {}).update(values)
@@ -269,6 +274,7 @@ class StoreSCP:
     directory: Path
     ae_title: str = "PACS"
     port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> StoreSCP:
@@ -334,8 +340,14 @@ def record_scored(
     study_uid: str | None = None,
     when: Any = None,
     spool_name: str | None = None,
+    image: ImageStatistics | None = None,
+    cam: str | None = None,
 ) -> str:
-    """Record a received instance, in its own study, as scored; returns the study UID."""
+    """Record a received instance, in its own study, as scored; returns the study UID.
+
+    ``image`` and ``cam`` (text from ``daemon.heatmaps.encode_cam``) are stored on the
+    result when given; without them the result is like one scored before they existed.
+    """
     from sqlalchemy import select
 
     from daemon.db import repo
@@ -364,6 +376,8 @@ def record_scored(
             calibration_version=1,
             outputs=[],
             destinations=[],
+            cam=cam,
+            image=image,
             now=when,
         )
     return study

@@ -25,6 +25,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -162,6 +163,14 @@ class Result(Base):
     model_version: Mapped[str] = mapped_column(String(128))
     calibration_version: Mapped[int] = mapped_column(Integer)
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The Grad-CAM map at feature-map resolution (JSON rows of 0..1 values), so the
+    # study page can show it without running the model again.
+    cam: Mapped[str | None] = mapped_column(Text)
+    # Simple statistics of the decoded image (0..1 grey), for label-free drift.
+    image_mean: Mapped[float | None] = mapped_column(Float)
+    image_std: Mapped[float | None] = mapped_column(Float)
+    image_rows: Mapped[int | None] = mapped_column(Integer)
+    image_cols: Mapped[int | None] = mapped_column(Integer)
 
     job: Mapped[Job] = relationship(back_populates="result")
 
@@ -341,3 +350,80 @@ class MonitoringAlert(Base):
     window_days: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
     run_id: Mapped[int] = mapped_column(ForeignKey("monitoring_runs.id"))
+
+
+class UserRole(enum.StrEnum):
+    """What a web user may do: read and give feedback, or also administer."""
+
+    RADIOLOGIST = "radiologist"
+    ADMIN = "admin"
+
+
+class User(Base):
+    """A web account. Passwords are stored only as Argon2id hashes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[UserRole] = mapped_column(_enum(UserRole, "user_role"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set for a one-time password (first admin, a reset): the user must choose a new one.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A signed-in browser or API client. Only the token's SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # "browser" or "api"
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt, for rate limiting (by user name and by address)."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class SavedAnalysis(Base):
+    """An uploaded image's analysis that its user asked to keep (pixels only, no header)."""
+
+    __tablename__ = "saved_analyses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    logit: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(128))
+    calibration_version: Mapped[int] = mapped_column(Integer)
+    cam: Mapped[str] = mapped_column(Text)  # JSON rows, as on results
+    image_png: Mapped[bytes] = mapped_column(LargeBinary)  # the display image, 8-bit grey
+
+    user: Mapped[User] = relationship()

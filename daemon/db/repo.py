@@ -26,6 +26,7 @@ from daemon.db.models import (
     Result,
     utcnow,
 )
+from daemon.heatmaps import ImageStatistics
 
 TERMINAL_JOB_STATES = (JobState.DONE, JobState.SKIPPED, JobState.FAILED)
 
@@ -239,9 +240,17 @@ def complete_job(
     calibration_version: int,
     outputs: Sequence[NewOutput],
     destinations: Iterable[str],
+    cam: str | None = None,
+    image: ImageStatistics | None = None,
     now: datetime | None = None,
 ) -> bool:
     """Record a held job's result, its outputs and one delivery per output per destination.
+
+    Args:
+        cam: the Grad-CAM map as text from :func:`daemon.heatmaps.encode_cam`;
+            None leaves the result without one.
+        image: statistics of the decoded image, for label-free drift; None leaves
+            them empty.
 
     Returns:
         False (nothing written) when the lease was lost to another worker.
@@ -261,6 +270,11 @@ def complete_job(
             model_version=model_version,
             calibration_version=calibration_version,
             scored_at=now,
+            cam=cam,
+            image_mean=None if image is None else image.mean,
+            image_std=None if image is None else image.std,
+            image_rows=None if image is None else image.rows,
+            image_cols=None if image is None else image.cols,
         )
     )
     names = list(destinations)

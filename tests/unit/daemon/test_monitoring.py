@@ -16,6 +16,7 @@ from sqlalchemy import select
 from daemon.db.models import FeedbackLabel, Instance, MonitoringAlert, MonitoringRun, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.feedback import record_feedback
+from daemon.heatmaps import ImageStatistics
 from daemon.monitoring import population_stability_index, purge_old_files, run_monitoring
 from daemon.settings import MonitoringSettings
 from daemon.spool import FileStore
@@ -33,6 +34,7 @@ def _study(
     label: FeedbackLabel | None = None,
     days_ago: float = 1.0,
     spool_name: str | None = None,
+    image: ImageStatistics | None = None,
 ) -> None:
     when = NOW - timedelta(days=days_ago)
     study = record_scored(
@@ -43,6 +45,7 @@ def _study(
         above=above,
         when=when,
         spool_name=spool_name,
+        image=image,
     )
     if label is not None:
         with unit_of_work(sessions) as s:
@@ -112,7 +115,9 @@ def test_drift_without_labels_alerts_and_posts_to_the_webhook(sessions: SessionF
     thread = threading.Thread(target=server.handle_request)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}/alerts"
-    settings = MonitoringSettings(windows_days=[7], reference_studies=40, webhook_url=url)
+    settings = MonitoringSettings(
+        windows_days=[7], reference_studies=40, min_window_results=20, webhook_url=url
+    )
     with unit_of_work(sessions) as s:
         summary = run_monitoring(
             s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
@@ -139,3 +144,95 @@ def test_retention_deletes_old_finished_images_and_keeps_the_rows(
     with unit_of_work(sessions) as s:
         names = dict(s.execute(select(Instance.sop_instance_uid, Instance.spool_name)).all())
     assert names == {"1.1": None, "1.2": new.name}
+
+
+def _images(
+    sessions: SessionFactory,
+    prefix: str,
+    *,
+    count: int,
+    brightness: float,
+    days_ago: float,
+    seed: int,
+) -> None:
+    """Scored studies whose images have a mean brightness around ``brightness``.
+
+    Every logit is the same, so only the image statistics can drift.
+    """
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image = ImageStatistics(
+            mean=float(rng.normal(brightness, 0.04)),
+            std=float(rng.normal(0.2, 0.02)),
+            rows=2048,
+            cols=2048,
+        )
+        _study(sessions, f"{prefix}.{i}", 0.0, above=False, days_ago=days_ago, image=image)
+
+
+def _monitor(sessions: SessionFactory, *, reference_studies: int) -> dict[str, Any]:
+    settings = MonitoringSettings(
+        windows_days=[7], reference_studies=reference_studies, min_window_results=20
+    )
+    with unit_of_work(sessions) as s:
+        return run_monitoring(
+            s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
+        )
+
+
+def _run_figures(sessions: SessionFactory) -> dict[str, Any]:
+    with unit_of_work(sessions) as s:
+        figures: dict[str, Any] = json.loads(s.scalars(select(MonitoringRun)).one().figures)
+    return figures
+
+
+def _alert_messages(sessions: SessionFactory) -> list[tuple[str, str]]:
+    with unit_of_work(sessions) as s:
+        return [(a.kind, a.message) for a in s.scalars(select(MonitoringAlert))]
+
+
+def test_brighter_images_raise_a_drift_alert_naming_the_statistic(
+    sessions: SessionFactory,
+) -> None:
+    for i in range(30):  # scored before image statistics were kept: ignored
+        _study(sessions, f"0.{i}", 0.0, above=False, days_ago=90)
+    _images(sessions, "1", count=200, brightness=0.5, days_ago=60, seed=1)
+    _images(sessions, "2", count=200, brightness=0.6, days_ago=1, seed=2)
+    summary = _monitor(sessions, reference_studies=200)
+    figures = _run_figures(sessions)
+    assert figures["psi"] == 0.0  # the logits did not move
+    assert figures["image_statistics_scored"] == 200
+    assert figures["psi_image_mean"] > 1.0
+    assert figures["psi_image_std"] < 0.25  # the contrast did not move
+    assert summary["alerts"] == 1
+    assert summary["windows"][7]["psi_image_mean"] == figures["psi_image_mean"]
+    [(kind, message)] = _alert_messages(sessions)
+    assert kind == "drift"
+    assert message.startswith(f"image mean brightness PSI {figures['psi_image_mean']:.3f} ≥ 0.25")
+    assert "over 7 days" in message and "first 200" in message
+
+
+def test_images_of_the_same_distribution_raise_no_alert(sessions: SessionFactory) -> None:
+    # 200 against 200: sampling noise alone gives a PSI around 0.1 (10 bins).
+    _images(sessions, "1", count=200, brightness=0.5, days_ago=60, seed=1)
+    _images(sessions, "2", count=200, brightness=0.5, days_ago=1, seed=3)
+    summary = _monitor(sessions, reference_studies=200)
+    figures = _run_figures(sessions)
+    assert summary["alerts"] == 0 and _alert_messages(sessions) == []
+    # Computed, and small: not skipped for want of data.
+    assert figures["psi_image_mean"] is not None and figures["psi_image_mean"] < 0.25
+    assert figures["psi_image_std"] is not None and figures["psi_image_std"] < 0.25
+
+
+def test_image_drift_waits_for_enough_images_in_the_window(sessions: SessionFactory) -> None:
+    for i in range(5):  # older results without statistics do not count towards the reference
+        _study(sessions, f"0.{i}", 0.0, above=False, days_ago=90)
+    _images(sessions, "1", count=20, brightness=0.3, days_ago=60, seed=1)
+    _images(sessions, "2", count=19, brightness=0.7, days_ago=1, seed=2)
+    first = _monitor(sessions, reference_studies=20)
+    assert first["alerts"] == 0 and first["windows"][7]["psi_image_mean"] is None
+    _images(sessions, "3", count=1, brightness=0.7, days_ago=1, seed=3)
+    summary = _monitor(sessions, reference_studies=20)
+    assert summary["windows"][7]["psi_image_mean"] > 0.25
+    messages = [m for kind, m in _alert_messages(sessions) if kind == "drift"]
+    assert any(m.startswith("image mean brightness PSI") for m in messages)

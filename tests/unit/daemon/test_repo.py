@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from daemon.db import repo
-from daemon.db.models import Delivery, DeliveryState, Job, JobState, OutputKind, utcnow
+from daemon.db.models import Delivery, DeliveryState, Job, JobState, OutputKind, Result, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
+from daemon.heatmaps import ImageStatistics
 from tests.daemon_harness import record_received
 
 
@@ -128,6 +129,40 @@ def test_completion_records_result_outputs_and_a_delivery_per_destination(
         assert len(deliveries) == 4
         assert {d.destination for d in deliveries} == {"pacs", "archive"}
         assert all(d.state == DeliveryState.PENDING for d in deliveries)
+
+
+def test_completion_stores_the_map_and_image_statistics_when_given(
+    sessions: SessionFactory,
+) -> None:
+    statistics = ImageStatistics(mean=0.42, std=0.17, rows=96, cols=80)
+    given, omitted = _receive(sessions, "1.1"), _receive(sessions, "1.2")
+    for job_id in (given, omitted):
+        assert _claim(sessions, "w") is not None
+        with unit_of_work(sessions) as s:
+            assert repo.complete_job(
+                s,
+                job_id=job_id,
+                owner="w",
+                logit=0.0,
+                score=0.5,
+                threshold=0.8,
+                above_threshold=False,
+                priority="ROUTINE",
+                model_version="m",
+                calibration_version=1,
+                outputs=[],
+                destinations=[],
+                cam="[[0.0,1.0],[0.25,0.5]]" if job_id == given else None,
+                image=statistics if job_id == given else None,
+            )
+    with unit_of_work(sessions) as s:
+        results = {r.job_id: r for r in s.scalars(select(Result))}
+        stored, bare = results[given], results[omitted]
+        assert stored.cam == "[[0.0,1.0],[0.25,0.5]]"
+        assert (stored.image_mean, stored.image_std) == (0.42, 0.17)
+        assert (stored.image_rows, stored.image_cols) == (96, 80)
+        assert bare.cam is None and bare.image_mean is None and bare.image_std is None
+        assert bare.image_rows is None and bare.image_cols is None
 
 
 def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> None:

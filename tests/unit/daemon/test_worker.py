@@ -7,18 +7,21 @@ from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from sqlalchemy import select
 
 from chestaid.calibration import TemperatureScaling
 from chestaid.dicom_outputs import OutputIdentity, TriageFinding, secondary_capture
+from chestaid.imaging import read_dicom
 from chestaid.inference import Scorer
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
 from daemon.db import repo
 from daemon.db.models import Delivery, Job, JobState, Output, Result, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
+from daemon.heatmaps import decode_cam
 from daemon.settings import PrioritySettings, WorkerSettings
 from daemon.spool import FileStore
 from daemon.worker import ActiveModel, PriorityBands, Worker
@@ -102,6 +105,29 @@ def test_a_chest_radiograph_is_scored_with_outputs_and_deliveries(
             assert (tmp_path / "outbox" / output.file_name).is_file()
         assert len(deliveries) == 4  # 2 outputs x 2 destinations
     assert woke.is_set()
+
+
+def test_the_result_keeps_the_map_and_the_image_statistics(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    worker = _worker(tmp_path, sessions, model)
+    data, uid = _dx_bytes()
+    _receive(worker, sessions, data, uid)
+    assert worker.process_next()
+    # What the worker should have stored, from the same bytes and the same model.
+    pixels = read_dicom(data).pixels
+    expected = model.scorer.score_pixels(pixels)
+    with unit_of_work(sessions) as s:
+        result = s.scalars(select(Result)).one()
+        assert result.cam is not None
+        cam = decode_cam(result.cam)
+        assert cam.shape == expected.cam.shape and cam.shape[0] > 1 and cam.shape[1] > 1
+        assert np.abs(cam - expected.cam).max() <= 5e-5
+        assert cam.max() == pytest.approx(1.0)  # normalised: the hottest cell is 1
+        assert (result.image_rows, result.image_cols) == (96, 80)
+        assert result.image_mean == pytest.approx(float(pixels.mean(dtype=np.float64)))
+        assert result.image_std == pytest.approx(float(pixels.std(dtype=np.float64)))
+        assert result.image_std is not None and result.image_std > 0
 
 
 def test_chestaid_outputs_sent_back_are_skipped(

@@ -1,0 +1,342 @@
+"""Admin pages: the dashboard, the feedback report and export, calibration, users, audit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon import accounts, audit, feedback, jobs, recalibration
+from daemon.db.models import MonitoringAlert, MonitoringRun, Result, UserRole, utcnow
+from daemon.db.session import unit_of_work
+from daemon.web import charts
+from daemon.web.context import WebContext
+from daemon.web.rendering import render
+from daemon.web.security import Principal, context, csrf_form_admin, require_admin
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+Admin = Annotated[Principal, Depends(require_admin)]
+AdminPost = Annotated[Principal, Depends(csrf_form_admin)]
+
+PERIODS = {"7d": 7, "30d": 30, "90d": 90, "365d": 365, "all": None}
+
+
+def period_start(period: str, *, now: datetime) -> datetime | None:
+    """The start of a named period (None: everything); unknown names mean 30 days."""
+    days = PERIODS.get(period, 30)
+    return None if days is None else now - timedelta(days=days)
+
+
+def _daily_scores(
+    session: Session, *, model_version: str, since: datetime | None
+) -> list[tuple[date, list[float]]]:
+    query = select(Result.scored_at, Result.score).where(Result.model_version == model_version)
+    if since is not None:
+        query = query.where(Result.scored_at >= since)
+    days: dict[date, list[float]] = {}
+    for scored_at, score in session.execute(query).all():
+        days.setdefault(scored_at.date(), []).append(score)
+    return sorted(days.items())
+
+
+def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[str, Any]:
+    """Everything the dashboard shows, from the database (no model)."""
+    now = utcnow()
+    since = period_start(period, now=now)
+    model_version = ctx.served.model_version
+    cases = [
+        c for c in feedback.labelled_cases(session, since=since) if c.model_version == model_version
+    ]
+    definite = [c for c in cases if feedback.TRUTH[c.label] is not None]
+    overall = feedback.summarise(cases, model_version=model_version)
+    c = overall.confusion
+    latest: dict[int, tuple[MonitoringRun, dict[str, Any]]] = {}
+    psi_points: list[tuple[datetime, float]] = []
+    runs = session.scalars(select(MonitoringRun).order_by(MonitoringRun.id)).all()
+    for run in runs:
+        figures = json.loads(run.figures)
+        latest[run.window_days] = (run, figures)
+        if run.window_days == min(ctx.settings.monitoring.windows_days) and figures.get("psi"):
+            psi_points.append((run.ran_at, float(figures["psi"])))
+    alerts = session.scalars(
+        select(MonitoringAlert).order_by(MonitoringAlert.id.desc()).limit(20)
+    ).all()
+    return {
+        "period": period,
+        "periods": list(PERIODS),
+        "model_version": model_version,
+        "report": overall.to_dict(),
+        "windows": [
+            {"days": days, "ran_at": run.ran_at, "figures": figures}
+            for days, (run, figures) in sorted(latest.items())
+        ],
+        "recent_alerts": list(alerts),
+        "reliability_svg": charts.reliability_diagram_svg(
+            [x.score for x in definite], [int(feedback.TRUTH[x.label] or 0) for x in definite]
+        ),
+        "distribution_svg": charts.score_distribution_svg(
+            _daily_scores(session, model_version=model_version, since=since),
+            threshold=None
+            if ctx.served.threshold != ctx.served.threshold
+            else ctx.served.threshold,
+        ),
+        "confusion_svg": charts.confusion_matrix_svg(tp=c.tp, fp=c.fp, tn=c.tn, fn=c.fn),
+        "psi_svg": charts.psi_history_svg(
+            psi_points, alert_level=ctx.settings.monitoring.psi_alert
+        ),
+    }
+
+
+@router.get("")
+def dashboard(request: Request, principal: Admin, period: str = "30d") -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        data = dashboard_data(session, ctx, period=period if period in PERIODS else "30d")
+    return render(request, "admin.html", **data)
+
+
+@router.post("/monitoring/run")
+def run_monitoring_now(request: Request, principal: AdminPost) -> Response:
+    ctx = context(request)
+    summary = jobs.monitor(ctx.sessions, settings=ctx.settings)
+    with unit_of_work(ctx.sessions) as session:
+        audit.record(session, actor=principal.username, action="monitoring.run", detail=summary)
+    return RedirectResponse("/admin", status_code=303)
+
+
+@router.get("/feedback")
+def feedback_report(request: Request, principal: Admin, period: str = "30d") -> Response:
+    ctx = context(request)
+    since = period_start(period, now=utcnow())
+    with unit_of_work(ctx.sessions) as session:
+        cases = feedback.labelled_cases(session, since=since)
+    groups = [g.to_dict() for g in feedback.report(cases)]
+    return render(
+        request,
+        "feedback_report.html",
+        groups=groups,
+        cases=cases[-200:][::-1],
+        period=period if period in PERIODS else "30d",
+        periods=list(PERIODS),
+        label_text={
+            "pneumonia": "Pneumonia",
+            "no_pneumonia": "No pneumonia",
+            "indeterminate": "Indeterminate",
+        },
+    )
+
+
+@router.get("/feedback.csv")
+def feedback_export(request: Request, principal: Admin, period: str = "all") -> Response:
+    ctx = context(request)
+    since = period_start(period, now=utcnow())
+    with unit_of_work(ctx.sessions) as session:
+        cases = feedback.labelled_cases(session, since=since)
+        audit.record(
+            session,
+            actor=principal.username,
+            action="feedback.exported",
+            detail={"period": period, "rows": len(cases)},
+        )
+    out = io.StringIO()
+    rows = [case.to_dict() for case in cases]
+    fields = list(rows[0]) if rows else ["study_instance_uid", "label", "score"]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="chestaid-feedback.csv"'},
+    )
+
+
+@router.get("/calibration")
+def calibration_page(request: Request, principal: Admin, message: str | None = None) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        rows = [
+            {
+                "version": r.version,
+                "state": r.state.value,
+                "method": r.method,
+                "threshold": r.threshold,
+                "target_sensitivity": r.target_sensitivity,
+                "cases": r.n_cases,
+                "fitted_by": r.fitted_by,
+                "fitted_at": r.fitted_at,
+                "activated_by": r.activated_by,
+                "activated_at": r.activated_at,
+                "report": json.loads(r.report),
+                "model_version": r.model_version,
+            }
+            for r in recalibration.versions(session)
+        ]
+    return render(
+        request,
+        "calibration.html",
+        versions=rows,
+        served=ctx.served,
+        active=next((r for r in rows if r["state"] == "active"), None),
+        message=message,
+    )
+
+
+def _calibration_error(request: Request, message: str) -> Response:
+    return render(request, "error.html", status_code=422, title="Not done", message=message)
+
+
+@router.post("/calibration/{version}/activate")
+def activate(request: Request, version: int, principal: AdminPost) -> Response:
+    ctx = context(request)
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            recalibration.activate(session, version=version, user=principal.username)
+    except recalibration.RecalibrationError as exc:
+        return _calibration_error(request, str(exc))
+    return RedirectResponse(f"/admin/calibration?message=v{version}+active", status_code=303)
+
+
+@router.post("/calibration/deactivate")
+def deactivate(request: Request, principal: AdminPost) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        recalibration.deactivate(
+            session, model_version=ctx.served.model_version, user=principal.username
+        )
+    return RedirectResponse("/admin/calibration?message=bundle+calibration+in+use", status_code=303)
+
+
+@router.post("/calibration/fit")
+async def fit(request: Request, principal: AdminPost) -> Response:
+    ctx = context(request)
+    form = await request.form()
+    try:
+        min_cases = int(str(form.get("min_cases") or 100))
+        target = float(str(form.get("target_sensitivity") or ctx.served.target_sensitivity))
+    except ValueError:
+        return _calibration_error(request, "minimum cases and target sensitivity are numbers")
+    if not (10 <= min_cases <= 100_000 and 0.5 <= target < 1.0):
+        return _calibration_error(
+            request, "minimum cases from 10; target sensitivity from 0.5 to below 1"
+        )
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            row = recalibration.fit_local_calibration(
+                session,
+                model_version=ctx.served.model_version,
+                bundle_calibration_version=ctx.served.calibration_version,
+                target_sensitivity=target,
+                min_cases=min_cases,
+                user=principal.username,
+            )
+            version = row.version
+    except recalibration.RecalibrationError as exc:
+        return _calibration_error(request, str(exc))
+    return RedirectResponse(
+        f"/admin/calibration?message=v{version}+fitted+(pending)", status_code=303
+    )
+
+
+@router.get("/users")
+def users_page(request: Request, principal: Admin) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        rows = accounts.users(session)
+    return render(request, "users.html", users=rows, roles=[r.value for r in UserRole], issued=None)
+
+
+@router.post("/users")
+async def create_user(request: Request, principal: AdminPost) -> Response:
+    ctx = context(request)
+    form = await request.form()
+    issued = None
+    error = None
+    try:
+        role = UserRole(str(form.get("role") or ""))
+        with unit_of_work(ctx.sessions) as session:
+            user, password = accounts.create_user(
+                session,
+                username=str(form.get("username") or ""),
+                role=role,
+                actor=principal.username,
+            )
+            issued = (user.username, password)
+    except ValueError:
+        error = "Choose a role."
+    except accounts.AccountError as exc:
+        error = str(exc)
+    with unit_of_work(ctx.sessions) as session:
+        rows = accounts.users(session)
+    return render(
+        request,
+        "users.html",
+        status_code=422 if error else 200,
+        users=rows,
+        roles=[r.value for r in UserRole],
+        issued=issued,
+        error=error,
+    )
+
+
+@router.post("/users/{user_id}")
+async def change_user(request: Request, user_id: int, principal: AdminPost) -> Response:
+    """One change to an account: reset its password, set its role, enable or disable it."""
+    ctx = context(request)
+    form = await request.form()
+    action = str(form.get("action") or "")
+    issued = None
+    error = None
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            if action == "reset":
+                user, password = accounts.reset_password(
+                    session, user_id=user_id, actor=principal.username
+                )
+                issued = (user.username, password)
+            elif action == "role":
+                accounts.set_role(
+                    session,
+                    user_id=user_id,
+                    role=UserRole(str(form.get("role") or "")),
+                    actor=principal.username,
+                )
+            elif action in ("enable", "disable"):
+                accounts.set_active(
+                    session, user_id=user_id, active=action == "enable", actor=principal.username
+                )
+            else:
+                error = "Unknown change."
+    except ValueError:
+        error = "Choose a role."
+    except accounts.AccountError as exc:
+        error = str(exc)
+    with unit_of_work(ctx.sessions) as session:
+        rows = accounts.users(session)
+    return render(
+        request,
+        "users.html",
+        status_code=422 if error else 200,
+        users=rows,
+        roles=[r.value for r in UserRole],
+        issued=issued,
+        error=error,
+    )
+
+
+@router.get("/audit")
+def audit_page(request: Request, principal: Admin, action: str = "") -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        entries = audit.entries(session, limit=500, action_prefix=action, newest_first=True)
+    return render(request, "audit.html", entries=entries, action=action)

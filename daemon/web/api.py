@@ -1,0 +1,497 @@
+"""The JSON API: the worklist, studies, feedback, the report, alerts, calibration, analysis.
+
+Same accounts and roles as the pages. Authenticate with ``POST /api/v1/tokens`` and
+send ``Authorization: Bearer <token>``; a browser's session cookie works too, with the
+``X-CSRF-Token`` header on changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from chestaid.errors import ChestAidError
+from daemon import accounts, feedback, recalibration
+from daemon.db.models import FeedbackLabel, SavedAnalysis, utcnow
+from daemon.db.session import unit_of_work
+from daemon.heatmaps import encode_cam
+from daemon.studies import study_detail
+from daemon.web import imaging, views
+from daemon.web.rendering import banner_alerts
+from daemon.web.security import (
+    Principal,
+    api_admin,
+    api_user,
+    client_address,
+    context,
+    signed_in,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1")
+
+ApiUser = Annotated[Principal, Depends(api_user)]
+ApiAdmin = Annotated[Principal, Depends(api_admin)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not signed in"},
+    403: {"description": "the role does not allow this, or the CSRF header is missing"},
+}
+
+
+class TokenRequest(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class TokenOut(BaseModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    username: str
+    role: str
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+
+
+class WorklistItemOut(BaseModel):
+    position: int
+    study_instance_uid: str
+    band: str
+    score: float = Field(description="calibrated probability of pneumonia (triage, not diagnosis)")
+    threshold: float
+    above_threshold: bool
+    arrived_at: datetime
+    waiting_seconds: int
+    overdue: bool = Field(description="waiting longer than the maximum wait: promoted to the top")
+    raised_by_sender: bool
+    images: int
+    model_version: str
+    calibration_version: int
+
+
+class ImageOut(BaseModel):
+    sop_instance_uid: str
+    series_instance_uid: str
+    modality: str | None
+    received_at: datetime
+    state: str
+    reason: str | None
+    result_id: int | None
+    score: float | None
+    threshold: float | None
+    above_threshold: bool | None
+    band: str | None
+    model_version: str | None
+    calibration_version: int | None
+    has_heatmap: bool
+    has_pixels: bool
+
+
+class FeedbackChangeOut(BaseModel):
+    changed_by: str
+    changed_at: datetime
+    old_label: str | None
+    new_label: str
+    old_comment: str | None
+    new_comment: str | None
+
+
+class StudyOut(BaseModel):
+    study_instance_uid: str
+    images: list[ImageOut]
+    feedback_label: str | None
+    feedback_comment: str | None
+    feedback_by: str | None
+    feedback_at: datetime | None
+    history: list[FeedbackChangeOut]
+    read_by: str | None
+    read_at: datetime | None
+
+
+class FeedbackIn(BaseModel):
+    label: FeedbackLabel
+    comment: str | None = Field(default=None, max_length=feedback.MAX_COMMENT)
+
+
+class ReadOut(BaseModel):
+    study_instance_uid: str
+    newly_read: bool
+
+
+class AlertOut(BaseModel):
+    raised_at: datetime
+    kind: str
+    window_days: int
+    message: str
+
+
+class CalibrationOut(BaseModel):
+    version: int
+    state: str
+    method: str
+    threshold: float
+    target_sensitivity: float
+    cases: int
+    fitted_by: str
+    fitted_at: datetime
+    activated_by: str | None
+    activated_at: datetime | None
+
+
+class AnalysisOut(BaseModel):
+    filename: str
+    sha256: str
+    source_format: str
+    score: float
+    logit: float
+    threshold: float
+    above_threshold: bool
+    model_version: str
+    calibration_version: int
+    image_png: str = Field(description="the image as shown, PNG, base64")
+    heatmap_png: str = Field(description="the Grad-CAM colour map at the same size, PNG, base64")
+    saved_id: int | None = Field(description="set when the analysis was kept (keep=true)")
+
+
+@router.post("/tokens", response_model=TokenOut, responses={401: ERRORS[401], 429: {}})
+def issue_token(request: Request, body: TokenRequest) -> TokenOut:
+    """Sign in and get a bearer token (rate limited like the sign-in page)."""
+    ctx = context(request)
+    address = client_address(request)
+    with unit_of_work(ctx.sessions) as session:
+        try:
+            user = accounts.sign_in(
+                session,
+                username=body.username,
+                password=body.password,
+                address=address,
+                settings=ctx.settings.web,
+            )
+        except accounts.SignInRateLimitedError as exc:
+            failure: HTTPException | None = HTTPException(
+                429,
+                str(exc),
+                headers={"Retry-After": str(int(exc.retry_after.total_seconds()) + 1)},
+            )
+        except accounts.SignInError as exc:
+            failure = HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
+        else:
+            failure = None
+            started = accounts.start_session(
+                session, user=user, kind=accounts.API, address=address, settings=ctx.settings.web
+            )
+            out = TokenOut(
+                token=started.token,
+                expires_at=started.expires_at,
+                username=user.username,
+                role=user.role.value,
+            )
+    if failure is not None:
+        raise failure  # after the commit: the failed attempt counts
+    return out
+
+
+@router.delete("/tokens/current", status_code=204, responses=ERRORS)
+def revoke_token(request: Request, principal: ApiUser) -> Response:
+    """Sign out: the token (or session) stops working at once."""
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        live = views.web_session(session, principal.session_id)
+        if live is not None:
+            accounts.end_session(session, web_session=live)
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=Me, responses=ERRORS)
+def me(request: Request) -> Me:
+    """Who the token belongs to (works before a one-time password is changed)."""
+    principal = signed_in(request, allow_password_change=True)
+    return Me(username=principal.username, role=principal.role.value)
+
+
+@router.get("/worklist", response_model=list[WorklistItemOut], responses=ERRORS)
+def get_worklist(request: Request, principal: ApiUser) -> list[WorklistItemOut]:
+    """Open studies (scored, not read) in reading order."""
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        rows = views.worklist_rows(session, ctx)
+    return [
+        WorklistItemOut(
+            position=r.position,
+            study_instance_uid=r.study_instance_uid,
+            band=r.band,
+            score=r.score,
+            threshold=r.threshold,
+            above_threshold=r.above_threshold,
+            arrived_at=r.arrived_at,
+            waiting_seconds=r.waiting_seconds,
+            overdue=r.overdue,
+            raised_by_sender=r.raised_by_sender,
+            images=r.images,
+            model_version=r.model_version,
+            calibration_version=r.calibration_version,
+        )
+        for r in rows
+    ]
+
+
+@router.get("/studies/{uid}", response_model=StudyOut, responses={**ERRORS, 404: {}})
+def get_study(request: Request, uid: str, principal: ApiUser) -> StudyOut:
+    """A study's images and scores, its feedback with history, and its read."""
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        detail = study_detail(session, study_instance_uid=uid)
+        if detail is None:
+            raise HTTPException(404, f"no study {uid}")
+        history = [
+            FeedbackChangeOut(
+                changed_by=h.changed_by,
+                changed_at=h.changed_at,
+                old_label=h.old_label,
+                new_label=h.new_label,
+                old_comment=h.old_comment,
+                new_comment=h.new_comment,
+            )
+            for h in detail.history
+        ]
+    return StudyOut(
+        study_instance_uid=detail.study_instance_uid,
+        images=[
+            ImageOut(**{k: getattr(i, k) for k in ImageOut.model_fields}) for i in detail.images
+        ],
+        feedback_label=detail.feedback_label,
+        feedback_comment=detail.feedback_comment,
+        feedback_by=detail.feedback_by,
+        feedback_at=detail.feedback_at,
+        history=history,
+        read_by=detail.read_by,
+        read_at=detail.read_at,
+    )
+
+
+@router.put(
+    "/studies/{uid}/feedback", response_model=StudyOut, responses={**ERRORS, 404: {}, 422: {}}
+)
+def put_feedback(request: Request, uid: str, body: FeedbackIn, principal: ApiUser) -> StudyOut:
+    """Give or change the finding on a study (history kept; marks the study read)."""
+    ctx = context(request)
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            feedback.record_feedback(
+                session,
+                study_instance_uid=uid,
+                label=body.label,
+                user=principal.username,
+                comment=(body.comment or "").strip() or None,
+            )
+    except feedback.FeedbackError as exc:
+        raise HTTPException(404 if "no scored study" in str(exc) else 422, str(exc)) from exc
+    return get_study(request, uid, principal)
+
+
+@router.post("/studies/{uid}/read", response_model=ReadOut, responses=ERRORS)
+def post_read(request: Request, uid: str, principal: ApiUser) -> ReadOut:
+    """Mark a study read without feedback (it leaves the worklist)."""
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        newly = feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
+    return ReadOut(study_instance_uid=uid, newly_read=newly)
+
+
+@router.get("/report", responses={**ERRORS, 422: {}})
+def get_report(
+    request: Request,
+    principal: ApiAdmin,
+    since: Annotated[str | None, Query(description="30d, 12h, 90m or an ISO date")] = None,
+) -> list[dict[str, Any]]:
+    """The feedback report: overall, then per model and calibration version (admin)."""
+    ctx = context(request)
+    try:
+        start = feedback.parse_since(since) if since else None
+    except feedback.FeedbackError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    with unit_of_work(ctx.sessions) as session:
+        cases = feedback.labelled_cases(session, since=start)
+    return [group.to_dict() for group in feedback.report(cases)]
+
+
+@router.get("/feedback", responses={**ERRORS, 422: {}})
+def export_feedback(
+    request: Request,
+    principal: ApiAdmin,
+    since: Annotated[str | None, Query(description="30d, 12h, 90m or an ISO date")] = None,
+) -> list[dict[str, Any]]:
+    """Every feedback with its prediction (the export, admin)."""
+    ctx = context(request)
+    try:
+        start = feedback.parse_since(since) if since else None
+    except feedback.FeedbackError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    with unit_of_work(ctx.sessions) as session:
+        return [case.to_dict() for case in feedback.labelled_cases(session, since=start)]
+
+
+@router.get("/alerts", response_model=list[AlertOut], responses=ERRORS)
+def get_alerts(request: Request, principal: ApiUser) -> list[AlertOut]:
+    """The alerts that still hold (those of each window's latest monitoring run)."""
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        return [
+            AlertOut(
+                raised_at=a.raised_at, kind=a.kind, window_days=a.window_days, message=a.message
+            )
+            for a in banner_alerts(session)
+        ]
+
+
+def _calibration_out(row: Any) -> CalibrationOut:
+    return CalibrationOut(
+        version=row.version,
+        state=row.state.value,
+        method=row.method,
+        threshold=row.threshold,
+        target_sensitivity=row.target_sensitivity,
+        cases=row.n_cases,
+        fitted_by=row.fitted_by,
+        fitted_at=row.fitted_at,
+        activated_by=row.activated_by,
+        activated_at=row.activated_at,
+    )
+
+
+@router.get("/calibrations", response_model=list[CalibrationOut], responses=ERRORS)
+def get_calibrations(request: Request, principal: ApiAdmin) -> list[CalibrationOut]:
+    """Local calibration versions, newest first (admin)."""
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        return [_calibration_out(r) for r in recalibration.versions(session)]
+
+
+@router.post(
+    "/calibrations/{version}/activate",
+    response_model=CalibrationOut,
+    responses={**ERRORS, 404: {}},
+)
+def activate_calibration(request: Request, version: int, principal: ApiAdmin) -> CalibrationOut:
+    """Put a calibration version in use for the next study (admin; audited)."""
+    ctx = context(request)
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            return _calibration_out(
+                recalibration.activate(session, version=version, user=principal.username)
+            )
+    except recalibration.RecalibrationError as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refused past ``limit`` bytes without reading the rest into memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the image is larger than {limit // 2**20} MB")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the image is larger than {limit // 2**20} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/analyses",
+    response_model=AnalysisOut,
+    responses={**ERRORS, 413: {}, 415: {}, 422: {}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def analyse(
+    request: Request,
+    principal: ApiUser,
+    filename: Annotated[str, Query(max_length=255)] = "upload",
+    keep: bool = False,
+) -> AnalysisOut:
+    """Score an uploaded DICOM, PNG or JPEG and return the heatmap.
+
+    The body is the file itself. It is kept in memory only; nothing is stored unless
+    ``keep=true`` (then the displayed image, without any DICOM header, and the result).
+    """
+    ctx = context(request)
+    limit = ctx.settings.web.upload_max_mb * 2**20
+    data = await _read_capped(request, limit)
+
+    def work() -> AnalysisOut:
+        model = ctx.scoring_model()
+        try:
+            result = imaging.analyse_upload(
+                data,
+                filename=filename,
+                model=model,
+                max_pixels=ctx.settings.worker.max_pixels,
+                max_bytes=limit,
+            )
+        except (ChestAidError, imaging.UploadError) as exc:
+            raise HTTPException(imaging.http_status(exc), str(exc)) from exc
+        image_png = imaging.grey_png(result.pixels)
+        height, width = result.pixels.shape
+        heat_png = imaging.heatmap_png(result.cam, size=(height, width))
+        saved_id = None
+        if keep:
+            with unit_of_work(ctx.sessions) as session:
+                row = SavedAnalysis(
+                    user_id=principal.user_id,
+                    created_at=utcnow(),
+                    filename=filename,
+                    sha256=result.sha256,
+                    logit=result.logit,
+                    score=result.score,
+                    threshold=result.threshold,
+                    model_version=result.model_version,
+                    calibration_version=result.calibration_version,
+                    cam=encode_cam(result.cam),
+                    image_png=image_png,
+                )
+                session.add(row)
+                session.flush()
+                saved_id = row.id
+        logger.info(
+            "image analysed",
+            extra={
+                "user": principal.username,
+                "sha256": result.sha256[:16],
+                "score": round(result.score, 6),
+                "kept": keep,
+            },
+        )
+        return AnalysisOut(
+            filename=filename,
+            sha256=result.sha256,
+            source_format=result.source_format,
+            score=result.score,
+            logit=result.logit,
+            threshold=result.threshold,
+            above_threshold=result.above_threshold,
+            model_version=result.model_version,
+            calibration_version=result.calibration_version,
+            image_png=base64.b64encode(image_png).decode(),
+            heatmap_png=base64.b64encode(heat_png).decode(),
+            saved_id=saved_id,
+        )
+
+    return await run_in_threadpool(work)

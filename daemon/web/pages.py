@@ -1,0 +1,419 @@
+"""Pages for every signed-in user: sign-in, password, worklist, study, image analysis."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+from starlette.datastructures import FormData
+
+from daemon import accounts, audit, feedback
+from daemon.db.models import FeedbackLabel, SavedAnalysis, User, UserRole, utcnow
+from daemon.db.session import unit_of_work
+from daemon.studies import StudyDetail, image_source, study_detail
+from daemon.web import imaging, views
+from daemon.web.rendering import render
+from daemon.web.security import (
+    COOKIE,
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    Principal,
+    check_csrf,
+    client_address,
+    context,
+    csrf_form,
+    find_principal,
+    require_user,
+    signed_in,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+
+User_ = Annotated[Principal, Depends(require_user)]
+Posted = Annotated[Principal, Depends(csrf_form)]
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (no scheme, no host, no protocol-relative URL)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/worklist"
+
+
+def _set_session_cookie(request: Request, response: Response, token: str) -> None:
+    web = context(request).settings.web
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(timedelta(hours=web.session_max_hours).total_seconds()),
+        httponly=True,
+        secure=web.secure_cookies,
+        samesite="strict",
+        path="/",
+    )
+
+
+@router.get("/")
+def home() -> Response:
+    return RedirectResponse("/worklist", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    if find_principal(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _login_form(request, next=next)
+
+
+def _login_form(
+    request: Request, *, next: str | None, error: str | None = None, status_code: int = 200
+) -> Response:
+    # Before sign-in there is no session: the form's token is a double-submit cookie.
+    token = secrets.token_urlsafe(32)
+    response = render(
+        request,
+        "login.html",
+        status_code=status_code,
+        login_csrf=token,
+        next=_safe_next(next),
+        error=error,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        secure=context(request).settings.web.secure_cookies,
+        samesite="strict",
+        path="/login",
+    )
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=256)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "/worklist",
+) -> Response:
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not secrets.compare_digest(cookie, csrf_token):
+        return _login_form(
+            request, next=next, error="The sign-in form expired; try again.", status_code=403
+        )
+    ctx = context(request)
+    address = client_address(request)
+    retry_after = 0
+    with unit_of_work(ctx.sessions) as session:
+        try:
+            user = accounts.sign_in(
+                session,
+                username=username,
+                password=password,
+                address=address,
+                settings=ctx.settings.web,
+            )
+        except accounts.SignInRateLimitedError as exc:
+            retry_after = int(exc.retry_after.total_seconds()) + 1
+            minutes = max(1, round(retry_after / 60))
+            error = f"Too many failed sign-ins. Try again in about {minutes} minute(s)."
+            status = 429
+        except accounts.SignInError:
+            error, status = "Unknown user name or wrong password.", 401
+        else:
+            started = accounts.start_session(
+                session,
+                user=user,
+                kind=accounts.BROWSER,
+                address=address,
+                settings=ctx.settings.web,
+            )
+            error, status = "", 0
+    if status:
+        response = _login_form(request, next=next, error=error, status_code=status)
+        if status == 429:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    _set_session_cookie(request, response, started.token)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+async def _posted_form(request: Request) -> tuple[Principal, FormData]:
+    """A form post of a signed-in user (one-time password allowed), its CSRF token checked."""
+    principal = signed_in(request, allow_password_change=True)
+    form = await request.form()
+    token = form.get(CSRF_FIELD)
+    check_csrf(principal, token if isinstance(token, str) else None)
+    return principal, form
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    principal, _ = await _posted_form(request)
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        web_session = views.web_session(session, principal.session_id)
+        if web_session is not None:
+            accounts.end_session(session, web_session=web_session)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/account/password")
+def password_page(request: Request) -> Response:
+    principal = signed_in(request, allow_password_change=True)
+    return render(request, "password.html", forced=principal.must_change_password, error=None)
+
+
+@router.post("/account/password")
+async def change_password(request: Request) -> Response:
+    principal, form = await _posted_form(request)
+    current, new, again = (str(form.get(k) or "") for k in ("current", "new", "again"))
+    ctx = context(request)
+    error = None
+    if new != again:
+        error = "The two new passwords differ."
+    else:
+        with unit_of_work(ctx.sessions) as session:
+            user = session.get(User, principal.user_id)
+            keep = views.web_session(session, principal.session_id)
+            assert user is not None
+            try:
+                accounts.change_password(
+                    session,
+                    user=user,
+                    current=current,
+                    new=new,
+                    settings=ctx.settings.web,
+                    keep=keep,
+                )
+            except accounts.AccountError as exc:
+                error = str(exc)
+    if error:
+        return render(
+            request,
+            "password.html",
+            status_code=422,
+            forced=principal.must_change_password,
+            error=error,
+        )
+    return RedirectResponse("/worklist", status_code=303)
+
+
+@router.get("/worklist")
+def worklist_page(request: Request, principal: User_) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        rows = views.worklist_rows(session, ctx)
+    return render(request, "worklist.html", rows=rows, bands=ctx.bands.cutoffs)
+
+
+@router.get("/worklist/rows")
+def worklist_rows(request: Request, principal: User_) -> Response:
+    """The table body alone, for the page's periodic refresh."""
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        rows = views.worklist_rows(session, ctx)
+    return render(request, "_worklist_rows.html", rows=rows)
+
+
+def _study(request: Request, uid: str) -> StudyDetail | None:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        return study_detail(session, study_instance_uid=uid)
+
+
+@router.get("/studies/{uid}")
+def study_page(request: Request, uid: str, principal: User_) -> Response:
+    detail = _study(request, uid)
+    if detail is None:
+        return render(
+            request,
+            "error.html",
+            status_code=404,
+            title="No such study",
+            message="ChestAid has not received this study.",
+        )
+    return render(
+        request,
+        "study.html",
+        study=detail,
+        labels=[(label.value, views.LABEL_TEXT[label]) for label in FeedbackLabel],
+        label_text={label.value: text for label, text in views.LABEL_TEXT.items()},
+        overlay_alpha=context(request).settings.worker.overlay_alpha,
+        max_comment=feedback.MAX_COMMENT,
+    )
+
+
+@router.post("/studies/{uid}/feedback")
+async def give_feedback(request: Request, uid: str, principal: Posted) -> Response:
+    form = await request.form()
+    label_text = str(form.get("label") or "")
+    comment = str(form.get("comment") or "").strip() or None
+    ctx = context(request)
+    try:
+        label = FeedbackLabel(label_text)
+    except ValueError:
+        return render(
+            request,
+            "error.html",
+            status_code=422,
+            title="Not accepted",
+            message="Choose a finding.",
+        )
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            feedback.record_feedback(
+                session,
+                study_instance_uid=uid,
+                label=label,
+                user=principal.username,
+                comment=comment,
+            )
+    except feedback.FeedbackError as exc:
+        return render(
+            request, "error.html", status_code=422, title="Not accepted", message=str(exc)
+        )
+    return RedirectResponse(f"/studies/{uid}?saved=1", status_code=303)
+
+
+@router.post("/studies/{uid}/read")
+def mark_read(request: Request, uid: str, principal: Posted) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
+    return RedirectResponse("/worklist", status_code=303)
+
+
+@router.get("/studies/{uid}/images/{result_id}/source.png")
+def source_png(request: Request, uid: str, result_id: int, principal: User_) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        spool_name, _ = image_source(session, study_instance_uid=uid, result_id=result_id)
+    if spool_name is None:
+        return Response(status_code=404)
+    try:
+        image = imaging.study_image(
+            ctx.settings.storage.spool / spool_name, max_pixels=ctx.settings.worker.max_pixels
+        )
+    except imaging.ImagePurgedError:
+        return Response(status_code=410)
+    return Response(imaging.grey_png(image.pixels), media_type="image/png")
+
+
+@router.get("/studies/{uid}/images/{result_id}/heatmap.png")
+def heatmap_png(
+    request: Request,
+    uid: str,
+    result_id: int,
+    principal: User_,
+    width: int = 512,
+    height: int = 512,
+) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        _, cam = image_source(session, study_instance_uid=uid, result_id=result_id)
+    if cam is None:
+        return Response(status_code=404)
+    size = (min(max(height, 8), 2048), min(max(width, 8), 2048))
+    return Response(imaging.heatmap_png(views.decode_cam(cam), size=size), media_type="image/png")
+
+
+@router.get("/analyse")
+def analyse_page(request: Request, principal: User_) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        query = select(SavedAnalysis).order_by(SavedAnalysis.id.desc()).limit(50)
+        if principal.role != UserRole.ADMIN:
+            query = query.where(SavedAnalysis.user_id == principal.user_id)
+        saved = [
+            {
+                "id": a.id,
+                "filename": a.filename,
+                "score": a.score,
+                "threshold": a.threshold,
+                "at": a.created_at,
+                "by": a.user.username,
+            }
+            for a in session.scalars(query).all()
+        ]
+    return render(
+        request,
+        "analyse.html",
+        saved=saved,
+        max_mb=ctx.settings.web.upload_max_mb,
+        overlay_alpha=ctx.settings.worker.overlay_alpha,
+        now=utcnow(),
+    )
+
+
+def _saved(request: Request, principal: Principal, analysis_id: int) -> SavedAnalysis | None:
+    """A kept analysis its user (or an admin) may see."""
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        row = session.get(SavedAnalysis, analysis_id)
+        if row is None or (row.user_id != principal.user_id and not principal.is_admin):
+            return None
+        _ = row.user.username  # loaded while the session is open
+        return row
+
+
+@router.get("/analyses/{analysis_id}")
+def saved_analysis_page(request: Request, analysis_id: int, principal: User_) -> Response:
+    row = _saved(request, principal, analysis_id)
+    if row is None:
+        return render(
+            request, "error.html", status_code=404, title="Not found", message="No such analysis."
+        )
+    return render(
+        request,
+        "saved_analysis.html",
+        analysis=row,
+        source_src=f"/analyses/{row.id}/image.png",
+        heatmap_src=f"/analyses/{row.id}/heatmap.png",
+        overlay_alpha=context(request).settings.worker.overlay_alpha,
+    )
+
+
+@router.get("/analyses/{analysis_id}/image.png")
+def saved_analysis_image(request: Request, analysis_id: int, principal: User_) -> Response:
+    row = _saved(request, principal, analysis_id)
+    if row is None:
+        return Response(status_code=404)
+    return Response(row.image_png, media_type="image/png")
+
+
+@router.get("/analyses/{analysis_id}/heatmap.png")
+def saved_analysis_heatmap(request: Request, analysis_id: int, principal: User_) -> Response:
+    row = _saved(request, principal, analysis_id)
+    if row is None:
+        return Response(status_code=404)
+    return Response(
+        imaging.heatmap_png(views.decode_cam(row.cam), size=(512, 512)), media_type="image/png"
+    )
+
+
+@router.post("/analyses/{analysis_id}/delete")
+def delete_saved_analysis(request: Request, analysis_id: int, principal: Posted) -> Response:
+    ctx = context(request)
+    with unit_of_work(ctx.sessions) as session:
+        row = session.get(SavedAnalysis, analysis_id)
+        if row is not None and (row.user_id == principal.user_id or principal.is_admin):
+            session.delete(row)
+            audit.record(
+                session,
+                actor=principal.username,
+                action="analysis.deleted",
+                subject=str(analysis_id),
+            )
+    return RedirectResponse("/analyse", status_code=303)

@@ -1,0 +1,184 @@
+"""Who is asking: sessions from the cookie or a bearer token, roles, and CSRF checks.
+
+Browsers carry a session cookie (HttpOnly, SameSite=Strict, Secure unless configured
+off) and must send the session's CSRF token with every form (a hidden field) or
+state-changing API call (the ``X-CSRF-Token`` header). API clients use a bearer token
+from ``POST /api/v1/tokens``; a bearer token is never sent by a browser on its own,
+so such calls need no CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from daemon import accounts
+from daemon.db.models import UserRole
+from daemon.db.session import unit_of_work
+from daemon.errors import DaemonError
+from daemon.web.context import WebContext
+
+COOKIE = "chestaid_session"
+LOGIN_CSRF_COOKIE = "chestaid_login_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The signed-in user of a request."""
+
+    user_id: int
+    username: str
+    role: UserRole
+    must_change_password: bool
+    session_id: int
+    csrf_token: str
+    via: str  # "cookie" or "bearer"
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the user may administer."""
+        return self.role == UserRole.ADMIN
+
+
+class NotSignedInError(DaemonError):
+    """No valid session: pages redirect to sign-in, the API answers 401."""
+
+
+class PasswordChangeRequiredError(DaemonError):
+    """The user signed in with a one-time password and must choose a new one first."""
+
+
+class ForbiddenError(DaemonError):
+    """The user's role does not allow this."""
+
+
+class CSRFError(DaemonError):
+    """A state-changing request without the session's CSRF token."""
+
+
+def context(request: Request) -> WebContext:
+    """The application's shared context."""
+    ctx: WebContext = request.app.state.context
+    return ctx
+
+
+def client_address(request: Request) -> str:
+    """The peer's address (the reverse proxy's, if any: trust is not extended to headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _token(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), "bearer"
+    cookie = request.cookies.get(COOKIE)
+    return (cookie, "cookie") if cookie else None
+
+
+def find_principal(request: Request) -> Principal | None:
+    """The request's signed-in user, or None (cached on the request)."""
+    if hasattr(request.state, "principal"):
+        cached: Principal | None = request.state.principal
+        return cached
+    found = _token(request)
+    principal = None
+    if found is not None:
+        token, via = found
+        ctx = context(request)
+        with unit_of_work(ctx.sessions) as session:
+            live = accounts.resolve_session(session, token=token, settings=ctx.settings.web)
+            if live is not None and (via == "cookie") == (live.kind == accounts.BROWSER):
+                principal = Principal(
+                    user_id=live.user.id,
+                    username=live.user.username,
+                    role=live.user.role,
+                    must_change_password=live.user.must_change_password,
+                    session_id=live.id,
+                    csrf_token=live.csrf_token,
+                    via=via,
+                )
+    request.state.principal = principal
+    return principal
+
+
+def signed_in(request: Request, *, allow_password_change: bool = False) -> Principal:
+    """The signed-in user who has chosen their own password.
+
+    Raises:
+        NotSignedInError: no valid session.
+        PasswordChangeRequiredError: a one-time password is still in use.
+    """
+    principal = find_principal(request)
+    if principal is None:
+        raise NotSignedInError("sign in first")
+    if principal.must_change_password and not allow_password_change:
+        raise PasswordChangeRequiredError("choose a new password first")
+    return principal
+
+
+def require_user(request: Request) -> Principal:
+    """Dependency: any signed-in user (radiologist or admin)."""
+    return signed_in(request)
+
+
+def require_admin(request: Request) -> Principal:
+    """Dependency: a signed-in admin.
+
+    Raises:
+        ForbiddenError: the user is not an admin.
+    """
+    principal = signed_in(request)
+    if not principal.is_admin:
+        raise ForbiddenError("this needs the admin role")
+    return principal
+
+
+def check_csrf(principal: Principal, presented: str | None) -> None:
+    """Refuse a browser's state-changing request without its session's CSRF token.
+
+    Raises:
+        CSRFError: the token is missing or wrong.
+    """
+    if principal.via == "bearer":
+        return
+    if not presented or not secrets.compare_digest(presented, principal.csrf_token):
+        raise CSRFError("the form is out of date or not from ChestAid; reload the page")
+
+
+async def csrf_form(request: Request) -> Principal:
+    """Dependency for form posts: a signed-in user and the form's CSRF token checked."""
+    principal = signed_in(request)
+    form = await request.form()
+    value = form.get(CSRF_FIELD)
+    check_csrf(principal, value if isinstance(value, str) else None)
+    return principal
+
+
+async def csrf_form_admin(request: Request) -> Principal:
+    """Dependency for admin form posts."""
+    principal = await csrf_form(request)
+    if not principal.is_admin:
+        raise ForbiddenError("this needs the admin role")
+    return principal
+
+
+def api_user(request: Request) -> Principal:
+    """Dependency for the API: a signed-in user; unsafe cookie calls need the CSRF header."""
+    principal = signed_in(request)
+    if request.method in UNSAFE_METHODS:
+        check_csrf(principal, request.headers.get(CSRF_HEADER))
+    return principal
+
+
+def api_admin(request: Request) -> Principal:
+    """Dependency for admin API calls."""
+    principal = api_user(request)
+    if not principal.is_admin:
+        raise ForbiddenError("this needs the admin role")
+    return principal

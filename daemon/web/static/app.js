@@ -1,0 +1,114 @@
+// ChestAid's page scripts: worklist refresh, heatmap opacity, image analysis.
+"use strict";
+
+function setupViewers(root) {
+  root.querySelectorAll("[data-viewer]").forEach((viewer) => {
+    const layer = viewer.querySelector("img.heatmap");
+    const slider = viewer.querySelector("[data-alpha-slider]");
+    const shown = viewer.querySelector("[data-alpha-value]");
+    if (!layer || !slider) return;
+    const apply = () => {
+      layer.style.opacity = slider.value;
+      if (shown) shown.textContent = Number(slider.value).toFixed(2);
+    };
+    slider.addEventListener("input", apply);
+    apply();
+  });
+}
+
+function setupWorklist() {
+  const table = document.getElementById("worklist");
+  if (!table) return;
+  const body = document.getElementById("worklist-rows");
+  const stamp = document.getElementById("worklist-updated");
+  const seconds = Number(table.dataset.refreshSeconds || 15);
+  const refresh = async () => {
+    try {
+      const response = await fetch(table.dataset.refreshUrl, { credentials: "same-origin", cache: "no-store" });
+      if (response.redirected || response.status === 401) { window.location.reload(); return; }
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      body.innerHTML = await response.text();
+      stamp.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    } catch (err) {
+      stamp.textContent = `Could not refresh (${err.message}); retrying.`;
+    }
+  };
+  window.setInterval(refresh, seconds * 1000);
+  table.addEventListener("chestaid:refresh", refresh);
+}
+
+// As the pages print scores: more digits near 0 and 1, where this model's scores sit.
+function percent(p) {
+  const x = p * 100;
+  if (x <= 0 || x >= 100) return `${Math.min(Math.max(x, 0), 100).toFixed(0)} %`;
+  if (x >= 0.1 && x <= 99.9) return `${x.toFixed(1)} %`;
+  let digits = 3;
+  while (digits < 8 && (x.toFixed(digits) === `100.${"0".repeat(digits)}` || x.toFixed(digits) === `0.${"0".repeat(digits)}`)) digits += 1;
+  return `${x.toFixed(digits)} %`;
+}
+
+function setupAnalyse() {
+  const form = document.getElementById("analyse-form");
+  if (!form) return;
+  const error = document.getElementById("analyse-error");
+  const result = document.getElementById("analyse-result");
+  const slider = document.getElementById("threshold-slider");
+  const sliderValue = document.getElementById("threshold-value");
+  const call = document.getElementById("threshold-call");
+  let score = null;
+  const showCall = () => {
+    if (score === null) return;
+    const t = Number(slider.value);
+    sliderValue.textContent = percent(t);
+    const flagged = score >= t;
+    call.textContent = flagged ? "At this threshold: flagged for priority reading" : "At this threshold: below the threshold";
+    call.className = `call ${flagged ? "flagged" : "below"}`;
+  };
+  slider.addEventListener("input", showCall);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const file = document.getElementById("analyse-file").files[0];
+    if (!file) return;
+    const keep = document.getElementById("analyse-keep").checked;
+    const button = document.getElementById("analyse-submit");
+    button.disabled = true;
+    button.textContent = "Analysing…";
+    try {
+      const url = `/api/v1/analyses?filename=${encodeURIComponent(file.name)}&keep=${keep}`;
+      const response = await fetch(url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": form.dataset.csrf },
+        body: file,
+      });
+      const data = await response.json();
+      if (!response.ok) throw new Error(data.detail || `HTTP ${response.status}`);
+      score = data.score;
+      result.querySelector("img.source").src = `data:image/png;base64,${data.image_png}`;
+      result.querySelector("img.heatmap").src = `data:image/png;base64,${data.heatmap_png}`;
+      document.getElementById("result-file").textContent = `${data.filename} (${data.source_format})`;
+      const scoreCell = document.getElementById("result-score");
+      scoreCell.textContent = percent(data.score);
+      scoreCell.dataset.score = String(data.score);
+      document.getElementById("result-governed").textContent = percent(data.threshold);
+      document.getElementById("result-model").textContent = `${data.model_version}, calibration v${data.calibration_version}`;
+      document.getElementById("result-kept").textContent = data.saved_id ? `Kept as analysis ${data.saved_id}.` : "Not stored.";
+      slider.value = String(data.threshold);
+      showCall();
+      result.hidden = false;
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+      button.textContent = "Analyse";
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupViewers(document);
+  setupWorklist();
+  setupAnalyse();
+});

@@ -1,0 +1,100 @@
+"""Data shaped for pages and the API: worklist rows, labels, durations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from daemon.db.models import FeedbackLabel, WebSession, utcnow
+from daemon.heatmaps import decode_cam as _decode_cam
+from daemon.web.context import WebContext
+from daemon.worklist import worklist
+
+LABEL_TEXT = {
+    FeedbackLabel.PNEUMONIA: "Pneumonia confirmed",
+    FeedbackLabel.NO_PNEUMONIA: "No pneumonia",
+    FeedbackLabel.INDETERMINATE: "Indeterminate",
+}
+
+
+def decode_cam(text: str) -> np.ndarray:
+    """A stored Grad-CAM map (see :mod:`daemon.heatmaps`)."""
+    return _decode_cam(text)
+
+
+def web_session(session: Session, session_id: int) -> WebSession | None:
+    """A session row by id."""
+    return session.get(WebSession, session_id)
+
+
+def waited(delta: timedelta) -> str:
+    """A waiting time as a reader says it: 45 s, 12 min, 3 h 05 min, 2 d 4 h."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    """One worklist line as shown."""
+
+    position: int
+    study_instance_uid: str
+    band: str
+    band_rank: int  # 0 is the top band; the page colours by it
+    score: float
+    threshold: float
+    above_threshold: bool
+    arrived_at: datetime
+    waiting: str
+    waiting_seconds: int
+    overdue: bool
+    raised_by_sender: bool
+    images: int
+    model_version: str
+    calibration_version: int
+
+
+def worklist_rows(
+    session: Session, ctx: WebContext, *, now: datetime | None = None
+) -> list[WorklistRow]:
+    """The open studies in reading order, ready to show."""
+    now = now or utcnow()
+    names = [name for name, _ in ctx.bands.cutoffs]
+    items = worklist(
+        session,
+        ctx.bands,
+        max_wait=timedelta(minutes=ctx.settings.worklist.max_wait_minutes),
+        now=now,
+    )
+    return [
+        WorklistRow(
+            position=index,
+            study_instance_uid=item.entry.study_instance_uid,
+            band=item.band,
+            band_rank=names.index(item.band) if item.band in names else len(names) - 1,
+            score=item.entry.score,
+            threshold=item.entry.threshold,
+            above_threshold=item.entry.score >= item.entry.threshold,
+            arrived_at=item.entry.arrived_at,
+            waiting=waited(item.waiting),
+            waiting_seconds=int(item.waiting.total_seconds()),
+            overdue=item.overdue,
+            raised_by_sender=item.raised_by_sender,
+            images=item.entry.images,
+            model_version=item.entry.model_version,
+            calibration_version=item.entry.calibration_version,
+        )
+        for index, item in enumerate(items, start=1)
+    ]
