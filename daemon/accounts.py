@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from daemon import audit
@@ -41,6 +41,8 @@ FIRST_ADMIN = "admin"
 BROWSER, API = "browser", "api"
 # A session's last request is written at most this often (fewer writes per page).
 TOUCH_EVERY = timedelta(seconds=60)
+# Ended sessions and old sign-in attempts are deleted this long after they stop mattering.
+KEEP_ENDED = timedelta(days=1)
 
 _hasher = PasswordHasher()  # Argon2id with the library's current recommended costs
 # Verified against when the user name is unknown, so the answer takes as long.
@@ -429,3 +431,26 @@ def set_active(
         now=now,
     )
     return user
+
+
+def purge_expired(
+    session: Session, *, settings: WebSettings, now: datetime | None = None
+) -> dict[str, int]:
+    """Delete sign-in attempts past the rate-limit window and sessions ended a day ago.
+
+    Sign-ins stay in the audit log; these rows serve only rate limiting and sign-in.
+    """
+    now = now or utcnow()
+    attempts = session.execute(
+        delete(LoginAttempt).where(
+            LoginAttempt.at < now - timedelta(minutes=settings.login_window_minutes) - KEEP_ENDED
+        )
+    )
+    cutoff = now - KEEP_ENDED
+    ended = session.execute(
+        delete(WebSession).where(or_(WebSession.ended_at < cutoff, WebSession.expires_at < cutoff))
+    )
+    return {
+        "login_attempts": int(getattr(attempts, "rowcount", 0) or 0),
+        "web_sessions": int(getattr(ended, "rowcount", 0) or 0),
+    }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from daemon import accounts
 from daemon.db import repo
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.monitoring import purge_old_files, run_monitoring
@@ -53,6 +54,12 @@ def retention(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]
         )
 
 
+def sign_in_housekeeping(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
+    """Delete ended web sessions and sign-in attempts older than the rate-limit window."""
+    with unit_of_work(sessions) as session:
+        return accounts.purge_expired(session, settings=settings.web)
+
+
 @dataclass(frozen=True)
 class ScheduledJob:
     """A registry entry: a job function and how often it runs."""
@@ -72,4 +79,7 @@ def registry(settings: Settings) -> list[ScheduledJob]:
             settings.monitoring.interval_minutes * 60,
         ),
         ScheduledJob("retention", partial(retention, settings=settings), 3600.0),
+        ScheduledJob(
+            "sign-in-housekeeping", partial(sign_in_housekeeping, settings=settings), 3600.0
+        ),
     ]

@@ -72,3 +72,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # uvicorn's start-up chatter; its warnings and errors still come through. Request
+    # logging is off: URLs carry study UIDs, and the audit log records what matters.
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
