@@ -18,16 +18,18 @@ from pydantic import BaseModel, Field
 
 from chestaid.errors import ChestAidError
 from daemon import accounts, feedback, recalibration
-from daemon.db.models import FeedbackLabel, SavedAnalysis, utcnow
+from daemon.db.models import FeedbackLabel, SavedAnalysis, User, utcnow
 from daemon.db.session import unit_of_work
 from daemon.heatmaps import encode_cam
 from daemon.studies import study_detail
 from daemon.web import imaging, views
 from daemon.web.rendering import banner_alerts
 from daemon.web.security import (
+    CSRF_HEADER,
     Principal,
     api_admin,
     api_user,
+    check_csrf,
     client_address,
     context,
     signed_in,
@@ -216,6 +218,35 @@ def me(request: Request) -> Me:
     """Who the token belongs to (works before a one-time password is changed)."""
     principal = signed_in(request, allow_password_change=True)
     return Me(username=principal.username, role=principal.role.value)
+
+
+class PasswordChange(BaseModel):
+    current: str = Field(max_length=1024)
+    new: str = Field(max_length=1024)
+
+
+@router.post("/me/password", status_code=204, responses={**ERRORS, 422: {}})
+def change_password(request: Request, body: PasswordChange) -> Response:
+    """Choose a new password (needed after a one-time password); other sessions end."""
+    principal = signed_in(request, allow_password_change=True)
+    check_csrf(principal, request.headers.get(CSRF_HEADER))
+    ctx = context(request)
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            user = session.get(User, principal.user_id)
+            if user is None:
+                raise HTTPException(401, "the account no longer exists")
+            accounts.change_password(
+                session,
+                user=user,
+                current=body.current,
+                new=body.new,
+                settings=ctx.settings.web,
+                keep=views.web_session(session, principal.session_id),
+            )
+    except accounts.AccountError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return Response(status_code=204)
 
 
 @router.get("/worklist", response_model=list[WorklistItemOut], responses=ERRORS)

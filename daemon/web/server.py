@@ -44,9 +44,11 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(
+            exc.errno, f"web interface cannot listen on {host}:{port}: {exc.strerror}"
+        ) from exc
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
