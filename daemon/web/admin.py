@@ -66,7 +66,10 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
     for run in runs:
         figures = json.loads(run.figures)
         latest[run.window_days] = (run, figures)
-        if run.window_days == min(ctx.settings.monitoring.windows_days) and figures.get("psi"):
+        if (
+            run.window_days == min(ctx.settings.monitoring.windows_days)
+            and figures.get("psi") is not None
+        ):
             psi_points.append((run.ran_at, float(figures["psi"])))
     alerts = session.scalars(
         select(MonitoringAlert).order_by(MonitoringAlert.id.desc()).limit(20)

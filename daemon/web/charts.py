@@ -722,7 +722,7 @@ def score_distribution_svg(
             _rule(
                 frame,
                 sy(threshold),
-                f"threshold {threshold:.2f}",
+                f"threshold {threshold:.6g}",
                 label_at_left=False,
                 data_role="threshold",
                 data_threshold=_data(threshold),
@@ -758,7 +758,7 @@ def score_distribution_svg(
         f"{total} scored studies on {sum(1 for _, s in ordered if s)} of "
         f"{len(ordered)} days from {first.isoformat()} to {last.isoformat()}, "
         f"in {n_bins} score bins, with the daily median"
-        + (f" and the threshold {threshold:.2f}." if threshold is not None else ".")
+        + (f" and the threshold {threshold:.6g}." if threshold is not None else ".")
     )
     return _svg("score-distribution", (656, int(row2) + 12), name, desc, body)
 
@@ -988,7 +988,11 @@ def psi_history_svg(
             raise ValueError(f"PSI cannot be negative, got {psi!r} at {moment.isoformat()}")
     name = title if title is not None else "Score drift: population stability index per run"
     if not runs:
-        return _placeholder("psi-history", name, "No monitoring runs yet")
+        return _placeholder(
+            "psi-history",
+            name,
+            "No drift figure yet: it needs a full reference of the site's first scored studies",
+        )
 
     frame = _Frame(left=56, top=16, width=560, height=200)
     t0, t1 = runs[0][0].timestamp(), runs[-1][0].timestamp()

@@ -399,7 +399,7 @@ def test_a_single_run_is_drawn() -> None:
 def test_psi_without_runs_is_a_placeholder(points: list[tuple[datetime, float]]) -> None:
     root = parse(psi_history_svg(points, alert_level=0.2))
     assert root.get("data-empty") == "true"
-    assert "no monitoring runs yet" in all_text(root).lower()
+    assert "no drift figure yet" in all_text(root).lower()
 
 
 def test_psi_rejects_a_bad_alert_level_or_negative_psi() -> None:

@@ -1,0 +1,415 @@
+"""The web interface in a real browser: headless Debian Chromium driven by Playwright.
+
+One story against a real ``chestaid-daemon serve`` (all roles, the web role included):
+the first admin signs in with the one-time password from the daemon's log and chooses
+a new one; a study sent by DCMTK's storescu appears on the open worklist through its
+periodic refresh; the study page shows the radiograph and its heatmap, whose opacity
+follows the slider; feedback takes the study off the worklist and shows in the admin
+report; the admin creates a radiologist, who signs in with the issued one-time password,
+has no admin pages, and analyses an uploaded PNG. No page logs a console error (a
+Content-Security-Policy violation would).
+
+With ``CHESTAID_SCREENSHOTS`` naming a directory, the test sends more studies, gives
+them feedback, fits a local calibration, and saves full-page screenshots of each page
+there (for the README). Without it no screenshot is taken.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from tests.daemon_harness import Daemon, storescu
+from tests.dicom_factory import chest_pixels, make_dx, require_tool
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ADMIN_PASSWORD = "admin-chooses-this-one"
+READER = "dr.reader"
+READER_PASSWORD = "reader-chooses-this-one"
+COMMENT = "right lower lobe consolidation"
+FLAGGED = "At this threshold: flagged for priority reading"
+BELOW = "At this threshold: below the threshold"
+SCREENSHOTS = (
+    "login",
+    "worklist",
+    "study",
+    "analyse",
+    "dashboard",
+    "feedback-report",
+    "calibration",
+    "users",
+    "audit",
+)
+WAIT_MS = 60_000  # scoring plus a worklist refresh, with room for a slow machine
+
+
+@dataclass
+class Screenshots:
+    """Full-page screenshots into a directory, or nothing when there is none."""
+
+    directory: Path | None
+    taken: list[str] = field(default_factory=list)
+
+    @property
+    def wanted(self) -> bool:
+        return self.directory is not None
+
+    def take(self, page: Page, name: str) -> None:
+        if self.directory is not None:
+            page.screenshot(path=self.directory / f"{name}.png", full_page=True)
+            self.taken.append(name)
+
+
+@dataclass
+class ConsoleErrors:
+    """Console errors and uncaught exceptions of a page; expected HTTP refusals aside."""
+
+    expected: set[tuple[str, int]] = field(default_factory=set)
+    seen: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.seen.append(f"page error: {exc}"))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        url = str(message.location.get("url", ""))
+        # Chromium logs every 4xx document as a failed resource; some are the point.
+        for path, status in self.expected:
+            if url.endswith(path) and f"status of {status}" in message.text:
+                return
+        self.seen.append(f"{message.text} ({url})")
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    chromium = require_tool("chromium", "chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, browser: Browser) -> Iterator[Daemon]:
+    # After the browser: a missing Debian package skips before the daemon starts.
+    require_tool("storescu", "dcmtk")
+    node = Daemon(tmp_path / "node", sections={"web": {"worklist_refresh_seconds": 5}})
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, daemon: Daemon) -> Iterator[Page]:
+    context = browser.new_context(
+        base_url=f"http://127.0.0.1:{daemon.web_port}", viewport={"width": 1280, "height": 800}
+    )
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def one_time_password(daemon: Daemon) -> str:
+    """The first admin's one-time password, from the daemon's JSON log."""
+    for line in daemon.logs().splitlines():
+        if '"one_time_password"' in line:
+            return str(json.loads(line)["one_time_password"])
+    pytest.fail(f"no one-time password in the daemon's log:\n{daemon.logs()[-3000:]}")
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    page.goto("/login")
+    form = page.locator("#login-form")
+    form.locator("input[name=username]").fill(username)
+    form.locator("input[name=password]").fill(password)
+    form.locator("button[type=submit]").click()
+
+
+def choose_password(page: Page, current: str, new: str) -> None:
+    """On the forced password page after a one-time sign-in: choose one, land on the worklist."""
+    expect(page).to_have_url(re.compile(r"/account/password$"))
+    expect(page.locator(".notice")).to_contain_text("one-time password")
+    form = page.locator("#password-form")
+    form.locator("input[name=current]").fill(current)
+    form.locator("input[name=new]").fill(new)
+    form.locator("input[name=again]").fill(new)
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#worklist")).to_be_visible()
+
+
+def csrf_token(page: Page) -> str:
+    return page.locator("input[name=csrf_token]").first.input_value()
+
+
+def chest_png(seed: int) -> bytes:
+    pixels = chest_pixels(256, 208, low=0, high=255, seed=seed).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def send_high_priority(path: Path, port: int) -> None:
+    """C-STORE with DIMSE priority HIGH (storescu 3.6 has no option for it)."""
+    import pydicom
+    from pynetdicom import AE
+
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title="WARD")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="CHESTAID")
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(ds, priority=1)
+        assert status.Status == 0x0000
+    finally:
+        assoc.release()
+
+
+class Extra(NamedTuple):
+    path: Path
+    study_uid: str
+    label: str
+    high_priority: bool
+
+
+def extra_studies(directory: Path) -> list[Extra]:
+    """Studies for the screenshots, each with the label to give it.
+
+    MONOCHROME1 images score above the bundled model's threshold (URGENT), the others
+    below it (ROUTINE); labels of both kinds on both sides give a calibration to fit.
+    One ROUTINE study is sent with priority HIGH, which puts it in the top band.
+    """
+    plan = [
+        ("MONOCHROME1", (256, 208), "pneumonia"),
+        ("MONOCHROME1", (240, 200), "pneumonia"),
+        ("MONOCHROME1", (256, 256), "pneumonia"),
+        ("MONOCHROME1", (224, 192), "no_pneumonia"),
+        ("MONOCHROME1", (200, 160), "pneumonia"),
+        ("MONOCHROME2", (256, 208), "no_pneumonia"),
+        ("MONOCHROME2", (128, 128), "no_pneumonia"),
+        ("MONOCHROME2", (512, 512), "no_pneumonia"),
+        ("MONOCHROME2", (300, 300), "pneumonia"),
+        ("MONOCHROME2", (64, 80), "no_pneumonia"),
+        ("MONOCHROME2", (256, 256), "no_pneumonia"),
+        ("MONOCHROME2", (200, 160), "indeterminate"),
+    ]
+    studies = []
+    for seed, (photometric, (rows, cols), label) in enumerate(plan, start=1):
+        path = directory / f"extra-{seed}.dcm"
+        ds = make_dx(path, rows=rows, cols=cols, seed=seed, photometric=photometric)
+        studies.append(Extra(path, str(ds.StudyInstanceUID), label, high_priority=seed == 7))
+    return studies
+
+
+def test_reading_and_administering_in_a_browser(tmp_path: Path, daemon: Daemon, page: Page) -> None:
+    target = os.environ.get("CHESTAID_SCREENSHOTS")
+    shots = Screenshots(Path(target) if target else None)
+    if shots.directory is not None:
+        shots.directory.mkdir(parents=True, exist_ok=True)
+    main_file = tmp_path / "main.dcm"
+    main_uid = str(
+        make_dx(main_file, rows=256, cols=208, seed=0, photometric="MONOCHROME1").StudyInstanceUID
+    )
+    extras = extra_studies(tmp_path) if shots.wanted else []
+    errors = ConsoleErrors()
+    errors.watch(page)
+
+    # The first admin: one-time password from the log, then a password of their own.
+    page.goto("/worklist")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fworklist$"))
+    shots.take(page, "login")
+    first_password = one_time_password(daemon)
+    sign_in(page, "admin", first_password)
+    choose_password(page, first_password, ADMIN_PASSWORD)
+    expect(page.locator("#signed-in-as")).to_have_text("admin (admin)")
+    expect(page.locator("#worklist-rows tr.empty")).to_be_visible()
+
+    # A study sent now appears through the page's own refresh, not a reload.
+    normal = [main_file, *(e.path for e in extras if not e.high_priority)]
+    sent = storescu(normal, daemon.port)
+    assert sent.returncode == 0, sent.stderr
+    for extra in extras:
+        if extra.high_priority:
+            send_high_priority(extra.path, daemon.port)
+    row = page.locator(f'#worklist-rows tr[data-study="{main_uid}"]')
+    expect(row).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#worklist-updated")).to_contain_text("Updated")
+    if shots.wanted:
+        expect(page.locator("#worklist-rows tr.row")).to_have_count(
+            1 + len(extras), timeout=WAIT_MS
+        )
+        expect(page.locator("#worklist-rows .tag")).to_have_count(1)
+        shots.take(page, "worklist")
+
+    # The study: radiograph and heatmap loaded; the slider sets the heatmap's opacity.
+    row.locator("a.open-study").click()
+    expect(page.locator("#study-uid")).to_have_text(main_uid)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.viewer img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    widths = page.eval_on_selector_all(
+        ".viewer img", "images => images.map(i => [i.className, i.naturalWidth])"
+    )
+    assert sorted(name for name, _ in widths) == ["heatmap", "source"]
+    assert all(width > 0 for _, width in widths), widths
+    heatmap = page.locator("img.heatmap")
+    opacity = "e => getComputedStyle(e).opacity"
+    assert heatmap.evaluate(opacity) == "0.35"  # worker.overlay_alpha
+    shots.take(page, "study")
+    page.locator("[data-alpha-slider]").fill("0.8")
+    assert heatmap.evaluate(opacity) == "0.8"
+    expect(page.locator("[data-alpha-value]")).to_have_text("0.80")
+    flagged = "flagged for priority reading" in page.locator(".facts dl").inner_text()
+
+    # Feedback: recorded, in the history, and the study leaves the worklist.
+    form = page.locator("#feedback-form")
+    form.locator("input[name=label][value=pneumonia]").check()
+    form.locator("textarea[name=comment]").fill(COMMENT)
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#feedback-saved")).to_be_visible()
+    expect(page.locator("#current-feedback")).to_contain_text("Pneumonia confirmed")
+    expect(page.locator("#current-feedback")).to_contain_text(COMMENT)
+    expect(page.locator("#feedback-history tbody tr")).to_have_count(1)
+    page.goto("/worklist")
+    expect(page.locator(f'#worklist-rows tr[data-study="{main_uid}"]')).to_have_count(0)
+
+    # The admin report counts it as a true positive or a false negative, per the call.
+    page.goto("/admin/feedback")
+    overall = page.locator("#report tbody tr.overall")
+    expect(overall.locator("td[data-field=feedback]")).to_have_text("1")
+    expect(overall.locator("td[data-field=labelled]")).to_have_text("1")
+    expect(overall.locator("td[data-field=tp]")).to_have_text("1" if flagged else "0")
+    expect(overall.locator("td[data-field=fn]")).to_have_text("0" if flagged else "1")
+    expect(page.locator("#latest-feedback")).to_contain_text(COMMENT)
+
+    if shots.wanted:
+        # More feedback, through the JSON API with the browser's session.
+        token = csrf_token(page)
+        for extra in extras:
+            answer = page.request.put(
+                f"/api/v1/studies/{extra.study_uid}/feedback",
+                data={"label": extra.label, "comment": None},
+                headers={"X-CSRF-Token": token},
+            )
+            assert answer.ok, answer.text()
+        page.reload()
+        expect(overall.locator("td[data-field=feedback]")).to_have_text(str(1 + len(extras)))
+
+    page.goto("/admin")
+    page.locator("#run-monitoring").click()
+    expect(page.locator("#monitoring-windows")).to_be_visible()
+    expect(page.locator("#dash-feedback")).to_have_text(str(1 + len(extras)))
+    shots.take(page, "dashboard")
+    page.goto("/admin/feedback")
+    shots.take(page, "feedback-report")
+
+    page.goto("/admin/calibration")
+    page.locator("#fit-form input[name=min_cases]").fill("10")
+    if shots.wanted:
+        page.locator("#fit-form button[type=submit]").click()
+        expect(page.locator("#calibration-message")).to_contain_text("fitted")
+        expect(page.locator("#calibration-versions tbody tr")).to_have_count(1)
+        shots.take(page, "calibration")
+    else:
+        errors.expected.add(("/admin/calibration/fit", 422))
+        page.locator("#fit-form button[type=submit]").click()
+        expect(page.locator("#error-message")).to_contain_text("1 labelled studies")
+
+    # A radiologist account, with a one-time password shown once.
+    page.goto("/admin/users")
+    new_user = page.locator("#new-user-form")
+    new_user.locator("input[name=username]").fill(READER)
+    new_user.locator("select[name=role]").select_option("radiologist")
+    new_user.locator("button[type=submit]").click()
+    issued = page.locator("#issued-password")
+    expect(issued).to_contain_text(READER)
+    reader_otp = issued.locator("code").inner_text()
+    expect(page.locator(f'#users tr[data-user="{READER}"]')).to_contain_text("radiologist")
+    shots.take(page, "users")
+
+    page.goto("/admin/audit")
+    trail = page.locator("#audit")
+    for action in (
+        "login.succeeded",
+        "user.password_changed",
+        "feedback.given",
+        "user.created",
+    ):
+        expect(trail).to_contain_text(action)
+    shots.take(page, "audit")
+
+    # The radiologist: own password, no admin pages.
+    page.locator("form[action='/logout'] button").click()
+    expect(page.locator("#login-form")).to_be_visible()
+    sign_in(page, READER, reader_otp)
+    choose_password(page, reader_otp, READER_PASSWORD)
+    expect(page.locator("#signed-in-as")).to_have_text(f"{READER} (radiologist)")
+    expect(page.locator("header nav")).to_contain_text("Worklist")
+    expect(page.locator("header nav a", has_text="Dashboard")).to_have_count(0)
+    errors.expected.add(("/admin", 403))
+    refused = page.goto("/admin")
+    assert refused is not None and refused.status == 403
+    expect(page.locator("#error-message")).to_contain_text("admin role")
+
+    # Analyse an uploaded PNG; the threshold slider changes the call shown.
+    page.goto("/analyse")
+    page.locator("#analyse-file").set_input_files(
+        {"name": "chest.png", "mimeType": "image/png", "buffer": chest_png(seed=7)}
+    )
+    page.locator("#analyse-submit").click()
+    expect(page.locator("#analyse-result")).to_be_visible(timeout=WAIT_MS)
+    score = float(page.locator("#result-score").get_attribute("data-score") or "nan")
+    assert 0.0 <= score <= 1.0
+    expect(page.locator("#result-score")).to_contain_text("%")
+    expect(page.locator("#result-file")).to_have_text("chest.png (png)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#analyse-result img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    # The slider starts at the governed threshold (not snapped to a step) and agrees.
+    call = page.locator("#threshold-call")
+    slider = page.locator("#threshold-slider")
+    governed = float(slider.input_value())
+    expect(page.locator("#threshold-value")).to_have_text(
+        page.locator("#result-governed").inner_text()
+    )
+    expect(call).to_have_text(FLAGGED if score >= governed else BELOW)
+    slider.fill("0")
+    expect(call).to_have_text(FLAGGED)
+    slider.fill("1")
+    expect(call).to_have_text(FLAGGED if score >= 1.0 else BELOW)
+    slider.fill(str(round(score - 0.05, 3)) if score >= 0.05 else "0")
+    shots.take(page, "analyse")
+
+    assert errors.seen == [], errors.seen
+    if shots.wanted:
+        assert sorted(shots.taken) == sorted(SCREENSHOTS)
