@@ -988,11 +988,7 @@ def psi_history_svg(
             raise ValueError(f"PSI cannot be negative, got {psi!r} at {moment.isoformat()}")
     name = title if title is not None else "Score drift: population stability index per run"
     if not runs:
-        return _placeholder(
-            "psi-history",
-            name,
-            "No drift figure yet: it needs a full reference of the site's first scored studies",
-        )
+        return _placeholder("psi-history", name, "No drift figure yet")
 
     frame = _Frame(left=56, top=16, width=560, height=200)
     t0, t1 = runs[0][0].timestamp(), runs[-1][0].timestamp()
