@@ -28,7 +28,15 @@ from sqlalchemy.orm import Session
 
 from chestaid.metrics import ConfusionMatrix, ece, wilson_interval
 from daemon import audit
-from daemon.db.models import Feedback, FeedbackChange, FeedbackLabel, Result, StudyRead, utcnow
+from daemon.db.models import (
+    Feedback,
+    FeedbackChange,
+    FeedbackLabel,
+    Instance,
+    Result,
+    StudyRead,
+    utcnow,
+)
 from daemon.errors import DaemonError
 from daemon.worklist import study_entries
 
@@ -42,6 +50,10 @@ MAX_COMMENT = 2000
 
 class FeedbackError(DaemonError):
     """Feedback that cannot be recorded (no such scored study, a bad value)."""
+
+
+class UnknownStudyError(FeedbackError):
+    """No study of that UID was received (or none of its images was scored)."""
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
@@ -71,7 +83,17 @@ def mark_read(
     via: str = "explicit",
     now: datetime | None = None,
 ) -> bool:
-    """Mark a study read (it leaves the worklist); False when it already was."""
+    """Mark a study read (it leaves the worklist); False when it already was.
+
+    Raises:
+        UnknownStudyError: no image of the study was received (a read recorded ahead
+            of the study would keep it off the worklist when it arrives).
+    """
+    received = session.scalar(
+        select(Instance.id).where(Instance.study_instance_uid == study_instance_uid).limit(1)
+    )
+    if received is None:
+        raise UnknownStudyError(f"no study {study_instance_uid}")
     exists = session.scalar(
         select(StudyRead.id).where(StudyRead.study_instance_uid == study_instance_uid)
     )
@@ -117,7 +139,7 @@ def record_feedback(
     if feedback is None:
         studies = study_entries(session, open_only=False, study_instance_uid=study_instance_uid)
         if not studies:
-            raise FeedbackError(f"no scored study {study_instance_uid}")
+            raise UnknownStudyError(f"no scored study {study_instance_uid}")
         feedback = Feedback(
             study_instance_uid=study_instance_uid,
             result_id=studies[0].result_id,

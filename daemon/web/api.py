@@ -25,11 +25,10 @@ from daemon.studies import study_detail
 from daemon.web import imaging, views
 from daemon.web.rendering import banner_alerts
 from daemon.web.security import (
-    CSRF_HEADER,
     Principal,
     api_admin,
     api_user,
-    check_csrf,
+    api_user_pending,
     client_address,
     context,
     signed_in,
@@ -226,10 +225,12 @@ class PasswordChange(BaseModel):
 
 
 @router.post("/me/password", status_code=204, responses={**ERRORS, 422: {}})
-def change_password(request: Request, body: PasswordChange) -> Response:
+def change_password(
+    request: Request,
+    body: PasswordChange,
+    principal: Annotated[Principal, Depends(api_user_pending)],
+) -> Response:
     """Choose a new password (needed after a one-time password); other sessions end."""
-    principal = signed_in(request, allow_password_change=True)
-    check_csrf(principal, request.headers.get(CSRF_HEADER))
     ctx = context(request)
     try:
         with unit_of_work(ctx.sessions) as session:
@@ -324,8 +325,10 @@ def put_feedback(request: Request, uid: str, body: FeedbackIn, principal: ApiUse
                 user=principal.username,
                 comment=(body.comment or "").strip() or None,
             )
+    except feedback.UnknownStudyError as exc:
+        raise HTTPException(404, str(exc)) from exc
     except feedback.FeedbackError as exc:
-        raise HTTPException(404 if "no scored study" in str(exc) else 422, str(exc)) from exc
+        raise HTTPException(422, str(exc)) from exc
     return get_study(request, uid, principal)
 
 
@@ -333,8 +336,11 @@ def put_feedback(request: Request, uid: str, body: FeedbackIn, principal: ApiUse
 def post_read(request: Request, uid: str, principal: ApiUser) -> ReadOut:
     """Mark a study read without feedback (it leaves the worklist)."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
-        newly = feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            newly = feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
+    except feedback.UnknownStudyError as exc:
+        raise HTTPException(404, str(exc)) from exc
     return ReadOut(study_instance_uid=uid, newly_read=newly)
 
 

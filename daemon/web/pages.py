@@ -280,6 +280,14 @@ async def give_feedback(request: Request, uid: str, principal: Posted) -> Respon
                 user=principal.username,
                 comment=comment,
             )
+    except feedback.UnknownStudyError:
+        return render(
+            request,
+            "error.html",
+            status_code=404,
+            title="No such study",
+            message="ChestAid has not scored this study.",
+        )
     except feedback.FeedbackError as exc:
         return render(
             request, "error.html", status_code=422, title="Not accepted", message=str(exc)
@@ -290,8 +298,17 @@ async def give_feedback(request: Request, uid: str, principal: Posted) -> Respon
 @router.post("/studies/{uid}/read")
 def mark_read(request: Request, uid: str, principal: Posted) -> Response:
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
-        feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
+    except feedback.UnknownStudyError:
+        return render(
+            request,
+            "error.html",
+            status_code=404,
+            title="No such study",
+            message="ChestAid has not received this study.",
+        )
     return RedirectResponse("/worklist", status_code=303)
 
 

@@ -176,6 +176,14 @@ def api_user(request: Request) -> Principal:
     return principal
 
 
+def api_user_pending(request: Request) -> Principal:
+    """Dependency for the API calls a one-time password allows (the password change)."""
+    principal = signed_in(request, allow_password_change=True)
+    if request.method in UNSAFE_METHODS:
+        check_csrf(principal, request.headers.get(CSRF_HEADER))
+    return principal
+
+
 def api_admin(request: Request) -> Principal:
     """Dependency for admin API calls."""
     principal = api_user(request)
