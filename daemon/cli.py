@@ -20,8 +20,6 @@ Errors are reported as one line on standard error with a non-zero exit status:
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import signal
@@ -39,7 +37,14 @@ from daemon.db import repo
 from daemon.db.migrate import check_schema, current_revision, head_revision, upgrade
 from daemon.db.models import DeliveryState, FeedbackLabel, MonitoringAlert, UserRole
 from daemon.db.session import make_engine, make_session_factory, unit_of_work
-from daemon.feedback import labelled_cases, mark_read, parse_since, record_feedback, report
+from daemon.feedback import (
+    csv_text,
+    labelled_cases,
+    mark_read,
+    parse_since,
+    record_feedback,
+    report,
+)
 from daemon.service import ROLES, Service, parse_roles
 from daemon.settings import Settings, load_settings
 from daemon.worker import served_bundle
@@ -472,11 +477,7 @@ def _emit(rows: Sequence[Mapping[str, object]], fmt: str) -> None:
         _out("(none)" if fmt == "table" else "")
         return
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(csv_text([dict(row) for row in rows]))
         return
     _out("\t".join(rows[0]))
     for row in rows:

@@ -15,6 +15,8 @@ calibration version. Indeterminate studies are counted but not scored.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
 from collections.abc import Sequence
@@ -46,6 +48,7 @@ TRUTH = {
     FeedbackLabel.INDETERMINATE: None,
 }
 MAX_COMMENT = 2000
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class FeedbackError(DaemonError):
@@ -54,6 +57,23 @@ class FeedbackError(DaemonError):
 
 class UnknownStudyError(FeedbackError):
     """No study of that UID was received (or none of its images was scored)."""
+
+
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as CSV for spreadsheets: a text cell that a spreadsheet would run as a formula
+    (starting with =, +, -, @, tab or carriage return) is prefixed with an apostrophe."""
+    buffer = io.StringIO()
+    fields = list(rows[0]) if rows else ["study_instance_uid", "label", "score"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                key: "'" + value if isinstance(value, str) and value[:1] in FORMULA_START else value
+                for key, value in row.items()
+            }
+        )
+    return buffer.getvalue()
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:

@@ -262,6 +262,20 @@ class WebSettings(_Section):
     min_password_length: Annotated[int, Field(ge=8, le=128)] = 12
     worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15
     upload_max_mb: Annotated[int, Field(ge=1, le=1024)] = 64
+    # Reverse proxies (CIDR) whose X-Forwarded-For is believed. Without this, behind a
+    # proxy every user has the proxy's address, and the per-address sign-in limit
+    # would lock everyone out together.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
+        return value
 
     @model_validator(mode="after")
     def _tls_beyond_loopback(self) -> WebSettings:

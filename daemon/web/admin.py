@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from datetime import date, datetime, timedelta
@@ -151,14 +149,8 @@ def feedback_export(request: Request, principal: Admin, period: str = "all") -> 
             action="feedback.exported",
             detail={"period": period, "rows": len(cases)},
         )
-    out = io.StringIO()
-    rows = [case.to_dict() for case in cases]
-    fields = list(rows[0]) if rows else ["study_instance_uid", "label", "score"]
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
     return Response(
-        out.getvalue(),
+        feedback.csv_text([case.to_dict() for case in cases]),
         media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="chestaid-feedback.csv"'},
     )

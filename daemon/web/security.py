@@ -9,7 +9,9 @@ so such calls need no CSRF token.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -67,9 +69,36 @@ def context(request: Request) -> WebContext:
     return ctx
 
 
+def forwarded_client(peer: str, forwarded_for: str | None, trusted: Sequence[str]) -> str:
+    """The client's address: the peer's, or behind trusted proxies the nearest untrusted hop.
+
+    X-Forwarded-For is read from the right (the hop nearest to us), and only while each
+    hop is a trusted proxy, so a client cannot choose its own address by sending one.
+    """
+    networks = [ipaddress.ip_network(n, strict=False) for n in trusted]
+
+    def is_trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in networks)
+
+    if not networks or not forwarded_for or not is_trusted(peer):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
 def client_address(request: Request) -> str:
-    """The peer's address (the reverse proxy's, if any: trust is not extended to headers)."""
-    return request.client.host if request.client else "unknown"
+    """The address sign-in limits count against (see :func:`forwarded_client`)."""
+    peer = request.client.host if request.client else "unknown"
+    return forwarded_client(
+        peer, request.headers.get("x-forwarded-for"), context(request).settings.web.trusted_proxies
+    )
 
 
 def _token(request: Request) -> tuple[str, str] | None:

@@ -192,3 +192,20 @@ def test_since_parses_spans_and_dates() -> None:
     assert parse_since("2026-11-01", now=NOW) == datetime(2026, 11, 1, tzinfo=UTC)
     with pytest.raises(FeedbackError):
         parse_since("last week", now=NOW)
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_defused() -> None:
+    from daemon.feedback import csv_text
+
+    text = csv_text(
+        [
+            {"comment": '=HYPERLINK("http://x")', "score": 0.5},
+            {"comment": "-2+3", "score": -0.0},
+            {"comment": "fine, RLL", "score": 1.0},
+        ]
+    )
+    lines = text.splitlines()
+    assert lines[0] == "comment,score"
+    assert lines[1].startswith("\"'=HYPERLINK(")
+    assert lines[2] == "'-2+3,-0.0"  # numbers are left as they are
+    assert lines[3] == '"fine, RLL",1.0'
