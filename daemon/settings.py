@@ -261,6 +261,7 @@ class WebSettings(_Section):
     login_window_minutes: Annotated[float, Field(gt=0, le=1440)] = 15.0
     min_password_length: Annotated[int, Field(ge=8, le=128)] = 12
     worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15
+    worklist_rows: Annotated[int, Field(ge=10, le=10_000)] = 200  # shown on the page
     upload_max_mb: Annotated[int, Field(ge=1, le=1024)] = 64
     # Reverse proxies (CIDR) whose X-Forwarded-For is believed. Without this, behind a
     # proxy every user has the proxy's address, and the per-address sign-in limit

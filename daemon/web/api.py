@@ -251,11 +251,16 @@ def change_password(
 
 
 @router.get("/worklist", response_model=list[WorklistItemOut], responses=ERRORS)
-def get_worklist(request: Request, principal: ApiUser) -> list[WorklistItemOut]:
-    """Open studies (scored, not read) in reading order."""
+def get_worklist(
+    request: Request,
+    principal: ApiUser,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[WorklistItemOut]:
+    """Open studies (scored, not read) in reading order; ``limit`` from ``offset``."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
-        rows = views.worklist_rows(session, ctx)
+        rows = views.worklist_rows(session, ctx)[offset : offset + limit]
     return [
         WorklistItemOut(
             position=r.position,

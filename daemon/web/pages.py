@@ -215,7 +215,14 @@ def worklist_page(request: Request, principal: User_) -> Response:
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         rows = views.worklist_rows(session, ctx)
-    return render(request, "worklist.html", rows=rows, bands=ctx.bands.cutoffs)
+    shown = ctx.settings.web.worklist_rows
+    return render(
+        request,
+        "worklist.html",
+        rows=rows[:shown],
+        total=len(rows),
+        bands=ctx.bands.cutoffs,
+    )
 
 
 @router.get("/worklist/rows")
@@ -224,7 +231,12 @@ def worklist_rows(request: Request, principal: User_) -> Response:
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         rows = views.worklist_rows(session, ctx)
-    return render(request, "_worklist_rows.html", rows=rows)
+    return render(
+        request,
+        "_worklist_rows.html",
+        rows=rows[: ctx.settings.web.worklist_rows],
+        total=len(rows),
+    )
 
 
 def _study(request: Request, uid: str) -> StudyDetail | None:

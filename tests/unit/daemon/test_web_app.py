@@ -510,6 +510,24 @@ def test_the_worklist_lists_open_studies_most_urgent_first(site: Site, people: P
         assert shown == [high, middle, low], path
 
 
+def test_a_long_worklist_shows_its_head_and_says_how_many_are_open(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    site = Site.build(tmp_path, sessions, worklist_rows=10)
+    reader = site.add_user("reader", UserRole.RADIOLOGIST)
+    uids = [
+        record_scored(sessions, f"1.2.{i}", logit=i / 10, score=0.3 + i / 100, above=False)
+        for i in range(12)
+    ]
+    client, _ = site.browser(reader)
+    for path in ("/worklist", "/worklist/rows"):
+        html = client.get(path).text
+        assert re.findall(r'data-study="([^"]+)"', html) == uids[::-1][:10], path
+        assert "The first 10 of 12 open studies are shown." in html
+    api = site.client().get(f"{API}/worklist?offset=10&limit=5", headers=site.bearer(reader))
+    assert [i["study_instance_uid"] for i in api.json()] == uids[::-1][10:]
+
+
 def test_feedback_on_the_study_page_is_kept_with_its_history(site: Site, people: People) -> None:
     uid = record_scored(site.sessions, "1.2.1", logit=2.0, score=0.88, above=True)
     other = record_scored(site.sessions, "1.2.2", logit=-2.0, score=0.1, above=False)
