@@ -48,6 +48,16 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 
+def _networks(value: list[str]) -> list[str]:
+    """The list unchanged when every item is an address or CIDR network."""
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an address or CIDR network") from exc
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,12 +85,7 @@ class AllowSettings(_Section):
     @field_validator("networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
-        return value
+        return _networks(value)
 
     @cached_property
     def parsed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -271,12 +276,7 @@ class WebSettings(_Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
-        return value
+        return _networks(value)
 
     @model_validator(mode="after")
     def _tls_beyond_loopback(self) -> WebSettings:

@@ -243,12 +243,26 @@ async def fit(request: Request, principal: AdminPost) -> Response:
     )
 
 
+def _users_page(
+    request: Request, *, issued: tuple[str, str] | None = None, error: str | None = None
+) -> Response:
+    """The users page, with a one-time password just issued or the error of a change."""
+    with unit_of_work(context(request).sessions) as session:
+        rows = accounts.users(session)
+    return render(
+        request,
+        "users.html",
+        status_code=422 if error else 200,
+        users=rows,
+        roles=[r.value for r in UserRole],
+        issued=issued,
+        error=error,
+    )
+
+
 @router.get("/users")
 def users_page(request: Request, principal: Admin) -> Response:
-    ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
-        rows = accounts.users(session)
-    return render(request, "users.html", users=rows, roles=[r.value for r in UserRole], issued=None)
+    return _users_page(request)
 
 
 @router.post("/users")
@@ -271,17 +285,7 @@ async def create_user(request: Request, principal: AdminPost) -> Response:
         error = "Choose a role."
     except accounts.AccountError as exc:
         error = str(exc)
-    with unit_of_work(ctx.sessions) as session:
-        rows = accounts.users(session)
-    return render(
-        request,
-        "users.html",
-        status_code=422 if error else 200,
-        users=rows,
-        roles=[r.value for r in UserRole],
-        issued=issued,
-        error=error,
-    )
+    return _users_page(request, issued=issued, error=error)
 
 
 @router.post("/users/{user_id}")
@@ -316,17 +320,7 @@ async def change_user(request: Request, user_id: int, principal: AdminPost) -> R
         error = "Choose a role."
     except accounts.AccountError as exc:
         error = str(exc)
-    with unit_of_work(ctx.sessions) as session:
-        rows = accounts.users(session)
-    return render(
-        request,
-        "users.html",
-        status_code=422 if error else 200,
-        users=rows,
-        roles=[r.value for r in UserRole],
-        issued=issued,
-        error=error,
-    )
+    return _users_page(request, issued=issued, error=error)
 
 
 @router.get("/audit")

@@ -349,6 +349,14 @@ def post_read(request: Request, uid: str, principal: ApiUser) -> ReadOut:
     return ReadOut(study_instance_uid=uid, newly_read=newly)
 
 
+def _since(text: str | None) -> datetime | None:
+    """A ``since`` query value as a time; 422 when it is neither a span nor a date."""
+    try:
+        return feedback.parse_since(text) if text else None
+    except feedback.FeedbackError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
 @router.get("/report", responses={**ERRORS, 422: {}})
 def get_report(
     request: Request,
@@ -357,10 +365,7 @@ def get_report(
 ) -> list[dict[str, Any]]:
     """The feedback report: overall, then per model and calibration version (admin)."""
     ctx = context(request)
-    try:
-        start = feedback.parse_since(since) if since else None
-    except feedback.FeedbackError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    start = _since(since)
     with unit_of_work(ctx.sessions) as session:
         cases = feedback.labelled_cases(session, since=start)
     return [group.to_dict() for group in feedback.report(cases)]
@@ -374,10 +379,7 @@ def export_feedback(
 ) -> list[dict[str, Any]]:
     """Every feedback with its prediction (the export, admin)."""
     ctx = context(request)
-    try:
-        start = feedback.parse_since(since) if since else None
-    except feedback.FeedbackError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    start = _since(since)
     with unit_of_work(ctx.sessions) as session:
         return [case.to_dict() for case in feedback.labelled_cases(session, since=start)]
 

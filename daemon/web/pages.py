@@ -245,17 +245,21 @@ def _study(request: Request, uid: str) -> StudyDetail | None:
         return study_detail(session, study_instance_uid=uid)
 
 
+def _no_such_study(request: Request) -> Response:
+    return render(
+        request,
+        "error.html",
+        status_code=404,
+        title="No such study",
+        message="ChestAid has not received this study.",
+    )
+
+
 @router.get("/studies/{uid}")
 def study_page(request: Request, uid: str, principal: User_) -> Response:
     detail = _study(request, uid)
     if detail is None:
-        return render(
-            request,
-            "error.html",
-            status_code=404,
-            title="No such study",
-            message="ChestAid has not received this study.",
-        )
+        return _no_such_study(request)
     return render(
         request,
         "study.html",
@@ -314,13 +318,7 @@ def mark_read(request: Request, uid: str, principal: Posted) -> Response:
         with unit_of_work(ctx.sessions) as session:
             feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
     except feedback.UnknownStudyError:
-        return render(
-            request,
-            "error.html",
-            status_code=404,
-            title="No such study",
-            message="ChestAid has not received this study.",
-        )
+        return _no_such_study(request)
     return RedirectResponse("/worklist", status_code=303)
 
 
