@@ -21,6 +21,7 @@ database, so every web process of a site shares the count.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -33,8 +34,11 @@ from sqlalchemy.orm import Session
 
 from daemon import audit
 from daemon.db.models import LoginAttempt, User, UserRole, WebSession, utcnow
+from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import DaemonError
 from daemon.settings import WebSettings
+
+logger = logging.getLogger(__name__)
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 FIRST_ADMIN = "admin"
@@ -188,7 +192,7 @@ def _recent_failures(
 
 
 def sign_in(
-    session: Session,
+    sessions: SessionFactory,
     *,
     username: str,
     password: str,
@@ -198,8 +202,10 @@ def sign_in(
 ) -> User:
     """Check a user name and password, counting failures for rate limiting.
 
-    The attempt is recorded in the caller's transaction: commit it even when this
-    raises, or failures would not count.
+    The password is checked between two short transactions, never while holding the
+    database's write lock: Argon2id takes about 0.1 s on purpose, and the receiver
+    and the worker share that lock. A refusal by the rate limit is logged, not
+    audited (anyone can cause one; the failures that led to it are audited).
 
     Raises:
         SignInRateLimitedError: too many recent failures for the name or the address.
@@ -209,38 +215,50 @@ def sign_in(
     username = username.strip().lower()[:64]
     address = address[:64]
     window = timedelta(minutes=settings.login_window_minutes)
-    failures = _recent_failures(session, username=username, address=address, since=now - window)
-    if len(failures) >= settings.login_max_failures:
+    stored: str | None = None
+    with unit_of_work(sessions) as session:
+        failures = _recent_failures(session, username=username, address=address, since=now - window)
+        limited = len(failures) >= settings.login_max_failures
+        if not limited:
+            user = find_user(session, username=username)
+            stored = user.password_hash if user is not None and user.active else None
+    if limited:
         retry_after = failures[-settings.login_max_failures] + window - now
-        audit.record(
-            session,
-            actor=username or "-",
-            action="login.refused",
-            detail={"address": address, "reason": "rate limited"},
-            now=now,
+        logger.warning(
+            "sign-in refused: too many failures",
+            extra={"username": username, "address": address},
         )
         raise SignInRateLimitedError(
             "too many failed sign-ins; try again later", max(retry_after, timedelta(seconds=1))
         )
-    user = find_user(session, username=username)
-    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
-    ok = ok and user is not None and user.active
-    session.add(LoginAttempt(at=now, username=username, address=address, succeeded=ok))
+    ok = verify_password(stored or _DUMMY_HASH, password) and stored is not None
+    rehashed = hash_password(password) if ok and _hasher.check_needs_rehash(stored or "") else None
+    with unit_of_work(sessions) as session:
+        user = find_user(session, username=username) if ok else None
+        # A wrong password, or the account changed while the password was checked.
+        ok = user is not None and user.active and user.password_hash == stored
+        session.add(LoginAttempt(at=now, username=username, address=address, succeeded=ok))
+        if not ok or user is None:
+            audit.record(
+                session,
+                actor=username or "-",
+                action="login.failed",
+                detail={"address": address},
+                now=now,
+            )
+        else:
+            if rehashed is not None:
+                user.password_hash = rehashed
+            user.last_login_at = now
+            audit.record(
+                session,
+                actor=username,
+                action="login.succeeded",
+                detail={"address": address},
+                now=now,
+            )
     if not ok or user is None:
-        audit.record(
-            session,
-            actor=username or "-",
-            action="login.failed",
-            detail={"address": address},
-            now=now,
-        )
         raise SignInError("unknown user name or wrong password")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.last_login_at = now
-    audit.record(
-        session, actor=username, action="login.succeeded", detail={"address": address}, now=now
-    )
     return user
 
 
@@ -319,6 +337,13 @@ def end_session(session: Session, *, web_session: WebSession, now: datetime | No
     )
 
 
+def end_session_by_token(session: Session, *, token: str, now: datetime | None = None) -> None:
+    """End the session of a token, if it is still live (no audit: the user is signing in)."""
+    found = session.scalar(select(WebSession).where(WebSession.token_hash == token_hash(token)))
+    if found is not None and found.ended_at is None:
+        found.ended_at = now or utcnow()
+
+
 def _end_all_sessions(
     session: Session, *, user: User, now: datetime, keep: WebSession | None = None
 ) -> None:
@@ -329,32 +354,46 @@ def _end_all_sessions(
 
 
 def change_password(
-    session: Session,
+    sessions: SessionFactory,
     *,
-    user: User,
+    user_id: int,
     current: str,
     new: str,
     settings: WebSettings,
-    keep: WebSession | None = None,
+    keep_session_id: int | None = None,
     now: datetime | None = None,
 ) -> None:
     """A user changes their own password; their other sessions end.
 
+    As in :func:`sign_in`, the hashing happens between two short transactions, not
+    while holding the database's write lock.
+
     Raises:
-        AccountError: the current password is wrong, or the new one breaks a rule or
-            is the same.
+        AccountError: no such user, the current password is wrong, or the new one breaks
+            a rule or is the same.
     """
     now = now or utcnow()
-    if not verify_password(user.password_hash, current):
+    with unit_of_work(sessions) as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise AccountError(f"no user {user_id}")
+        stored, username = user.password_hash, user.username
+    if not verify_password(stored, current):
         raise AccountError("the current password is wrong")
     if new == current:
         raise AccountError("the new password must differ from the current one")
-    check_password_rules(new, settings, username=user.username)
-    user.password_hash = hash_password(new)
-    user.must_change_password = False
-    user.password_changed_at = now
-    _end_all_sessions(session, user=user, now=now, keep=keep)
-    audit.record(session, actor=user.username, action="user.password_changed", now=now)
+    check_password_rules(new, settings, username=username)
+    new_hash = hash_password(new)
+    with unit_of_work(sessions) as session:
+        user = session.get(User, user_id)
+        if user is None or user.password_hash != stored:
+            raise AccountError("the password was changed meanwhile; try again")
+        user.password_hash = new_hash
+        user.must_change_password = False
+        user.password_changed_at = now
+        keep = session.get(WebSession, keep_session_id) if keep_session_id is not None else None
+        _end_all_sessions(session, user=user, now=now, keep=keep)
+        audit.record(session, actor=username, action="user.password_changed", now=now)
 
 
 def _user(session: Session, user_id: int) -> User:

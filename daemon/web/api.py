@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from chestaid.errors import ChestAidError
 from daemon import accounts, feedback, recalibration
-from daemon.db.models import FeedbackLabel, SavedAnalysis, User, utcnow
+from daemon.db.models import FeedbackLabel, SavedAnalysis, utcnow
 from daemon.db.session import unit_of_work
 from daemon.heatmaps import encode_cam
 from daemon.studies import study_detail
@@ -168,37 +168,32 @@ def issue_token(request: Request, body: TokenRequest) -> TokenOut:
     """Sign in and get a bearer token (rate limited like the sign-in page)."""
     ctx = context(request)
     address = client_address(request)
+    try:
+        user = accounts.sign_in(
+            ctx.sessions,
+            username=body.username,
+            password=body.password,
+            address=address,
+            settings=ctx.settings.web,
+        )
+    except accounts.SignInRateLimitedError as exc:
+        raise HTTPException(
+            429,
+            str(exc),
+            headers={"Retry-After": str(int(exc.retry_after.total_seconds()) + 1)},
+        ) from exc
+    except accounts.SignInError as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
     with unit_of_work(ctx.sessions) as session:
-        try:
-            user = accounts.sign_in(
-                session,
-                username=body.username,
-                password=body.password,
-                address=address,
-                settings=ctx.settings.web,
-            )
-        except accounts.SignInRateLimitedError as exc:
-            failure: HTTPException | None = HTTPException(
-                429,
-                str(exc),
-                headers={"Retry-After": str(int(exc.retry_after.total_seconds()) + 1)},
-            )
-        except accounts.SignInError as exc:
-            failure = HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
-        else:
-            failure = None
-            started = accounts.start_session(
-                session, user=user, kind=accounts.API, address=address, settings=ctx.settings.web
-            )
-            out = TokenOut(
-                token=started.token,
-                expires_at=started.expires_at,
-                username=user.username,
-                role=user.role.value,
-            )
-    if failure is not None:
-        raise failure  # after the commit: the failed attempt counts
-    return out
+        started = accounts.start_session(
+            session, user=user, kind=accounts.API, address=address, settings=ctx.settings.web
+        )
+    return TokenOut(
+        token=started.token,
+        expires_at=started.expires_at,
+        username=user.username,
+        role=user.role.value,
+    )
 
 
 @router.delete("/tokens/current", status_code=204, responses=ERRORS)
@@ -233,18 +228,14 @@ def change_password(
     """Choose a new password (needed after a one-time password); other sessions end."""
     ctx = context(request)
     try:
-        with unit_of_work(ctx.sessions) as session:
-            user = session.get(User, principal.user_id)
-            if user is None:
-                raise HTTPException(401, "the account no longer exists")
-            accounts.change_password(
-                session,
-                user=user,
-                current=body.current,
-                new=body.new,
-                settings=ctx.settings.web,
-                keep=views.web_session(session, principal.session_id),
-            )
+        accounts.change_password(
+            ctx.sessions,
+            user_id=principal.user_id,
+            current=body.current,
+            new=body.new,
+            settings=ctx.settings.web,
+            keep_session_id=principal.session_id,
+        )
     except accounts.AccountError as exc:
         raise HTTPException(422, str(exc)) from exc
     return Response(status_code=204)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from starlette.datastructures import FormData
 
 from daemon import accounts, audit, feedback
-from daemon.db.models import FeedbackLabel, SavedAnalysis, User, UserRole, utcnow
+from daemon.db.models import FeedbackLabel, SavedAnalysis, UserRole, utcnow
 from daemon.db.session import unit_of_work
 from daemon.studies import StudyDetail, image_source, study_detail
 from daemon.web import imaging, views
@@ -111,23 +113,27 @@ def login(
     ctx = context(request)
     address = client_address(request)
     retry_after = 0
-    with unit_of_work(ctx.sessions) as session:
-        try:
-            user = accounts.sign_in(
-                session,
-                username=username,
-                password=password,
-                address=address,
-                settings=ctx.settings.web,
-            )
-        except accounts.SignInRateLimitedError as exc:
-            retry_after = int(exc.retry_after.total_seconds()) + 1
-            minutes = max(1, round(retry_after / 60))
-            error = f"Too many failed sign-ins. Try again in about {minutes} minute(s)."
-            status = 429
-        except accounts.SignInError:
-            error, status = "Unknown user name or wrong password.", 401
-        else:
+    try:
+        user = accounts.sign_in(
+            ctx.sessions,
+            username=username,
+            password=password,
+            address=address,
+            settings=ctx.settings.web,
+        )
+    except accounts.SignInRateLimitedError as exc:
+        retry_after = int(exc.retry_after.total_seconds()) + 1
+        minutes = max(1, round(retry_after / 60))
+        error = f"Too many failed sign-ins. Try again in about {minutes} minute(s)."
+        status = 429
+    except accounts.SignInError:
+        error, status = "Unknown user name or wrong password.", 401
+    else:
+        with unit_of_work(ctx.sessions) as session:
+            previous = request.cookies.get(COOKIE)
+            if previous:
+                # A new sign-in in this browser ends the session it had, if any.
+                accounts.end_session_by_token(session, token=previous)
             started = accounts.start_session(
                 session,
                 user=user,
@@ -135,7 +141,7 @@ def login(
                 address=address,
                 settings=ctx.settings.web,
             )
-            error, status = "", 0
+        error, status = "", 0
     if status:
         response = _login_form(request, next=next, error=error, status_code=status)
         if status == 429:
@@ -184,21 +190,20 @@ async def change_password(request: Request) -> Response:
     if new != again:
         error = "The two new passwords differ."
     else:
-        with unit_of_work(ctx.sessions) as session:
-            user = session.get(User, principal.user_id)
-            keep = views.web_session(session, principal.session_id)
-            assert user is not None
-            try:
-                accounts.change_password(
-                    session,
-                    user=user,
+        try:
+            await run_in_threadpool(
+                functools.partial(
+                    accounts.change_password,
+                    ctx.sessions,
+                    user_id=principal.user_id,
                     current=current,
                     new=new,
                     settings=ctx.settings.web,
-                    keep=keep,
+                    keep_session_id=principal.session_id,
                 )
-            except accounts.AccountError as exc:
-                error = str(exc)
+            )
+        except accounts.AccountError as exc:
+            error = str(exc)
     if error:
         return render(
             request,
