@@ -7,7 +7,7 @@ import logging
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Form, Path, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -213,12 +213,17 @@ def deactivate(request: Request, principal: AdminPost) -> Response:
 
 
 @router.post("/calibration/fit")
-async def fit(request: Request, principal: AdminPost) -> Response:
+def fit(
+    request: Request,
+    principal: AdminPost,
+    min_cases_text: Annotated[str, Form(alias="min_cases", max_length=16)] = "",
+    target_text: Annotated[str, Form(alias="target_sensitivity", max_length=16)] = "",
+) -> Response:
+    """Fit a pending calibration version on the labelled studies."""
     ctx = context(request)
-    form = await request.form()
     try:
-        min_cases = int(str(form.get("min_cases") or 100))
-        target = float(str(form.get("target_sensitivity") or ctx.served.target_sensitivity))
+        min_cases = int(min_cases_text or 100)
+        target = float(target_text or ctx.served.target_sensitivity)
     except ValueError:
         return _calibration_error(request, "minimum cases and target sensitivity are numbers")
     if not (10 <= min_cases <= 100_000 and 0.5 <= target < 1.0):
@@ -266,17 +271,22 @@ def users_page(request: Request, principal: Admin) -> Response:
 
 
 @router.post("/users")
-async def create_user(request: Request, principal: AdminPost) -> Response:
+def create_user(
+    request: Request,
+    principal: AdminPost,
+    username: Annotated[str, Form(max_length=64)] = "",
+    role_text: Annotated[str, Form(alias="role", max_length=16)] = "",
+) -> Response:
+    """Create an account; its one-time password is shown once."""
     ctx = context(request)
-    form = await request.form()
     issued = None
     error = None
     try:
-        role = UserRole(str(form.get("role") or ""))
+        role = UserRole(role_text)
         with unit_of_work(ctx.sessions) as session:
             user, password = accounts.create_user(
                 session,
-                username=str(form.get("username") or ""),
+                username=username,
                 role=role,
                 actor=principal.username,
             )
@@ -289,11 +299,15 @@ async def create_user(request: Request, principal: AdminPost) -> Response:
 
 
 @router.post("/users/{user_id}")
-async def change_user(request: Request, user_id: int, principal: AdminPost) -> Response:
+def change_user(
+    request: Request,
+    user_id: Annotated[int, Path(ge=1, le=2**62)],
+    principal: AdminPost,
+    action: Annotated[str, Form(max_length=16)] = "",
+    role_text: Annotated[str, Form(alias="role", max_length=16)] = "",
+) -> Response:
     """One change to an account: reset its password, set its role, enable or disable it."""
     ctx = context(request)
-    form = await request.form()
-    action = str(form.get("action") or "")
     issued = None
     error = None
     try:
@@ -307,7 +321,7 @@ async def change_user(request: Request, user_id: int, principal: AdminPost) -> R
                 accounts.set_role(
                     session,
                     user_id=user_id,
-                    role=UserRole(str(form.get("role") or "")),
+                    role=UserRole(role_text),
                     actor=principal.username,
                 )
             elif action in ("enable", "disable"):

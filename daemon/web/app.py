@@ -79,7 +79,7 @@ def create_app(context: WebContext) -> FastAPI:
         return response
 
     @app.exception_handler(NotSignedInError)
-    async def not_signed_in(request: Request, exc: NotSignedInError) -> Response:
+    def not_signed_in(request: Request, exc: NotSignedInError) -> Response:
         if _wants_json(request):
             return JSONResponse(
                 {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
@@ -88,19 +88,19 @@ def create_app(context: WebContext) -> FastAPI:
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
     @app.exception_handler(PasswordChangeRequiredError)
-    async def password_change(request: Request, exc: PasswordChangeRequiredError) -> Response:
+    def password_change(request: Request, exc: PasswordChangeRequiredError) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": str(exc)}, status_code=403)
         return RedirectResponse("/account/password", status_code=303)
 
     @app.exception_handler(ForbiddenError)
-    async def forbidden(request: Request, exc: ForbiddenError) -> Response:
+    def forbidden(request: Request, exc: ForbiddenError) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": str(exc)}, status_code=403)
         return render(request, "error.html", status_code=403, title="Not allowed", message=str(exc))
 
     @app.exception_handler(CSRFError)
-    async def csrf(request: Request, exc: CSRFError) -> Response:
+    def csrf(request: Request, exc: CSRFError) -> Response:
         logger.warning(
             "request refused: CSRF token missing or wrong", extra={"path": request.url.path}
         )
@@ -109,7 +109,7 @@ def create_app(context: WebContext) -> FastAPI:
         return render(request, "error.html", status_code=403, title="Refused", message=str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+    def invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'][1:]) or 'request'}: {err['msg']}"
             for err in exc.errors()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
-from starlette.datastructures import FormData
 
 from daemon import accounts, audit, feedback
 from daemon.db.models import FeedbackLabel, SavedAnalysis, UserRole, utcnow
@@ -22,13 +19,12 @@ from daemon.web import imaging, views
 from daemon.web.rendering import render
 from daemon.web.security import (
     COOKIE,
-    CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     Principal,
-    check_csrf,
     client_address,
     context,
     csrf_form,
+    csrf_form_pending,
     find_principal,
     require_user,
     signed_in,
@@ -39,6 +35,7 @@ router = APIRouter(include_in_schema=False)
 
 User_ = Annotated[Principal, Depends(require_user)]
 Posted = Annotated[Principal, Depends(csrf_form)]
+PostedPending = Annotated[Principal, Depends(csrf_form_pending)]
 
 
 def _safe_next(target: str | None) -> str:
@@ -153,18 +150,9 @@ def login(
     return response
 
 
-async def _posted_form(request: Request) -> tuple[Principal, FormData]:
-    """A form post of a signed-in user (one-time password allowed), its CSRF token checked."""
-    principal = signed_in(request, allow_password_change=True)
-    form = await request.form()
-    token = form.get(CSRF_FIELD)
-    check_csrf(principal, token if isinstance(token, str) else None)
-    return principal, form
-
-
 @router.post("/logout")
-async def logout(request: Request) -> Response:
-    principal, _ = await _posted_form(request)
+def logout(request: Request, principal: PostedPending) -> Response:
+    """Sign out: the session ends at once."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         web_session = views.web_session(session, principal.session_id)
@@ -182,25 +170,27 @@ def password_page(request: Request) -> Response:
 
 
 @router.post("/account/password")
-async def change_password(request: Request) -> Response:
-    principal, form = await _posted_form(request)
-    current, new, again = (str(form.get(k) or "") for k in ("current", "new", "again"))
+def change_password(
+    request: Request,
+    principal: PostedPending,
+    current: Annotated[str, Form(max_length=1024)] = "",
+    new: Annotated[str, Form(max_length=1024)] = "",
+    again: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Choose a new password (required after a one-time password)."""
     ctx = context(request)
     error = None
     if new != again:
         error = "The two new passwords differ."
     else:
         try:
-            await run_in_threadpool(
-                functools.partial(
-                    accounts.change_password,
-                    ctx.sessions,
-                    user_id=principal.user_id,
-                    current=current,
-                    new=new,
-                    settings=ctx.settings.web,
-                    keep_session_id=principal.session_id,
-                )
+            accounts.change_password(
+                ctx.sessions,
+                user_id=principal.user_id,
+                current=current,
+                new=new,
+                settings=ctx.settings.web,
+                keep_session_id=principal.session_id,
             )
         except accounts.AccountError as exc:
             error = str(exc)
@@ -277,13 +267,18 @@ def study_page(request: Request, uid: str, principal: User_) -> Response:
 
 
 @router.post("/studies/{uid}/feedback")
-async def give_feedback(request: Request, uid: str, principal: Posted) -> Response:
-    form = await request.form()
-    label_text = str(form.get("label") or "")
-    comment = str(form.get("comment") or "").strip() or None
+def give_feedback(
+    request: Request,
+    uid: str,
+    principal: Posted,
+    label: Annotated[str, Form(max_length=32)] = "",
+    comment: Annotated[str, Form(max_length=feedback.MAX_COMMENT)] = "",
+) -> Response:
+    """Give or change the study's finding; the study is marked read."""
+    label_text = label
     ctx = context(request)
     try:
-        label = FeedbackLabel(label_text)
+        finding = FeedbackLabel(label_text)
     except ValueError:
         return render(
             request,
@@ -297,9 +292,9 @@ async def give_feedback(request: Request, uid: str, principal: Posted) -> Respon
             feedback.record_feedback(
                 session,
                 study_instance_uid=uid,
-                label=label,
+                label=finding,
                 user=principal.username,
-                comment=comment,
+                comment=comment.strip() or None,
             )
     except feedback.UnknownStudyError:
         return render(

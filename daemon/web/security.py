@@ -9,12 +9,14 @@ so such calls need no CSRF token.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 
 from daemon import accounts
 from daemon.db.models import UserRole
@@ -180,13 +182,25 @@ def check_csrf(principal: Principal, presented: str | None) -> None:
         raise CSRFError("the form is out of date or not from ChestAid; reload the page")
 
 
-async def csrf_form(request: Request) -> Principal:
-    """Dependency for form posts: a signed-in user and the form's CSRF token checked."""
-    principal = signed_in(request)
+async def _checked_form(request: Request, *, allow_password_change: bool) -> Principal:
+    # The session lookup touches the database: off the event loop.
+    principal = await run_in_threadpool(
+        functools.partial(signed_in, request, allow_password_change=allow_password_change)
+    )
     form = await request.form()
     value = form.get(CSRF_FIELD)
     check_csrf(principal, value if isinstance(value, str) else None)
     return principal
+
+
+async def csrf_form(request: Request) -> Principal:
+    """Dependency for form posts: a signed-in user and the form's CSRF token checked."""
+    return await _checked_form(request, allow_password_change=False)
+
+
+async def csrf_form_pending(request: Request) -> Principal:
+    """As :func:`csrf_form`, also for a user who still has a one-time password."""
+    return await _checked_form(request, allow_password_change=True)
 
 
 async def csrf_form_admin(request: Request) -> Principal:
