@@ -305,9 +305,20 @@ def start_session(
 
 
 def resolve_session(
-    session: Session, *, token: str, settings: WebSettings, now: datetime | None = None
+    session: Session,
+    *,
+    token: str,
+    settings: WebSettings,
+    now: datetime | None = None,
+    activity: bool = True,
 ) -> WebSession | None:
-    """The live session of a token (its user active), or None; notes the request time."""
+    """The live session of a token (its user active), or None.
+
+    Args:
+        activity: whether the request is the user's doing and so keeps the session from
+            idling out (False for a page's own periodic refresh: a worklist left open on
+            an unattended screen must still sign out).
+    """
     now = now or utcnow()
     found = session.scalar(select(WebSession).where(WebSession.token_hash == token_hash(token)))
     if found is None or found.ended_at is not None or found.expires_at <= now:
@@ -319,7 +330,7 @@ def resolve_session(
         return None
     if not found.user.active:
         return None
-    if now - found.last_seen_at >= TOUCH_EVERY:
+    if activity and now - found.last_seen_at >= TOUCH_EVERY:
         found.last_seen_at = now
     return found
 

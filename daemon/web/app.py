@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.web import admin, api, pages
 from daemon.web.context import WebContext
@@ -36,6 +37,60 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+# Forms and JSON bodies are small; only the image upload (which has its own limit,
+# web.upload_max_mb) may be larger.
+BODY_MAX_BYTES = 1 << 20
+UPLOAD_PATHS = frozenset({"/api/v1/analyses"})
+
+
+class BodyLimit:
+    """Refuses request bodies beyond a size (413), by Content-Length or as they stream."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt: frozenset[str]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(scope, receive, send)
+            return
+        if declared is not None:
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (a chunked body): read it here, up to the limit, then replay.
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if len(body) > self.max_bytes:
+                await _too_large(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    response = JSONResponse({"detail": "the request body is too large"}, status_code=413)
+    await response(scope, receive, send)
 
 
 def _wants_json(request: Request) -> bool:
@@ -77,6 +132,8 @@ def create_app(context: WebContext) -> FastAPI:
         if context.settings.web.https:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
+
+    app.add_middleware(BodyLimit, max_bytes=BODY_MAX_BYTES, exempt=UPLOAD_PATHS)
 
     @app.exception_handler(NotSignedInError)
     def not_signed_in(request: Request, exc: NotSignedInError) -> Response:

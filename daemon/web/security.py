@@ -28,6 +28,8 @@ COOKIE = "chestaid_session"
 LOGIN_CSRF_COOKIE = "chestaid_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+# Sent by the pages' own periodic refreshes, which are not the user's activity.
+REFRESH_HEADER = "X-ChestAid-Refresh"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -123,7 +125,12 @@ def find_principal(request: Request) -> Principal | None:
         token, via = found
         ctx = context(request)
         with unit_of_work(ctx.sessions) as session:
-            live = accounts.resolve_session(session, token=token, settings=ctx.settings.web)
+            live = accounts.resolve_session(
+                session,
+                token=token,
+                settings=ctx.settings.web,
+                activity=request.headers.get(REFRESH_HEADER) != "1",
+            )
             if live is not None and (via == "cookie") == (live.kind == accounts.BROWSER):
                 principal = Principal(
                     user_id=live.user.id,

@@ -24,7 +24,12 @@ function setupWorklist() {
   const seconds = Number(table.dataset.refreshSeconds || 15);
   const refresh = async () => {
     try {
-      const response = await fetch(table.dataset.refreshUrl, { credentials: "same-origin", cache: "no-store" });
+      // Marked as a refresh: it does not keep an unattended session from idling out.
+      const response = await fetch(table.dataset.refreshUrl, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { "X-ChestAid-Refresh": "1" },
+      });
       if (response.redirected || response.status === 401) { window.location.reload(); return; }
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       body.innerHTML = await response.text();
