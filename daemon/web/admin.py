@@ -7,7 +7,7 @@ import logging
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from daemon.web import charts
 from daemon.web.context import WebContext
 from daemon.web.rendering import render
 from daemon.web.security import Principal, context, csrf_form_admin, require_admin
+from daemon.web.views import Id
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -192,7 +193,7 @@ def _calibration_error(request: Request, message: str) -> Response:
 
 
 @router.post("/calibration/{version}/activate")
-def activate(request: Request, version: int, principal: AdminPost) -> Response:
+def activate(request: Request, version: Id, principal: AdminPost) -> Response:
     ctx = context(request)
     try:
         with unit_of_work(ctx.sessions) as session:
@@ -301,7 +302,7 @@ def create_user(
 @router.post("/users/{user_id}")
 def change_user(
     request: Request,
-    user_id: Annotated[int, Path(ge=1, le=2**62)],
+    user_id: Id,
     principal: AdminPost,
     action: Annotated[str, Form(max_length=16)] = "",
     role_text: Annotated[str, Form(alias="role", max_length=16)] = "",

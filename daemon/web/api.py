@@ -33,6 +33,7 @@ from daemon.web.security import (
     context,
     signed_in,
 )
+from daemon.web.views import Id
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
@@ -416,7 +417,7 @@ def get_calibrations(request: Request, principal: ApiAdmin) -> list[CalibrationO
     response_model=CalibrationOut,
     responses={**ERRORS, 404: {}},
 )
-def activate_calibration(request: Request, version: int, principal: ApiAdmin) -> CalibrationOut:
+def activate_calibration(request: Request, version: Id, principal: ApiAdmin) -> CalibrationOut:
     """Put a calibration version in use for the next study (admin; audited)."""
     ctx = context(request)
     try:

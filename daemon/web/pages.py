@@ -11,12 +11,15 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
+from chestaid.errors import ChestAidError
 from daemon import accounts, audit, feedback
 from daemon.db.models import FeedbackLabel, SavedAnalysis, UserRole, utcnow
 from daemon.db.session import unit_of_work
+from daemon.errors import DaemonError
+from daemon.heatmaps import CamError
 from daemon.studies import StudyDetail, image_source, study_detail
 from daemon.web import imaging, views
-from daemon.web.rendering import render
+from daemon.web.rendering import render, url_part
 from daemon.web.security import (
     COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -29,6 +32,7 @@ from daemon.web.security import (
     require_user,
     signed_in,
 )
+from daemon.web.views import Id
 
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -308,7 +312,7 @@ def give_feedback(
         return render(
             request, "error.html", status_code=422, title="Not accepted", message=str(exc)
         )
-    return RedirectResponse(f"/studies/{uid}?saved=1", status_code=303)
+    return RedirectResponse(f"/studies/{url_part(uid)}?saved=1", status_code=303)
 
 
 @router.post("/studies/{uid}/read")
@@ -323,7 +327,7 @@ def mark_read(request: Request, uid: str, principal: Posted) -> Response:
 
 
 @router.get("/studies/{uid}/images/{result_id}/source.png")
-def source_png(request: Request, uid: str, result_id: int, principal: User_) -> Response:
+def source_png(request: Request, uid: str, result_id: Id, principal: User_) -> Response:
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         spool_name, _ = image_source(session, study_instance_uid=uid, result_id=result_id)
@@ -333,16 +337,29 @@ def source_png(request: Request, uid: str, result_id: int, principal: User_) -> 
         image = imaging.study_image(
             ctx.settings.storage.spool / spool_name, max_pixels=ctx.settings.worker.max_pixels
         )
-    except imaging.ImagePurgedError:
-        return Response(status_code=410)
+    except (ChestAidError, DaemonError) as exc:
+        # Purged by retention (410), or a file that no longer decodes (a typed 4xx).
+        logger.warning("study image not shown", extra={"result_id": result_id, "reason": str(exc)})
+        return Response(status_code=imaging.http_status(exc))
     return Response(imaging.grey_png(image.pixels), media_type="image/png")
+
+
+def _heatmap(cam: str, size: tuple[int, int], *, what: str) -> Response:
+    """A stored map as a colour PNG; 404 (and a log line) when the stored map is unusable."""
+    try:
+        return Response(
+            imaging.heatmap_png(views.decode_cam(cam), size=size), media_type="image/png"
+        )
+    except CamError as exc:
+        logger.error("stored heatmap unusable", extra={"of": what, "reason": str(exc)})
+        return Response(status_code=404)
 
 
 @router.get("/studies/{uid}/images/{result_id}/heatmap.png")
 def heatmap_png(
     request: Request,
     uid: str,
-    result_id: int,
+    result_id: Id,
     principal: User_,
     width: int = 512,
     height: int = 512,
@@ -353,7 +370,7 @@ def heatmap_png(
     if cam is None:
         return Response(status_code=404)
     size = (min(max(height, 8), 2048), min(max(width, 8), 2048))
-    return Response(imaging.heatmap_png(views.decode_cam(cam), size=size), media_type="image/png")
+    return _heatmap(cam, size, what=f"result {result_id}")
 
 
 @router.get("/analyse")
@@ -396,7 +413,7 @@ def _saved(request: Request, principal: Principal, analysis_id: int) -> SavedAna
 
 
 @router.get("/analyses/{analysis_id}")
-def saved_analysis_page(request: Request, analysis_id: int, principal: User_) -> Response:
+def saved_analysis_page(request: Request, analysis_id: Id, principal: User_) -> Response:
     row = _saved(request, principal, analysis_id)
     if row is None:
         return render(
@@ -413,7 +430,7 @@ def saved_analysis_page(request: Request, analysis_id: int, principal: User_) ->
 
 
 @router.get("/analyses/{analysis_id}/image.png")
-def saved_analysis_image(request: Request, analysis_id: int, principal: User_) -> Response:
+def saved_analysis_image(request: Request, analysis_id: Id, principal: User_) -> Response:
     row = _saved(request, principal, analysis_id)
     if row is None:
         return Response(status_code=404)
@@ -421,17 +438,15 @@ def saved_analysis_image(request: Request, analysis_id: int, principal: User_) -
 
 
 @router.get("/analyses/{analysis_id}/heatmap.png")
-def saved_analysis_heatmap(request: Request, analysis_id: int, principal: User_) -> Response:
+def saved_analysis_heatmap(request: Request, analysis_id: Id, principal: User_) -> Response:
     row = _saved(request, principal, analysis_id)
     if row is None:
         return Response(status_code=404)
-    return Response(
-        imaging.heatmap_png(views.decode_cam(row.cam), size=(512, 512)), media_type="image/png"
-    )
+    return _heatmap(row.cam, (512, 512), what=f"analysis {analysis_id}")
 
 
 @router.post("/analyses/{analysis_id}/delete")
-def delete_saved_analysis(request: Request, analysis_id: int, principal: Posted) -> Response:
+def delete_saved_analysis(request: Request, analysis_id: Id, principal: Posted) -> Response:
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         row = session.get(SavedAnalysis, analysis_id)

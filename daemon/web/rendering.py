@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
@@ -38,7 +39,13 @@ def percent(value: float | None) -> str:
     return f"{x:.{digits}f} %"
 
 
+def url_part(value: object) -> str:
+    """A value as one path segment of a URL (a study UID from a sender is not trusted)."""
+    return quote(str(value), safe="")
+
+
 templates.env.filters["pct"] = percent
+templates.env.filters["urlpart"] = url_part
 
 
 def banner_alerts(session: Session) -> list[MonitoringAlert]:

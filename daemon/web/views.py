@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated
 
 import numpy as np
+from fastapi import Path
 from sqlalchemy.orm import Session
 
 from daemon.db.models import FeedbackLabel, WebSession, utcnow
 from daemon.heatmaps import decode_cam as _decode_cam
 from daemon.web.context import WebContext
 from daemon.worklist import worklist
+
+# A database id in a path: bounded, so a huge number is a 422, not an overflow.
+Id = Annotated[int, Path(ge=1, le=2**62)]
 
 LABEL_TEXT = {
     FeedbackLabel.PNEUMONIA: "Pneumonia confirmed",
