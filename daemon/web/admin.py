@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon import accounts, audit, feedback, jobs, recalibration
@@ -60,16 +60,23 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
     overall = feedback.summarise(cases, model_version=model_version)
     c = overall.confusion
     latest: dict[int, tuple[MonitoringRun, dict[str, Any]]] = {}
-    psi_points: list[tuple[datetime, float]] = []
-    runs = session.scalars(select(MonitoringRun).order_by(MonitoringRun.id)).all()
-    for run in runs:
-        figures = json.loads(run.figures)
-        latest[run.window_days] = (run, figures)
-        if (
-            run.window_days == min(ctx.settings.monitoring.windows_days)
-            and figures.get("psi") is not None
-        ):
-            psi_points.append((run.ran_at, float(figures["psi"])))
+    newest = select(func.max(MonitoringRun.id)).group_by(MonitoringRun.window_days)
+    for run in session.scalars(select(MonitoringRun).where(MonitoringRun.id.in_(newest))):
+        latest[run.window_days] = (run, json.loads(run.figures))
+    # The drift history of the shortest window, in the period (at most the last 2,000 runs).
+    history = (
+        select(MonitoringRun.ran_at, MonitoringRun.figures)
+        .where(MonitoringRun.window_days == min(ctx.settings.monitoring.windows_days))
+        .order_by(MonitoringRun.id.desc())
+        .limit(2000)
+    )
+    if since is not None:
+        history = history.where(MonitoringRun.ran_at >= since)
+    psi_points = [
+        (ran_at, float(psi))
+        for ran_at, text in reversed(session.execute(history).all())
+        if (psi := json.loads(text).get("psi")) is not None
+    ]
     alerts = session.scalars(
         select(MonitoringAlert).order_by(MonitoringAlert.id.desc()).limit(20)
     ).all()
@@ -101,6 +108,7 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
 
 @router.get("")
 def dashboard(request: Request, principal: Admin, period: str = "30d") -> Response:
+    """The monitoring dashboard for a period."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         data = dashboard_data(session, ctx, period=period if period in PERIODS else "30d")
@@ -109,6 +117,7 @@ def dashboard(request: Request, principal: Admin, period: str = "30d") -> Respon
 
 @router.post("/monitoring/run")
 def run_monitoring_now(request: Request, principal: AdminPost) -> Response:
+    """Run the monitoring job now (audited)."""
     ctx = context(request)
     summary = jobs.monitor(ctx.sessions, settings=ctx.settings)
     with unit_of_work(ctx.sessions) as session:
@@ -118,6 +127,7 @@ def run_monitoring_now(request: Request, principal: AdminPost) -> Response:
 
 @router.get("/feedback")
 def feedback_report(request: Request, principal: Admin, period: str = "30d") -> Response:
+    """The feedback report for a period, and the latest feedback."""
     ctx = context(request)
     since = period_start(period, now=utcnow())
     with unit_of_work(ctx.sessions) as session:
@@ -140,7 +150,9 @@ def feedback_report(request: Request, principal: Admin, period: str = "30d") -> 
 
 @router.get("/feedback.csv")
 def feedback_export(request: Request, principal: Admin, period: str = "all") -> Response:
+    """Every feedback of a period with its prediction, as CSV (audited)."""
     ctx = context(request)
+    period = period if period in PERIODS else "all"
     since = period_start(period, now=utcnow())
     with unit_of_work(ctx.sessions) as session:
         cases = feedback.labelled_cases(session, since=since)
@@ -159,6 +171,7 @@ def feedback_export(request: Request, principal: Admin, period: str = "all") -> 
 
 @router.get("/calibration")
 def calibration_page(request: Request, principal: Admin, message: str | None = None) -> Response:
+    """The calibration in use and every local version."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         rows = [
@@ -194,6 +207,7 @@ def _calibration_error(request: Request, message: str) -> Response:
 
 @router.post("/calibration/{version}/activate")
 def activate(request: Request, version: Id, principal: AdminPost) -> Response:
+    """Put a calibration version in use for the next study."""
     ctx = context(request)
     try:
         with unit_of_work(ctx.sessions) as session:
@@ -205,6 +219,7 @@ def activate(request: Request, version: Id, principal: AdminPost) -> Response:
 
 @router.post("/calibration/deactivate")
 def deactivate(request: Request, principal: AdminPost) -> Response:
+    """Go back to the bundle's own calibration."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         recalibration.deactivate(
@@ -268,6 +283,7 @@ def _users_page(
 
 @router.get("/users")
 def users_page(request: Request, principal: Admin) -> Response:
+    """Every account and the forms to change them."""
     return _users_page(request)
 
 
@@ -340,6 +356,7 @@ def change_user(
 
 @router.get("/audit")
 def audit_page(request: Request, principal: Admin, action: str = "") -> Response:
+    """The audit trail, newest first."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         entries = audit.entries(session, limit=500, action_prefix=action, newest_first=True)

@@ -64,11 +64,13 @@ def _set_session_cookie(request: Request, response: Response, token: str) -> Non
 
 @router.get("/")
 def home() -> Response:
+    """The start page is the worklist."""
     return RedirectResponse("/worklist", status_code=303)
 
 
 @router.get("/login")
 def login_page(request: Request, next: str | None = None) -> Response:
+    """The sign-in form (or straight on, when already signed in)."""
     if find_principal(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return _login_form(request, next=next)
@@ -106,6 +108,7 @@ def login(
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     next: Annotated[str, Form(max_length=2048)] = "/worklist",
 ) -> Response:
+    """Sign in: a session cookie on success; 401 or 429 with the form again otherwise."""
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not secrets.compare_digest(cookie, csrf_token):
         return _login_form(
@@ -169,6 +172,7 @@ def logout(request: Request, principal: PostedPending) -> Response:
 
 @router.get("/account/password")
 def password_page(request: Request) -> Response:
+    """The form to choose a new password."""
     principal = signed_in(request, allow_password_change=True)
     return render(request, "password.html", forced=principal.must_change_password, error=None)
 
@@ -211,6 +215,7 @@ def change_password(
 
 @router.get("/worklist")
 def worklist_page(request: Request, principal: User_) -> Response:
+    """The worklist, most urgent first."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         rows = views.worklist_rows(session, ctx)
@@ -256,6 +261,7 @@ def _no_such_study(request: Request) -> Response:
 
 @router.get("/studies/{uid}")
 def study_page(request: Request, uid: str, principal: User_) -> Response:
+    """A study: its images with the heatmap, the score, the feedback form and history."""
     detail = _study(request, uid)
     if detail is None:
         return _no_such_study(request)
@@ -317,6 +323,7 @@ def give_feedback(
 
 @router.post("/studies/{uid}/read")
 def mark_read(request: Request, uid: str, principal: Posted) -> Response:
+    """Mark a study read without feedback; it leaves the worklist."""
     ctx = context(request)
     try:
         with unit_of_work(ctx.sessions) as session:
@@ -328,6 +335,7 @@ def mark_read(request: Request, uid: str, principal: Posted) -> Response:
 
 @router.get("/studies/{uid}/images/{result_id}/source.png")
 def source_png(request: Request, uid: str, result_id: Id, principal: User_) -> Response:
+    """A scored image of the study as shown (8-bit grey PNG)."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         spool_name, _ = image_source(session, study_instance_uid=uid, result_id=result_id)
@@ -364,6 +372,7 @@ def heatmap_png(
     width: int = 512,
     height: int = 512,
 ) -> Response:
+    """The image's stored Grad-CAM map as a colour PNG of the requested size."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         _, cam = image_source(session, study_instance_uid=uid, result_id=result_id)
@@ -375,6 +384,7 @@ def heatmap_png(
 
 @router.get("/analyse")
 def analyse_page(request: Request, principal: User_) -> Response:
+    """The upload form and the analyses this user kept."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         query = select(SavedAnalysis).order_by(SavedAnalysis.id.desc()).limit(50)
@@ -414,6 +424,7 @@ def _saved(request: Request, principal: Principal, analysis_id: int) -> SavedAna
 
 @router.get("/analyses/{analysis_id}")
 def saved_analysis_page(request: Request, analysis_id: Id, principal: User_) -> Response:
+    """A kept analysis."""
     row = _saved(request, principal, analysis_id)
     if row is None:
         return render(
@@ -431,6 +442,7 @@ def saved_analysis_page(request: Request, analysis_id: Id, principal: User_) -> 
 
 @router.get("/analyses/{analysis_id}/image.png")
 def saved_analysis_image(request: Request, analysis_id: Id, principal: User_) -> Response:
+    """A kept analysis's image."""
     row = _saved(request, principal, analysis_id)
     if row is None:
         return Response(status_code=404)
@@ -439,6 +451,7 @@ def saved_analysis_image(request: Request, analysis_id: Id, principal: User_) ->
 
 @router.get("/analyses/{analysis_id}/heatmap.png")
 def saved_analysis_heatmap(request: Request, analysis_id: Id, principal: User_) -> Response:
+    """A kept analysis's heatmap."""
     row = _saved(request, principal, analysis_id)
     if row is None:
         return Response(status_code=404)
@@ -447,6 +460,7 @@ def saved_analysis_heatmap(request: Request, analysis_id: Id, principal: User_) 
 
 @router.post("/analyses/{analysis_id}/delete")
 def delete_saved_analysis(request: Request, analysis_id: Id, principal: Posted) -> Response:
+    """Delete a kept analysis (its owner or an admin)."""
     ctx = context(request)
     with unit_of_work(ctx.sessions) as session:
         row = session.get(SavedAnalysis, analysis_id)
