@@ -38,6 +38,7 @@ from daemon.web.views import Id
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
 
+ANALYSIS_WAIT_SECONDS = 30.0  # for a free analysis slot, then 503
 ApiUser = Annotated[Principal, Depends(api_user)]
 ApiAdmin = Annotated[Principal, Depends(api_admin)]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -473,6 +474,16 @@ async def analyse(
     data = await _read_capped(request, limit)
 
     def work() -> AnalysisOut:
+        if not ctx.analysis_slots.acquire(timeout=ANALYSIS_WAIT_SECONDS):
+            raise HTTPException(
+                503, "other images are being analysed; try again shortly", {"Retry-After": "10"}
+            )
+        try:
+            return analyse_now()
+        finally:
+            ctx.analysis_slots.release()
+
+    def analyse_now() -> AnalysisOut:
         model = ctx.scoring_model()
         try:
             result = imaging.analyse_upload(

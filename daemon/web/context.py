@@ -30,6 +30,11 @@ class WebContext:
     served: ServedBundle
     bands: PriorityBands
     model: Callable[[], ActiveModel] | None = None
+    # Uploaded images analysed at once: each holds a decoded image and a forward pass
+    # (about 1 GB at full size), so a burst of uploads queues instead of exhausting memory.
+    analysis_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(2)
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def scoring_model(self) -> ActiveModel:

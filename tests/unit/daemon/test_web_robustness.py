@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -69,3 +70,28 @@ def test_study_uids_are_quoted_in_links(tmp_path: Path, sessions: SessionFactory
     assert href == "/studies/1.2%3F3%234"
     page = client.get(href)
     assert page.status_code == 200 and odd in page.text
+
+
+def test_analyses_beyond_the_free_slots_wait_then_get_503(
+    tmp_path: Path, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.web import api
+
+    site = Site.build(tmp_path, sessions)
+    reader = site.add_user("reader", UserRole.RADIOLOGIST)
+    monkeypatch.setattr(api, "ANALYSIS_WAIT_SECONDS", 0.05)
+    slots = site.context.analysis_slots
+    taken = [slots.acquire(blocking=False) for _ in range(2)]
+    assert taken == [True, True] and not slots.acquire(blocking=False)
+    try:
+        answer = site.client().post(
+            "/api/v1/analyses?filename=x.png", content=b"\x89PNG", headers=site.bearer(reader)
+        )
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "10"
+    finally:
+        slots.release()
+        slots.release()
+    answer = site.client().post(
+        "/api/v1/analyses?filename=x.png", content=b"", headers=site.bearer(reader)
+    )
+    assert answer.status_code == 422  # a free slot: the (empty) upload itself is judged
