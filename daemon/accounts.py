@@ -12,9 +12,10 @@ without a request and after ``session_max_hours`` in any case; an API token last
 ``api_token_days``. Every sign-in, failure, refusal, sign-out and account change is in
 the audit log.
 
-Rate limiting: after ``login_max_failures`` failures for one user name, or from one
-address, within ``login_window_minutes``, sign-in is refused (without checking the
-password) until the oldest failure leaves the window. Attempts are counted in the
+Rate limiting: after ``login_max_failures`` failures from one address, or
+``login_max_failures_per_user`` (more) for one user name from any address, within
+``login_window_minutes``, sign-in is refused (without checking the password) until
+the oldest of those failures leaves the window. Attempts are counted in the
 database, so every web process of a site shares the count.
 """
 
@@ -179,16 +180,31 @@ def ensure_first_admin(session: Session) -> str | None:
     return password
 
 
-def _recent_failures(
-    session: Session, *, username: str, address: str, since: datetime
-) -> list[datetime]:
-    query = (
-        select(LoginAttempt.at)
-        .where(LoginAttempt.at >= since, LoginAttempt.succeeded.is_(False))
-        .where(or_(LoginAttempt.username == username, LoginAttempt.address == address))
-        .order_by(LoginAttempt.at)
+def _lock_remaining(
+    session: Session, *, username: str, address: str, settings: WebSettings, now: datetime
+) -> timedelta | None:
+    """How long sign-in stays refused for this name from this address (None: it is not).
+
+    Two limits: ``login_max_failures`` failures from the address (whatever the names),
+    and ``login_max_failures_per_user`` failures for the name from any address. The
+    second is higher, so one address guessing at a colleague's name locks itself out,
+    not the colleague; guessing from many addresses is still bounded.
+    """
+    window = timedelta(minutes=settings.login_window_minutes)
+    recent = select(LoginAttempt.at).where(
+        LoginAttempt.at >= now - window, LoginAttempt.succeeded.is_(False)
     )
-    return list(session.scalars(query).all())
+    remaining: list[timedelta] = []
+    for column, value, limit in (
+        (LoginAttempt.address, address, settings.login_max_failures),
+        (LoginAttempt.username, username, settings.login_max_failures_per_user),
+    ):
+        failures = list(
+            session.scalars(recent.where(column == value).order_by(LoginAttempt.at)).all()
+        )
+        if len(failures) >= limit:
+            remaining.append(failures[-limit] + window - now)
+    return max(remaining) if remaining else None
 
 
 def sign_in(
@@ -214,16 +230,15 @@ def sign_in(
     now = now or utcnow()
     username = username.strip().lower()[:64]
     address = address[:64]
-    window = timedelta(minutes=settings.login_window_minutes)
     stored: str | None = None
     with unit_of_work(sessions) as session:
-        failures = _recent_failures(session, username=username, address=address, since=now - window)
-        limited = len(failures) >= settings.login_max_failures
-        if not limited:
+        retry_after = _lock_remaining(
+            session, username=username, address=address, settings=settings, now=now
+        )
+        if retry_after is None:
             user = find_user(session, username=username)
             stored = user.password_hash if user is not None and user.active else None
-    if limited:
-        retry_after = failures[-settings.login_max_failures] + window - now
+    if retry_after is not None:
         logger.warning(
             "sign-in refused: too many failures",
             extra={"username": username, "address": address},

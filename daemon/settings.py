@@ -260,9 +260,12 @@ class WebSettings(_Section):
     session_idle_minutes: Annotated[float, Field(gt=0, le=1440)] = 30.0
     session_max_hours: Annotated[float, Field(gt=0, le=168)] = 12.0
     api_token_days: Annotated[float, Field(gt=0, le=365)] = 30.0
-    # Login rate limiting: after this many failures for one user name or from one
-    # address within the window, further attempts are refused until it passes.
+    # Login rate limiting: after this many failures from one address, or
+    # login_max_failures_per_user for one user name from any address, within the
+    # window, further attempts are refused until it passes. The per-name limit is
+    # higher so that one address guessing a colleague's name cannot lock them out.
     login_max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    login_max_failures_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
     login_window_minutes: Annotated[float, Field(gt=0, le=1440)] = 15.0
     min_password_length: Annotated[int, Field(ge=8, le=128)] = 12
     worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15

@@ -32,7 +32,13 @@ T0 = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 
 @pytest.fixture
 def site(tmp_path: Path, sessions: SessionFactory) -> Site:
-    return Site.build(tmp_path, sessions, login_max_failures=3, login_window_minutes=10)
+    return Site.build(
+        tmp_path,
+        sessions,
+        login_max_failures=3,
+        login_max_failures_per_user=3,
+        login_window_minutes=10,
+    )
 
 
 def _sign_in(
@@ -242,6 +248,31 @@ def test_failures_for_a_user_name_lock_it_from_every_address_until_the_window_pa
 
     later = T0 + timedelta(minutes=10, seconds=1)
     assert _sign_in(site, "admin", PASSWORD, address="192.168.1.9", now=later).username == "admin"
+
+
+def test_one_address_guessing_a_name_locks_itself_out_not_the_name(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    site = Site.build(
+        tmp_path,
+        sessions,
+        login_max_failures=3,
+        login_max_failures_per_user=6,
+        login_window_minutes=10,
+    )
+    site.add_user("admin", UserRole.ADMIN)
+    for minute in range(3):
+        with pytest.raises(accounts.SignInError):
+            _sign_in(site, "admin", "guess", address="10.6.6.6", now=T0 + timedelta(minutes=minute))
+    at = T0 + timedelta(minutes=3)
+    with pytest.raises(accounts.SignInRateLimitedError):
+        _sign_in(site, "admin", PASSWORD, address="10.6.6.6", now=at)
+    assert _sign_in(site, "admin", PASSWORD, address="10.1.1.1", now=at).username == "admin"
+    for index in range(3):  # three more guesses from elsewhere: the name's limit of 6
+        with pytest.raises(accounts.SignInError):
+            _sign_in(site, "admin", "guess", address=f"10.7.7.{index}", now=at)
+    with pytest.raises(accounts.SignInRateLimitedError):
+        _sign_in(site, "admin", PASSWORD, address="10.1.1.1", now=at)
 
 
 def test_failures_from_an_address_lock_every_user_name_from_it(site: Site) -> None:
