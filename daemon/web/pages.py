@@ -116,7 +116,6 @@ def login(
         )
     ctx = context(request)
     address = client_address(request)
-    retry_after = 0
     try:
         user = accounts.sign_in(
             ctx.sessions,
@@ -128,29 +127,26 @@ def login(
     except accounts.SignInRateLimitedError as exc:
         retry_after = int(exc.retry_after.total_seconds()) + 1
         minutes = max(1, round(retry_after / 60))
-        error = f"Too many failed sign-ins. Try again in about {minutes} minute(s)."
-        status = 429
-    except accounts.SignInError:
-        error, status = "Unknown user name or wrong password.", 401
-    else:
-        with unit_of_work(ctx.sessions) as session:
-            previous = request.cookies.get(COOKIE)
-            if previous:
-                # A new sign-in in this browser ends the session it had, if any.
-                accounts.end_session_by_token(session, token=previous)
-            started = accounts.start_session(
-                session,
-                user=user,
-                kind=accounts.BROWSER,
-                address=address,
-                settings=ctx.settings.web,
-            )
-        error, status = "", 0
-    if status:
-        response = _login_form(request, next=next, error=error, status_code=status)
-        if status == 429:
-            response.headers["Retry-After"] = str(retry_after)
+        response = _login_form(
+            request,
+            next=next,
+            error=f"Too many failed sign-ins. Try again in about {minutes} minute(s).",
+            status_code=429,
+        )
+        response.headers["Retry-After"] = str(retry_after)
         return response
+    except accounts.SignInError:
+        return _login_form(
+            request, next=next, error="Unknown user name or wrong password.", status_code=401
+        )
+    with unit_of_work(ctx.sessions) as session:
+        previous = request.cookies.get(COOKIE)
+        if previous:
+            # A new sign-in in this browser ends the session it had, if any.
+            accounts.end_session_by_token(session, token=previous)
+        started = accounts.start_session(
+            session, user=user, kind=accounts.BROWSER, address=address, settings=ctx.settings.web
+        )
     response = RedirectResponse(_safe_next(next), status_code=303)
     _set_session_cookie(request, response, started.token)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -285,10 +281,9 @@ def give_feedback(
     comment: Annotated[str, Form(max_length=feedback.MAX_COMMENT)] = "",
 ) -> Response:
     """Give or change the study's finding; the study is marked read."""
-    label_text = label
     ctx = context(request)
     try:
-        finding = FeedbackLabel(label_text)
+        finding = FeedbackLabel(label)
     except ValueError:
         return render(
             request,
