@@ -31,7 +31,6 @@ from daemon.web.security import (
     api_user_pending,
     client_address,
     context,
-    signed_in,
 )
 from daemon.web.views import Id
 
@@ -130,6 +129,42 @@ class ReadOut(BaseModel):
     newly_read: bool
 
 
+class RateOut(BaseModel):
+    value: float | None = Field(description="None when undefined (no case in the denominator)")
+    ci95: list[float | None] = Field(description="Wilson 95% interval [low, high]")
+
+
+class ReportGroupOut(BaseModel):
+    model_version: str = Field(description='"all" for the overall group')
+    calibration_version: int | None = Field(description="None for the overall group")
+    feedback: int
+    labelled: int = Field(description="with a definite finding (indeterminate left out)")
+    indeterminate: int
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+    sensitivity: RateOut
+    specificity: RateOut
+    ppv: RateOut
+    npv: RateOut
+    ece: float | None = Field(description="expected calibration error on the labelled cases")
+
+
+class LabelledCaseOut(BaseModel):
+    study_instance_uid: str
+    label: FeedbackLabel
+    score: float
+    logit: float
+    threshold: float
+    above_threshold: bool
+    model_version: str
+    calibration_version: int
+    given_by: str
+    given_at: datetime
+    comment: str
+
+
 class AlertOut(BaseModel):
     raised_at: datetime
     kind: str
@@ -210,9 +245,8 @@ def revoke_token(request: Request, principal: ApiUser) -> Response:
 
 
 @router.get("/me", response_model=Me, responses=ERRORS)
-def me(request: Request) -> Me:
+def me(principal: Annotated[Principal, Depends(api_user_pending)]) -> Me:
     """Who the token belongs to (works before a one-time password is changed)."""
-    principal = signed_in(request, allow_password_change=True)
     return Me(username=principal.username, role=principal.role.value)
 
 
@@ -330,7 +364,7 @@ def put_feedback(request: Request, uid: str, body: FeedbackIn, principal: ApiUse
     return get_study(request, uid, principal)
 
 
-@router.post("/studies/{uid}/read", response_model=ReadOut, responses=ERRORS)
+@router.post("/studies/{uid}/read", response_model=ReadOut, responses={**ERRORS, 404: {}})
 def post_read(request: Request, uid: str, principal: ApiUser) -> ReadOut:
     """Mark a study read without feedback (it leaves the worklist)."""
     ctx = context(request)
@@ -350,7 +384,7 @@ def _since(text: str | None) -> datetime | None:
         raise HTTPException(422, str(exc)) from exc
 
 
-@router.get("/report", responses={**ERRORS, 422: {}})
+@router.get("/report", response_model=list[ReportGroupOut], responses={**ERRORS, 422: {}})
 def get_report(
     request: Request,
     principal: ApiAdmin,
@@ -364,7 +398,7 @@ def get_report(
     return [group.to_dict() for group in feedback.report(cases)]
 
 
-@router.get("/feedback", responses={**ERRORS, 422: {}})
+@router.get("/feedback", response_model=list[LabelledCaseOut], responses={**ERRORS, 422: {}})
 def export_feedback(
     request: Request,
     principal: ApiAdmin,

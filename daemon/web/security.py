@@ -14,9 +14,11 @@ import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from daemon import accounts
 from daemon.db.models import UserRole
@@ -218,25 +220,34 @@ async def csrf_form_admin(request: Request) -> Principal:
     return principal
 
 
-def api_user(request: Request) -> Principal:
+# Declares the bearer scheme in the OpenAPI document; the token itself is read by
+# find_principal (which also accepts a browser's session cookie).
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="a token from POST /api/v1/tokens", scheme_name="token"
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def _api_principal(request: Request, *, allow_password_change: bool) -> Principal:
+    principal = signed_in(request, allow_password_change=allow_password_change)
+    if request.method in UNSAFE_METHODS:
+        check_csrf(principal, request.headers.get(CSRF_HEADER))
+    return principal
+
+
+def api_user(request: Request, _: Bearer = None) -> Principal:
     """Dependency for the API: a signed-in user; unsafe cookie calls need the CSRF header."""
-    principal = signed_in(request)
-    if request.method in UNSAFE_METHODS:
-        check_csrf(principal, request.headers.get(CSRF_HEADER))
-    return principal
+    return _api_principal(request, allow_password_change=False)
 
 
-def api_user_pending(request: Request) -> Principal:
+def api_user_pending(request: Request, _: Bearer = None) -> Principal:
     """Dependency for the API calls a one-time password allows (the password change)."""
-    principal = signed_in(request, allow_password_change=True)
-    if request.method in UNSAFE_METHODS:
-        check_csrf(principal, request.headers.get(CSRF_HEADER))
-    return principal
+    return _api_principal(request, allow_password_change=True)
 
 
-def api_admin(request: Request) -> Principal:
+def api_admin(request: Request, _: Bearer = None) -> Principal:
     """Dependency for admin API calls."""
-    principal = api_user(request)
+    principal = _api_principal(request, allow_password_change=False)
     if not principal.is_admin:
         raise ForbiddenError("this needs the admin role")
     return principal

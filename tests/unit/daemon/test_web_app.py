@@ -712,6 +712,15 @@ def test_the_openapi_document_describes_the_api_and_no_pages(site: Site) -> None
     assert "put" in paths[f"{API}/studies/{{uid}}/feedback"]
     body = paths[f"{API}/analyses"]["post"]["requestBody"]["content"]
     assert "application/octet-stream" in body
+    document = answer.json()
+    assert document["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+    # Every call but signing in names the bearer scheme; the report's figures are typed.
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            secured = any("token" in entry for entry in operation.get("security", []))
+            assert secured == (path != f"{API}/tokens" or method == "delete"), (method, path)
+    report = paths[f"{API}/report"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert report["schema"]["items"]["$ref"].endswith("/ReportGroupOut")
 
 
 # --- the audit trail ---------------------------------------------------------------------------------
