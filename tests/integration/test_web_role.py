@@ -4,6 +4,7 @@ database, from the first start's admin account to a study sent by storescu."""
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from tests.daemon_harness import DAEMON, Daemon, free_port, storescu, wait_until, write_config
-from tests.dicom_factory import make_dx
+from tests.dicom_factory import make_dx, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +117,49 @@ def test_a_web_port_in_use_stops_the_start_with_the_address(tmp_path: Path) -> N
         )
     assert result.returncode != 0
     assert f"web interface cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_the_web_role_serves_https_with_a_configured_certificate(tmp_path: Path) -> None:
+    openssl = require_tool("openssl", "openssl")
+    cert, key = tmp_path / "web.pem", tmp_path / "web.key"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    web = Daemon(
+        tmp_path / "web",
+        sections={"web": {"tls_certificate": str(cert), "tls_key": str(key)}},
+    )
+    web.start(roles="web")
+    try:
+        with httpx.Client(
+            base_url=f"https://127.0.0.1:{web.web_port}",
+            verify=ssl.create_default_context(cafile=str(cert)),
+        ) as client:
+            page = client.get("/login")
+            assert page.status_code == 200
+            assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+            login_cookie = page.headers["set-cookie"]
+            assert "Secure" in login_cookie and "HttpOnly" in login_cookie
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on the TLS port
+            httpx.get(f"http://127.0.0.1:{web.web_port}/login", timeout=5).raise_for_status()
+    finally:
+        web.stop()
