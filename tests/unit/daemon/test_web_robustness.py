@@ -95,3 +95,18 @@ def test_analyses_beyond_the_free_slots_wait_then_get_503(
         "/api/v1/analyses?filename=x.png", content=b"", headers=site.bearer(reader)
     )
     assert answer.status_code == 422  # a free slot: the (empty) upload itself is judged
+
+
+def test_the_api_reference_page_is_rendered_from_the_openapi_document(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    site, client = _site(tmp_path, sessions)
+    html = client.get("/api").text
+    spec = site.app.openapi()
+    for path, item in spec["paths"].items():
+        for method in item:
+            assert f'<span class="method">{method.upper()}</span> <code>{path}</code>' in html
+    # A schema's fields, with their types, as a reader needs them.
+    assert 'id="schema-WorklistItemOut"' in html
+    assert "<code>waiting_seconds</code></td><td>integer</td>" in html
+    assert site.client().get("/api").status_code == 303  # signed-out: to the sign-in page
