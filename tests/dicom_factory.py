@@ -14,6 +14,7 @@ tool is missing, and fails it under ``CI=true``.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -256,3 +257,27 @@ def expected_grey(ds: Dataset) -> np.ndarray:
     if ds.PhotometricInterpretation == "MONOCHROME1":
         grey = 1.0 - grey
     return grey
+
+
+def chestaid_output_bytes() -> bytes:
+    """A Part-10 Secondary Capture as ChestAid itself writes one (to be sent back to it)."""
+    from chestaid.dicom_outputs import OutputIdentity, TriageFinding, secondary_capture
+
+    rng = np.random.default_rng(9)
+    finding = TriageFinding(
+        score=0.9,
+        threshold=0.5,
+        above_threshold=True,
+        priority="URGENT",
+        model_version="test-1",
+        calibration_version=1,
+    )
+    identity = OutputIdentity(
+        series_instance_uid="1.2.3.9", sop_instance_uid="1.2.3.9.1", series_number=9901
+    )
+    sc = secondary_capture(
+        make_dx(rows=96, cols=80), rng.random((96, 80)), rng.random((3, 3)), finding, identity
+    )
+    buffer = io.BytesIO()
+    sc.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -16,7 +16,7 @@ from daemon import accounts, audit, feedback
 from daemon.db.models import FeedbackLabel, SavedAnalysis, UserRole, utcnow
 from daemon.db.session import unit_of_work
 from daemon.errors import DaemonError
-from daemon.heatmaps import CamError
+from daemon.heatmaps import CamError, decode_cam
 from daemon.studies import StudyDetail, image_source, study_detail
 from daemon.web import imaging, views
 from daemon.web.rendering import render, url_part
@@ -350,9 +350,7 @@ def source_png(request: Request, uid: str, result_id: Id, principal: User_) -> R
 def _heatmap(cam: str, size: tuple[int, int], *, what: str) -> Response:
     """A stored map as a colour PNG; 404 (and a log line) when the stored map is unusable."""
     try:
-        return Response(
-            imaging.heatmap_png(views.decode_cam(cam), size=size), media_type="image/png"
-        )
+        return Response(imaging.heatmap_png(decode_cam(cam), size=size), media_type="image/png")
     except CamError as exc:
         logger.error("stored heatmap unusable", extra={"of": what, "reason": str(exc)})
         return Response(status_code=404)

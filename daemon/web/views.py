@@ -6,12 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
-import numpy as np
 from fastapi import Path
 from sqlalchemy.orm import Session
 
 from daemon.db.models import FeedbackLabel, WebSession, utcnow
-from daemon.heatmaps import decode_cam as _decode_cam
 from daemon.web.context import WebContext
 from daemon.worklist import worklist
 
@@ -23,11 +21,6 @@ LABEL_TEXT = {
     FeedbackLabel.NO_PNEUMONIA: "No pneumonia",
     FeedbackLabel.INDETERMINATE: "Indeterminate",
 }
-
-
-def decode_cam(text: str) -> np.ndarray:
-    """A stored Grad-CAM map (see :mod:`daemon.heatmaps`)."""
-    return _decode_cam(text)
 
 
 def web_session(session: Session, session_id: int) -> WebSession | None:

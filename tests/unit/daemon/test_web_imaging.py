@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 from chestaid.calibration import TemperatureScaling
-from chestaid.dicom_outputs import OutputIdentity, TriageFinding, secondary_capture
 from chestaid.errors import (
     ChestAidError,
     CorruptImageError,
@@ -42,7 +41,7 @@ from daemon.web.imaging import (
     study_image,
 )
 from daemon.worker import ActiveModel, PriorityBands
-from tests.dicom_factory import make_dx
+from tests.dicom_factory import chestaid_output_bytes, make_dx
 from tests.synthetic_data import chest_like
 
 MAX_PIXELS = 1_000_000
@@ -161,25 +160,8 @@ def test_a_dicom_that_is_not_a_frontal_chest_radiograph_is_refused(
 
 
 def test_a_chestaid_output_sent_back_is_refused(model: ActiveModel) -> None:
-    source = make_dx(rows=96, cols=80)
-    finding = TriageFinding(
-        score=0.9,
-        threshold=0.5,
-        above_threshold=True,
-        priority="URGENT",
-        model_version="test-1",
-        calibration_version=1,
-    )
-    identity = OutputIdentity(
-        series_instance_uid="1.2.3.9", sop_instance_uid="1.2.3.9.1", series_number=9901
-    )
-    sc = secondary_capture(
-        source, torch.rand(96, 80).numpy(), torch.rand(3, 3).numpy(), finding, identity
-    )
-    buffer = io.BytesIO()
-    sc.save_as(buffer, enforce_file_format=True)
     with pytest.raises(ChestAidOutputError) as caught:
-        _analyse(buffer.getvalue(), model)
+        _analyse(chestaid_output_bytes(), model)
     assert http_status(caught.value) == 422
 
 

@@ -13,7 +13,6 @@ import torch
 from sqlalchemy import select
 
 from chestaid.calibration import TemperatureScaling
-from chestaid.dicom_outputs import OutputIdentity, TriageFinding, secondary_capture
 from chestaid.imaging import read_dicom
 from chestaid.inference import Scorer
 from chestaid.models import build_model
@@ -26,7 +25,7 @@ from daemon.settings import PrioritySettings, WorkerSettings
 from daemon.spool import FileStore
 from daemon.worker import ActiveModel, PriorityBands, Worker
 from tests.daemon_harness import record_received
-from tests.dicom_factory import make_dx
+from tests.dicom_factory import chestaid_output_bytes, make_dx
 
 
 @pytest.fixture(scope="module")
@@ -134,24 +133,7 @@ def test_chestaid_outputs_sent_back_are_skipped(
     tmp_path: Path, sessions: SessionFactory, model: ActiveModel
 ) -> None:
     worker = _worker(tmp_path, sessions, model)
-    source = make_dx(rows=96, cols=80)
-    finding = TriageFinding(
-        score=0.9,
-        threshold=0.5,
-        above_threshold=True,
-        priority="URGENT",
-        model_version="test-1",
-        calibration_version=1,
-    )
-    identity = OutputIdentity(
-        series_instance_uid="1.2.3.9", sop_instance_uid="1.2.3.9.1", series_number=9901
-    )
-    sc = secondary_capture(
-        source, torch.rand(96, 80).numpy(), torch.rand(3, 3).numpy(), finding, identity
-    )
-    buffer = BytesIO()
-    sc.save_as(buffer, enforce_file_format=True)
-    job_id = _receive(worker, sessions, buffer.getvalue(), "1.2.3.9.1")
+    job_id = _receive(worker, sessions, chestaid_output_bytes(), "1.2.3.9.1")
     assert worker.process_next()
     job = _job(sessions, job_id)
     assert job.state == JobState.SKIPPED and "own outputs" in (job.reason or "")
