@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from chestaid.assessment import ASSESSABLE, Assessment
 from chestaid.bundle import Bundle
 from chestaid.calibration import Calibrator
 from chestaid.gradcam import class_activation_map, normalise_map
@@ -40,6 +41,9 @@ class Prediction:
     above_threshold: bool
     cam: np.ndarray  # Grad-CAM at feature-map resolution, float32, 0..1
     model_version: str
+    # Whether the image could be judged at all. When not, ``score`` and ``logit`` are
+    # kept for audit only: never banded, flagged or overlaid (above_threshold is False).
+    assessment: Assessment = ASSESSABLE
 
 
 class Scorer:
