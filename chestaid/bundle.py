@@ -31,6 +31,7 @@ import torch
 import torchvision
 
 import chestaid
+from chestaid.assessment import AssessmentSettings, FeatureDensity
 from chestaid.calibration import Calibrator, IdentityCalibration, calibrator_from_dict
 from chestaid.errors import BundleError, CalibrationError, ModelError
 from chestaid.models import ChestNet, build_model
@@ -45,10 +46,17 @@ SPLITS_NAME = "splits.json"
 DEFAULT_CLASSES = ("NORMAL", "PNEUMONIA")
 
 
-def governance_digest(calibration: Any, threshold: Any) -> str:
-    """SHA-256 of the canonical JSON of the calibrator and threshold records."""
+def governance_digest(calibration: Any, threshold: Any, assessment: Any = None) -> str:
+    """SHA-256 of the canonical JSON of the records that govern triage.
+
+    The calibrator and threshold, and the not-assessable checks' settings where a
+    bundle has them (a manifest without them keeps the digest it always had).
+    """
+    record = {"calibration": calibration, "threshold": threshold}
+    if assessment is not None:
+        record["assessment"] = assessment
     canonical = json.dumps(
-        {"calibration": calibration, "threshold": threshold},
+        record,
         sort_keys=True,
         separators=(",", ":"),
         allow_nan=True,
@@ -73,6 +81,8 @@ class Manifest:
     weights: dict[str, Any] = field(default_factory=dict)
     name: str = "chestaid-pneumonia"
     format_version: int = FORMAT_VERSION
+    orientation_outputs: int = 0  # size of the orientation head; 0 for none
+    assessment: dict[str, Any] | None = None  # the not-assessable checks' settings
 
     @property
     def num_outputs(self) -> int:
@@ -98,12 +108,16 @@ class Manifest:
             "preprocessing": self.preprocessing.to_dict(),
             "calibration": self.calibration,
             "threshold": self.threshold,
-            "governance_sha256": governance_digest(self.calibration, self.threshold),
+            "governance_sha256": governance_digest(
+                self.calibration, self.threshold, self.assessment
+            ),
             "data_fingerprint": self.data_fingerprint,
             "metrics": self.metrics,
             "training": self.training,
             "library_versions": self.library_versions,
             "weights": self.weights,
+            "orientation_outputs": self.orientation_outputs,
+            "assessment": self.assessment,
         }
 
     @classmethod
@@ -129,16 +143,17 @@ class Manifest:
         preprocessing = PreprocessSpec.from_dict(d["preprocessing"])
         if d.get("input_size", preprocessing.input_size) != preprocessing.input_size:
             raise BundleError("manifest 'input_size' disagrees with its preprocessing")
-        for key in ("calibration", "threshold"):
+        for key in ("calibration", "threshold", "assessment"):
             if d.get(key) is not None and not isinstance(d[key], Mapping):
                 raise BundleError(f"manifest {key!r} must be a JSON object or null")
         for key in ("weights", "data_fingerprint", "metrics", "training", "library_versions"):
             if d.get(key) is not None and not isinstance(d[key], Mapping):
                 raise BundleError(f"manifest {key!r} must be a JSON object")
-        if d.get("calibration") is not None or d.get("threshold") is not None:
-            # The calibrator and threshold govern triage: a hand edit must not pass unseen.
+        governing = (d.get("calibration"), d.get("threshold"), d.get("assessment"))
+        if any(record is not None for record in governing):
+            # These records govern triage: a hand edit must not pass unseen.
             stored = d.get("governance_sha256")
-            if stored != governance_digest(d.get("calibration"), d.get("threshold")):
+            if stored != governance_digest(*governing):
                 raise BundleError(
                     "manifest calibration/threshold do not match their governance_sha256: "
                     "edited by hand? Recalibrate with 'chestaid calibrate' instead"
@@ -156,6 +171,8 @@ class Manifest:
             library_versions=dict(d.get("library_versions") or {}),
             weights=dict(d["weights"]),
             name=str(d.get("name", "chestaid-pneumonia")),
+            orientation_outputs=int(d.get("orientation_outputs") or 0),
+            assessment=d.get("assessment"),
         )
         if "num_outputs" in d and d["num_outputs"] != manifest.num_outputs:
             raise BundleError(
@@ -179,6 +196,8 @@ class Bundle:
     manifest: Manifest
     model: ChestNet
     calibrator: Calibrator
+    assessment: AssessmentSettings = field(default_factory=AssessmentSettings)
+    density: FeatureDensity | None = None
 
     @property
     def threshold(self) -> float | None:
@@ -334,7 +353,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             f"weights checksum mismatch in {p}: manifest says {expected}, file is {actual}"
         )
     try:
-        model = build_model(manifest.architecture, num_outputs=manifest.num_outputs)
+        model = build_model(
+            manifest.architecture,
+            num_outputs=manifest.num_outputs,
+            orientation_outputs=manifest.orientation_outputs,
+        )
     except ModelError as exc:
         raise BundleError(f"bundle {p}: {exc}") from exc
     try:
@@ -372,7 +395,80 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         manifest.version,
         calibrator.name,
     )
-    return Bundle(path=p, manifest=manifest, model=model, calibrator=calibrator)
+    assessment, density = _load_assessment(p, manifest)
+    return Bundle(
+        path=p,
+        manifest=manifest,
+        model=model,
+        calibrator=calibrator,
+        assessment=assessment,
+        density=density,
+    )
+
+
+ASSESSMENT_NAME = "assessment.safetensors"
+
+
+def _load_assessment(
+    path: Path, manifest: Manifest
+) -> tuple[AssessmentSettings, FeatureDensity | None]:
+    """The not-assessable checks' settings and feature density, verified by checksum."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    settings = AssessmentSettings.from_dict(manifest.assessment)
+    record = (manifest.assessment or {}).get("feature_density")
+    if record is None:
+        if settings.max_feature_distance is not None:
+            raise BundleError(f"bundle {path}: a feature-distance limit without its density")
+        return settings, None
+    if not isinstance(record, Mapping) or record.get("file") != ASSESSMENT_NAME:
+        raise BundleError(
+            f"bundle {path}: 'assessment.feature_density' must name {ASSESSMENT_NAME}"
+        )
+    file = path / ASSESSMENT_NAME
+    if not file.is_file():
+        raise BundleError(f"bundle {path} has no {ASSESSMENT_NAME}")
+    if record.get("sha256") != _sha256(file):
+        raise BundleError(f"checksum mismatch of {file}: changed since the bundle was made?")
+    try:
+        density = FeatureDensity.from_tensors(load_file(str(file)))
+    except (SafetensorError, OSError) as exc:
+        raise BundleError(f"cannot read {file}: {exc}") from exc
+    return settings, density
+
+
+def save_assessment(
+    path: str | os.PathLike[str],
+    settings: AssessmentSettings,
+    density: FeatureDensity | None,
+    *,
+    fitted_on: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Store the not-assessable checks in a bundle (density file and manifest record)."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    manifest = read_manifest(p)
+    record: dict[str, Any] = settings.to_dict()
+    if density is not None:
+        fd, tmp = tempfile.mkstemp(dir=p, prefix=".assessment.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(density.to_tensors(), tmp)
+            Path(tmp).replace(p / ASSESSMENT_NAME)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        record["feature_density"] = {
+            "file": ASSESSMENT_NAME,
+            "sha256": _sha256(p / ASSESSMENT_NAME),
+        }
+    if fitted_on is not None:
+        record["fitted_on"] = dict(fitted_on)
+    updated = replace(manifest, assessment=record)
+    update_manifest(p, updated)
+    return updated
 
 
 def default_bundle_path() -> Path:

@@ -82,6 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-augment", action="store_true", help="disable rotation/brightness/contrast jitter"
     )
     t.add_argument(
+        "--augment",
+        choices=["light", "acquisition"],
+        default="light",
+        help="augmentation recipe: light (small rotations, brightness, contrast) or "
+        "acquisition (blur, sharpening, resampling, noise, gamma, crops, rotation, occlusion)",
+    )
+    t.add_argument("--label-smoothing", type=float, default=0.0, help="BCE targets y(1-e)+e/2")
+    t.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a); 0 for none")
+    t.add_argument(
+        "--ema", type=float, help="keep an exponential moving average of the weights (decay)"
+    )
+    t.add_argument(
+        "--orientation-head",
+        type=float,
+        default=0.0,
+        help="share of each batch turned/inverted to train the orientation head; 0 for none",
+    )
+    t.add_argument(
+        "--select",
+        choices=["best_validation", "last"],
+        default="best_validation",
+        help="keep the epoch with the best validation ROC-AUC, or the last one",
+    )
+    t.add_argument(
         "--max-steps-per-epoch", type=_positive_int, help="cap steps per epoch (smoke runs)"
     )
     t.add_argument(
@@ -106,6 +130,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=_positive_int, default=32)
     c.add_argument("--json", action="store_true", help="print the outcome as JSON")
     c.add_argument("--out", type=Path, help="folder for calibration.json and a reliability diagram")
+
+    a = sub.add_parser(
+        "assess",
+        help="fit the not-assessable checks (feature density and its limit) and measure refusals",
+    )
+    a.add_argument("bundle", type=Path)
+    a.add_argument("data_dir", type=Path, help="the bundle's development data")
+    a.add_argument(
+        "--external",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of real radiographs from elsewhere, only measured (repeatable)",
+    )
+    a.add_argument(
+        "--non-chest",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of pictures that are not chest radiographs, only measured (repeatable)",
+    )
+    a.add_argument("--components", type=_positive_int, default=32)
+    a.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
     e = sub.add_parser(
         "evaluate", help="metrics with bootstrap intervals, plots, optional saliency checks"
@@ -151,6 +198,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from chestaid.training.augment import RECIPES
     from chestaid.training.loop import TrainConfig, train
 
     config = TrainConfig(
@@ -165,6 +213,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         precision=args.precision,
         augmentation=not args.no_augment,
+        augment=RECIPES[args.augment],
+        label_smoothing=args.label_smoothing,
+        mixup_alpha=args.mixup,
+        ema_decay=args.ema,
+        orientation_fraction=args.orientation_head,
+        select=args.select,
         max_steps_per_epoch=args.max_steps_per_epoch,
         threads=args.threads,
         pretrained=str(args.pretrained) if args.pretrained else None,
@@ -179,7 +233,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(
         f"trained {config.architecture} -> {result.bundle_path} (version {result.manifest.version}): "
-        f"best validation ROC-AUC {result.best_val_auc:.4f} at epoch {result.best_epoch}, "
+        f"validation ROC-AUC {result.best_val_auc:.4f} at the kept epoch {result.best_epoch}, "
         f"{result.seconds / 60:.1f} min; calibrate it next with 'chestaid calibrate'\n"
     )
     return EXIT_OK
@@ -217,6 +271,31 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         + ", ".join(f"{k} {rep[k]:.3f}" for k in ("sensitivity", "specificity", "ppv", "npv", "f1"))
         + f"; TP {rep['tp']} FP {rep['fp']} TN {rep['tn']} FN {rep['fn']}"
     )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cmd_assess(args: argparse.Namespace) -> int:
+    from chestaid.assessment_fit import fit_assessment
+
+    fit = fit_assessment(
+        args.bundle,
+        args.data_dir,
+        external=args.external,
+        non_chest=args.non_chest,
+        components=args.components,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(fit.to_dict()) + "\n")
+        return EXIT_OK
+    limit = fit.settings.max_feature_distance
+    lines = [f"feature-distance limit {limit}; not assessable, by set:"]
+    for name, outcome in fit.refused.items():
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(outcome["reasons"].items())) or "-"
+        lines.append(
+            f"  {name}: {outcome['refused']} of {outcome['n']} ({100 * outcome['rate']:.2f}%)"
+            f"  [{reasons}]; turned upright {outcome['turned_upright']}"
+        )
     sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
 
@@ -317,7 +396,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             model_version=pred.model_version,
             calibrator=scorer.calibrator.name,
             calibration_version=calibration_version,
+            assessable=pred.assessment.assessable,
+            assessment=pred.assessment.to_dict(),
         )
+        if not pred.assessment.assessable:
+            # Not a judgeable radiograph: no call, no overlay that would suggest one.
+            record.update(above_threshold=None)
+            if args.json:
+                sys.stdout.write(json.dumps(record) + "\n")
+            else:
+                sys.stdout.write(
+                    f"{path}: NOT ASSESSABLE ({pred.assessment.reason}): "
+                    f"{pred.assessment.detail}; read it without ChestAid\n"
+                )
+            continue
         if args.cam is not None:
             grey = display_image(image.pixels)
             overlay = render_overlay(grey, pred.cam, alpha=args.alpha, lut=lut)
@@ -360,6 +452,7 @@ COMMANDS = {
     "calibrate": _cmd_calibrate,
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
+    "assess": _cmd_assess,
     "sample": _cmd_sample,
 }
 

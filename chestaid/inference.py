@@ -16,7 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from chestaid.assessment import ASSESSABLE, Assessment
+from chestaid.assessment import (
+    ASSESSABLE,
+    Assessment,
+    AssessmentSettings,
+    Evidence,
+    FeatureDensity,
+    assess,
+    image_statistics,
+    not_assessable,
+)
 from chestaid.bundle import Bundle
 from chestaid.calibration import Calibrator
 from chestaid.gradcam import class_activation_map, normalise_map
@@ -58,6 +67,8 @@ class Scorer:
         threshold: float | None,
         model_version: str,
         device: str | torch.device = "cpu",
+        assessment: AssessmentSettings | None = None,
+        density: FeatureDensity | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.calibrator = calibrator
@@ -65,6 +76,8 @@ class Scorer:
         self.threshold = UNGOVERNED_THRESHOLD if threshold is None else float(threshold)
         self.model_version = model_version
         self.device = torch.device(device)
+        self.assessment = assessment or AssessmentSettings()
+        self.density = density
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, *, device: str | torch.device = "cpu") -> Scorer:
@@ -76,6 +89,8 @@ class Scorer:
             threshold=bundle.threshold,
             model_version=bundle.manifest.version,
             device=device,
+            assessment=bundle.assessment,
+            density=bundle.density,
         )
 
     def with_calibration(self, calibrator: Calibrator, threshold: float) -> Scorer:
@@ -87,6 +102,8 @@ class Scorer:
             threshold=threshold,
             model_version=self.model_version,
             device=self.device,
+            assessment=self.assessment,
+            density=self.density,
         )
 
     @torch.inference_mode()
@@ -105,20 +122,86 @@ class Scorer:
         out: np.ndarray = self.model(batch.to(self.device))[:, 0].float().cpu().numpy()
         return out.astype(np.float64)
 
+    @torch.inference_mode()
+    def _passes(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[Evidence]]:
+        """Logits, Grad-CAM maps and the assessment evidence of one forward pass."""
+        heads = self.model.forward_heads(batch.to(self.device))
+        cams = normalise_map(
+            class_activation_map(heads.feature_map, self.model.classifier.weight, 0)
+        )
+        spread, structure = image_statistics(batch * self.spec.std + self.spec.mean)
+        orientation = (
+            torch.softmax(heads.orientation.float(), dim=1).cpu().numpy()
+            if heads.orientation is not None
+            else None
+        )
+        distances = (
+            self.density.distance(heads.pooled.float().cpu().numpy())
+            if self.density is not None
+            else None
+        )
+        evidence = [
+            Evidence(
+                spread=float(spread[i]),
+                structure=float(structure[i]),
+                orientation=orientation[i] if orientation is not None else None,
+                feature_distance=float(distances[i]) if distances is not None else None,
+            )
+            for i in range(batch.shape[0])
+        ]
+        return (
+            heads.logits[:, 0].float().cpu().numpy().astype(np.float64),
+            cams.cpu().numpy().astype(np.float32),
+            evidence,
+        )
+
+    def _judge(
+        self, item: torch.Tensor, logit: float, cam: np.ndarray, evidence: Evidence
+    ) -> tuple[float, np.ndarray, Assessment]:
+        """Assess one input; a radiograph certainly turned is turned upright and scored again.
+
+        The returned map always lies on the image as received.
+        """
+        verdict = assess(evidence, self.assessment)
+        if isinstance(verdict, Assessment):
+            return logit, cam, verdict
+        turns = (4 - verdict) % 4
+        upright = torch.rot90(item, turns, dims=(-2, -1)).unsqueeze(0)
+        logits, cams, again = self._passes(upright)
+        second = assess(again[0], self.assessment)
+        if isinstance(second, int):
+            return (
+                logit,
+                cam,
+                not_assessable(
+                    "orientation", "the image could not be turned upright with certainty"
+                ),
+            )
+        if not second.assessable:
+            return float(logits[0]), np.rot90(cams[0], -turns).copy(), second
+        turned = Assessment(assessable=True, quarter_turns=turns)
+        return float(logits[0]), np.rot90(cams[0], -turns).copy(), turned
+
     def score_batch(self, batch: torch.Tensor) -> list[Prediction]:
-        """Score a batch of model inputs of shape (N, 1, S, S)."""
-        logits, cams = self.logits_and_cams(batch)
-        probs = self.calibrator.predict_proba(logits)
+        """Score a batch of model inputs of shape (N, 1, S, S), assessing each first."""
+        logits, cams, evidence = self._passes(batch)
+        judged = [
+            self._judge(batch[i], float(logits[i]), cams[i], evidence[i])
+            for i in range(batch.shape[0])
+        ]
+        probs = self.calibrator.predict_proba(np.array([z for z, _, _ in judged]))
         return [
             Prediction(
-                logit=float(z),
+                logit=z,
                 score=float(p),
                 threshold=self.threshold,
-                above_threshold=bool(p >= self.threshold),  # False when nan
+                # False when the threshold is nan or the image could not be judged.
+                above_threshold=bool(p >= self.threshold) and verdict.assessable,
                 cam=cam,
                 model_version=self.model_version,
+                assessment=verdict,
             )
-            for z, p, cam in zip(logits, probs, cams, strict=True)
+            for (z, cam, verdict), p in zip(judged, probs, strict=True)
         ]
 
     def score_pixels(self, pixels: np.ndarray) -> Prediction:

@@ -37,12 +37,24 @@ class ChestNet(nn.Module):
     """
 
     def __init__(
-        self, features: nn.Module, num_features: int, num_outputs: int, dropout: float
+        self,
+        features: nn.Module,
+        num_features: int,
+        num_outputs: int,
+        dropout: float,
+        *,
+        orientation_outputs: int = 0,
     ) -> None:
         super().__init__()
         self.features = features
         self.dropout = nn.Dropout(p=dropout)
         self.classifier = nn.Linear(num_features, num_outputs)
+        # An optional second head on the same pooled features: which way the image is
+        # turned and whether its grey scale is inverted (an auxiliary task in training,
+        # the orientation check in service). It costs one small matrix product.
+        self.orientation: nn.Linear | None = (
+            nn.Linear(num_features, orientation_outputs) if orientation_outputs else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits of shape (N, num_outputs) for inputs of shape (N, 1, H, W)."""
@@ -51,9 +63,25 @@ class ChestNet(nn.Module):
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(logits, feature_map)``; the map has shape (N, C, h, w)."""
+        heads = self.forward_heads(x)
+        return heads.logits, heads.feature_map
+
+    def forward_heads(self, x: torch.Tensor) -> Heads:
+        """Every output of one forward pass: logits, orientation logits, features."""
         fmap = self.features(x)
         pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(fmap, 1), 1)
-        return self.classifier(self.dropout(pooled)), fmap
+        orientation = self.orientation(pooled) if self.orientation is not None else None
+        return Heads(self.classifier(self.dropout(pooled)), orientation, fmap, pooled)
+
+
+@dataclass(frozen=True)
+class Heads:
+    """What one forward pass of a :class:`ChestNet` gives."""
+
+    logits: torch.Tensor  # (N, num_outputs)
+    orientation: torch.Tensor | None  # (N, orientation classes) or None without that head
+    feature_map: torch.Tensor  # (N, C, h, w), as the pool sees it
+    pooled: torch.Tensor  # (N, C)
 
 
 @dataclass(frozen=True)
@@ -186,6 +214,7 @@ def build_model(
     num_outputs: int = 1,
     dropout: float = 0.0,
     pretrained_path: str | os.PathLike[str] | None = None,
+    orientation_outputs: int = 0,
 ) -> ChestNet:
     """Build a one-channel :class:`ChestNet` with random weights or local pretrained ones.
 
@@ -224,7 +253,9 @@ def build_model(
     assert isinstance(stem, nn.Conv2d)
     _set_child(net, spec.stem_path, _grey_stem(stem))
     body, num_features = spec.body(net)
-    return ChestNet(body, num_features, num_outputs, dropout)
+    return ChestNet(
+        body, num_features, num_outputs, dropout, orientation_outputs=orientation_outputs
+    )
 
 
 def reinitialise(model: ChestNet, *, seed: int) -> ChestNet:
