@@ -85,6 +85,7 @@ class Scores:
     flagged: np.ndarray  # bool: assessable and at or above the governed threshold
     at_half: np.ndarray  # bool: assessable and score >= 0.5
     reasons: tuple[str | None, ...]  # not-assessable reason per image
+    turned: np.ndarray  # bool: the scorer turned the image upright before scoring it
 
     @classmethod
     def from_predictions(cls, predictions: Sequence[Prediction]) -> Scores:
@@ -99,6 +100,7 @@ class Scores:
             flagged=above & assessable,
             at_half=(score >= 0.5) & assessable,
             reasons=tuple(p.assessment.reason for p in predictions),
+            turned=np.array([p.assessment.quarter_turns != 0 for p in predictions], dtype=bool),
         )
 
     def take(self, index: np.ndarray) -> Scores:
@@ -110,6 +112,7 @@ class Scores:
             flagged=self.flagged[index],
             at_half=self.at_half[index],
             reasons=tuple(self.reasons[int(i)] for i in index),
+            turned=self.turned[index],
         )
 
 
@@ -180,6 +183,7 @@ def flag_record(scores: Scores, *, governed: bool) -> dict[str, Any]:
         "flag_rate_050": _share(scores.at_half),
         "not_assessable": int(not_assessable.sum()),
         "not_assessable_rate": _share(not_assessable),
+        "turned_upright": int(scores.turned.sum()),
         "median_logit": float(np.median(scores.logit)) if scores.logit.size else None,
     }
 

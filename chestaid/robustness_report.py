@@ -230,7 +230,15 @@ def robustness_table(result: dict[str, Any]) -> str:
     )
     lines += ["", "### Turned and inverted", ""]
     lines += _table(
-        ["condition", "n", "flagged", "score >= 0.5", "not assessable", "median logit"],
+        [
+            "condition",
+            "n",
+            "flagged",
+            "score >= 0.5",
+            "not assessable",
+            "turned upright",
+            "median logit",
+        ],
         [
             [
                 o["condition"],
@@ -238,6 +246,7 @@ def robustness_table(result: dict[str, Any]) -> str:
                 _pct(o["flag_rate"]),
                 _pct(o["flag_rate_050"]),
                 _pct(o["not_assessable_rate"]),
+                str(o.get("turned_upright", "-")),
                 _num(o["median_logit"], 3),
             ]
             for o in result["orientation"]

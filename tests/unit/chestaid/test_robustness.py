@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from chestaid.assessment import ASSESSABLE, not_assessable
+from chestaid.assessment import ASSESSABLE, Assessment, not_assessable
 from chestaid.bundle import MANIFEST_NAME, Manifest, save_bundle
 from chestaid.cli import main
 from chestaid.corruptions import (
@@ -29,7 +29,7 @@ from chestaid.evaluation import decode_examples
 from chestaid.inference import Prediction
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec, preprocess
-from chestaid.robustness import Scores, run_robustness, score_images
+from chestaid.robustness import Scores, flag_record, run_robustness, score_images
 from chestaid.robustness_report import compare_robustness, robustness_table
 from tests.synthetic_data import make_image_folder
 
@@ -266,6 +266,41 @@ def _expected(image: np.ndarray, scorer: MeanScorer) -> tuple[float, bool, bool]
     (pred,) = scorer.score_batch(preprocess(image, scorer.spec).unsqueeze(0))
     assessable = pred.assessment.assessable
     return pred.logit, pred.above_threshold and assessable, assessable
+
+
+def _prediction(score: float, threshold: float, assessment: Assessment) -> Prediction:
+    return Prediction(
+        logit=math.log(score / (1 - score)),
+        score=score,
+        threshold=threshold,
+        above_threshold=score >= threshold,
+        cam=np.zeros((1, 1), np.float32),
+        model_version="hand-1",
+        assessment=assessment,
+    )
+
+
+def test_scores_and_flag_record_count_what_the_scorer_decided() -> None:
+    turned_upright = Assessment(assessable=True, quarter_turns=1)
+    predictions = [
+        _prediction(0.9, 0.8, ASSESSABLE),  # flagged
+        _prediction(0.95, 0.8, not_assessable("noise", "noise")),  # above, not assessable
+        _prediction(0.6, 0.8, ASSESSABLE),  # >= 0.5 only
+        _prediction(0.85, 0.8, turned_upright),  # turned upright, then flagged
+        _prediction(0.2, 0.8, not_assessable("inverted", "inverted")),
+    ]
+    scores = Scores.from_predictions(predictions)
+    assert scores.flagged.tolist() == [True, False, False, True, False]
+    assert scores.at_half.tolist() == [True, False, True, True, False]
+    assert scores.reasons == (None, "noise", None, None, "inverted")
+    record = flag_record(scores, governed=True)
+    assert (record["n"], record["flagged"], record["score_ge_050"]) == (5, 2, 3)
+    assert (record["not_assessable"], record["turned_upright"]) == (2, 1)
+    assert record["flag_rate"] == pytest.approx(0.4)
+    assert record["not_assessable_rate"] == pytest.approx(0.4)
+    picked = flag_record(scores.take(np.array([1, 2])), governed=False)
+    assert (picked["n"], picked["flagged"], picked["flag_rate"]) == (2, None, None)
+    assert picked["score_ge_050"] == 1
 
 
 def test_flag_rates_count_not_assessable_images_as_not_flagged(
