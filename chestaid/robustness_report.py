@@ -142,6 +142,28 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def _summary_lines(s: dict[str, Any]) -> list[str]:
+    worst = s["worst_corrupted_roc_auc_logit"]
+    shift = s["normals_flag_rate_worst_shift"]
+    flagged = "-" if s["featureless_flagged"] is None else str(s["featureless_flagged"])
+    return [
+        "### Summary",
+        "",
+        f"- ROC-AUC clean {_num(s['clean_roc_auc_logit'])}, mean under corruptions "
+        f"{_num(s['mean_corrupted_roc_auc_logit'])}, worst "
+        + ("-" if worst is None else f"{worst['value']:.4f} ({worst['condition']})"),
+        f"- normals flagged: clean {_pct(s['normals_flag_rate_clean'])}, worst shift "
+        + ("-" if shift is None else f"{_pct(shift['value'])} ({shift['condition']})"),
+        f"- featureless inputs: {flagged} of {s['featureless_n']} flagged, "
+        f"{s['featureless_score_ge_050']} with score >= 0.5, "
+        f"{s['featureless_not_assessable']} not assessable",
+        f"- pneumonia flagged: upright {_pct(s['upright_pneumonia_flag_rate'])}, turned "
+        f"(mean of 90/180/270) {_pct(s['turned_pneumonia_flag_rate_mean'])}; inverted: "
+        f"normals {_pct(s['inverted_normals_flag_rate'])}, "
+        f"pneumonias {_pct(s['inverted_pneumonia_flag_rate'])}",
+    ]
+
+
 def robustness_table(result: dict[str, Any]) -> str:
     """The whole report of one bundle as markdown (what ``chestaid evaluate --robustness`` prints)."""
     cases, threshold = result["cases"], result["threshold"]
@@ -160,6 +182,8 @@ def robustness_table(result: dict[str, Any]) -> str:
         ),
         "ROC-AUC is of the logit, 95% patient-bootstrap interval in brackets. "
         "A not-assessable image counts as NOT flagged.",
+        "",
+        *_summary_lines(result["summary"]),
         "",
         "### ROC-AUC under corruptions (applied before preprocessing)",
         "",
