@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--saliency", action="store_true", help="deletion/keep curves and randomisation check"
     )
     e.add_argument("--saliency-cases", type=_positive_int, default=64)
+    e.add_argument(
+        "--robustness",
+        action="store_true",
+        help="instead of the standard metrics: ROC-AUC under corruptions, normals under "
+        "blur and exposure shifts, featureless, turned and inverted inputs "
+        "(robustness.json, robustness.md and plots)",
+    )
     e.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples")
     e.add_argument("--batch-size", type=_positive_int, default=32)
 
@@ -303,6 +310,8 @@ def _cmd_assess(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from chestaid.evaluation import evaluate_bundle
 
+    if args.robustness:
+        return _evaluate_robustness(args)
     r = evaluate_bundle(
         args.bundle,
         args.data_dir,
@@ -340,6 +349,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
     lines.append(f"written: {args.out / 'metrics.json'} and plots")
     sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _evaluate_robustness(args: argparse.Namespace) -> int:
+    from chestaid.robustness import evaluate_robustness
+    from chestaid.robustness_report import robustness_table
+
+    if args.saliency:
+        raise ConfigurationError("--robustness and --saliency are separate runs; choose one")
+    result = evaluate_robustness(
+        args.bundle,
+        args.data_dir,
+        args.out,
+        split=args.split,
+        n_boot=args.bootstrap,
+        batch_size=args.batch_size,
+    )
+    sys.stdout.write(robustness_table(result) + "\n\n")
+    sys.stdout.write(f"written: {args.out / 'robustness.json'}, robustness.md and plots\n")
     return EXIT_OK
 
 

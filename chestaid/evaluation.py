@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TARGET_SENSITIVITY = 0.90
 THRESHOLD_GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
+DECODE_MAX_SIDE = 512  # longest side of cases held decoded in memory
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,54 @@ def select_cases(bundle: Bundle, data_dir: str | os.PathLike[str], *, seed: int 
     return CaseSet(base=base, parts=halves, source="new cases")
 
 
+def cases_to_evaluate(
+    bundle: Bundle, data_dir: str | os.PathLike[str], *, split: str = "auto", seed: int = 0
+) -> tuple[CaseSet, str]:
+    """The cases of ``data_dir`` and the name of the part an evaluation judges.
+
+    ``split`` "auto" is the bundle's report split on its own data, else every image
+    ("all"); any other value names a part.
+
+    Raises:
+        DatasetError: the data folder is unusable or has no such part.
+    """
+    cases = select_cases(bundle, data_dir, seed=seed)
+    name = ("report" if cases.source == "bundle split" else "all") if split == "auto" else split
+    if name not in cases.parts:
+        raise DatasetError(
+            f"no split {name!r} for these cases ({cases.source}); have {', '.join(cases.parts)}"
+        )
+    return cases, name
+
+
 def logits_for(
     bundle: Bundle, base: Path, examples: Sequence[Example], *, batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of ``examples`` through the bundle's model and preprocessing."""
     dataset = ImageDataset(base, examples, bundle.manifest.preprocessing)
     return collect_logits(bundle.model, dataset, batch_size=batch_size), dataset.labels
+
+
+def decode_examples(
+    base: Path, examples: Sequence[Example], *, max_side: int = DECODE_MAX_SIDE
+) -> list[np.ndarray]:
+    """Decode each case once (grey, [0, 1]); larger images are reduced to ``max_side``.
+
+    The cap keeps a folder of full-size radiographs in memory; the corruptions then
+    act on the reduced image (the development images are smaller than the cap).
+    """
+    from chestaid.corruptions import resize
+    from chestaid.imaging import read_image
+
+    images = []
+    for example in examples:
+        pixels = read_image(base / example.relpath).pixels
+        h, w = pixels.shape
+        if max(h, w) > max_side:
+            scale = max_side / max(h, w)
+            pixels = resize(pixels, (max(1, round(h * scale)), max(1, round(w * scale))))
+        images.append(np.asarray(pixels, dtype=np.float32))
+    return images
 
 
 @dataclass(frozen=True)
@@ -236,12 +279,7 @@ def evaluate_bundle(
     from chestaid import plots
 
     bundle = load_bundle(bundle_path)
-    cases = select_cases(bundle, data_dir, seed=seed)
-    name = ("report" if cases.source == "bundle split" else "all") if split == "auto" else split
-    if name not in cases.parts:
-        raise DatasetError(
-            f"no split {name!r} for these cases ({cases.source}); have {', '.join(cases.parts)}"
-        )
+    cases, name = cases_to_evaluate(bundle, data_dir, split=split, seed=seed)
     examples = cases.parts[name]
     logits, labels = logits_for(bundle, cases.base, examples, batch_size=batch_size)
     probs = bundle.calibrator.predict_proba(logits)

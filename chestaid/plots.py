@@ -7,7 +7,7 @@ state, safe in threads and on machines without a display).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -173,4 +173,38 @@ def plot_confusion(cm: ConfusionMatrix, path: str | os.PathLike[str], *, thresho
         f"threshold {threshold:.3f}: sensitivity {cm.sensitivity:.3f}, specificity {cm.specificity:.3f}",
         fontsize="small",
     )
+    return _save(fig, path)
+
+
+def plot_levels(
+    series: Mapping[str, Sequence[tuple[str, float]]],
+    path: str | os.PathLike[str],
+    *,
+    ylabel: str,
+    title: str,
+    ylim: tuple[float, float] = (0.0, 1.02),
+) -> Path:
+    """One line per series over its levels (clean first); the legend names the levels.
+
+    Families measure severity in their own units, so the x axis is the level's rank
+    (0 = clean) and each series' legend entry lists what its levels are.
+    """
+    fig = Figure(figsize=(7, 4.8))
+    ax = fig.add_subplot()
+    longest = 1
+    for name, points in series.items():
+        levels = ", ".join(level for level, _ in points[1:])
+        ax.plot(
+            range(len(points)),
+            [value for _, value in points],
+            marker="o",
+            lw=1.5,
+            label=f"{name}: {levels}" if levels else name,
+        )
+        longest = max(longest, len(points))
+    ax.set_xticks(list(range(longest)), ["clean", *[f"level {i}" for i in range(1, longest)]])
+    ax.set(xlabel="severity", ylabel=ylabel, title=title, ylim=ylim)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(loc="best", fontsize="small")
     return _save(fig, path)
