@@ -7,7 +7,8 @@
 - Isotonic regression on the logit: any monotone map; needs more cases.
 
 Each is fitted on calibration cases and judged on other cases; every one serialises
-to a small JSON-able dict so a bundle or a database row can carry it.
+to a small JSON-able dict so a bundle or a database row can carry it. The threshold
+set on the calibrated score is :mod:`chestaid.threshold`'s.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from numpy.typing import ArrayLike
 
 from chestaid.errors import CalibrationError
 from chestaid.metrics import adaptive_ece, as_scores_and_labels, brier, ece, nll
+
+# The governed threshold lives in its own module; these names stay importable from here.
+from chestaid.threshold import GovernedThreshold as GovernedThreshold
+from chestaid.threshold import governed_threshold as governed_threshold
 
 MIN_PER_CLASS = 2
 MIN_ISOTONIC_CASES = 20
@@ -376,57 +381,6 @@ def _ece_difference_intervals(
         low, high = np.quantile(values, [0.025, 0.975])
         out[name] = (float(low), float(high))
     return out
-
-
-@dataclass(frozen=True)
-class GovernedThreshold:
-    """The threshold set for a target sensitivity, and what it achieved where it was set."""
-
-    threshold: float
-    target_sensitivity: float
-    achieved_sensitivity: float
-    specificity: float
-    n_positive: int
-    n_negative: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "threshold": self.threshold,
-            "target_sensitivity": self.target_sensitivity,
-            "achieved_sensitivity": self.achieved_sensitivity,
-            "specificity": self.specificity,
-            "n_positive": self.n_positive,
-            "n_negative": self.n_negative,
-        }
-
-
-def governed_threshold(
-    probs: ArrayLike, labels: ArrayLike, target_sensitivity: float = 0.90
-) -> GovernedThreshold:
-    """The highest threshold whose sensitivity on these cases reaches the target.
-
-    The threshold is one of the positive cases' scores (a case is positive when its
-    score is at or above it), so the sensitivity it gives here is exact.
-    """
-    p, y = as_scores_and_labels(probs, labels)
-    if not 0.0 < target_sensitivity <= 1.0:
-        raise CalibrationError(f"target sensitivity must be in (0, 1], got {target_sensitivity}")
-    positives = np.sort(p[y == 1])[::-1]
-    if positives.size == 0:
-        raise CalibrationError("a threshold for a sensitivity needs positive cases; got none")
-    needed = int(np.ceil(target_sensitivity * positives.size - 1e-9))
-    threshold = float(positives[max(needed, 1) - 1])
-    called = p >= threshold
-    negatives = y == 0
-    return GovernedThreshold(
-        threshold=threshold,
-        target_sensitivity=float(target_sensitivity),
-        achieved_sensitivity=float(np.mean(called[y == 1])),
-        specificity=float(np.mean(~called[negatives])) if negatives.any() else float("nan"),
-        n_positive=int(positives.size),
-        n_negative=int(negatives.sum()),
-    )
 
 
 LOCAL_METHODS = ("temperature", "platt", "isotonic")

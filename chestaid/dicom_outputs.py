@@ -51,6 +51,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DA, DT, TM
 
 from chestaid import __version__
+from chestaid.display import score_pair_text
 from chestaid.errors import ConfigurationError, OutputError
 from chestaid.gradcam import colormap_lut, display_image, render_overlay
 
@@ -148,10 +149,10 @@ def triage_text(finding: TriageFinding) -> list[str]:
     """
     check_finding(finding)
     side = "ABOVE" if finding.above_threshold else "below"
+    score, threshold = score_pair_text(finding.score, finding.threshold)
     return [
         f"ChestAid pneumonia triage: {finding.priority}",
-        f"Score {finding.score:.3f} (calibrated)  threshold {finding.threshold:.3f}  "
-        f"{side} threshold",
+        f"Score {score} (calibrated)  threshold {threshold}  {side} threshold",
         f"Model {finding.model_version}  calibration v{finding.calibration_version}",
         f"{DISCLAIMER}.",
     ]
@@ -364,7 +365,7 @@ def structured_report(
             version=finding.model_version,
             parameters=[
                 f"calibration version {finding.calibration_version}",
-                f"governed threshold {finding.threshold:.6g}",
+                f"governed threshold {score_pair_text(finding.score, finding.threshold)[1]}",
             ],
             manufacturer=MANUFACTURER,
         )
@@ -515,9 +516,10 @@ def _contributing_equipment(finding: TriageFinding) -> ContributingEquipment:
 
 def _report_comment(finding: TriageFinding) -> str:
     relation = "at or above" if finding.above_threshold else "below"
+    score, threshold = score_pair_text(finding.score, finding.threshold)
     return (
-        f"Priority band {finding.priority}: calibrated score {finding.score:.4f} is {relation} "
-        f"the governed threshold {finding.threshold:.4f}. {DISCLAIMER}; the image must be "
+        f"Priority band {finding.priority}: calibrated score {score} is {relation} "
+        f"the governed threshold {threshold}. {DISCLAIMER}; the image must be "
         "read by a qualified reader."
     )
 

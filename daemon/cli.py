@@ -31,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from chestaid.display import interval_text, score_pair_text, score_text
 from chestaid.errors import ChestAidError, ConfigurationError
 from daemon import accounts, audit, jobs, logs, recalibration
 from daemon.db import repo
@@ -48,7 +49,7 @@ from daemon.feedback import (
 from daemon.service import ROLES, Service, parse_roles
 from daemon.settings import Settings, load_settings
 from daemon.worker import served_bundle
-from daemon.worklist import configured_bands, worklist
+from daemon.worklist import WorklistItem, configured_bands, worklist
 
 logger = logging.getLogger("daemon.cli")
 
@@ -269,19 +270,7 @@ def _reading(settings: Settings, args: argparse.Namespace) -> int:
                     configured_bands(settings),
                     max_wait=timedelta(minutes=settings.worklist.max_wait_minutes),
                 )
-                rows = [
-                    {
-                        "study_instance_uid": i.entry.study_instance_uid,
-                        "band": i.band,
-                        "score": round(i.entry.score, 6),
-                        "waiting_min": round(i.waiting.total_seconds() / 60, 1),
-                        "overdue": i.overdue,
-                        "raised_by_sender": i.raised_by_sender,
-                        "images": i.entry.images,
-                    }
-                    for i in items
-                ]
-                _emit(rows, args.format)
+                _emit(_worklist_rows(items, for_people=args.format == "table"), args.format)
             elif args.command == "study":
                 done = mark_read(
                     session, study_instance_uid=args.study_instance_uid, user=args.user
@@ -324,6 +313,39 @@ def _reading(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _worklist_rows(items: Sequence[WorklistItem], *, for_people: bool) -> list[dict[str, object]]:
+    """Worklist rows: scores as full-precision numbers, or as text for a person to read.
+
+    The text shows the score and threshold with the digits that tell them apart
+    (:mod:`chestaid.display`); JSON and CSV keep the numbers.
+    """
+    rows: list[dict[str, object]] = []
+    for i in items:
+        score: object = i.entry.score
+        threshold: object = i.entry.threshold
+        if for_people:
+            score, threshold = score_pair_text(i.entry.score, i.entry.threshold)
+        rows.append(
+            {
+                "study_instance_uid": i.entry.study_instance_uid,
+                "band": i.band,
+                "score": score,
+                "threshold": threshold,
+                "waiting_min": round(i.waiting.total_seconds() / 60, 1),
+                "overdue": i.overdue,
+                "raised_by_sender": i.raised_by_sender,
+                "images": i.entry.images,
+            }
+        )
+    return rows
+
+
+def _threshold_interval(report_json: str) -> str:
+    """The bootstrap 95% interval of a local version's threshold, from its report."""
+    spread = json.loads(report_json).get("threshold_ci95")
+    return interval_text(*spread) if spread else interval_text(None, None)
+
+
 def _calibration(settings: Settings, args: argparse.Namespace) -> int:
     """Fit, list, activate and deactivate local calibration versions."""
     served = served_bundle(settings.model)
@@ -348,7 +370,10 @@ def _calibration(settings: Settings, args: argparse.Namespace) -> int:
                 _out(json.dumps(json.loads(row.report), indent=2))
             elif command == "activate":
                 row = recalibration.activate(session, version=args.version, user=args.user)
-                _out(f"calibration version {row.version} active; threshold {row.threshold:.6g}")
+                _out(
+                    f"calibration version {row.version} active; threshold "
+                    f"{score_text(row.threshold)} (95% interval {_threshold_interval(row.report)})"
+                )
             elif command == "deactivate":
                 retired = recalibration.deactivate(
                     session, model_version=served.model_version, user=args.user
@@ -363,7 +388,8 @@ def _calibration(settings: Settings, args: argparse.Namespace) -> int:
                         "version": r.version,
                         "state": r.state.value,
                         "method": r.method,
-                        "threshold": f"{r.threshold:.6g}",
+                        "threshold": score_text(r.threshold),
+                        "threshold_ci95": _threshold_interval(r.report),
                         "cases": r.n_cases,
                         "fitted": f"{r.fitted_at:%Y-%m-%d %H:%M} {r.fitted_by}",
                         "activated": f"{r.activated_at:%Y-%m-%d %H:%M} {r.activated_by}"

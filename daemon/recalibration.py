@@ -4,7 +4,8 @@ A fit uses the labelled studies (pneumonia confirmed or not; indeterminate left 
 scored by the model in service. It compares temperature, Platt and (with enough
 cases) isotonic by cross-validated NLL on those cases (see
 :func:`chestaid.calibration.select_local_calibration`), re-derives the governed
-threshold for the target sensitivity, and stores the result as a new calibration
+threshold for the target sensitivity by the bundle's own rule
+(:func:`chestaid.threshold.governed_threshold`), and stores the result as a new calibration
 version, pending. Nothing changes for new studies until an admin activates it; the
 worker then uses it for the next study without a restart. Any earlier version can be
 activated again, or the bundle's own calibration restored (``deactivate``). Every
@@ -23,13 +24,10 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chestaid.calibration import (
-    calibrator_from_dict,
-    governed_threshold,
-    select_local_calibration,
-)
+from chestaid.calibration import calibrator_from_dict, select_local_calibration
 from chestaid.errors import CalibrationError
 from chestaid.metrics import confusion_at, ece, wilson_interval
+from chestaid.threshold import RULE, governed_threshold
 from daemon import audit
 from daemon.db.models import CalibrationState, CalibrationVersion, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
@@ -88,7 +86,12 @@ def fit_local_calibration(
         "ece_before": float(ece(before, labels, n_bins=10)),
         "ece_after_cross_validated": local.cv_ece[local.chosen],
         "threshold": governed.threshold,
+        # Bootstrap interval of the threshold the rule picks on these studies.
+        "threshold_ci95": governed.threshold_ci95,
+        "threshold_rule": RULE,
         "target_sensitivity": target_sensitivity,
+        # In-sample: the rates on the studies the threshold was set on, with Wilson intervals.
+        "governed": governed.to_dict(),
         "sensitivity_estimate": estimate.sensitivity,
         "sensitivity_ci95": wilson_interval(estimate.tp, estimate.tp + estimate.fn),
         "specificity_estimate": estimate.specificity,

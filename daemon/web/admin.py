@@ -12,6 +12,9 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from chestaid.bundle import read_manifest
+from chestaid.errors import BundleError, CalibrationError
+from chestaid.threshold import GovernedThreshold
 from daemon import accounts, audit, feedback, jobs, recalibration
 from daemon.db.models import MonitoringAlert, MonitoringRun, Result, UserRole, utcnow
 from daemon.db.session import unit_of_work
@@ -20,6 +23,7 @@ from daemon.web.context import WebContext
 from daemon.web.rendering import render
 from daemon.web.security import Principal, context, csrf_form_admin, require_admin
 from daemon.web.views import Id
+from daemon.worker import bundle_path
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -196,9 +200,21 @@ def calibration_page(request: Request, principal: Admin, message: str | None = N
         "calibration.html",
         versions=rows,
         served=ctx.served,
+        bundle_threshold=_bundle_threshold(ctx),
         active=next((r for r in rows if r["state"] == "active"), None),
         message=message,
     )
+
+
+def _bundle_threshold(ctx: WebContext) -> GovernedThreshold | None:
+    """The served bundle's threshold record with its intervals (None if it has none)."""
+    try:
+        record = read_manifest(bundle_path(ctx.settings.model)).threshold
+        return None if record is None else GovernedThreshold.from_dict(record)
+    except (BundleError, CalibrationError) as exc:
+        # The page still shows the threshold in use; only the intervals are missing.
+        logger.warning("bundle threshold record unreadable", extra={"error": str(exc)})
+        return None
 
 
 def _calibration_error(request: Request, message: str) -> Response:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from chestaid.display import percent_pair_text
 from chestaid.errors import ChestAidError
 from daemon import accounts, feedback, recalibration
 from daemon.db.models import FeedbackLabel, SavedAnalysis, utcnow
@@ -193,6 +194,11 @@ class AnalysisOut(BaseModel):
     logit: float
     threshold: float
     above_threshold: bool
+    score_text: str = Field(
+        description="the score as a percentage for display, with the digits that tell it "
+        "apart from the threshold and keep their order"
+    )
+    threshold_text: str = Field(description="the threshold as a percentage, the same way")
     model_version: str
     calibration_version: int
     image_png: str = Field(description="the image as shown, PNG, base64")
@@ -560,6 +566,7 @@ async def analyse(
                 "kept": keep,
             },
         )
+        score_text, threshold_text = percent_pair_text(result.score, result.threshold)
         return AnalysisOut(
             filename=filename,
             sha256=result.sha256,
@@ -568,6 +575,8 @@ async def analyse(
             logit=result.logit,
             threshold=result.threshold,
             above_threshold=result.above_threshold,
+            score_text=score_text,
+            threshold_text=threshold_text,
             model_version=result.model_version,
             calibration_version=result.calibration_version,
             image_png=base64.b64encode(image_png).decode(),

@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
+from chestaid.display import score_pair_text, score_text
 from chestaid.metrics import reliability_curve
 
 __all__ = [
@@ -466,7 +467,7 @@ def reliability_diagram_svg(
         r = 3 + 7 * math.sqrt(count / max_count)
         vertices.append(f"{cx:.2f},{cy:.2f}")
         tooltip = (
-            f"Scores {lo:.2f}–{hi:.2f}: {count} studies, mean score {mean:.2f}, "
+            f"Scores {lo:.2f}–{hi:.2f}: {count} studies, mean score {score_text(mean)}, "
             f"{positives} with pneumonia ({observed:.0%})"
         )
         markers.append(
@@ -648,7 +649,7 @@ def score_distribution_svg(
             )
         median = statistics.median(scores) if scores else None
         tooltip = f"{day.isoformat()}: {n} studies" + (
-            f", median score {median:.2f}" if median is not None else ""
+            f", median score {score_pair_text(median, threshold)[0]}" if median is not None else ""
         )
         columns.append(
             _shape(
@@ -722,7 +723,7 @@ def score_distribution_svg(
             _rule(
                 frame,
                 sy(threshold),
-                f"threshold {threshold:.6g}",
+                f"threshold {score_text(threshold)}",
                 label_at_left=False,
                 data_role="threshold",
                 data_threshold=_data(threshold),
@@ -758,7 +759,7 @@ def score_distribution_svg(
         f"{total} scored studies on {sum(1 for _, s in ordered if s)} of "
         f"{len(ordered)} days from {first.isoformat()} to {last.isoformat()}, "
         f"in {n_bins} score bins, with the daily median"
-        + (f" and the threshold {threshold:.6g}." if threshold is not None else ".")
+        + (f" and the threshold {score_text(threshold)}." if threshold is not None else ".")
     )
     return _svg("score-distribution", (656, int(row2) + 12), name, desc, body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -11,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from chestaid.display import interval_text, percent_pair_text, percent_text
 from daemon.db.models import MonitoringAlert, MonitoringRun
 from daemon.db.session import unit_of_work
 from daemon.web.context import WebContext
@@ -20,23 +22,20 @@ HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def percent(value: float | None) -> str:
-    """A probability as a percentage, with the digits that tell saturated scores apart.
+def interval(values: Sequence[float] | None) -> str:
+    """A 95% interval ``[low, high]`` of a proportion on the 0..1 scale; ``n/a`` when unknown."""
+    if values is None:
+        return interval_text(None, None)
+    low, high = values
+    return interval_text(low, high)
 
-    This model's scores and threshold sit very near 0 or 1 (0.99993, say), where one
-    decimal would print 100.0 % for both.
-    """
-    if value is None:
-        return "n/a"
-    x = float(value) * 100
-    if x <= 0 or x >= 100:
-        return f"{min(max(x, 0.0), 100.0):.0f} %"
-    if 0.1 <= x <= 99.9:
-        return f"{x:.1f} %"
-    digits = 3
-    while digits < 8 and f"{x:.{digits}f}" in ("100." + "0" * digits, "0." + "0" * digits):
-        digits += 1
-    return f"{x:.{digits}f} %"
+
+def interval_percent(values: Sequence[float] | None) -> str:
+    """A 95% interval ``[low, high]`` of a probability as percentages; ``n/a`` when unknown."""
+    if values is None:
+        return interval_text(None, None)
+    low, high = values
+    return interval_text(low, high, percent=True)
 
 
 def url_part(value: object) -> str:
@@ -44,7 +43,12 @@ def url_part(value: object) -> str:
     return quote(str(value), safe="")
 
 
-templates.env.filters["pct"] = percent
+# Every score a page shows goes through chestaid.display: alone ("pct"), or with the
+# threshold it was compared with ("pct_pair"), so the two print apart and in order.
+templates.env.filters["pct"] = percent_text
+templates.env.filters["pct_interval"] = interval_percent
+templates.env.filters["interval"] = interval
+templates.env.globals["pct_pair"] = percent_pair_text
 templates.env.filters["urlpart"] = url_part
 
 

@@ -24,6 +24,10 @@ pytestmark = pytest.mark.integration
 FINDINGS = {
     "urgent": TriageFinding(0.91, 0.42, True, "URGENT", "densenet121-test-1.0", 2),
     "routine": TriageFinding(0.08, 0.42, False, "ROUTINE", "densenet121-test-1.0", 2),
+    # Saturated: score and threshold print with every digit (the longest texts).
+    "saturated": TriageFinding(
+        1 - 1e-13, 0.9999999999999999, False, "ROUTINE", "densenet121-test-1.0", 2
+    ),
 }
 TYPE2 = (
     "PatientName",

@@ -42,7 +42,8 @@ function setupWorklist() {
   table.addEventListener("chestaid:refresh", refresh);
 }
 
-// As the pages print scores: more digits near 0 and 1, where this model's scores sit.
+// The threshold slider's own position (scores and the governed threshold come from the
+// server, printed by chestaid.display): more digits near 0 and 1.
 function percent(p) {
   const x = p * 100;
   if (x <= 0 || x >= 100) return `${Math.min(Math.max(x, 0), 100).toFixed(0)} %`;
@@ -61,10 +62,12 @@ function setupAnalyse() {
   const sliderValue = document.getElementById("threshold-value");
   const call = document.getElementById("threshold-call");
   let score = null;
+  let governed = null;
   const showCall = () => {
     if (score === null) return;
     const t = Number(slider.value);
-    sliderValue.textContent = percent(t);
+    // At the governed threshold, the server's text (printed apart from the score).
+    sliderValue.textContent = governed && t === governed.value ? governed.text : percent(t);
     const flagged = score >= t;
     call.textContent = flagged ? "At this threshold: flagged for priority reading" : "At this threshold: below the threshold";
     call.className = `call ${flagged ? "flagged" : "below"}`;
@@ -90,13 +93,14 @@ function setupAnalyse() {
       const data = await response.json();
       if (!response.ok) throw new Error(data.detail || `HTTP ${response.status}`);
       score = data.score;
+      governed = { value: data.threshold, text: data.threshold_text };
       result.querySelector("img.source").src = `data:image/png;base64,${data.image_png}`;
       result.querySelector("img.heatmap").src = `data:image/png;base64,${data.heatmap_png}`;
       document.getElementById("result-file").textContent = `${data.filename} (${data.source_format})`;
       const scoreCell = document.getElementById("result-score");
-      scoreCell.textContent = percent(data.score);
+      scoreCell.textContent = data.score_text;
       scoreCell.dataset.score = String(data.score);
-      document.getElementById("result-governed").textContent = percent(data.threshold);
+      document.getElementById("result-governed").textContent = data.threshold_text;
       document.getElementById("result-model").textContent = `${data.model_version}, calibration v${data.calibration_version}`;
       document.getElementById("result-kept").textContent = data.saved_id ? `Kept as analysis ${data.saved_id}.` : "Not stored.";
       slider.value = String(data.threshold);

@@ -129,17 +129,22 @@ def test_selection_skips_isotonic_with_too_few_cases() -> None:
     assert comparison.chosen in ("temperature", "platt")
 
 
-def test_governed_threshold_reaches_the_target_and_is_the_highest_that_does() -> None:
+def test_governed_threshold_reaches_the_target_with_the_highest_specificity() -> None:
     rng = np.random.default_rng(6)
     y = rng.integers(0, 2, 500)
     p = np.clip(0.3 * y + rng.random(500) * 0.7, 0, 1)
     for target in (0.8, 0.9, 0.95):
-        governed = governed_threshold(p, y, target)
+        governed = governed_threshold(p, y, target, n_boot=0)
         sens = np.mean(p[y == 1] >= governed.threshold)
         assert sens >= target
         assert governed.achieved_sensitivity == pytest.approx(sens)
-        higher = np.min(p[y == 1][p[y == 1] > governed.threshold])
-        assert np.mean(p[y == 1] >= higher) < target, "the next higher threshold misses the target"
+        # Every higher threshold either misses the target or is no more specific.
+        for higher in np.unique(p[p > governed.threshold]):
+            reaches = np.mean(p[y == 1] >= higher) >= target
+            assert not reaches or np.mean(p[y == 0] < higher) <= governed.specificity
+        # The next lower case score costs specificity (otherwise it would be kept).
+        lower = np.max(p[p < governed.threshold])
+        assert np.mean(p[y == 0] < lower) < governed.specificity
 
 
 def test_governed_threshold_with_ties_and_without_positives() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -219,6 +220,45 @@ def test_burned_in_text_states_score_threshold_band_versions_and_disclaimer() ->
     assert "triage support, not a diagnosis" in text.lower()
     assert DISCLAIMER.lower() == "triage support, not a diagnosis"
     assert "below threshold" in "\n".join(triage_text(BELOW))
+
+
+# Saturated scores: the model's scores and threshold sit near 1, where three decimals
+# printed "score 1.000, threshold 1.000, below threshold".
+SATURATED_BELOW = TriageFinding(
+    score=0.99996,
+    threshold=0.99997,
+    above_threshold=False,
+    priority="ROUTINE",
+    model_version="densenet121-test-1.0",
+    calibration_version=3,
+)
+
+
+def _score_and_threshold(line: str) -> tuple[str, str]:
+    found = re.search(r"[Ss]core (\S+) .*threshold (\d\S*?)\.?(?:\s|$)", line)
+    assert found is not None, line
+    return found.group(1), found.group(2)
+
+
+def test_burned_in_text_of_a_saturated_score_shows_it_below_its_threshold() -> None:
+    (line,) = [x for x in triage_text(SATURATED_BELOW) if "threshold" in x]
+    score, threshold = _score_and_threshold(line)
+    assert "1.000" not in line
+    assert score != threshold and float(score) < float(threshold), line
+    assert "below threshold" in line
+
+
+def test_sr_comment_and_parameters_of_a_saturated_score_show_it_below_its_threshold(
+    source: Dataset,
+) -> None:
+    ds = roundtrip(structured_report(source, SATURATED_BELOW, new_identity()))
+    (comment,) = items_named(ds, "121106")
+    score, threshold = _score_and_threshold(comment.TextValue)
+    assert score != threshold and float(score) < float(threshold), comment.TextValue
+    parameters = " ".join(i.TextValue for i in items_named(ds, "111002"))
+    assert f"governed threshold {threshold}" in parameters
+    (num,) = [i for i in content_items(ds) if i.ValueType == "NUM"]
+    assert num.MeasuredValueSequence[0].FloatingPointValue == SATURATED_BELOW.score
 
 
 def test_narrow_images_get_their_text_wrapped_into_a_taller_band() -> None:

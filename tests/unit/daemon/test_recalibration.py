@@ -8,13 +8,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from sqlalchemy import select
 
-from chestaid.calibration import TemperatureScaling, sigmoid
+from chestaid.calibration import TemperatureScaling, calibrator_from_dict, sigmoid
 from chestaid.inference import Scorer
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
+from chestaid.threshold import governed_threshold
 from daemon import audit
-from daemon.db.models import CalibrationState, FeedbackLabel
+from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.feedback import record_feedback
 from daemon.recalibration import (
@@ -31,8 +33,12 @@ from tests.daemon_harness import record_scored
 BANDS = list(PrioritySettings().bands)
 
 
-def _site(sessions: SessionFactory, n: int, *, seed: int = 0) -> None:
-    """``n`` scored, labelled studies from a site whose logits are shifted by +3."""
+def _site(sessions: SessionFactory, n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` scored, labelled studies from a site whose logits are shifted by +3.
+
+    Returns:
+        Their logits and labels.
+    """
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
     logits = (2 * labels - 1) * 2.0 + rng.normal(0, 1.2, n) + 3.0
@@ -49,6 +55,7 @@ def _site(sessions: SessionFactory, n: int, *, seed: int = 0) -> None:
         label = FeedbackLabel.PNEUMONIA if y else FeedbackLabel.NO_PNEUMONIA
         with unit_of_work(sessions) as s:
             record_feedback(s, study_instance_uid=study, label=label, user="dr")
+    return logits, labels
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +90,7 @@ def test_too_few_cases_is_refused(sessions: SessionFactory) -> None:
 
 
 def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: ActiveModel) -> None:
-    _site(sessions, 160)
+    logits, labels = _site(sessions, 160)
     provider = ModelProvider(base, BANDS, sessions)
     assert provider() is base
     with unit_of_work(sessions) as s:
@@ -102,6 +109,14 @@ def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: Acti
     figures = json.loads(report)
     assert figures["ece_after_cross_validated"] < figures["ece_before"]
     assert figures["sensitivity_estimate"] >= 0.8
+    # The bundle's rule, on the refitted calibrator's scores of these studies.
+    with unit_of_work(sessions) as s:
+        stored = s.scalars(select(CalibrationVersion)).one()
+        calibrator = calibrator_from_dict(json.loads(stored.calibrator))
+    expected = governed_threshold(calibrator.predict_proba(logits), labels, 0.9)
+    assert row.threshold == expected.threshold == figures["governed"]["threshold"]
+    assert figures["threshold_ci95"] == list(expected.threshold_ci95 or ())
+    assert figures["governed"]["sensitivity_ci95"] == list(expected.sensitivity_ci95)
     assert provider() is base  # pending: nothing changes yet
 
     with unit_of_work(sessions) as s:

@@ -26,14 +26,18 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from sqlalchemy import select
 
+from chestaid.display import percent_pair_text
 from daemon.db.migrate import upgrade
 from daemon.db.models import (
+    CalibrationState,
+    CalibrationVersion,
     Feedback,
     SavedAnalysis,
     StudyRead,
     User,
     UserRole,
     WebSession,
+    utcnow,
 )
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
 from daemon.heatmaps import encode_cam
@@ -510,6 +514,64 @@ def test_the_worklist_lists_open_studies_most_urgent_first(site: Site, people: P
         assert shown == [high, middle, low], path
 
 
+def test_pages_show_a_saturated_score_apart_from_its_threshold(site: Site, people: People) -> None:
+    # Scores of this model sit near 1: one digit too few printed both as the same number.
+    uid = record_scored(
+        site.sessions, "1.2.1", logit=10.1, score=0.999961, threshold=0.999964, above=False
+    )
+    reader, _ = site.browser(people.reader)
+    study = reader.get(f"/studies/{uid}").text
+    score = re.search(r'id="study-score"[^>]*>([^<]+)<', study)
+    threshold = re.search(r'id="study-threshold"[^>]*>([^<]+)<', study)
+    assert score is not None and threshold is not None
+    assert score.group(1) != threshold.group(1)
+    assert float(score.group(1).rstrip(" %")) < float(threshold.group(1).rstrip(" %"))
+    row = reader.get("/worklist/rows").text
+    shown = re.search(r'data-score="[^"]*">([^<]+)<span class="muted"> / ([^<]+)</span>', row)
+    assert shown is not None, row
+    assert float(shown.group(1).rstrip(" %")) < float(shown.group(2).rstrip(" %"))
+
+
+def test_the_calibration_page_shows_thresholds_with_their_intervals(
+    site: Site, people: People
+) -> None:
+    report = {
+        "ece_before": 0.1,
+        "ece_after_cross_validated": 0.05,
+        "sensitivity_estimate": 0.9,
+        "sensitivity_ci95": [0.85, 0.94],
+        "specificity_estimate": 0.5,
+        "specificity_ci95": [0.4, 0.6],
+        "threshold_ci95": [0.99991, 0.999972],
+    }
+    with unit_of_work(site.sessions) as session:
+        session.add(
+            CalibrationVersion(
+                version=2,
+                model_version=site.context.served.model_version,
+                method="platt",
+                calibrator=json.dumps({"name": "platt", "a": 1.0, "b": 0.0}),
+                threshold=0.99996,
+                target_sensitivity=0.9,
+                n_cases=120,
+                report=json.dumps(report),
+                state=CalibrationState.PENDING,
+                fitted_by="admin",
+                fitted_at=utcnow(),
+            )
+        )
+    admin, _ = site.browser(people.admin)
+    page = admin.get("/admin/calibration").text
+    row = re.search(r'<tr data-version="2".*?</tr>', page, re.S)
+    assert row is not None
+    assert "99.996 %" in row.group(0) and "[99.99 %, 99.997 %]" in row.group(0)
+    # The bundled model's record predates the intervals: Wilson intervals from its rates.
+    bundle = re.search(r'id="bundle-threshold">(.*?)</p>', page, re.S)
+    assert bundle is not None
+    assert "sensitivity 0.902 [0.869, 0.928]" in bundle.group(1)
+    assert "specificity 1.000 [0.972, 1.000]" in bundle.group(1)
+
+
 def test_a_long_worklist_shows_its_head_and_says_how_many_are_open(
     tmp_path: Path, sessions: SessionFactory
 ) -> None:
@@ -819,6 +881,8 @@ def test_an_uploaded_png_is_scored_in_memory_and_nothing_is_kept(analyser: Analy
     assert result["sha256"] == hashlib.sha256(upload).hexdigest()
     assert 0.0 <= result["score"] <= 1.0
     assert result["above_threshold"] == (result["score"] >= result["threshold"])
+    texts = (result["score_text"], result["threshold_text"])
+    assert texts == percent_pair_text(result["score"], result["threshold"])
     assert result["model_version"] == site.context.served.model_version
     grey = _open_png(base64.b64decode(result["image_png"]))
     heat = _open_png(base64.b64decode(result["heatmap_png"]))
