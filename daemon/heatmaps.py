@@ -131,3 +131,31 @@ def image_statistics(pixels: np.ndarray) -> ImageStatistics:
         raise ImageStatisticsError("the image holds values that are not finite")
     rows, cols = pixels.shape
     return ImageStatistics(mean=mean, std=std, rows=int(rows), cols=int(cols))
+
+
+def map_as_received(cam: np.ndarray, quarter_turns: int) -> np.ndarray:
+    """A map computed on an image turned upright, turned back onto the image as received.
+
+    The ML core turns an image received on its side upright before scoring it
+    (``quarter_turns`` counter-clockwise quarter turns, as ``numpy.rot90`` turns an
+    array shown with row 0 at the top); its Grad-CAM map is of the upright image. The
+    study page and the Secondary Capture show the image as received, so the map is
+    turned back the same number of turns clockwise.
+
+    Args:
+        cam: the map of the upright image, shape (rows, cols).
+        quarter_turns: 0-3, as in ``chestaid.assessment.Assessment``.
+
+    Returns:
+        The map over the image as received (a new array unless ``quarter_turns`` is 0).
+
+    Raises:
+        CamError: ``quarter_turns`` not 0-3, or ``cam`` not 2-D.
+    """
+    if quarter_turns not in (0, 1, 2, 3):
+        raise CamError(f"quarter_turns must be 0-3, got {quarter_turns}")
+    if cam.ndim != 2:
+        raise CamError(f"a map must be 2-D, got shape {cam.shape}")
+    if quarter_turns == 0:
+        return cam
+    return np.ascontiguousarray(np.rot90(cam, k=-quarter_turns))

@@ -15,6 +15,7 @@ from daemon.heatmaps import (
     decode_cam,
     encode_cam,
     image_statistics,
+    map_as_received,
 )
 
 
@@ -120,3 +121,18 @@ def test_image_statistics_accumulate_in_double_precision() -> None:
 def test_image_statistics_reject_what_is_not_an_image(pixels: np.ndarray) -> None:
     with pytest.raises(ImageStatisticsError):
         image_statistics(pixels)
+
+
+def test_a_map_of_the_image_turned_upright_is_turned_back_onto_the_image_received() -> None:
+    received = np.arange(12, dtype=np.float32).reshape(3, 4) / 11  # its top-right corner is 3/11
+    for turns in range(4):
+        upright = np.rot90(received, k=turns)  # what the ML core scored
+        np.testing.assert_array_equal(map_as_received(upright, turns), received)
+    # One quarter counter-clockwise brings the received top-right corner to the upright
+    # top-left: a map hot there belongs to the received image's top-right corner.
+    hot = np.zeros((4, 3), dtype=np.float32)
+    hot[0, 0] = 1.0
+    back = map_as_received(hot, 1)
+    assert back.shape == (3, 4) and back[0, 3] == 1.0 and back.sum() == 1.0
+    with pytest.raises(CamError, match="quarter_turns"):
+        map_as_received(hot, 4)
