@@ -48,7 +48,7 @@ from daemon.feedback import (
 from daemon.service import ROLES, Service, parse_roles
 from daemon.settings import Settings, load_settings
 from daemon.worker import served_bundle
-from daemon.worklist import configured_bands, worklist
+from daemon.worklist import WorklistItem, configured_bands, worklist
 
 logger = logging.getLogger("daemon.cli")
 
@@ -256,6 +256,31 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _worklist_row(item: WorklistItem) -> dict[str, object]:
+    """One worklist line for the command line. A study standing as not assessed has no
+    score and (unless promoted) no band: null in JSON, "-" in a table."""
+    unjudged = item.entry.not_assessed
+    note = None
+    if unjudged is not None:
+        images = f"{unjudged.count} image{'s' if unjudged.count > 1 else ''}"
+        note = (
+            f"NOT ASSESSED: {unjudged.reason} ({images})"
+            if item.not_assessed
+            else f"{images} not assessed: {unjudged.reason}"
+        )
+    score = item.entry.score
+    return {
+        "study_instance_uid": item.entry.study_instance_uid,
+        "band": item.band,
+        "score": None if item.not_assessed or score is None else round(score, 6),
+        "not_assessed": note,
+        "waiting_min": round(item.waiting.total_seconds() / 60, 1),
+        "overdue": item.overdue,
+        "raised_by_sender": item.raised_by_sender,
+        "images": item.entry.images,
+    }
+
+
 def _reading(settings: Settings, args: argparse.Namespace) -> int:
     """The worklist, reads, feedback, its report and export, and the audit trail."""
     since = parse_since(args.since) if getattr(args, "since", None) else None
@@ -269,18 +294,9 @@ def _reading(settings: Settings, args: argparse.Namespace) -> int:
                     configured_bands(settings),
                     max_wait=timedelta(minutes=settings.worklist.max_wait_minutes),
                 )
-                rows = [
-                    {
-                        "study_instance_uid": i.entry.study_instance_uid,
-                        "band": i.band,
-                        "score": round(i.entry.score, 6),
-                        "waiting_min": round(i.waiting.total_seconds() / 60, 1),
-                        "overdue": i.overdue,
-                        "raised_by_sender": i.raised_by_sender,
-                        "images": i.entry.images,
-                    }
-                    for i in items
-                ]
+                rows = [_worklist_row(i) for i in items]
+                if args.format != "json":
+                    rows = [{k: "-" if v is None else v for k, v in r.items()} for r in rows]
                 _emit(rows, args.format)
             elif args.command == "study":
                 done = mark_read(

@@ -64,13 +64,35 @@ class Me(BaseModel):
     role: str
 
 
+class NotAssessedOut(BaseModel):
+    reason: str = Field(
+        description="stable code: featureless, noise, orientation, inverted or unfamiliar"
+    )
+    detail: str = Field(description="the reason in one sentence, for people")
+    images: int = Field(description="how many of the study's images were not assessable")
+
+
 class WorklistItemOut(BaseModel):
     position: int
     study_instance_uid: str
-    band: str
-    score: float = Field(description="calibrated probability of pneumonia (triage, not diagnosis)")
+    band: str | None = Field(
+        description="None when the study stands as not assessed (unless overdue or raised "
+        "by its sender)"
+    )
+    score: float | None = Field(
+        description="calibrated probability of pneumonia (triage, not diagnosis); None when "
+        "the study stands as not assessed"
+    )
     threshold: float
-    above_threshold: bool
+    above_threshold: bool | None = Field(description="None when there is no score")
+    not_assessed: bool = Field(
+        description="placed by an image ChestAid could not assess: after overdue and top-band "
+        "studies, before every other band"
+    )
+    not_assessed_images: NotAssessedOut | None = Field(
+        description="the study's images that were not assessable (the first one's reason), "
+        "also when another image decides its place"
+    )
     arrived_at: datetime
     waiting_seconds: int
     overdue: bool = Field(description="waiting longer than the maximum wait: promoted to the top")
@@ -296,6 +318,14 @@ def get_worklist(
             score=r.score,
             threshold=r.threshold,
             above_threshold=r.above_threshold,
+            not_assessed=r.not_assessed,
+            not_assessed_images=None
+            if not r.not_assessed_images
+            else NotAssessedOut(
+                reason=r.not_assessed_reason or "",
+                detail=r.not_assessed_detail or "",
+                images=r.not_assessed_images,
+            ),
             arrived_at=r.arrived_at,
             waiting_seconds=r.waiting_seconds,
             overdue=r.overdue,
