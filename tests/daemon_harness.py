@@ -344,6 +344,7 @@ def record_scored(
     cam: str | None = None,
     not_assessable: str | None = None,
     requested_priority: str | None = None,
+    quarter_turns: int = 0,
 ) -> str:
     """Record a received instance, in its own study, as scored; returns the study UID.
 
@@ -387,6 +388,7 @@ def record_scored(
             not_assessable=None
             if not_assessable is None
             else repo.NotAssessable(not_assessable, not_assessable_detail(not_assessable)),
+            quarter_turns=quarter_turns,
             now=when,
         )
     return study

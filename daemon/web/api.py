@@ -118,6 +118,18 @@ class ImageOut(BaseModel):
     calibration_version: int | None
     has_heatmap: bool
     has_pixels: bool
+    assessable: bool | None = Field(
+        description="False: ChestAid could not assess the image (no score, call, band or "
+        "heatmap; see the reason); None: the image has no result"
+    )
+    not_assessable_reason: str | None = Field(
+        description="featureless, noise, orientation, inverted or unfamiliar"
+    )
+    not_assessable_detail: str | None = Field(description="the reason in one sentence")
+    quarter_turns: int = Field(
+        description="quarter turns the image was given to score it upright (its heatmap is "
+        "of the image as received)"
+    )
 
 
 class FeedbackChangeOut(BaseModel):
