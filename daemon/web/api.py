@@ -172,8 +172,14 @@ class ReportGroupOut(BaseModel):
     model_version: str = Field(description='"all" for the overall group')
     calibration_version: int | None = Field(description="None for the overall group")
     feedback: int
-    labelled: int = Field(description="with a definite finding (indeterminate left out)")
+    labelled: int = Field(
+        description="with a definite finding (indeterminate and not assessable left out)"
+    )
     indeterminate: int
+    not_assessable: int = Field(
+        description="feedback on studies ChestAid could not assess: counted apart, never in "
+        "the confusion matrix, rates or ECE"
+    )
     tp: int
     fp: int
     tn: int
@@ -188,7 +194,9 @@ class ReportGroupOut(BaseModel):
 class LabelledCaseOut(BaseModel):
     study_instance_uid: str
     label: FeedbackLabel
-    score: float
+    assessable: bool = Field(description="False: the prediction was not assessable")
+    not_assessable_reason: str = Field(description="empty when assessable")
+    score: float = Field(description="for audit only when the prediction was not assessable")
     logit: float
     threshold: float
     above_threshold: bool

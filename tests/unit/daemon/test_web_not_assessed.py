@@ -120,3 +120,50 @@ def test_a_study_with_a_scored_and_a_not_assessed_image_shows_both(site: Site, r
     assert "NOT ASSESSED: orientation" in page and not_assessable_detail("orientation") in page
     assert "99.0 %" not in page
     assert page.count("/heatmap.png") == 1  # the scored image's only
+
+
+def test_the_dashboard_and_feedback_report_show_the_not_assessed_rate(
+    site: Site, reader: int
+) -> None:
+    admin = site.add_user("admin", UserRole.ADMIN)
+    bearer = site.bearer(reader)
+    client = site.client()
+    served = site.context.served.model_version
+    scored = record_scored(
+        site.sessions, "1.2.1", logit=2.0, score=0.9, above=True, model_version=served
+    )
+    unjudged = record_scored(
+        site.sessions,
+        "1.2.2",
+        logit=-6.0,
+        score=0.01,
+        above=False,
+        model_version=served,
+        not_assessable="featureless",
+    )
+    record_scored(site.sessions, "1.2.3", logit=0.0, score=0.5, above=False, model_version=served)
+    for uid in (scored, unjudged):
+        answer = client.put(
+            f"{API}/studies/{uid}/feedback", json={"label": "pneumonia"}, headers=bearer
+        )
+        assert answer.status_code == 200
+    overall = client.get(f"{API}/report", headers=site.bearer(admin)).json()[0]
+    assert (overall["feedback"], overall["labelled"], overall["not_assessable"]) == (2, 1, 1)
+    assert (overall["tp"], overall["fn"]) == (1, 0)  # the not-assessed pneumonia is no FN
+    exported = client.get(f"{API}/feedback", headers=site.bearer(admin)).json()
+    assert [(r["assessable"], r["not_assessable_reason"]) for r in exported] == [
+        (True, ""),
+        (False, "featureless"),
+    ]
+
+    browser, _ = site.browser(admin)
+    dashboard = browser.get("/admin").text
+    card = dashboard[dashboard.index('id="dash-not-assessed"') :]
+    card = card[: card.index("</div>")]
+    assert "33.3 %" in card and "1 of 3 images" in card and "featureless 1" in card
+    page = browser.get("/admin/feedback").text
+    line = page[page.index('id="not-assessed-rate"') :]
+    line = line[: line.index("</p>")]
+    assert "<strong>1</strong> of 3 images (33.3 %)" in line and "featureless 1" in line
+    assert 'data-field="not_assessable">1<' in page
+    assert "NOT ASSESSED: featureless" in page  # the latest feedback shows no score for it
