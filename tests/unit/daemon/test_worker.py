@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from datetime import timedelta
@@ -12,66 +11,37 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-import torch
 from sqlalchemy import select
 
-from chestaid.assessment import Assessment, not_assessable
-from chestaid.calibration import TemperatureScaling
 from chestaid.dicom_outputs import TriageFinding, triage_image
 from chestaid.imaging import read_dicom
-from chestaid.inference import Prediction, Scorer
-from chestaid.models import ChestNet, build_model
-from chestaid.preprocess import PreprocessSpec
+from chestaid.inference import Scorer
+from chestaid.models import ChestNet
 from daemon.db import repo
 from daemon.db.models import Delivery, Job, JobState, Output, OutputKind, Result, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.heatmaps import decode_cam
-from daemon.settings import PrioritySettings, WorkerSettings
+from daemon.settings import WorkerSettings
 from daemon.spool import FileStore
-from daemon.worker import ActiveModel, PriorityBands, Worker
+from daemon.worker import ActiveModel, Worker
 from tests.daemon_harness import record_received
 from tests.dicom_factory import chestaid_output_bytes, make_dx
-
-NOISE_DETAIL = "No image structure at the scale of anatomy."
-
-
-class NotAssessableScorer(Scorer):
-    """The tiny model's prediction, with the assessment the ML core gives noise.
-
-    ``above_threshold`` is left as the score makes it: the worker must not call a
-    score it was told is not assessable.
-    """
-
-    def score_pixels(self, pixels: np.ndarray) -> Prediction:
-        scored = super().score_pixels(pixels)
-        return dataclasses.replace(scored, assessment=not_assessable("noise", NOISE_DETAIL))
-
-
-class TurnedUprightScorer(Scorer):
-    """Scores the image turned one quarter counter-clockwise, as the ML core turns one
-    received on its side when its orientation is certain."""
-
-    def score_pixels(self, pixels: np.ndarray) -> Prediction:
-        scored = super().score_pixels(np.rot90(pixels, k=1))
-        return dataclasses.replace(scored, assessment=Assessment(True, quarter_turns=1))
+from tests.scorers import (
+    NOISE_DETAIL,
+    NotAssessableScorer,
+    TurnedUprightScorer,
+    active_model,
+    tiny_net,
+)
 
 
 @pytest.fixture(scope="module")
 def net() -> ChestNet:
-    torch.manual_seed(0)
-    return build_model("densenet121").eval()
+    return tiny_net()
 
 
 def _active(net: ChestNet, kind: type[Scorer] = Scorer) -> ActiveModel:
-    scorer = kind(
-        net,
-        TemperatureScaling(1.0),
-        spec=PreprocessSpec(input_size=64),
-        threshold=0.5,
-        model_version="test-1",
-    )
-    bands = PriorityBands.resolve(PrioritySettings().bands, scorer.threshold)
-    return ActiveModel(scorer=scorer, calibration_version=3, bands=bands)
+    return active_model(net, kind)
 
 
 @pytest.fixture(scope="module")
