@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from daemon.db.models import UserRole
 from daemon.db.session import SessionFactory
 from daemon.heatmaps import encode_cam
+from daemon.web import imaging
 from tests.daemon_harness import not_assessable_detail, record_scored
+from tests.scorers import NOISE_DETAIL, NotAssessableScorer, active_model, tiny_net
 from tests.web_fixtures import Site, hidden_csrf
 
 API = "/api/v1"
@@ -167,3 +171,20 @@ def test_the_dashboard_and_feedback_report_show_the_not_assessed_rate(
     assert "<strong>1</strong> of 3 images (33.3 %)" in line and "featureless 1" in line
     assert 'data-field="not_assessable">1<' in page
     assert "NOT ASSESSED: featureless" in page  # the latest feedback shows no score for it
+
+
+def test_an_upload_found_not_assessable_is_refused_with_its_reason_and_no_heatmap() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 80), dtype=np.uint8)).save(
+        buffer, format="PNG"
+    )
+    with pytest.raises(imaging.NotAssessedUploadError) as refused:
+        imaging.analyse_upload(
+            buffer.getvalue(),
+            filename="noise.png",
+            model=active_model(tiny_net(), NotAssessableScorer),
+            max_pixels=10**6,
+            max_bytes=10**6,
+        )
+    assert imaging.http_status(refused.value) == 422
+    assert f"did not assess this image (noise): {NOISE_DETAIL}" in str(refused.value)
