@@ -196,7 +196,9 @@ class Bundle:
     manifest: Manifest
     model: ChestNet
     calibrator: Calibrator
-    assessment: AssessmentSettings = field(default_factory=AssessmentSettings)
+    # The not-assessable checks the bundle was validated with; None for a bundle made
+    # before them, which is served as it always was.
+    assessment: AssessmentSettings | None = None
     density: FeatureDensity | None = None
 
     @property
@@ -411,11 +413,13 @@ ASSESSMENT_NAME = "assessment.safetensors"
 
 def _load_assessment(
     path: Path, manifest: Manifest
-) -> tuple[AssessmentSettings, FeatureDensity | None]:
+) -> tuple[AssessmentSettings | None, FeatureDensity | None]:
     """The not-assessable checks' settings and feature density, verified by checksum."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if manifest.assessment is None:
+        return None, None
     settings = AssessmentSettings.from_dict(manifest.assessment)
     record = (manifest.assessment or {}).get("feature_density")
     if record is None:

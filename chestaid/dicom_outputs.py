@@ -1,4 +1,4 @@
-"""The two DICOM objects ChestAid sends back to the PACS for a scored chest radiograph.
+"""The two DICOM objects ChestAid sends back to the PACS for a chest radiograph.
 
 A Secondary Capture shows the image, downsampled, with the Grad-CAM overlay and a
 burned-in text band (score, threshold, priority band, model and calibration versions,
@@ -12,6 +12,14 @@ source), each in a new series whose UIDs the caller chooses, and both reference 
 source image. They are built with highdicom's validated constructors. Only the
 source's header is used: its pixel data is never read (the decoded grey image is
 passed in separately).
+
+An image that is not a judgeable frontal chest radiograph (see
+:mod:`chestaid.assessment`) gets the "not assessed" variants instead: a Secondary
+Capture of the image alone, with no heat map and a burned-in "NOT ASSESSED BY
+CHESTAID" band naming the reason, and an SR whose finding is Pneumonia: Presence
+Undetermined with the reason in its comment. Neither states a score or a band: a
+score on such an image means nothing. An image turned upright before it was scored
+is said to be so in both objects, and its map is shown on the image as received.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DA, DT, TM
 
 from chestaid import __version__
+from chestaid.assessment import REASONS
 from chestaid.display import score_pair_text
 from chestaid.errors import ConfigurationError, OutputError
 from chestaid.gradcam import colormap_lut, display_image, render_overlay
@@ -63,6 +72,8 @@ ALGORITHM_NAME = "ChestAid"
 DISCLAIMER = "Triage support, not a diagnosis"
 SC_SERIES_DESCRIPTION = "ChestAid triage overlay (not a diagnosis)"
 SR_SERIES_DESCRIPTION = "ChestAid triage report (not a diagnosis)"
+NOT_ASSESSED_SC_SERIES_DESCRIPTION = "ChestAid image NOT assessed (not a diagnosis)"
+NOT_ASSESSED = "NOT ASSESSED BY CHESTAID"
 TRACKING_IDENTIFIER = "ChestAid pneumonia triage"
 
 # Coded concepts (SNOMED CT, DICOM and UCUM codes as PS3.16 lists them).
@@ -70,6 +81,7 @@ PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
 CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
 PRESENT: Code = codes.SCT.Present  # 52101004
 ABSENT: Code = codes.SCT.Absent  # 272519000
+PRESENCE_UNDETERMINED: Code = codes.DCM.PresenceUndetermined  # 121059
 # "The likelihood that the finding detected is in fact the type of finding identified."
 CERTAINTY_OF_FINDING: Code = codes.DCM.CertaintyOfFinding  # 111012
 NO_UNITS: Code = codes.UCUM.NoUnits  # UCUM "1"
@@ -80,6 +92,8 @@ SOURCE_IMAGE_PURPOSE: Code = codes.DCM.SourceImageForImageProcessingOperation  #
 MIN_SIDE = 64  # the smallest max_side accepted: a smaller picture is of no use to a reader
 _MARGIN = 8  # pixels around the text in the band
 _TEXT_COLOUR = (255, 255, 255)
+_BAND_COLOUR = (0, 0, 0)
+_NOT_ASSESSED_BAND_COLOUR = (128, 0, 0)  # dark red: this picture carries no score
 _SOURCE_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 # Type 2 attributes of the Patient and General Study modules: present in every output,
 # empty when the source does not have them.
@@ -113,6 +127,20 @@ class TriageFinding:
     priority: str  # priority band name, e.g. "URGENT", "ROUTINE"
     model_version: str
     calibration_version: int
+    # Counter-clockwise quarter turns the image was given before scoring (it came on
+    # its side and its orientation was certain); the outputs say so.
+    quarter_turns: int = 0
+
+
+@dataclass(frozen=True)
+class NotAssessedFinding:
+    """An image ChestAid did not assess (not a judgeable frontal chest radiograph)."""
+
+    reason: str  # a stable code of chestaid.assessment.REASONS
+    detail: str  # one sentence for people
+    model_version: str
+    calibration_version: int
+    quarter_turns: int = 0  # turned upright before it was found not assessable
 
 
 @dataclass(frozen=True)
@@ -183,6 +211,62 @@ def check_finding(finding: TriageFinding) -> None:
         raise OutputError("the model version is empty")
 
 
+def turned_upright_text(quarter_turns: int) -> str | None:
+    """The sentence saying the image was turned upright before scoring (None if it was not).
+
+    Raises:
+        OutputError: ``quarter_turns`` is not 0-3.
+    """
+    if quarter_turns not in (0, 1, 2, 3):
+        raise OutputError(f"quarter_turns must be 0-3, got {quarter_turns}")
+    if quarter_turns == 0:
+        return None
+    return f"Scored after turning upright by {quarter_turns} x 90 degrees"
+
+
+def check_not_assessed(finding: NotAssessedFinding) -> None:
+    """Refuse a not-assessed finding the outputs cannot state.
+
+    Raises:
+        OutputError: an unknown reason, an empty model version, or ``quarter_turns``
+            not 0-3.
+    """
+    if finding.reason not in REASONS:
+        raise OutputError(f"unknown not-assessable reason {finding.reason!r}")
+    if not finding.model_version.strip():
+        raise OutputError("the model version is empty")
+    turned_upright_text(finding.quarter_turns)
+
+
+def _not_assessed_detail(finding: NotAssessedFinding) -> str:
+    detail = " ".join(finding.detail.split()).rstrip(".")
+    return detail or "not a judgeable frontal chest radiograph"
+
+
+def not_assessed_text(finding: NotAssessedFinding) -> list[str]:
+    """The lines burned into the Secondary Capture of an image ChestAid did not assess.
+
+    Returns:
+        "NOT ASSESSED BY CHESTAID: <detail> - read by a radiologist"; the reason code
+        (and the quarter turns, if any); model and calibration versions; the
+        disclaimer. No score and no band: on such an image they mean nothing.
+
+    Raises:
+        OutputError: the finding is not reportable (see :func:`check_not_assessed`).
+    """
+    check_not_assessed(finding)
+    reason = f"Reason: {finding.reason}"
+    turned = turned_upright_text(finding.quarter_turns)
+    if turned is not None:
+        reason += f" (after turning upright by {finding.quarter_turns} x 90 degrees)"
+    return [
+        f"{NOT_ASSESSED}: {_not_assessed_detail(finding)} - read by a radiologist",
+        reason,
+        f"Model {finding.model_version}  calibration v{finding.calibration_version}",
+        f"{DISCLAIMER}.",
+    ]
+
+
 def triage_image(
     grey: np.ndarray,
     cam: np.ndarray,
@@ -201,7 +285,8 @@ def triage_image(
 
     Args:
         grey: float image in [0, 1] (1 = bright as displayed), shape (H, W), full size.
-        cam: Grad-CAM in [0, 1] at feature-map resolution, shape (h, w).
+        cam: Grad-CAM in [0, 1] at feature-map resolution, shape (h, w), over the
+            image as given (a map of the image turned upright is turned back first).
         finding: what the text band states.
         max_side: the longest side of the image, in pixels (the band adds rows below).
         alpha: opacity of the map over the image.
@@ -215,27 +300,58 @@ def triage_image(
             is not reportable.
         ConfigurationError: ``max_side`` below :data:`MIN_SIDE` or ``alpha`` outside [0, 1].
     """
-    lines = triage_text(finding)
+    turned = turned_upright_text(finding.quarter_turns)
+    lines = [*triage_text(finding), *([turned] if turned else [])]
     for name, array in (("grey", grey), ("cam", cam)):
         if array.ndim != 2 or array.size == 0:
             raise OutputError(f"{name} must be a non-empty 2-D array, got shape {array.shape}")
     if max_side < MIN_SIDE:
         raise ConfigurationError(f"max_side must be at least {MIN_SIDE}, got {max_side}")
     shown = display_image(grey, max_side=max_side)
-    columns = shown.shape[1]
-    font = _font(_font_size(columns))
-    wrapped = _wrap(lines, font, columns - 2 * _MARGIN)
-    band_rows = _band_rows(len(wrapped), font)
     overlay = render_overlay(
         shown,
         np.nan_to_num(cam.astype(np.float32, copy=False)),
         alpha=alpha,
         lut=lut if lut is not None else _default_lut(),
     )
-    pixels = np.zeros((overlay.shape[0] + band_rows, overlay.shape[1], 3), dtype=np.uint8)
-    pixels[: overlay.shape[0]] = overlay
-    pixels[overlay.shape[0] :] = _draw_band(wrapped, font, columns, band_rows)
-    return TriageImage(pixels=pixels, image_rows=overlay.shape[0], band_rows=band_rows)
+    return _with_band(overlay, lines, _BAND_COLOUR)
+
+
+def not_assessed_image(
+    grey: np.ndarray, finding: NotAssessedFinding, *, max_side: int = 1024
+) -> TriageImage:
+    """The pixels of a not-assessed image's Secondary Capture (pure: no disk, no clock).
+
+    The grey image as received, shrunk as in :func:`triage_image`, with no heat map,
+    above a dark red band with the "NOT ASSESSED BY CHESTAID" text.
+
+    Raises:
+        OutputError: ``grey`` is not a non-empty 2-D array, or the finding is not
+            reportable.
+        ConfigurationError: ``max_side`` below :data:`MIN_SIDE`.
+    """
+    lines = not_assessed_text(finding)
+    if grey.ndim != 2 or grey.size == 0:
+        raise OutputError(f"grey must be a non-empty 2-D array, got shape {grey.shape}")
+    if max_side < MIN_SIDE:
+        raise ConfigurationError(f"max_side must be at least {MIN_SIDE}, got {max_side}")
+    shown = np.clip(display_image(grey, max_side=max_side), 0.0, 1.0)
+    plain = np.repeat(np.round(shown * 255.0).astype(np.uint8)[..., None], 3, axis=2)
+    return _with_band(plain, lines, _NOT_ASSESSED_BAND_COLOUR)
+
+
+def _with_band(
+    picture: np.ndarray, lines: Sequence[str], background: tuple[int, int, int]
+) -> TriageImage:
+    """An RGB picture with a band of wrapped text lines added below it."""
+    columns = picture.shape[1]
+    font = _font(_font_size(columns))
+    wrapped = _wrap(lines, font, columns - 2 * _MARGIN)
+    band_rows = _band_rows(len(wrapped), font)
+    pixels = np.zeros((picture.shape[0] + band_rows, columns, 3), dtype=np.uint8)
+    pixels[: picture.shape[0]] = picture
+    pixels[picture.shape[0] :] = _draw_band(wrapped, font, columns, band_rows, background)
+    return TriageImage(pixels=pixels, image_rows=picture.shape[0], band_rows=band_rows)
 
 
 def secondary_capture(
@@ -272,6 +388,88 @@ def secondary_capture(
     """
     header = source_header(source)
     image = triage_image(grey, cam, finding, max_side=max_side, alpha=alpha, lut=lut)
+    derivation = (
+        "Source image downsampled, Grad-CAM overlay blended and triage text burned in "
+        f"by ChestAid. {DISCLAIMER}."
+    )
+    if finding.quarter_turns:
+        derivation += (
+            f" Scored after turning upright by {finding.quarter_turns} x 90 degrees; the "
+            "Grad-CAM map is shown turned back onto the image as received."
+        )
+    return _secondary_capture_of(
+        source,
+        header,
+        image,
+        identity,
+        equipment=_contributing_equipment(
+            finding.model_version, finding.calibration_version, _SCORED_CONTRIBUTION
+        ),
+        series_description=SC_SERIES_DESCRIPTION,
+        derivation=derivation,
+    )
+
+
+def not_assessed_secondary_capture(
+    source: Dataset,
+    grey: np.ndarray,
+    finding: NotAssessedFinding,
+    identity: OutputIdentity,
+    *,
+    max_side: int = 1024,
+) -> Dataset:
+    """Build the Secondary Capture of an image ChestAid did not assess.
+
+    The image as received, with no heat map, and a burned-in band: "NOT ASSESSED BY
+    CHESTAID: <detail> - read by a radiologist", the reason, the versions and the
+    disclaimer. Otherwise as :func:`secondary_capture` (same study, new series,
+    references the source, Burned In Annotation YES).
+
+    Args:
+        source: the received dataset; only its header is used.
+        grey: the source decoded to float [0, 1], 2-D, full size.
+        finding: the reason the image was not assessed, and the versions.
+        identity: Series and SOP Instance UIDs and numbers of the new object.
+        max_side: the longest side of the image (the text band adds rows below it).
+
+    Returns:
+        An RGB Secondary Capture Image, Explicit VR Little Endian, ready for ``save_as``.
+
+    Raises:
+        OutputError: the source lacks its UIDs, an input is unusable, the finding is
+            not reportable, or highdicom refuses a value.
+        ConfigurationError: ``max_side`` out of range.
+    """
+    header = source_header(source)
+    image = not_assessed_image(grey, finding, max_side=max_side)
+    return _secondary_capture_of(
+        source,
+        header,
+        image,
+        identity,
+        equipment=_contributing_equipment(
+            finding.model_version, finding.calibration_version, _NOT_ASSESSED_CONTRIBUTION
+        ),
+        series_description=NOT_ASSESSED_SC_SERIES_DESCRIPTION,
+        derivation=(
+            "Source image downsampled and a NOT ASSESSED notice burned in by ChestAid: "
+            f"the image was not assessed ({finding.reason}), so no score or heat map is "
+            f"shown. {DISCLAIMER}."
+        ),
+    )
+
+
+def _secondary_capture_of(
+    source: Dataset,
+    header: Dataset,
+    image: TriageImage,
+    identity: OutputIdentity,
+    *,
+    equipment: ContributingEquipment,
+    series_description: str,
+    derivation: str,
+) -> Dataset:
+    """The Secondary Capture dataset of composed pixels, in the source's study."""
     orientation = _patient_orientation(header)
     # highdicom needs an orientation of single letters for a patient image; any other
     # value (letter pairs such as "FL", or none) is set from the source just below.
@@ -290,8 +488,8 @@ def secondary_capture(
             manufacturer=MANUFACTURER,
             patient_orientation=orientation if accepted else ("L", "F"),
             transfer_syntax_uid=ExplicitVRLittleEndian,
-            contributing_equipment=[_contributing_equipment(finding)],
-            series_description=SC_SERIES_DESCRIPTION,
+            contributing_equipment=[equipment],
+            series_description=series_description,
             manufacturer_model_name=MODEL_NAME,
             software_versions=__version__,
         )
@@ -307,10 +505,7 @@ def secondary_capture(
     sc.SecondaryCaptureDeviceManufacturer = MANUFACTURER
     sc.SecondaryCaptureDeviceManufacturerModelName = MODEL_NAME
     sc.SecondaryCaptureDeviceSoftwareVersions = __version__
-    sc.DerivationDescription = (
-        "Source image downsampled, Grad-CAM overlay blended and triage text burned in "
-        f"by ChestAid. {DISCLAIMER}."
-    )
+    sc.DerivationDescription = derivation
     sc.SourceImageSequence = [_source_reference(header)]
     sc.ReferencedSeriesSequence = [_series_reference(header)]
     if str(source.get("LossyImageCompression", "")) == "01":
@@ -339,8 +534,9 @@ def structured_report(
     calibrated score (Certainty of Finding, unitless), the qualitative evaluation
     Pneumonia: Present or Absent at the governed threshold, the algorithm's name,
     version and parameters (calibration version, threshold), and a comment with the
-    priority band and that this is triage support, not a diagnosis. The report is
-    marked complete, unverified and preliminary.
+    priority band and that this is triage support, not a diagnosis (and, for an image
+    turned upright before scoring, a second comment saying so). The report is marked
+    complete, unverified and preliminary.
 
     Args:
         source: the received dataset; only its header is used.
@@ -357,8 +553,8 @@ def structured_report(
             highdicom refuses a value.
     """
     check_finding(finding)
+    turned = turned_upright_text(finding.quarter_turns)
     header = source_header(source)
-    observer_uid = device_observer_uid or str(generate_uid(entropy_srcs=[MODEL_NAME, "device"]))
     try:
         algorithm = AlgorithmIdentification(
             name=ALGORITHM_NAME,
@@ -397,6 +593,119 @@ def structured_report(
                 relationship_type=RelationshipTypeValues.CONTAINS,
             )
         )
+        if turned is not None:
+            group[0].ContentSequence.append(
+                TextContentItem(
+                    name=COMMENT,
+                    value=f"{turned}: the image was received on its side.",
+                    relationship_type=RelationshipTypeValues.CONTAINS,
+                )
+            )
+    except _REFUSALS as exc:
+        raise OutputError(f"highdicom refused the structured report: {exc}") from exc
+    return _measurement_report_sr(
+        header,
+        group,
+        identity,
+        equipment=_contributing_equipment(
+            finding.model_version, finding.calibration_version, _SCORED_CONTRIBUTION
+        ),
+        device_observer_uid=device_observer_uid,
+    )
+
+
+def not_assessed_report(
+    source: Dataset,
+    finding: NotAssessedFinding,
+    identity: OutputIdentity,
+    *,
+    device_observer_uid: str | None = None,
+) -> Dataset:
+    """Build the Comprehensive SR (TID 1500) saying ChestAid did NOT assess the image.
+
+    One measurement group references the source image and holds no score: its
+    qualitative evaluation is Pneumonia: Presence Undetermined (never Present or
+    Absent), and its comment "Not assessable: <reason>: <detail>", that the image
+    must be read by a radiologist, and the disclaimer. The algorithm is identified
+    as in :func:`structured_report`, without a threshold.
+
+    Args:
+        source: the received dataset; only its header is used.
+        finding: the reason the image was not assessed, and the versions.
+        identity: Series and SOP Instance UIDs and numbers of the new object.
+        device_observer_uid: as in :func:`structured_report`.
+
+    Returns:
+        The SR document, Explicit VR Little Endian, ready for ``save_as``.
+
+    Raises:
+        OutputError: the source lacks its UIDs, the finding is not reportable, or
+            highdicom refuses a value.
+    """
+    check_not_assessed(finding)
+    header = source_header(source)
+    turned = turned_upright_text(finding.quarter_turns)
+    comment = (
+        f"Not assessable: {finding.reason}: {_not_assessed_detail(finding)}. The image was "
+        "NOT assessed by ChestAid and must be read by a radiologist; no score is given. "
+        f"{DISCLAIMER}."
+    )
+    if turned is not None:
+        comment += f" (Turned upright by {finding.quarter_turns} x 90 degrees before assessment.)"
+    try:
+        group = MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=TrackingIdentifier(
+                uid=str(generate_uid(entropy_srcs=[identity.sop_instance_uid, "tracking"])),
+                identifier=TRACKING_IDENTIFIER,
+            ),
+            algorithm_id=AlgorithmIdentification(
+                name=ALGORITHM_NAME,
+                version=finding.model_version,
+                parameters=[
+                    f"calibration version {finding.calibration_version}",
+                    f"not assessable: {finding.reason}",
+                ],
+                manufacturer=MANUFACTURER,
+            ),
+            qualitative_evaluations=[
+                QualitativeEvaluation(name=PNEUMONIA, value=PRESENCE_UNDETERMINED)
+            ],
+            source_images=[
+                SourceImageForMeasurementGroup(
+                    referenced_sop_class_uid=str(header.SOPClassUID),
+                    referenced_sop_instance_uid=str(header.SOPInstanceUID),
+                )
+            ],
+        )
+        group[0].ContentSequence.append(
+            TextContentItem(
+                name=COMMENT, value=comment, relationship_type=RelationshipTypeValues.CONTAINS
+            )
+        )
+    except _REFUSALS as exc:
+        raise OutputError(f"highdicom refused the structured report: {exc}") from exc
+    return _measurement_report_sr(
+        header,
+        group,
+        identity,
+        equipment=_contributing_equipment(
+            finding.model_version, finding.calibration_version, _NOT_ASSESSED_CONTRIBUTION
+        ),
+        device_observer_uid=device_observer_uid,
+    )
+
+
+def _measurement_report_sr(
+    header: Dataset,
+    group: MeasurementsAndQualitativeEvaluations,
+    identity: OutputIdentity,
+    *,
+    equipment: ContributingEquipment,
+    device_observer_uid: str | None,
+) -> Dataset:
+    """A TID 1500 Measurement Report of one measurement group, as a Comprehensive SR."""
+    observer_uid = device_observer_uid or str(generate_uid(entropy_srcs=[MODEL_NAME, "device"]))
+    try:
         report = MeasurementReport(
             observation_context=ObservationContext(
                 observer_device_context=ObserverContext(
@@ -424,7 +733,7 @@ def structured_report(
             is_final=False,
             is_verified=False,
             transfer_syntax_uid=ExplicitVRLittleEndian,
-            contributing_equipment=[_contributing_equipment(finding)],
+            contributing_equipment=[equipment],
             series_description=SR_SERIES_DESCRIPTION,
             manufacturer_model_name=MODEL_NAME,
             software_versions=__version__,
@@ -500,7 +809,13 @@ def source_header(source: Dataset) -> Dataset:
     return header
 
 
-def _contributing_equipment(finding: TriageFinding) -> ContributingEquipment:
+_SCORED_CONTRIBUTION = "Pneumonia triage score and Grad-CAM"
+_NOT_ASSESSED_CONTRIBUTION = "Image not assessed for pneumonia triage (no score)"
+
+
+def _contributing_equipment(
+    model_version: str, calibration_version: int, contribution: str
+) -> ContributingEquipment:
     return ContributingEquipment(
         manufacturer=MANUFACTURER,
         purpose_of_reference=PROCESSING_EQUIPMENT,
@@ -508,8 +823,8 @@ def _contributing_equipment(finding: TriageFinding) -> ContributingEquipment:
         software_versions=__version__,
         contribution_datetime=DT(datetime.datetime.now(datetime.UTC)),
         contribution_description=(
-            f"Pneumonia triage score and Grad-CAM, model {finding.model_version}, "
-            f"calibration {finding.calibration_version}. {DISCLAIMER}."
+            f"{contribution}, model {model_version}, "
+            f"calibration {calibration_version}. {DISCLAIMER}."
         ),
     )
 
@@ -611,8 +926,9 @@ def _draw_band(
     font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
     columns: int,
     rows: int,
+    background: tuple[int, int, int] = _BAND_COLOUR,
 ) -> np.ndarray:
-    band = Image.new("RGB", (columns, rows), (0, 0, 0))
+    band = Image.new("RGB", (columns, rows), background)
     draw = ImageDraw.Draw(band)
     step = _line_height(font)
     for i, line in enumerate(lines):
@@ -623,14 +939,22 @@ def _draw_band(
 __all__ = [
     "DISCLAIMER",
     "MANUFACTURER",
+    "NOT_ASSESSED",
+    "NotAssessedFinding",
     "OutputIdentity",
     "TriageFinding",
     "TriageImage",
     "check_finding",
+    "check_not_assessed",
     "is_chestaid_output",
+    "not_assessed_image",
+    "not_assessed_report",
+    "not_assessed_secondary_capture",
+    "not_assessed_text",
     "secondary_capture",
     "source_header",
     "structured_report",
     "triage_image",
     "triage_text",
+    "turned_upright_text",
 ]

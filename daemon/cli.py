@@ -257,6 +257,31 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _worklist_row(item: WorklistItem) -> dict[str, object]:
+    """One worklist line for the command line. A study standing as not assessed has no
+    score and (unless promoted) no band: null in JSON, "-" in a table."""
+    unjudged = item.entry.not_assessed
+    note = None
+    if unjudged is not None:
+        images = f"{unjudged.count} image{'s' if unjudged.count > 1 else ''}"
+        note = (
+            f"NOT ASSESSED: {unjudged.reason} ({images})"
+            if item.not_assessed
+            else f"{images} not assessed: {unjudged.reason}"
+        )
+    score = item.entry.score
+    return {
+        "study_instance_uid": item.entry.study_instance_uid,
+        "band": item.band,
+        "score": None if item.not_assessed or score is None else score,
+        "not_assessed": note,
+        "waiting_min": round(item.waiting.total_seconds() / 60, 1),
+        "overdue": item.overdue,
+        "raised_by_sender": item.raised_by_sender,
+        "images": item.entry.images,
+    }
+
+
 def _reading(settings: Settings, args: argparse.Namespace) -> int:
     """The worklist, reads, feedback, its report and export, and the audit trail."""
     since = parse_since(args.since) if getattr(args, "since", None) else None
@@ -270,7 +295,10 @@ def _reading(settings: Settings, args: argparse.Namespace) -> int:
                     configured_bands(settings),
                     max_wait=timedelta(minutes=settings.worklist.max_wait_minutes),
                 )
-                _emit(_worklist_rows(items, for_people=args.format == "table"), args.format)
+                rows = _worklist_rows(items, for_people=args.format == "table")
+                if args.format != "json":
+                    rows = [{k: "-" if v is None else v for k, v in r.items()} for r in rows]
+                _emit(rows, args.format)
             elif args.command == "study":
                 done = mark_read(
                     session, study_instance_uid=args.study_instance_uid, user=args.user
@@ -317,26 +345,18 @@ def _worklist_rows(items: Sequence[WorklistItem], *, for_people: bool) -> list[d
     """Worklist rows: scores as full-precision numbers, or as text for a person to read.
 
     The text shows the score and threshold with the digits that tell them apart
-    (:mod:`chestaid.display`); JSON and CSV keep the numbers.
+    (:mod:`chestaid.display`); JSON and CSV keep the numbers. A study standing as not
+    assessed has no score and (unless promoted) no band: null in JSON, "-" in a table.
     """
     rows: list[dict[str, object]] = []
     for i in items:
-        score: object = i.entry.score
-        threshold: object = i.entry.threshold
-        if for_people:
+        row = _worklist_row(i)
+        score: object = row["score"]
+        threshold: object = None if score is None else i.entry.threshold
+        if for_people and score is not None and i.entry.score is not None:
             score, threshold = score_pair_text(i.entry.score, i.entry.threshold)
-        rows.append(
-            {
-                "study_instance_uid": i.entry.study_instance_uid,
-                "band": i.band,
-                "score": score,
-                "threshold": threshold,
-                "waiting_min": round(i.waiting.total_seconds() / 60, 1),
-                "overdue": i.overdue,
-                "raised_by_sender": i.raised_by_sender,
-                "images": i.entry.images,
-            }
-        )
+        row["score"] = score
+        rows.append({**row, "threshold": threshold})
     return rows
 
 

@@ -10,7 +10,10 @@ The report compares labels with predictions at the threshold that was in force f
 each prediction (the governed threshold of its calibration version): counts, the
 confusion matrix, sensitivity, specificity, PPV and NPV with Wilson 95% intervals, and
 the ECE of the calibrated scores on the labelled cases, overall and per model and
-calibration version. Indeterminate studies are counted but not scored.
+calibration version. Indeterminate studies are counted but not scored. Studies whose
+prediction was "not assessable" (ChestAid gave no call: the image was not a judgeable
+frontal chest radiograph) take feedback like any other, but are counted separately
+and never enter the confusion matrix, the rates or the ECE: their score means nothing.
 """
 
 from __future__ import annotations
@@ -217,12 +220,17 @@ class LabelledCase:
     given_by: str
     given_at: datetime
     comment: str | None
+    # False when the study's prediction was "not assessable": its score is for audit only.
+    assessable: bool = True
+    not_assessable_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """As plain values (for CSV and JSON)."""
         return {
             "study_instance_uid": self.study_instance_uid,
             "label": self.label.value,
+            "assessable": self.assessable,
+            "not_assessable_reason": self.not_assessable_reason or "",
             "score": self.score,
             "logit": self.logit,
             "threshold": self.threshold,
@@ -253,6 +261,8 @@ def labelled_cases(session: Session, *, since: datetime | None = None) -> list[L
             given_by=f.given_by,
             given_at=f.updated_at,
             comment=f.comment,
+            assessable=r.assessable,
+            not_assessable_reason=r.not_assessable_reason,
         )
         for f, r in session.execute(query.order_by(Feedback.id)).all()
     ]
@@ -269,6 +279,7 @@ class GroupReport:
     confusion: ConfusionMatrix
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     ece: float = float("nan")
+    not_assessable: int = 0  # feedback on studies ChestAid could not assess: not scored
 
     @property
     def labelled(self) -> int:
@@ -289,6 +300,7 @@ class GroupReport:
             "feedback": self.feedback,
             "labelled": self.labelled,
             "indeterminate": self.indeterminate,
+            "not_assessable": self.not_assessable,
             **{k: rates[k] for k in ("tp", "fp", "tn", "fn")},
             **{
                 name: {
@@ -307,8 +319,13 @@ def summarise(
     model_version: str = "all",
     calibration_version: int | None = None,
 ) -> GroupReport:
-    """Counts, confusion at each prediction's threshold, rates with Wilson intervals, ECE."""
-    definite = [c for c in cases if TRUTH[c.label] is not None]
+    """Counts, confusion at each prediction's threshold, rates with Wilson intervals, ECE.
+
+    Cases whose prediction was not assessable are counted (``not_assessable``) and left
+    out of everything else; ``feedback`` = labelled + indeterminate + not assessable.
+    """
+    judged = [c for c in cases if c.assessable]
+    definite = [c for c in judged if TRUTH[c.label] is not None]
     truth = [TRUTH[c.label] == 1 for c in definite]
     called = [c.above_threshold for c in definite]
     confusion = ConfusionMatrix(
@@ -333,10 +350,11 @@ def summarise(
         model_version=model_version,
         calibration_version=calibration_version,
         feedback=len(cases),
-        indeterminate=len(cases) - len(definite),
+        indeterminate=len(judged) - len(definite),
         confusion=confusion,
         intervals=intervals,
         ece=calibration_error,
+        not_assessable=len(cases) - len(judged),
     )
 
 

@@ -11,6 +11,12 @@ the same for the mean and the standard deviation of each decoded image (brightne
 and contrast), which do not depend on the model, so their reference is the site's
 first results that have them, whatever model scored them.
 
+Results ChestAid found "not assessable" (not a judgeable frontal chest radiograph)
+are left out of all of these (the report, the score drift and the image drift) and
+counted on their own: each window gives how many of its results were not assessable,
+their rate and their reasons, for the dashboard; a rising rate is a signal in itself
+(a modality sending inverted or blank images, another body part).
+
 A retention job deletes spooled images and generated outputs older than the
 configured age; the database keeps their rows without the pixels.
 """
@@ -21,12 +27,12 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import (
@@ -68,6 +74,52 @@ def population_stability_index(reference: np.ndarray, current: np.ndarray) -> fl
 
 
 @dataclass(frozen=True)
+class Outcomes:
+    """How many results a period has, and how many of them were not assessable, and why."""
+
+    results: int
+    not_assessable: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float | None:
+        """The share of results that were not assessable (None without results)."""
+        return self.not_assessable / self.results if self.results else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain values (the rate None without results)."""
+        return {
+            "results": self.results,
+            "not_assessable_results": self.not_assessable,
+            "not_assessable_rate": self.rate,
+            "not_assessable_reasons": dict(self.reasons),
+        }
+
+
+def outcome_counts(
+    session: Session, *, since: datetime | None = None, model_version: str | None = None
+) -> Outcomes:
+    """The results recorded ``since`` (by one model, if given): how many, how many not
+    assessable, and those by reason."""
+    query = select(Result.assessable, Result.not_assessable_reason, func.count()).group_by(
+        Result.assessable, Result.not_assessable_reason
+    )
+    if since is not None:
+        query = query.where(Result.scored_at >= since)
+    if model_version is not None:
+        query = query.where(Result.model_version == model_version)
+    results = unjudged = 0
+    reasons: dict[str, int] = {}
+    for assessable, reason, count in session.execute(query).all():
+        results += int(count)
+        if not assessable:
+            unjudged += int(count)
+            key = reason or "unknown"
+            reasons[key] = reasons.get(key, 0) + int(count)
+    return Outcomes(results=results, not_assessable=unjudged, reasons=dict(sorted(reasons.items())))
+
+
+@dataclass(frozen=True)
 class Alert:
     """What a run found wrong."""
 
@@ -79,7 +131,9 @@ class Alert:
 def _logits(
     session: Session, *, model_version: str, since: datetime | None, first: int | None
 ) -> np.ndarray:
-    query = select(Result.logit).where(Result.model_version == model_version)
+    query = select(Result.logit).where(
+        Result.model_version == model_version, Result.assessable.is_(True)
+    )
     if since is not None:
         query = query.where(Result.scored_at >= since)
     query = query.order_by(Result.id)
@@ -89,9 +143,12 @@ def _logits(
 
 
 def _image_statistics(session: Session, *, since: datetime | None, first: int | None) -> np.ndarray:
-    """One row per result, one column per watched statistic; results without them are left out."""
+    """One row per assessable result, one column per watched statistic; results without
+    them are left out."""
     columns = [column for _, column, _ in IMAGE_STATISTICS]
-    query = select(*columns).where(*(column.is_not(None) for column in columns))
+    query = select(*columns).where(
+        Result.assessable.is_(True), *(column.is_not(None) for column in columns)
+    )
     if since is not None:
         query = query.where(Result.scored_at >= since)
     query = query.order_by(Result.id)
@@ -195,12 +252,14 @@ def evaluate_window(
         session, settings=settings, window_days=window_days, since=since
     )
     alerts.extend(image_alerts)
+    outcomes = outcome_counts(session, since=since, model_version=model_version)
     figures = {
         **group,
         "window_days": window_days,
-        "scored": int(current.size),
+        "scored": int(current.size),  # assessable results: those drift is measured on
         "psi": None if np.isnan(psi) else psi,
         **image_figures,
+        **outcomes.to_dict(),
     }
     return figures, alerts
 
@@ -256,6 +315,7 @@ def run_monitoring(
                 )
         summary["windows"][days] = {
             "labelled": figures["labelled"],
+            "not_assessable_results": figures["not_assessable_results"],
             "psi": figures["psi"],
             "psi_image_mean": figures["psi_image_mean"],
             "psi_image_std": figures["psi_image_std"],

@@ -1,7 +1,8 @@
 """Recalibration on local feedback: fit, review, activate, roll back.
 
 A fit uses the labelled studies (pneumonia confirmed or not; indeterminate left out)
-scored by the model in service. It compares temperature, Platt and (with enough
+scored by the model in service; a study whose prediction was "not assessable" is
+never fitted on (its score means nothing). It compares temperature, Platt and (with enough
 cases) isotonic by cross-validated NLL on those cases (see
 :func:`chestaid.calibration.select_local_calibration`), re-derives the governed
 threshold for the target sensitivity by the bundle's own rule
@@ -61,7 +62,7 @@ def fit_local_calibration(
     cases = [
         c
         for c in labelled_cases(session)
-        if c.model_version == model_version and TRUTH[c.label] is not None
+        if c.model_version == model_version and c.assessable and TRUTH[c.label] is not None
     ]
     if len(cases) < min_cases:
         raise RecalibrationError(

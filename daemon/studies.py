@@ -1,6 +1,8 @@
 """One study as a reader sees it: its scored images, its feedback and history, its read.
 
-Shared by the web pages and the JSON API; plain data out, no web types.
+Shared by the web pages and the JSON API; plain data out, no web types. An image
+ChestAid could not assess shows its reason instead of a score: its score, call and
+band are None here (the database keeps the score for audit only).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class StudyImage:
     state: str  # the job's state: done, skipped, failed, queued, running
     reason: str | None  # why it was skipped or failed
     result_id: int | None
-    score: float | None
+    score: float | None  # None when not scored or not assessable
     logit: float | None
     threshold: float | None
     above_threshold: bool | None
@@ -35,6 +37,10 @@ class StudyImage:
     calibration_version: int | None
     has_heatmap: bool
     has_pixels: bool  # the spooled file is still kept (retention deletes old ones)
+    assessable: bool | None = None  # None: no result (skipped, failed, waiting)
+    not_assessable_reason: str | None = None
+    not_assessable_detail: str | None = None
+    quarter_turns: int = 0  # turned upright by this many quarter turns before scoring
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,14 @@ class StudyDetail:
 
     @property
     def lead(self) -> StudyImage | None:
-        """The image whose score decides the study's place (the highest scored)."""
+        """The study's highest-scored assessable image (its score is the study's)."""
         scored = [i for i in self.images if i.score is not None]
         return scored[0] if scored else None
+
+    @property
+    def not_assessed(self) -> list[StudyImage]:
+        """The images ChestAid could not assess (a reader must look at them)."""
+        return [i for i in self.images if i.assessable is False]
 
 
 def study_detail(session: Session, *, study_instance_uid: str) -> StudyDetail | None:
@@ -69,28 +80,7 @@ def study_detail(session: Session, *, study_instance_uid: str) -> StudyDetail | 
     ).all()
     if not rows:
         return None
-    images = [
-        StudyImage(
-            instance_id=instance.id,
-            sop_instance_uid=instance.sop_instance_uid,
-            series_instance_uid=instance.series_instance_uid,
-            modality=instance.modality,
-            received_at=instance.received_at,
-            state=job.state.value,
-            reason=job.reason if job.state != JobState.DONE else None,
-            result_id=result.id if result else None,
-            score=result.score if result else None,
-            logit=result.logit if result else None,
-            threshold=result.threshold if result else None,
-            above_threshold=result.above_threshold if result else None,
-            band=result.priority if result else None,
-            model_version=result.model_version if result else None,
-            calibration_version=result.calibration_version if result else None,
-            has_heatmap=bool(result and result.cam),
-            has_pixels=instance.spool_name is not None,
-        )
-        for instance, job, result in rows
-    ]
+    images = [_image(instance, job, result) for instance, job, result in rows]
     images.sort(key=lambda i: (i.score is None, -(i.score or 0.0), -(i.logit or 0.0)))
     feedback = session.scalar(
         select(Feedback).where(Feedback.study_instance_uid == study_instance_uid)
@@ -109,6 +99,33 @@ def study_detail(session: Session, *, study_instance_uid: str) -> StudyDetail | 
         read_by=read.read_by if read else None,
         read_at=read.read_at if read else None,
         read_via=read.via if read else None,
+    )
+
+
+def _image(instance: Instance, job: Job, result: Result | None) -> StudyImage:
+    judged = result if result is not None and result.assessable else None
+    return StudyImage(
+        instance_id=instance.id,
+        sop_instance_uid=instance.sop_instance_uid,
+        series_instance_uid=instance.series_instance_uid,
+        modality=instance.modality,
+        received_at=instance.received_at,
+        state=job.state.value,
+        reason=job.reason if job.state != JobState.DONE else None,
+        result_id=result.id if result else None,
+        score=judged.score if judged else None,
+        logit=judged.logit if judged else None,
+        threshold=result.threshold if result else None,
+        above_threshold=judged.above_threshold if judged else None,
+        band=judged.priority if judged else None,
+        model_version=result.model_version if result else None,
+        calibration_version=result.calibration_version if result else None,
+        has_heatmap=bool(judged and judged.cam),
+        has_pixels=instance.spool_name is not None,
+        assessable=result.assessable if result else None,
+        not_assessable_reason=result.not_assessable_reason if result else None,
+        not_assessable_detail=result.not_assessable_detail if result else None,
+        quarter_turns=result.quarter_turns if result else 0,
     )
 
 

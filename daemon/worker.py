@@ -10,6 +10,13 @@ per destination are committed in one transaction, and only if this worker still
 holds the job's lease, so a job reclaimed from a slow worker is never recorded twice.
 The result keeps the Grad-CAM map (for the study page) and simple statistics of the
 decoded image (for label-free drift).
+
+When the ML core finds the image not assessable (not a judgeable frontal chest
+radiograph: its ``Prediction.assessment``), the result records the reason and its
+sentence, no priority band and no map; the score and logit are kept for audit only;
+the PACS gets the "not assessed" SC and SR (see :mod:`daemon.outputs`); and one log
+line says so. An image the ML core turned upright before scoring is recorded with
+its quarter turns, and its map is turned back onto the image as received.
 """
 
 from __future__ import annotations
@@ -22,40 +29,27 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 from sqlalchemy.exc import SQLAlchemyError
 
 from chestaid.bundle import default_bundle_path, load_bundle, read_manifest
-from chestaid.dicom_outputs import (
-    OutputIdentity,
-    TriageFinding,
-    is_chestaid_output,
-    secondary_capture,
-    structured_report,
-)
+from chestaid.dicom_outputs import NotAssessedFinding, TriageFinding, is_chestaid_output
 from chestaid.errors import ChestAidError, ConfigurationError, NotChestRadiographError
 from chestaid.imaging import dataset_to_grey, read_dicom_dataset
 from chestaid.inference import Prediction, Scorer
 from daemon.db import repo
-from daemon.db.models import JobState, OutputKind
+from daemon.db.models import JobState
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import SpoolError
 from daemon.heatmaps import ImageStatistics, encode_cam, image_statistics
+from daemon.outputs import not_assessed_outputs, scored_outputs
 from daemon.settings import Band, ModelSettings, WorkerSettings
 from daemon.spool import FileStore
 
 logger = logging.getLogger(__name__)
-
-# Series numbers of ChestAid's outputs in the source study: high, to sort after the
-# acquisition's own series in a viewer.
-SC_SERIES_NUMBER = 9901
-SR_SERIES_NUMBER = 9902
 
 
 def process_owner(role: str) -> str:
@@ -184,21 +178,16 @@ def load_active_model(model: ModelSettings, bands: Sequence[Band]) -> ActiveMode
 @dataclass(frozen=True)
 class _Scored:
     prediction: Prediction
-    priority: str
+    priority: str | None  # None: not assessable
     calibration_version: int
     outputs: list[repo.NewOutput]
-    cam: str  # the Grad-CAM map as JSON rows (daemon.heatmaps)
+    cam: str | None  # the Grad-CAM map as JSON rows (daemon.heatmaps); None if not assessable
     image: ImageStatistics
+    not_assessable: repo.NotAssessable | None = None
 
 
 class _SkipError(ChestAidError):
     """The instance is not for scoring (internal to this module)."""
-
-
-def _encode(ds: Dataset) -> bytes:
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 class Worker:
@@ -310,6 +299,7 @@ class Worker:
             self._retry(claim, f"internal error: {type(exc).__name__}: {exc}", log)
             return
         p = scored.prediction
+        turns = p.assessment.quarter_turns
         with unit_of_work(self.sessions) as session:
             kept = repo.complete_job(
                 session,
@@ -318,7 +308,8 @@ class Worker:
                 logit=p.logit,
                 score=p.score,
                 threshold=p.threshold,
-                above_threshold=p.above_threshold,
+                # A score that was not assessed is never a call, whatever it is.
+                above_threshold=p.above_threshold and scored.not_assessable is None,
                 priority=scored.priority,
                 model_version=p.model_version,
                 calibration_version=scored.calibration_version,
@@ -326,19 +317,35 @@ class Worker:
                 destinations=self.destinations,
                 cam=scored.cam,
                 image=scored.image,
+                not_assessable=scored.not_assessable,
+                quarter_turns=turns,
             )
         if not kept:
             logger.warning("lease lost before the result was recorded", extra=log)
             return
-        logger.info(
-            "job scored",
-            extra={
-                **log,
-                "score": round(p.score, 6),
-                "priority": scored.priority,
-                "outputs": len(scored.outputs),
-            },
-        )
+        turned = {"quarter_turns": turns} if turns else {}
+        if scored.not_assessable is not None:
+            # The reason code only: the detail is for the page and the PACS.
+            logger.info(
+                "job not assessable",
+                extra={
+                    **log,
+                    "reason": scored.not_assessable.reason,
+                    **turned,
+                    "outputs": len(scored.outputs),
+                },
+            )
+        else:
+            logger.info(
+                "job scored",
+                extra={
+                    **log,
+                    "score": round(p.score, 6),
+                    "priority": scored.priority,
+                    **turned,
+                    "outputs": len(scored.outputs),
+                },
+            )
         if self.destinations:
             self.on_outputs()
 
@@ -379,11 +386,38 @@ class Worker:
         image = dataset_to_grey(source, max_pixels=self.settings.max_pixels)
         model = self.model()
         prediction = model.scorer.score_pixels(image.pixels)
+        assessment = prediction.assessment
+        statistics = image_statistics(image.pixels)
+        if not assessment.assessable:
+            unjudged = NotAssessedFinding(
+                reason=str(assessment.reason),
+                detail=assessment.detail,
+                model_version=prediction.model_version,
+                calibration_version=model.calibration_version,
+                quarter_turns=assessment.quarter_turns,
+            )
+            return _Scored(
+                prediction=prediction,
+                priority=None,
+                calibration_version=model.calibration_version,
+                outputs=not_assessed_outputs(
+                    self.outbox,
+                    claim,
+                    source=source,
+                    grey=image.pixels,
+                    finding=unjudged,
+                    settings=self.settings,
+                ),
+                cam=None,  # no map of an image that was not judged: nothing may show one
+                image=statistics,
+                not_assessable=repo.NotAssessable(unjudged.reason, unjudged.detail),
+            )
+        # The map of the image as scored (upright), turned back onto the image as received.
+        cam = prediction.cam  # the ML core gives it on the image as received
         priority = model.bands.assign(prediction.score)
         # Before any output is written: a map that cannot be stored fails the job
         # (CamError) with nothing left in the outbox.
-        cam = encode_cam(prediction.cam)
-        statistics = image_statistics(image.pixels)
+        encoded = encode_cam(cam)
         finding = TriageFinding(
             score=prediction.score,
             threshold=prediction.threshold,
@@ -391,73 +425,23 @@ class Worker:
             priority=priority,
             model_version=prediction.model_version,
             calibration_version=model.calibration_version,
+            quarter_turns=assessment.quarter_turns,
         )
-        outputs = [
-            self._write_output(
-                claim,
-                OutputKind.SECONDARY_CAPTURE,
-                lambda identity: secondary_capture(
-                    source,
-                    image.pixels,
-                    prediction.cam,
-                    finding,
-                    identity,
-                    max_side=self.settings.output_max_side,
-                    alpha=self.settings.overlay_alpha,
-                ),
-                SC_SERIES_NUMBER,
-                finding,
-            ),
-            self._write_output(
-                claim,
-                OutputKind.STRUCTURED_REPORT,
-                lambda identity: structured_report(source, finding, identity),
-                SR_SERIES_NUMBER,
-                finding,
-            ),
-        ]
         return _Scored(
             prediction=prediction,
             priority=priority,
             calibration_version=model.calibration_version,
-            outputs=outputs,
-            cam=cam,
+            outputs=scored_outputs(
+                self.outbox,
+                claim,
+                source=source,
+                grey=image.pixels,
+                cam=cam,
+                finding=finding,
+                settings=self.settings,
+            ),
+            cam=encoded,
             image=statistics,
-        )
-
-    def _write_output(
-        self,
-        claim: repo.Claim,
-        kind: OutputKind,
-        build: Callable[[OutputIdentity], Dataset],
-        series_number: int,
-        finding: TriageFinding,
-    ) -> repo.NewOutput:
-        # UIDs derived from the job, its kind and the versions: a job retried after a
-        # crash rewrites the same objects, under the same file name.
-        seed = [
-            claim.sop_instance_uid,
-            str(claim.job_id),
-            kind.value,
-            finding.model_version,
-            str(finding.calibration_version),
-        ]
-        identity = OutputIdentity(
-            series_instance_uid=str(generate_uid(entropy_srcs=[*seed, "series"])),
-            sop_instance_uid=str(generate_uid(entropy_srcs=[*seed, "instance"])),
-            series_number=series_number,
-        )
-        ds = build(identity)
-        stored = self.outbox.write(
-            _encode(ds), name=self.outbox.new_name(stem=f"job-{claim.job_id}-{kind.value}")
-        )
-        return repo.NewOutput(
-            kind=kind,
-            sop_class_uid=str(ds.SOPClassUID),
-            sop_instance_uid=identity.sop_instance_uid,
-            series_instance_uid=identity.series_instance_uid,
-            file_name=stored.name,
-            size_bytes=stored.size,
         )
 
 

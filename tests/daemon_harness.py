@@ -343,11 +343,16 @@ def record_scored(
     spool_name: str | None = None,
     image: ImageStatistics | None = None,
     cam: str | None = None,
+    not_assessable: str | None = None,
+    requested_priority: str | None = None,
+    quarter_turns: int = 0,
 ) -> str:
     """Record a received instance, in its own study, as scored; returns the study UID.
 
     ``image`` and ``cam`` (text from ``daemon.heatmaps.encode_cam``) are stored on the
     result when given; without them the result is like one scored before they existed.
+    ``not_assessable`` (a reason code) records the image as not assessable instead: no
+    band, never above the threshold, the detail :func:`not_assessable_detail`.
     """
     from sqlalchemy import select
 
@@ -362,6 +367,8 @@ def record_scored(
         instance.study_instance_uid = study
         if when is not None:
             instance.received_at = when
+        if requested_priority is not None:
+            instance.requested_priority = requested_priority
         claim = repo.claim_job(s, owner="w", lease_seconds=60, max_attempts=3, now=when)
         assert claim is not None and claim.job_id == job_id
         repo.complete_job(
@@ -371,14 +378,23 @@ def record_scored(
             logit=logit,
             score=score,
             threshold=threshold,
-            above_threshold=above,
-            priority="URGENT" if above else "ROUTINE",
+            above_threshold=above and not_assessable is None,
+            priority=None if not_assessable else "URGENT" if above else "ROUTINE",
             model_version=model_version,
             calibration_version=1,
             outputs=[],
             destinations=[],
             cam=cam,
             image=image,
+            not_assessable=None
+            if not_assessable is None
+            else repo.NotAssessable(not_assessable, not_assessable_detail(not_assessable)),
+            quarter_turns=quarter_turns,
             now=when,
         )
     return study
+
+
+def not_assessable_detail(reason: str) -> str:
+    """The sentence :func:`record_scored` stores with a not-assessable reason."""
+    return f"The image was found {reason} by a test."

@@ -4,7 +4,8 @@ The way of one instance through the tables:
 
     instances  one row per received SOP instance (first copy wins), its spool file
     jobs       one per instance: queued -> running -> done | skipped | failed
-    results    one per done job: logit, calibrated score, priority, versions
+    results    one per done job: logit, calibrated score, priority, versions; or the
+               image was not assessable (its reason, no priority, the score for audit)
     outputs    the objects a result produced (Secondary Capture, SR), in the outbox
     deliveries one per output per destination: pending -> sending -> delivered | dead
 
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Enum,
     Float,
@@ -26,10 +28,12 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -148,10 +152,26 @@ class Job(Base):
     outputs: Mapped[list[Output]] = relationship(back_populates="job")
 
 
+# A result is either assessable, with a priority band, or not assessable, with its
+# reason and no band (and never above the threshold): the database refuses a mix.
+RESULT_OUTCOME_CHECK = (
+    "(assessable AND priority IS NOT NULL AND not_assessable_reason IS NULL) OR "
+    "(NOT assessable AND priority IS NULL AND not_assessable_reason IS NOT NULL "
+    "AND NOT above_threshold)"
+)
+
+
 class Result(Base):
-    """What the model said about an instance, with the versions that said it."""
+    """What the model said about an instance, with the versions that said it.
+
+    When the image was not assessable (not a judgeable frontal chest radiograph),
+    ``assessable`` is false, the reason (a stable code of ``chestaid.assessment``)
+    and its sentence are kept, there is no priority band, and the logit and score
+    are kept for audit only: no worklist band, report or drift figure uses them.
+    """
 
     __tablename__ = "results"
+    __table_args__ = (CheckConstraint(RESULT_OUTCOME_CHECK, name="ck_results_outcome"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
@@ -159,7 +179,13 @@ class Result(Base):
     score: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     above_threshold: Mapped[bool] = mapped_column(Boolean)
-    priority: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(16))  # None: not assessable
+    assessable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    not_assessable_reason: Mapped[str | None] = mapped_column(String(16))
+    not_assessable_detail: Mapped[str | None] = mapped_column(Text)
+    # Counter-clockwise quarter turns the image was given before it was scored (an
+    # image received on its side, turned upright when its orientation was certain).
+    quarter_turns: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     model_version: Mapped[str] = mapped_column(String(128))
     calibration_version: Mapped[int] = mapped_column(Integer)
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -215,6 +215,15 @@ def release_job(
 
 
 @dataclass(frozen=True)
+class NotAssessable:
+    """Why an image could not be judged: a reason code of ``chestaid.assessment`` and
+    its sentence for people. A result recorded with one has no priority band."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class NewOutput:
     """A generated object written to the outbox, to be recorded with its result."""
 
@@ -235,26 +244,40 @@ def complete_job(
     score: float,
     threshold: float,
     above_threshold: bool,
-    priority: str,
+    priority: str | None,
     model_version: str,
     calibration_version: int,
     outputs: Sequence[NewOutput],
     destinations: Iterable[str],
     cam: str | None = None,
     image: ImageStatistics | None = None,
+    not_assessable: NotAssessable | None = None,
+    quarter_turns: int = 0,
     now: datetime | None = None,
 ) -> bool:
     """Record a held job's result, its outputs and one delivery per output per destination.
 
     Args:
+        priority: the band; None exactly when the image was not assessable.
         cam: the Grad-CAM map as text from :func:`daemon.heatmaps.encode_cam`;
             None leaves the result without one.
         image: statistics of the decoded image, for label-free drift; None leaves
             them empty.
+        not_assessable: set when the image could not be judged: the result keeps
+            the reason, no band, and its score for audit only.
+        quarter_turns: counter-clockwise quarter turns given to the image before scoring.
 
     Returns:
         False (nothing written) when the lease was lost to another worker.
+
+    Raises:
+        ValueError: a band given with ``not_assessable``, none without it, or a
+            not-assessable result said to be above the threshold.
     """
+    if (priority is None) != (not_assessable is not None):
+        raise ValueError("a result has a priority band exactly when it is assessable")
+    if not_assessable is not None and above_threshold:
+        raise ValueError("a not-assessable result is never above the threshold")
     now = now or utcnow()
     job = _owned_job(session, job_id=job_id, owner=owner)
     if job is None:
@@ -267,6 +290,10 @@ def complete_job(
             threshold=threshold,
             above_threshold=above_threshold,
             priority=priority,
+            assessable=not_assessable is None,
+            not_assessable_reason=None if not_assessable is None else not_assessable.reason,
+            not_assessable_detail=None if not_assessable is None else not_assessable.detail,
+            quarter_turns=quarter_turns,
             model_version=model_version,
             calibration_version=calibration_version,
             scored_at=now,

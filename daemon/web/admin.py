@@ -18,6 +18,7 @@ from chestaid.threshold import GovernedThreshold
 from daemon import accounts, audit, feedback, jobs, recalibration
 from daemon.db.models import MonitoringAlert, MonitoringRun, Result, UserRole, utcnow
 from daemon.db.session import unit_of_work
+from daemon.monitoring import outcome_counts
 from daemon.web import charts
 from daemon.web.context import WebContext
 from daemon.web.rendering import render
@@ -43,7 +44,10 @@ def period_start(period: str, *, now: datetime) -> datetime | None:
 def _daily_scores(
     session: Session, *, model_version: str, since: datetime | None
 ) -> list[tuple[date, list[float]]]:
-    query = select(Result.scored_at, Result.score).where(Result.model_version == model_version)
+    # Not-assessable results have no meaningful score: they are counted on their own.
+    query = select(Result.scored_at, Result.score).where(
+        Result.model_version == model_version, Result.assessable.is_(True)
+    )
     if since is not None:
         query = query.where(Result.scored_at >= since)
     days: dict[date, list[float]] = {}
@@ -89,6 +93,7 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
         "periods": list(PERIODS),
         "model_version": model_version,
         "report": overall.to_dict(),
+        "outcomes": outcome_counts(session, since=since, model_version=model_version),
         "windows": [
             {"days": days, "ran_at": run.ran_at, "figures": figures}
             for days, (run, figures) in sorted(latest.items())
@@ -136,11 +141,13 @@ def feedback_report(request: Request, principal: Admin, period: str = "30d") -> 
     since = period_start(period, now=utcnow())
     with unit_of_work(ctx.sessions) as session:
         cases = feedback.labelled_cases(session, since=since)
+        outcomes = outcome_counts(session, since=since)
     groups = [g.to_dict() for g in feedback.report(cases)]
     return render(
         request,
         "feedback_report.html",
         groups=groups,
+        outcomes=outcomes,
         cases=cases[-200:][::-1],
         period=period if period in PERIODS else "30d",
         periods=list(PERIODS),

@@ -65,13 +65,35 @@ class Me(BaseModel):
     role: str
 
 
+class NotAssessedOut(BaseModel):
+    reason: str = Field(
+        description="stable code: featureless, noise, orientation, inverted or unfamiliar"
+    )
+    detail: str = Field(description="the reason in one sentence, for people")
+    images: int = Field(description="how many of the study's images were not assessable")
+
+
 class WorklistItemOut(BaseModel):
     position: int
     study_instance_uid: str
-    band: str
-    score: float = Field(description="calibrated probability of pneumonia (triage, not diagnosis)")
+    band: str | None = Field(
+        description="None when the study stands as not assessed (unless overdue or raised "
+        "by its sender)"
+    )
+    score: float | None = Field(
+        description="calibrated probability of pneumonia (triage, not diagnosis); None when "
+        "the study stands as not assessed"
+    )
     threshold: float
-    above_threshold: bool
+    above_threshold: bool | None = Field(description="None when there is no score")
+    not_assessed: bool = Field(
+        description="placed by an image ChestAid could not assess: after overdue and top-band "
+        "studies, before every other band"
+    )
+    not_assessed_images: NotAssessedOut | None = Field(
+        description="the study's images that were not assessable (the first one's reason), "
+        "also when another image decides its place"
+    )
     arrived_at: datetime
     waiting_seconds: int
     overdue: bool = Field(description="waiting longer than the maximum wait: promoted to the top")
@@ -97,6 +119,18 @@ class ImageOut(BaseModel):
     calibration_version: int | None
     has_heatmap: bool
     has_pixels: bool
+    assessable: bool | None = Field(
+        description="False: ChestAid could not assess the image (no score, call, band or "
+        "heatmap; see the reason); None: the image has no result"
+    )
+    not_assessable_reason: str | None = Field(
+        description="featureless, noise, orientation, inverted or unfamiliar"
+    )
+    not_assessable_detail: str | None = Field(description="the reason in one sentence")
+    quarter_turns: int = Field(
+        description="quarter turns the image was given to score it upright (its heatmap is "
+        "of the image as received)"
+    )
 
 
 class FeedbackChangeOut(BaseModel):
@@ -139,8 +173,14 @@ class ReportGroupOut(BaseModel):
     model_version: str = Field(description='"all" for the overall group')
     calibration_version: int | None = Field(description="None for the overall group")
     feedback: int
-    labelled: int = Field(description="with a definite finding (indeterminate left out)")
+    labelled: int = Field(
+        description="with a definite finding (indeterminate and not assessable left out)"
+    )
     indeterminate: int
+    not_assessable: int = Field(
+        description="feedback on studies ChestAid could not assess: counted apart, never in "
+        "the confusion matrix, rates or ECE"
+    )
     tp: int
     fp: int
     tn: int
@@ -155,7 +195,9 @@ class ReportGroupOut(BaseModel):
 class LabelledCaseOut(BaseModel):
     study_instance_uid: str
     label: FeedbackLabel
-    score: float
+    assessable: bool = Field(description="False: the prediction was not assessable")
+    not_assessable_reason: str = Field(description="empty when assessable")
+    score: float = Field(description="for audit only when the prediction was not assessable")
     logit: float
     threshold: float
     above_threshold: bool
@@ -302,6 +344,14 @@ def get_worklist(
             score=r.score,
             threshold=r.threshold,
             above_threshold=r.above_threshold,
+            not_assessed=r.not_assessed,
+            not_assessed_images=None
+            if not r.not_assessed_images
+            else NotAssessedOut(
+                reason=r.not_assessed_reason or "",
+                detail=r.not_assessed_detail or "",
+                images=r.not_assessed_images,
+            ),
             arrived_at=r.arrived_at,
             waiting_seconds=r.waiting_seconds,
             overdue=r.overdue,

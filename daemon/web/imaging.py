@@ -99,6 +99,10 @@ class ChestAidOutputError(UploadError):
     """The upload is one of ChestAid's own outputs (or derived from one), sent back."""
 
 
+class NotAssessedUploadError(UploadError):
+    """The model found the upload not assessable: it gives no score or heatmap for it."""
+
+
 class ImagePurgedError(DaemonError):
     """A stored study's spooled file is gone: retention has deleted it."""
 
@@ -308,6 +312,13 @@ def analyse_upload(
     digest = hashlib.sha256(data).hexdigest()
     image = _typed(_decode_upload, data, max_pixels=max_pixels)
     prediction = model.scorer.score_pixels(image.pixels)
+    assessment = prediction.assessment
+    if not assessment.assessable:
+        logger.info("upload not assessable", extra={"sha256": digest, "reason": assessment.reason})
+        raise NotAssessedUploadError(
+            f"ChestAid did not assess this image ({assessment.reason}): "
+            f"{assessment.detail} No score or heatmap is given; it must be read by a radiologist."
+        )
     logger.info(
         "upload analysed",
         extra={
@@ -325,7 +336,8 @@ def analyse_upload(
         score=prediction.score,
         threshold=prediction.threshold,
         above_threshold=prediction.above_threshold,
-        cam=prediction.cam,
+        # The map of the image as scored, turned back onto the image as uploaded.
+        cam=prediction.cam,  # on the upload as received, turned or not
         model_version=prediction.model_version,
         calibration_version=model.calibration_version,
     )
@@ -352,7 +364,8 @@ def http_status(exc: Exception) -> int:
 
     413 too large (bytes or pixels), 415 not a DICOM/PNG/JPEG file, 410 the study's
     file was purged, 422 empty, corrupt, not a chest radiograph, colour or multi-frame,
-    or a ChestAid output; 500 for anything else (not the client's fault).
+    a ChestAid output, or an image the model found not assessable; 500 for anything else
+    (not the client's fault).
     """
     for kind, status in _STATUSES:
         if isinstance(exc, kind):

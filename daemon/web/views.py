@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from daemon.db.models import FeedbackLabel, WebSession, utcnow
 from daemon.web.context import WebContext
-from daemon.worklist import worklist
+from daemon.worklist import WorklistItem, worklist
 
 # A database id in a path: bounded, so a huge number is a 422, not an overflow.
 Id = Annotated[int, Path(ge=1, le=2**62)]
@@ -45,15 +45,19 @@ def waited(delta: timedelta) -> str:
 
 @dataclass(frozen=True)
 class WorklistRow:
-    """One worklist line as shown."""
+    """One worklist line as shown.
+
+    A study placed as not assessed has no band (unless overdue or raised by its
+    sender) and shows no score: ``not_assessed`` with the reason and its sentence.
+    """
 
     position: int
     study_instance_uid: str
-    band: str
+    band: str | None
     band_rank: int  # 0 is the top band; the page colours by it
-    score: float
+    score: float | None  # None when the study stands as not assessed
     threshold: float
-    above_threshold: bool
+    above_threshold: bool | None
     arrived_at: datetime
     waiting: str
     waiting_seconds: int
@@ -62,6 +66,10 @@ class WorklistRow:
     images: int
     model_version: str
     calibration_version: int
+    not_assessed: bool = False
+    not_assessed_reason: str | None = None
+    not_assessed_detail: str | None = None
+    not_assessed_images: int = 0  # images of the study ChestAid could not assess
 
 
 def worklist_rows(
@@ -76,23 +84,31 @@ def worklist_rows(
         max_wait=timedelta(minutes=ctx.settings.worklist.max_wait_minutes),
         now=now,
     )
-    return [
-        WorklistRow(
-            position=index,
-            study_instance_uid=item.entry.study_instance_uid,
-            band=item.band,
-            band_rank=names.index(item.band) if item.band in names else len(names) - 1,
-            score=item.entry.score,
-            threshold=item.entry.threshold,
-            above_threshold=item.entry.score >= item.entry.threshold,
-            arrived_at=item.entry.arrived_at,
-            waiting=waited(item.waiting),
-            waiting_seconds=int(item.waiting.total_seconds()),
-            overdue=item.overdue,
-            raised_by_sender=item.raised_by_sender,
-            images=item.entry.images,
-            model_version=item.entry.model_version,
-            calibration_version=item.entry.calibration_version,
-        )
-        for index, item in enumerate(items, start=1)
-    ]
+    return [_row(index, item, names) for index, item in enumerate(items, start=1)]
+
+
+def _row(position: int, item: WorklistItem, names: list[str]) -> WorklistRow:
+    # A study standing as not assessed shows no score, even that of another image.
+    score = None if item.not_assessed else item.entry.score
+    unjudged = item.entry.not_assessed
+    return WorklistRow(
+        position=position,
+        study_instance_uid=item.entry.study_instance_uid,
+        band=item.band,
+        band_rank=names.index(item.band) if item.band in names else len(names) - 1,
+        score=score,
+        threshold=item.entry.threshold,
+        above_threshold=None if score is None else score >= item.entry.threshold,
+        arrived_at=item.entry.arrived_at,
+        waiting=waited(item.waiting),
+        waiting_seconds=int(item.waiting.total_seconds()),
+        overdue=item.overdue,
+        raised_by_sender=item.raised_by_sender,
+        images=item.entry.images,
+        model_version=item.entry.model_version,
+        calibration_version=item.entry.calibration_version,
+        not_assessed=item.not_assessed,
+        not_assessed_reason=unjudged.reason if unjudged else None,
+        not_assessed_detail=unjudged.detail if unjudged else None,
+        not_assessed_images=unjudged.count if unjudged else 0,
+    )

@@ -1,4 +1,5 @@
-"""dciodvfy (dicom3tools) finds no error in the Secondary Capture and SR built for CR and DX."""
+"""dciodvfy (dicom3tools) finds no error in the Secondary Capture and SR built for CR and DX,
+scored (also after turning the image upright) or not assessed."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import pytest
 from pydicom.uid import generate_uid
 
 from chestaid.dicom_outputs import (
+    NotAssessedFinding,
     OutputIdentity,
     TriageFinding,
+    not_assessed_report,
+    not_assessed_secondary_capture,
     secondary_capture,
     structured_report,
 )
@@ -27,6 +31,28 @@ FINDINGS = {
     # Saturated: score and threshold print with every digit (the longest texts).
     "saturated": TriageFinding(
         1 - 1e-13, 0.9999999999999999, False, "ROUTINE", "densenet121-test-1.0", 2
+    ),
+    "urgent-turned-upright": TriageFinding(
+        0.91, 0.42, True, "URGENT", "densenet121-test-1.0", 2, quarter_turns=3
+    ),
+}
+NOT_ASSESSED = {
+    "featureless": NotAssessedFinding(
+        "featureless", "The image is blank or almost uniform.", "densenet121-test-1.0", 2
+    ),
+    "orientation": NotAssessedFinding(
+        "orientation",
+        "The image seems to lie on its side or upside down, and which way is not certain "
+        "enough to turn it upright.",
+        "densenet121-test-1.0",
+        2,
+    ),
+    "unfamiliar-after-turning": NotAssessedFinding(
+        "unfamiliar",
+        "Far from every radiograph the network was developed on.",
+        "densenet121-test-1.0",
+        2,
+        quarter_turns=1,
     ),
 }
 TYPE2 = (
@@ -122,5 +148,31 @@ def test_outputs_of_a_source_without_type2_values_pass_dciodvfy(
     source_path = tmp_path / "source.dcm"
     source.save_as(source_path, enforce_file_format=True)
     sc_path, sr_path = build_and_write(tmp_path, source_path, FINDINGS["routine"])
+    check(sc_path, "SCImage")
+    check(sr_path, "ComprehensiveSR")
+
+
+@pytest.mark.parametrize("finding", NOT_ASSESSED)
+@pytest.mark.parametrize("variant", SOURCES)
+def test_not_assessed_outputs_pass_dciodvfy(tmp_path: Path, variant: str, finding: str) -> None:
+    source_path = tmp_path / "source.dcm"
+    make_dx(source_path, rows=600, cols=480, **SOURCES[variant])
+    source = read_dicom_dataset(source_path)
+    grey = read_image(source_path).pixels
+    sc = not_assessed_secondary_capture(
+        source,
+        grey,
+        NOT_ASSESSED[finding],
+        OutputIdentity(str(generate_uid()), str(generate_uid()), 9901),
+        max_side=512,
+    )
+    sr = not_assessed_report(
+        source,
+        NOT_ASSESSED[finding],
+        OutputIdentity(str(generate_uid()), str(generate_uid()), 9902),
+    )
+    sc_path, sr_path = tmp_path / "sc.dcm", tmp_path / "sr.dcm"
+    sc.save_as(sc_path, enforce_file_format=True)
+    sr.save_as(sr_path, enforce_file_format=True)
     check(sc_path, "SCImage")
     check(sr_path, "ComprehensiveSR")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
-from daemon.db.migrate import alembic_config, head_revision, upgrade
+from daemon.db.migrate import alembic_config, current_revision, head_revision, upgrade
 from daemon.db.models import Base
+from daemon.errors import SchemaError
 
 
 def test_the_migrated_schema_is_the_models_schema(engine: Engine) -> None:
@@ -27,3 +30,101 @@ def test_every_migration_goes_down_to_the_start_and_up_again(engine: Engine) -> 
     assert {"users", "web_sessions", "login_attempts", "saved_analyses"} <= set(
         inspect(engine).get_table_names()
     )
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def _scored_row_at_0005(engine: Engine) -> None:
+    """One received, scored instance, written as a 0005 ChestAid wrote it."""
+    now = "2026-11-24 12:00:00"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO instances (id, sop_instance_uid, sop_class_uid, study_instance_uid,"
+                " series_instance_uid, transfer_syntax_uid, modality, spool_name, size_bytes,"
+                " calling_ae_title, peer_address, requested_priority, received_at) VALUES"
+                " (1, '1.2.3.1', '1.2.840.10008.5.1.4.1.1.1.1', '1.2.3', '1.2.3.4',"
+                " '1.2.840.10008.1.2.1', 'DX', 'x/1.dcm', 10, 'MODALITY', '127.0.0.1',"
+                " 'MEDIUM', :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, instance_id, state, attempts, created_at, updated_at)"
+                " VALUES (1, 1, 'done', 1, :now, :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO results (id, job_id, logit, score, threshold, above_threshold,"
+                " priority, model_version, calibration_version, scored_at) VALUES"
+                " (1, 1, 2.0, 0.9, 0.5, 1, 'URGENT', 'm', 1, :now)"
+            ),
+            {"now": now},
+        )
+
+
+def test_0006_keeps_earlier_results_assessable_and_refuses_a_band_without_an_outcome(
+    engine: Engine,
+) -> None:
+    _downgrade(engine, "0005")
+    _scored_row_at_0005(engine)
+    upgrade(engine)
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT assessable, not_assessable_reason, quarter_turns, priority FROM results")
+        ).one()
+    assert tuple(row) == (1, None, 0, "URGENT")
+
+    not_assessed = (
+        "INSERT INTO results (id, job_id, logit, score, threshold, above_threshold, priority,"
+        " assessable, not_assessable_reason, model_version, calibration_version, scored_at)"
+        " VALUES (2, 1, 0.1, 0.5, 0.5, :above, :priority, 0, :reason, 'm', 1, '2026-11-24')"
+    )
+    # A not-assessable result with a band, without a reason, or flagged: refused.
+    for values in (
+        {"above": 0, "priority": "ROUTINE", "reason": "noise"},
+        {"above": 0, "priority": None, "reason": None},
+        {"above": 1, "priority": None, "reason": "noise"},
+    ):
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(text("DELETE FROM results WHERE id = 1"))
+            connection.execute(text(not_assessed), values)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM results WHERE id = 1"))
+        connection.execute(text(not_assessed), {"above": 0, "priority": None, "reason": "noise"})
+
+
+def test_0006_will_not_go_down_while_not_assessable_results_exist(engine: Engine) -> None:
+    _downgrade(engine, "0005")
+    _scored_row_at_0005(engine)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE results SET assessable = 0, priority = NULL, above_threshold = 0,"
+                " not_assessable_reason = 'featureless', not_assessable_detail = 'blank'"
+            )
+        )
+    with pytest.raises(SchemaError, match="1 results are 'not assessable'"):
+        _downgrade(engine, "0005")
+    assert current_revision(engine) == head_revision()
+
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE results SET assessable = 1, priority = 'ROUTINE',"
+                " not_assessable_reason = NULL, not_assessable_detail = NULL"
+            )
+        )
+    _downgrade(engine, "0005")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("results")}
+    assert "assessable" not in columns and "quarter_turns" not in columns
+    assert columns["priority"]["nullable"] is False

@@ -2,45 +2,51 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
-import torch
 from sqlalchemy import select
 
-from chestaid.calibration import TemperatureScaling
+from chestaid.dicom_outputs import TriageFinding, triage_image
 from chestaid.imaging import read_dicom
 from chestaid.inference import Scorer
-from chestaid.models import build_model
-from chestaid.preprocess import PreprocessSpec
+from chestaid.models import ChestNet
 from daemon.db import repo
-from daemon.db.models import Delivery, Job, JobState, Output, Result, utcnow
+from daemon.db.models import Delivery, Job, JobState, Output, OutputKind, Result, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.heatmaps import decode_cam
-from daemon.settings import PrioritySettings, WorkerSettings
+from daemon.settings import WorkerSettings
 from daemon.spool import FileStore
-from daemon.worker import ActiveModel, PriorityBands, Worker
+from daemon.worker import ActiveModel, Worker
 from tests.daemon_harness import record_received
 from tests.dicom_factory import chestaid_output_bytes, make_dx
+from tests.scorers import (
+    NOISE_DETAIL,
+    NotAssessableScorer,
+    TurnedUprightScorer,
+    active_model,
+    tiny_net,
+)
 
 
 @pytest.fixture(scope="module")
-def model() -> ActiveModel:
-    torch.manual_seed(0)
-    net = build_model("densenet121").eval()
-    scorer = Scorer(
-        net,
-        TemperatureScaling(1.0),
-        spec=PreprocessSpec(input_size=64),
-        threshold=0.5,
-        model_version="test-1",
-    )
-    bands = PriorityBands.resolve(PrioritySettings().bands, scorer.threshold)
-    return ActiveModel(scorer=scorer, calibration_version=3, bands=bands)
+def net() -> ChestNet:
+    return tiny_net()
+
+
+def _active(net: ChestNet, kind: type[Scorer] = Scorer) -> ActiveModel:
+    return active_model(net, kind)
+
+
+@pytest.fixture(scope="module")
+def model(net: ChestNet) -> ActiveModel:
+    return _active(net)
 
 
 def _worker(
@@ -207,3 +213,108 @@ def test_a_worker_that_lost_its_lease_records_nothing(
     assert job.state == JobState.RUNNING and job.lease_owner == "host:2:worker:other"
     with unit_of_work(sessions) as s:
         assert s.scalars(select(Result)).all() == []
+
+
+def _outputs(tmp_path: Path, sessions: SessionFactory) -> dict[OutputKind, pydicom.Dataset]:
+    with unit_of_work(sessions) as s:
+        rows = s.scalars(select(Output)).all()
+        return {o.kind: pydicom.dcmread(tmp_path / "outbox" / o.file_name) for o in rows}
+
+
+def _content(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
+    found = []
+    for item in ds.get("ContentSequence", []):
+        found.append(item)
+        found.extend(_content(item))
+    return found
+
+
+def test_a_not_assessable_image_is_recorded_with_its_reason_no_band_and_no_map(
+    tmp_path: Path, sessions: SessionFactory, net: ChestNet, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = _active(net, NotAssessableScorer)
+    woke = threading.Event()
+    worker = _worker(tmp_path, sessions, model, on_outputs=woke)
+    data, uid = _dx_bytes(PatientName="Secret^Patient", PatientID="PID-4711")
+    job_id = _receive(worker, sessions, data, uid)
+    with caplog.at_level(logging.INFO, logger="daemon.worker"):
+        assert worker.process_next()
+    assert _job(sessions, job_id).state == JobState.DONE
+    plain = _active(net).scorer.score_pixels(read_dicom(data).pixels)
+    with unit_of_work(sessions) as s:
+        result = s.scalars(select(Result)).one()
+        assert not result.assessable
+        assert (result.not_assessable_reason, result.not_assessable_detail) == (
+            "noise",
+            NOISE_DETAIL,
+        )
+        assert result.priority is None and result.above_threshold is False
+        assert result.cam is None  # nothing to overlay
+        # The score and logit are kept for audit.
+        assert result.score == pytest.approx(plain.score)
+        assert result.logit == pytest.approx(plain.logit)
+        assert result.image_mean is not None
+        assert len(s.scalars(select(Delivery)).all()) == 4  # SC and SR, 2 destinations
+    assert woke.is_set()
+
+    outputs = _outputs(tmp_path, sessions)
+    sc, sr = outputs[OutputKind.SECONDARY_CAPTURE], outputs[OutputKind.STRUCTURED_REPORT]
+    assert "NOT assessed" in sc.SeriesDescription and sc.StudyInstanceUID == sr.StudyInstanceUID
+    rgb = sc.pixel_array[:96].astype(int)  # the image part (96 rows): grey, no heat map
+    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    items = _content(sr)
+    assert [i for i in items if i.ValueType == "NUM"] == []  # no score
+    codes = {i.ConceptCodeSequence[0].CodeValue for i in items if i.ValueType == "CODE"}
+    assert "121059" in codes and not codes & {"52101004", "272519000"}  # undetermined only
+    comments = [i.TextValue for i in items if i.ValueType == "TEXT"]
+    assert any(c.startswith(f"Not assessable: noise: {NOISE_DETAIL}") for c in comments)
+
+    (line,) = [r for r in caplog.records if r.getMessage() == "job not assessable"]
+    logged_fields = tuple(getattr(line, k) for k in ("job_id", "sop_instance_uid", "reason"))
+    assert logged_fields == (job_id, uid, "noise")
+    assert not [r for r in caplog.records if r.getMessage() == "job scored"]
+    logged = " ".join(str(v) for r in caplog.records for v in vars(r).values())
+    assert "Secret" not in logged and "PID-4711" not in logged
+
+
+def test_an_image_turned_upright_to_score_gets_its_map_turned_back(
+    tmp_path: Path, sessions: SessionFactory, net: ChestNet
+) -> None:
+    model = _active(net, TurnedUprightScorer)
+    worker = _worker(tmp_path, sessions, model)
+    data, uid = _dx_bytes()
+    _receive(worker, sessions, data, uid)
+    assert worker.process_next()
+    pixels = read_dicom(data).pixels
+    upright = _active(net).scorer.score_pixels(np.rot90(pixels, k=1))
+    as_received = np.rot90(upright.cam, k=-1)
+    assert not np.allclose(as_received, upright.cam, atol=1e-3)  # the test can tell them apart
+    with unit_of_work(sessions) as s:
+        result = s.scalars(select(Result)).one()
+        assert result.assessable and result.quarter_turns == 1
+        assert result.priority in ("URGENT", "ROUTINE")
+        assert result.cam is not None
+        np.testing.assert_allclose(decode_cam(result.cam), as_received, atol=5e-5)
+
+    outputs = _outputs(tmp_path, sessions)
+    sc, sr = outputs[OutputKind.SECONDARY_CAPTURE], outputs[OutputKind.STRUCTURED_REPORT]
+    settings = worker.settings
+    expected = triage_image(
+        pixels,
+        as_received,
+        TriageFinding(
+            score=upright.score,
+            threshold=0.5,
+            above_threshold=upright.above_threshold,
+            priority=str(result.priority),
+            model_version="test-1",
+            calibration_version=3,
+            quarter_turns=1,
+        ),
+        max_side=settings.output_max_side,
+        alpha=settings.overlay_alpha,
+    )
+    np.testing.assert_array_equal(sc.pixel_array, expected.pixels)
+    assert "Scored after turning upright by 1 x 90 degrees" in sc.DerivationDescription
+    comments = [i.TextValue for i in _content(sr) if i.ValueType == "TEXT"]
+    assert any(c.startswith("Scored after turning upright by 1 x 90 degrees") for c in comments)
