@@ -240,8 +240,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(
         f"trained {config.architecture} -> {result.bundle_path} (version {result.manifest.version}): "
-        f"validation ROC-AUC {result.best_val_auc:.4f} at the kept epoch {result.best_epoch}, "
-        f"{result.seconds / 60:.1f} min; calibrate it next with 'chestaid calibrate'\n"
+        + (
+            f"best validation ROC-AUC {result.best_val_auc:.4f} at epoch {result.best_epoch}, "
+            if config.select == "best_validation"
+            else f"validation ROC-AUC {result.best_val_auc:.4f} at the last epoch {result.best_epoch}, "
+        )
+        + f"{result.seconds / 60:.1f} min; calibrate it next with 'chestaid calibrate'\n"
     )
     return EXIT_OK
 
