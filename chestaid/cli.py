@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import chestaid
+from chestaid.display import interval_text, score_pair_text, score_text
 from chestaid.errors import ChestAidError, ConfigurationError
 from chestaid.imaging import DEFAULT_MAX_PIXELS
 
@@ -252,6 +253,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from chestaid.evaluation import calibrate_bundle
+    from chestaid.threshold import GovernedThreshold
 
     outcome = calibrate_bundle(
         args.bundle,
@@ -272,10 +274,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         lines.append(
             f"{name:<13} {m['ece']:.4f}  {m['adaptive_ece']:.4f}  {m['brier']:.4f}  {m['nll']:.4f}{mark}"
         )
-    th, rep = outcome.threshold, outcome.report_at_threshold
+    governed, rep = GovernedThreshold.from_dict(outcome.threshold), outcome.report_at_threshold
+    spread = governed.threshold_ci95
     lines.append(
-        f"governed threshold {th['threshold']:.4f} for sensitivity >= {th['target_sensitivity']:.2f} "
-        f"(calibration cases: {th['achieved_sensitivity']:.3f})"
+        f"governed threshold {score_text(governed.threshold)} (95% bootstrap interval "
+        f"{interval_text(*spread) if spread else interval_text(None, None)}) "
+        f"for sensitivity >= {governed.target_sensitivity:.2f}; on the calibration cases "
+        f"sensitivity {governed.achieved_sensitivity:.3f} {interval_text(*governed.sensitivity_ci95)}, "
+        f"specificity {governed.specificity:.3f} {interval_text(*governed.specificity_ci95)} "
+        "(95% Wilson)"
     )
     lines.append(
         "report cases at threshold: "
@@ -334,9 +341,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "PR-AUC  {:.4f} [{:.4f}, {:.4f}]".format(r["pr_auc"]["value"], *r["pr_auc"]["ci95"]),
         f"Brier {r['brier']:.4f}  ECE {r['ece']:.4f}  adaptive ECE {r['adaptive_ece']:.4f} "
         f"(uncalibrated ECE {r['uncalibrated']['ece']:.4f})",
-        f"threshold {r['threshold']['value']:.4f}{'' if r['threshold']['governed'] else ' (not governed: calibrate first)'}: "
+        f"threshold {score_text(r['threshold']['value'])}{'' if r['threshold']['governed'] else ' (not governed: calibrate first)'}: "
         + ", ".join(f"{k} {cm[k]:.3f}" for k in ("sensitivity", "specificity", "ppv", "npv", "f1"))
-        + f"; TP {cm['tp']} FP {cm['fp']} TN {cm['tn']} FN {cm['fn']}",
+        + f"; TP {cm['tp']} FP {cm['fp']} TN {cm['tn']} FN {cm['fn']}; "
+        f"95% Wilson: sensitivity {interval_text(*r['threshold']['sensitivity_ci95'])}, "
+        f"specificity {interval_text(*r['threshold']['specificity_ci95'])}",
     ]
     if "saliency" in r:
         s = r["saliency"]
@@ -458,10 +467,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     "ABOVE threshold: review first" if pred.above_threshold else "below threshold"
                 )
             )
-            th = "-" if threshold is None else f"{threshold:.4f}"
+            score_shown, th = score_pair_text(pred.score, threshold)
+            th = "-" if threshold is None else th
             cam = f"  cam {record['cam']}" if "cam" in record else ""
             sys.stdout.write(
-                f"{path}: score {pred.score:.4f}  threshold {th}  {flag}  model {pred.model_version}{cam}\n"
+                f"{path}: score {score_shown}  threshold {th}  {flag}  model {pred.model_version}{cam}\n"
             )
     if not args.json:
         sys.stdout.write(f"{DISCLAIMER}\n")

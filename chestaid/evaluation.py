@@ -21,12 +21,7 @@ import numpy as np
 import torch
 
 from chestaid.bundle import Bundle, load_bundle, read_splits, update_manifest
-from chestaid.calibration import (
-    Calibrator,
-    IdentityCalibration,
-    fit_and_select,
-    governed_threshold,
-)
+from chestaid.calibration import Calibrator, IdentityCalibration, fit_and_select
 from chestaid.data import Example, discover, fingerprint, split_by_patient, splits_from_json
 from chestaid.errors import DatasetError
 from chestaid.metrics import (
@@ -40,7 +35,9 @@ from chestaid.metrics import (
     reliability_curve,
     roc_auc,
     threshold_table,
+    wilson_interval,
 )
+from chestaid.threshold import governed_threshold
 from chestaid.training.dataset import ImageDataset, collect_logits
 
 logger = logging.getLogger(__name__)
@@ -158,8 +155,10 @@ def calibrate_bundle(
 
     Each calibrator is fitted on the calibration cases and measured on the report
     cases; the rule of :func:`chestaid.calibration.fit_and_select` keeps one (the lowest
-    ECE, unless a simpler calibrator is within bootstrap noise of it). The governed threshold is the highest threshold on the
-    calibrated score reaching ``target_sensitivity`` on the calibration cases. The
+    ECE, unless a simpler calibrator is within bootstrap noise of it). The governed
+    threshold is the rule of :func:`chestaid.threshold.governed_threshold` on the
+    calibrated scores of the calibration cases (the most specific threshold reaching
+    ``target_sensitivity``, ties to the lower), with its intervals. The
     bundle's manifest is rewritten with both; the weights are untouched. With
     ``out_dir``, the comparison is also written there as ``calibration.json`` and a
     reliability diagram of every candidate on the report cases (``reliability.png``).
@@ -215,7 +214,7 @@ def calibrate_bundle(
             rep_labels,
         )
     logger.info(
-        "calibrated %s with %s (threshold %.4f for sensitivity %.2f)",
+        "calibrated %s with %s (threshold %r for sensitivity %.2f)",
         bundle.path,
         comparison.chosen,
         governed.threshold,
@@ -295,7 +294,9 @@ def evaluate_bundle(
     governed = threshold is not None
     t = threshold if threshold is not None else 0.5
     cm = confusion_at(probs, labels, t)
-    grid = sorted({*THRESHOLD_GRID, round(t, 6)})
+    # The threshold itself, not a rounding of it: a saturated threshold rounded to six
+    # decimals is 1.0, and its row would describe a different operating point.
+    grid = sorted({*THRESHOLD_GRID, t})
     result: dict[str, Any] = {
         "bundle": {
             "version": bundle.manifest.version,
@@ -331,6 +332,8 @@ def evaluate_bundle(
             "governed": governed,
             "target_sensitivity": (bundle.manifest.threshold or {}).get("target_sensitivity"),
             "confusion": cm.to_dict(),
+            "sensitivity_ci95": list(wilson_interval(cm.tp, cm.tp + cm.fn)),
+            "specificity_ci95": list(wilson_interval(cm.tn, cm.tn + cm.fp)),
         },
         "threshold_table": threshold_table(probs, labels, grid),
     }

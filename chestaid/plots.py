@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from chestaid.display import score_text
 from chestaid.metrics import ConfusionMatrix, ReliabilityCurve, as_scores_and_labels
 
 
@@ -145,7 +146,7 @@ def plot_score_histograms(
         color="tab:red",
     )
     if threshold is not None:
-        ax.axvline(threshold, c="black", ls="--", label=f"threshold {threshold:.3f}")
+        ax.axvline(threshold, c="black", ls="--", label=f"threshold {score_text(threshold)}")
     ax.set(xlabel="calibrated score", ylabel="cases", title="Score distributions")
     ax.legend()
     return _save(fig, path)
@@ -170,7 +171,7 @@ def plot_confusion(cm: ConfusionMatrix, path: str | os.PathLike[str], *, thresho
     ax.set_xticks([0, 1], ["below threshold", "above threshold"])
     ax.set_yticks([0, 1], ["normal", "pneumonia"])
     ax.set_title(
-        f"threshold {threshold:.3f}: sensitivity {cm.sensitivity:.3f}, specificity {cm.specificity:.3f}",
+        f"threshold {score_text(threshold)}: sensitivity {cm.sensitivity:.3f}, specificity {cm.specificity:.3f}",
         fontsize="small",
     )
     return _save(fig, path)

@@ -1,0 +1,74 @@
+"""calibrate_bundle and evaluate_bundle record and report the governed threshold exactly.
+
+A model with random weights on a small synthetic folder (no training): what matters
+here is the bookkeeping of the threshold, not how good the model is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from chestaid.bundle import Manifest, read_manifest, save_bundle
+from chestaid.evaluation import calibrate_bundle, evaluate_bundle
+from chestaid.metrics import wilson_interval
+from chestaid.models import build_model
+from chestaid.preprocess import PreprocessSpec
+from chestaid.threshold import RULE, GovernedThreshold
+from tests.synthetic_data import make_image_folder
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("calibrate")
+    torch.manual_seed(0)
+    save_bundle(
+        root / "bundle",
+        build_model("efficientnet_b0").eval(),
+        Manifest(
+            version="t",
+            architecture="efficientnet_b0",
+            classes=("NORMAL", "PNEUMONIA"),
+            preprocessing=PreprocessSpec(input_size=32),
+        ),
+    )
+    data = make_image_folder(root / "data", patients_per_class=24, images_per_patient=1, size=32)
+    return root / "bundle", data
+
+
+def test_the_manifest_keeps_the_rule_its_intervals_and_the_old_keys(
+    site: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle, data = site
+    outcome = calibrate_bundle(bundle, data, target_sensitivity=0.9, out_dir=tmp_path)
+    record = read_manifest(bundle).threshold
+    assert record is not None
+    governed = GovernedThreshold.from_dict(record)
+    assert record["rule"] == RULE
+    assert governed.achieved_sensitivity >= 0.9
+    assert governed.sensitivity_ci95 == wilson_interval(
+        governed.true_positives, governed.n_positive
+    )
+    assert governed.threshold_ci95 is not None and governed.n_boot > 0
+    assert outcome.threshold["threshold"] == governed.threshold
+    written = json.loads((tmp_path / "calibration.json").read_text())
+    assert written["threshold"]["sensitivity_ci95"] == list(governed.sensitivity_ci95)
+
+
+def test_evaluation_reports_the_threshold_itself_with_intervals(
+    site: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle, data = site
+    calibrate_bundle(bundle, data, target_sensitivity=0.9)
+    threshold = read_manifest(bundle).threshold
+    assert threshold is not None
+    result = evaluate_bundle(bundle, data, tmp_path, n_boot=20)
+    assert result["threshold"]["value"] == threshold["threshold"]
+    assert threshold["threshold"] in [row["threshold"] for row in result["threshold_table"]]
+    cm = result["threshold"]["confusion"]
+    assert result["threshold"]["sensitivity_ci95"] == list(
+        wilson_interval(cm["tp"], cm["tp"] + cm["fn"])
+    )
