@@ -180,14 +180,14 @@ def test_orientation_transform_matches_the_head_labels() -> None:
         np.testing.assert_allclose(out.numpy(), expected)
 
 
-def _tiny_bundle(path: Path) -> Path:
-    model = build_model("densenet121", orientation_outputs=8)
+def _tiny_bundle(path: Path, *, orientation: int = 8) -> Path:
+    model = build_model("densenet121", orientation_outputs=orientation)
     manifest = Manifest(
         version="t-1",
         architecture="densenet121",
         classes=("NORMAL", "PNEUMONIA"),
         preprocessing=SPEC,
-        orientation_outputs=8,
+        orientation_outputs=orientation,
     )
     save_bundle(path, model, manifest)
     return path
@@ -200,6 +200,7 @@ def test_bundle_keeps_the_checks_and_refuses_a_changed_density(tmp_path: Path) -
     save_assessment(path, AssessmentSettings(max_feature_distance=2.5), density)
     bundle = load_bundle(path)
     assert bundle.model.orientation is not None
+    assert bundle.assessment is not None
     assert bundle.assessment.max_feature_distance == 2.5
     assert bundle.density is not None
     probe = rng.standard_normal((3, 1024))
@@ -226,3 +227,36 @@ def test_bundle_refuses_a_density_file_that_changed(tmp_path: Path) -> None:
     save_file(other.to_tensors(), str(path / "assessment.safetensors"))
     with pytest.raises(BundleError, match="checksum"):
         load_bundle(path)
+
+
+def test_predict_json_reports_a_blank_image_as_not_assessable_and_writes_no_overlay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from chestaid.cli import main
+
+    # Image statistics only: no orientation head (a random one would judge at random)
+    # and no density.
+    path = _tiny_bundle(tmp_path / "b", orientation=0)
+    save_assessment(path, AssessmentSettings(), None)
+    blank, chest = tmp_path / "blank.png", tmp_path / "chest.png"
+    Image.fromarray(np.zeros((96, 96), dtype=np.uint8)).save(blank)
+    Image.fromarray((_chest(5, 96) * 255).astype(np.uint8)).save(chest)
+    cams = tmp_path / "cams"
+    status = main(
+        ["predict", "--bundle", str(path), "--json", "--cam", str(cams), str(blank), str(chest)]
+    )
+    assert status == 0
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["assessable"] is False and first["assessment"]["reason"] == "featureless"
+    assert first["above_threshold"] is None and "cam" not in first
+    assert second["assessable"] is True and second["assessment"]["reason"] is None
+    assert [p.name for p in cams.iterdir()] == ["chest.cam.png"]
+
+
+def test_a_bundle_without_the_record_is_served_without_checks(tmp_path: Path) -> None:
+    bundle = load_bundle(_tiny_bundle(tmp_path / "b"))
+    assert bundle.assessment is None
+    [p] = Scorer.from_bundle(bundle).score_batch(_images(np.zeros((96, 96))))
+    assert p.assessment == Assessment(assessable=True)
