@@ -2,9 +2,9 @@
 
 Runs the robustness report (as ``chestaid evaluate --robustness``) of each bundle on
 DATA, writing it to DIR/<bundle name>/, and prints one markdown table with a column
-per bundle (also written to DIR/comparison.md). A robustness.json already in
-DIR/<bundle name>/ is reused when it is of the same weights, threshold and protocol;
-``--force`` runs again regardless.
+per bundle (also written to DIR/comparison.md, with bar charts DIR/comparison_*.png).
+A robustness.json already in DIR/<bundle name>/ is reused when it is of the same
+weights, threshold and protocol; ``--force`` runs again regardless.
 
     python benchmarks/compare_recipes.py BUNDLE [BUNDLE ...] --data DATA --out DIR
 """
@@ -24,7 +24,11 @@ import torch
 from chestaid.bundle import read_manifest
 from chestaid.errors import ChestAidError
 from chestaid.robustness import evaluate_robustness
-from chestaid.robustness_report import PROTOCOL_VERSION, compare_robustness
+from chestaid.robustness_report import (
+    PROTOCOL_VERSION,
+    compare_robustness,
+    write_comparison_plots,
+)
 
 logger = logging.getLogger("compare_recipes")
 
@@ -94,11 +98,11 @@ def main() -> int:
             print(f"{bundle}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         logger.info("%s: evaluated in %.1f min", bundle, (time.perf_counter() - started) / 60)
-    table = compare_robustness(
-        results, [f"{r['bundle']['version']} ({n})" for r, n in zip(results, names, strict=True)]
-    )
+    columns = [f"{r['bundle']['version']} ({n})" for r, n in zip(results, names, strict=True)]
+    table = compare_robustness(results, columns)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "comparison.md").write_text(table + "\n", encoding="utf-8")
+    write_comparison_plots(results, columns, args.out)
     print(table)
     return 0
 

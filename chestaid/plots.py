@@ -209,3 +209,32 @@ def plot_levels(
     if series:
         ax.legend(loc="best", fontsize="small")
     return _save(fig, path)
+
+
+def plot_grouped_bars(
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    path: str | os.PathLike[str],
+    *,
+    xlabel: str,
+    title: str,
+    xlim: tuple[float, float] = (0.0, 1.0),
+) -> Path:
+    """Horizontal bars: one group per condition, one bar per series (e.g. per recipe).
+
+    A missing value (None) leaves its bar out; groups read top to bottom in order.
+    """
+    fig = Figure(figsize=(7.5, 0.32 * len(groups) * max(1, len(series)) + 1.4))
+    ax = fig.add_subplot()
+    height = 0.8 / max(1, len(series))
+    rows = np.arange(len(groups))[::-1].astype(float)
+    for i, (name, values) in enumerate(series.items()):
+        offsets = rows + 0.4 - (i + 0.5) * height
+        shown = [(y, v) for y, v in zip(offsets, values, strict=True) if v is not None]
+        ax.barh([y for y, _ in shown], [v for _, v in shown], height=height * 0.9, label=name)
+    ax.set_yticks(rows, list(groups))
+    ax.set(xlabel=xlabel, title=title, xlim=xlim)
+    ax.grid(axis="x", alpha=0.3)
+    if series:
+        ax.legend(loc="lower left", fontsize="small")
+    return _save(fig, path)

@@ -383,3 +383,54 @@ def compare_robustness(
         raise ConfigurationError(f"{len(names)} names for {len(results)} results")
     rows = [[label, *(cell(r) for r in results)] for label, cell in _comparison_rows(results)]
     return "\n".join(_table(["measure", *names], rows))
+
+
+def write_comparison_plots(
+    results: Sequence[dict[str, Any]], names: Sequence[str], out: Path
+) -> list[Path]:
+    """Two bar charts with one bar per bundle: ROC-AUC per corruption (and turned or
+    inverted images' flag rates are in the table), and normals flagged per shift.
+
+    Raises:
+        ConfigurationError: ``names`` of another length than ``results``.
+    """
+    from chestaid import plots
+
+    if len(names) != len(results):
+        raise ConfigurationError(f"{len(names)} names for {len(results)} results")
+
+    def labels(section: str) -> list[str]:
+        seen: list[str] = []
+        for r in results:
+            seen += [item["label"] for item in r[section] if item["label"] not in seen]
+        return seen
+
+    def auc(r: dict[str, Any], label: str) -> float | None:
+        c = _by(r["corruptions"], "label", label)
+        return None if c is None or c["roc_auc_logit"] is None else c["roc_auc_logit"]["value"]
+
+    def flagged(r: dict[str, Any], label: str) -> float | None:
+        s = _by(r["normal_shifts"], "label", label)
+        return None if s is None else s["flag_rate"]
+
+    corruptions = labels("corruptions")
+    shifts = labels("normal_shifts")
+    aucs = {n: [auc(r, c) for c in corruptions] for n, r in zip(names, results, strict=True)}
+    lowest = min((v for vs in aucs.values() for v in vs if v is not None), default=0.0)
+    return [
+        plots.plot_grouped_bars(
+            corruptions,
+            aucs,
+            out / "comparison_auc.png",
+            xlabel="ROC-AUC (logit), report split",
+            title="ROC-AUC under corruptions, per recipe",
+            xlim=(max(0.0, lowest - 0.05), 1.0),
+        ),
+        plots.plot_grouped_bars(
+            shifts,
+            {n: [flagged(r, s) for s in shifts] for n, r in zip(names, results, strict=True)},
+            out / "comparison_normals_flagged.png",
+            xlabel="normals flagged at the governed threshold",
+            title="Normals flagged under acquisition shifts, per recipe",
+        ),
+    ]

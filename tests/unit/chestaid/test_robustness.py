@@ -30,7 +30,11 @@ from chestaid.inference import Prediction
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec, preprocess
 from chestaid.robustness import Scores, flag_record, run_robustness, score_images
-from chestaid.robustness_report import compare_robustness, robustness_table
+from chestaid.robustness_report import (
+    compare_robustness,
+    robustness_table,
+    write_comparison_plots,
+)
 from tests.synthetic_data import make_image_folder
 
 RNG_SEED = 7
@@ -445,6 +449,21 @@ def test_compare_robustness_has_one_column_per_bundle(
     assert compare_robustness([a, a]).startswith("| measure | a-1 (a) | a-1 (a) |")
     with pytest.raises(ConfigurationError):
         compare_robustness([a, b], ["only one"])
+
+
+def test_comparison_plots_are_written_one_bar_per_bundle(
+    controlled: tuple[list[np.ndarray], np.ndarray, list[str]], tmp_path: Path
+) -> None:
+    images, labels, patients = controlled
+    a = run_robustness(MeanScorer(0.6), images, labels, patients, n_boot=0)
+    b = run_robustness(MeanScorer(0.99), images, labels, patients, n_boot=0)
+    written = write_comparison_plots([a, b], ["a", "b"], tmp_path)
+    assert [p.name for p in written] == ["comparison_auc.png", "comparison_normals_flagged.png"]
+    for path in written:
+        with Image.open(path) as png:
+            assert png.format == "PNG" and png.width > 300 and png.height > 200
+    with pytest.raises(ConfigurationError):
+        write_comparison_plots([a, b], ["only one"], tmp_path)
 
 
 # ------------------------------------------------- a tiny bundle, end to end
