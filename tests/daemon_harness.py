@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from tests.bundles import unchecked_default_bundle
 from tests.dicom_factory import require_tool
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ class Daemon:
                 "backoff_initial_seconds": 0.5,
                 "backoff_max_seconds": 2.0,
             },
-            "model": {"threads": 1},
+            # The scored path on phantoms; a test wants the checks: bundle=default_bundle_path().
+            "model": {"threads": 1, "bundle": str(unchecked_default_bundle())},
             "web": {"host": "127.0.0.1", "port": self.web_port},
         }
         for section, values in self.sections.items():

@@ -24,12 +24,13 @@ from sqlalchemy import func, select
 from daemon import accounts
 from daemon.db.models import AuditEntry, User, UserRole, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
-from daemon.settings import Settings, StorageSettings, WebSettings
+from daemon.settings import ModelSettings, Settings, StorageSettings, WebSettings
 from daemon.web.app import create_app
 from daemon.web.context import WebContext
 from daemon.web.security import COOKIE
 from daemon.worker import served_bundle
 from daemon.worklist import configured_bands
+from tests.bundles import unchecked_default_bundle
 
 BASE_URL = "https://localhost"
 PASSWORD = "correct horse battery staple"
@@ -45,7 +46,11 @@ def password_hash() -> str:
 
 def web_settings(tmp_path: Path, **web: Any) -> Settings:
     """Settings with the var directory under ``tmp_path`` and these ``[web]`` values."""
-    return Settings(storage=StorageSettings(var_dir=tmp_path / "var"), web=WebSettings(**web))
+    return Settings(
+        storage=StorageSettings(var_dir=tmp_path / "var"),
+        web=WebSettings(**web),
+        model=ModelSettings(bundle=unchecked_default_bundle()),
+    )
 
 
 def hidden_csrf(html: str) -> str:
