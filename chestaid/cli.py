@@ -347,6 +347,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f"95% Wilson: sensitivity {interval_text(*r['threshold']['sensitivity_ci95'])}, "
         f"specificity {interval_text(*r['threshold']['specificity_ci95'])}",
     ]
+    for name in ("normal", "pneumonia"):
+        d = r["logit_distribution"][name]
+        if d is not None:
+            q = d["values"]
+            lines.append(
+                f"logits, {name}: min {q[0]:+.2f}, 5% {q[2]:+.2f}, median {q[4]:+.2f}, "
+                f"95% {q[6]:+.2f}, max {q[8]:+.2f}; |logit| > 10: {d['beyond_10']:.1%}"
+            )
     if "saliency" in r:
         s = r["saliency"]
         lines.append(

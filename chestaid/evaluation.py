@@ -100,6 +100,32 @@ def cases_to_evaluate(
     return cases, name
 
 
+LOGIT_QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+
+
+def logit_distribution(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Per class: quantiles of the logit and the share beyond +-5 and +-10.
+
+    Shows whether training pushed the logits to saturation, where a calibrated score
+    stops ordering cases (every one reads 1.000) and a small shift flips many calls.
+    """
+    x = np.asarray(logits, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels).reshape(-1)
+    out: dict[str, Any] = {"quantiles": list(LOGIT_QUANTILES)}
+    for name, value in (("normal", 0), ("pneumonia", 1)):
+        part = x[y == value]
+        if part.size == 0:
+            out[name] = None
+            continue
+        out[name] = {
+            "n": int(part.size),
+            "values": [float(q) for q in np.quantile(part, LOGIT_QUANTILES)],
+            "beyond_5": float(np.mean(np.abs(part) > 5.0)),
+            "beyond_10": float(np.mean(np.abs(part) > 10.0)),
+        }
+    return out
+
+
 def logits_for(
     bundle: Bundle, base: Path, examples: Sequence[Example], *, batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -336,6 +362,7 @@ def evaluate_bundle(
             "specificity_ci95": list(wilson_interval(cm.tn, cm.tn + cm.fp)),
         },
         "threshold_table": threshold_table(probs, labels, grid),
+        "logit_distribution": logit_distribution(logits, labels),
     }
     plots.plot_roc(probs, labels, out / "roc.png", auc_ci=auc)
     plots.plot_pr(probs, labels, out / "pr.png", ap_ci=ap)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from chestaid.bundle import Manifest, read_manifest, save_bundle
-from chestaid.evaluation import calibrate_bundle, evaluate_bundle
+from chestaid.evaluation import calibrate_bundle, evaluate_bundle, logit_distribution
 from chestaid.metrics import wilson_interval
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
@@ -72,3 +73,17 @@ def test_evaluation_reports_the_threshold_itself_with_intervals(
     assert result["threshold"]["sensitivity_ci95"] == list(
         wilson_interval(cm["tp"], cm["tp"] + cm["fn"])
     )
+    spread = result["logit_distribution"]
+    assert spread["normal"]["n"] + spread["pneumonia"]["n"] == result["cases"]["n"]
+    values = spread["pneumonia"]["values"]
+    assert values == sorted(values) and len(values) == len(spread["quantiles"])
+
+
+def test_the_logit_distribution_counts_saturated_logits() -> None:
+    logits = np.array([-12.0, -1.0, 0.5, 3.0, 6.0, 11.0])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    d = logit_distribution(logits, labels)
+    assert d["normal"]["values"][0] == -12.0 and d["normal"]["values"][-1] == 0.5
+    assert d["normal"]["beyond_10"] == pytest.approx(1 / 3)
+    assert d["pneumonia"]["beyond_5"] == pytest.approx(2 / 3)
+    assert logit_distribution(logits[:3], labels[:3])["pneumonia"] is None
