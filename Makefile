@@ -59,12 +59,12 @@ pytest: setup
 
 test: system-deps lint typecheck pytest
 
-# The recipe of the 2.0 default model (the bundled one is still 1.0, the light recipe at
-# 224 px, until 2.0 is published with its model card), from the shared pneumonia data (one command;
-# about 25 minutes of training and 10 of calibration, checks and reports on 2 cores;
-# interrupted, the same command resumes training from its last epoch). It writes
-# $(MODEL_RUN)/ and its reports; publishing it is copying weights.safetensors,
-# assessment.safetensors, manifest.json and splits.json to chestaid/default_model/.
+# The recipe of the bundled default model, 2.0 (see its model card), from the shared
+# pneumonia data in one command: about 25 minutes of training and 15 of calibration,
+# checks and reports on 2 cores; interrupted, the same command resumes training from its
+# last epoch. It writes $(MODEL_RUN)/ and its reports; publishing it is copying
+# weights.safetensors, assessment.safetensors, manifest.json and splits.json to
+# chestaid/default_model/.
 #   make default-model DATA=path/to/pneumonia-kermany/train [EXTERNAL=folder of other radiographs]
 MODEL_RUN ?= runs/default-model
 MODEL_VERSION ?= densenet121-kermany-2.0

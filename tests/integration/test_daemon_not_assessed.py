@@ -1,21 +1,20 @@
 """A study whose image is not assessable, end to end on loopback with real peers.
 
 The daemon's roles (SCP, worker, sender) run in this process as ``Service`` runs them,
-on a migrated SQLite file; DCMTK's storescu sends the image and storescp receives the
-outputs. The one stand-in is the model: until the ML core's assessor is in the bundled
-model, no real image is scored "not assessable", so ``load_active_model`` gives the
-service a tiny network whose predictions carry the assessment the assessor gives noise
-(a ``chestaid-daemon serve`` subprocess could not be given one). Then the worklist
-command lists the study as NOT ASSESSED.
+on a migrated SQLite file, serving the bundled model with its not-assessable checks;
+DCMTK's storescu sends a featureless image (a uniform grey DX, as a detector fault or a
+blank exposure gives) and storescp receives the outputs. Then the worklist command
+lists the study as NOT ASSESSED.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from sqlalchemy import text
@@ -24,11 +23,9 @@ from daemon.cli import main as daemon_cli
 from daemon.db.migrate import upgrade
 from daemon.db.session import make_engine
 from daemon.service import Service
-from daemon.settings import Band, ModelSettings, Settings, load_settings
-from daemon.worker import ActiveModel
+from daemon.settings import Settings, load_settings
 from tests.daemon_harness import StoreSCP, free_port, storescu, wait_until, write_config
 from tests.dicom_factory import make_dx, require_tool
-from tests.scorers import NOISE_DETAIL, NotAssessableScorer, active_model, tiny_net
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +49,7 @@ def settings_path(tmp_path: Path, pacs: StoreSCP) -> Path:
             "storage": {"var_dir": str(tmp_path / "var"), "min_free_mb": 0},
             "worker": {"poll_seconds": 0.5},
             "sender": {"poll_seconds": 0.5, "backoff_initial_seconds": 0.5},
-            "model": {"threads": 1},
+            "model": {"threads": 1},  # no bundle named: the bundled model, checks on
         },
         [pacs.destination()],
     )
@@ -65,12 +62,6 @@ def service(settings_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Se
     engine = make_engine(settings.storage.url)
     upgrade(engine)
     engine.dispose()
-    injected = active_model(tiny_net(), NotAssessableScorer)
-
-    def load(model: ModelSettings, bands: Sequence[Band]) -> ActiveModel:
-        return injected
-
-    monkeypatch.setattr("daemon.service.load_active_model", load)
     running = Service(settings, roles=("scp", "worker", "sender"))
     running.start()
     yield running
@@ -95,7 +86,8 @@ def test_a_not_assessable_image_is_recorded_delivered_and_listed_as_not_assessed
 ) -> None:
     settings = service.settings
     path = tmp_path / "na.dcm"
-    source = make_dx(path, rows=256, cols=208, PatientID=PATIENT_ID)
+    blank = np.full((256, 208), 1800, dtype=np.uint16)  # 12-bit stored values, one grey
+    source = make_dx(path, rows=256, cols=208, pixels=blank, PatientID=PATIENT_ID)
     sent = storescu([path], settings.node.port)
     assert "Received Store Response (Success)" in sent.stdout + sent.stderr
 
@@ -110,7 +102,16 @@ def test_a_not_assessable_image_is_recorded_delivered_and_listed_as_not_assessed
         "SELECT j.state, r.assessable, r.not_assessable_reason, r.not_assessable_detail,"
         " r.priority, r.above_threshold, r.cam FROM jobs j JOIN results r ON r.job_id = j.id",
     )
-    assert row == ("done", 0, "noise", NOISE_DETAIL, None, 0, None)
+    state, assessable, reason, detail, priority, above, cam = row
+    assert (state, assessable, reason, priority, above, cam) == (
+        "done",
+        0,
+        "featureless",
+        None,
+        0,
+        None,
+    )
+    assert isinstance(detail, str) and detail
 
     dciodvfy = require_tool("dciodvfy", "dicom3tools")
     received = {pydicom.dcmread(p).SOPClassUID: p for p in pacs.files()}
@@ -126,5 +127,5 @@ def test_a_not_assessable_image_is_recorded_delivered_and_listed_as_not_assessed
     assert daemon_cli(["worklist", "--format", "json", "--config", str(settings_path)]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert listed["study_instance_uid"] == source.StudyInstanceUID
-    assert listed["not_assessed"] == "NOT ASSESSED: noise (1 image)"
+    assert listed["not_assessed"] == "NOT ASSESSED: featureless (1 image)"
     assert (listed["band"], listed["score"]) == (None, None)

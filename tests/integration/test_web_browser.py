@@ -203,9 +203,10 @@ class Extra(NamedTuple):
 def extra_studies(directory: Path) -> list[Extra]:
     """Studies for the screenshots, each with the label to give it.
 
-    MONOCHROME1 images score above the bundled model's threshold (URGENT), the others
-    below it (ROUTINE); labels of both kinds on both sides give a calibration to fit.
-    One ROUTINE study is sent with priority HIGH, which puts it in the top band.
+    The phantoms score on both sides of the served model's threshold (the bundled model
+    without its not-assessable checks, which would refuse phantoms); labels of both kinds
+    give a calibration to fit. One study is sent with priority HIGH, which puts it in the
+    top band.
     """
     plan = [
         ("MONOCHROME1", (256, 208), "pneumonia"),

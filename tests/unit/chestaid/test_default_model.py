@@ -38,6 +38,37 @@ def test_the_default_bundle_is_a_calibrated_governed_densenet() -> None:
     assert sum(sum(c.values()) for c in counts.values()) == 5216, "the whole shared training split"
 
 
+def test_the_default_bundle_is_2_0_with_its_not_assessable_checks() -> None:
+    bundle = load_bundle(default_bundle_path())
+    manifest = bundle.manifest
+    assert manifest.version == "densenet121-kermany-2.0"
+    assert manifest.orientation_outputs == 8
+    assert bundle.assessment is not None
+    assert bundle.density is not None
+    assert bundle.assessment.max_feature_distance is not None
+    fitted_on = (manifest.assessment or {}).get("fitted_on", {})
+    assert fitted_on, "the record says what the checks were fitted on"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["black", "grey 0.25", "grey 0.5", "grey 0.75", "white", "noise"],
+)
+def test_featureless_images_are_not_assessable_and_never_flagged(scorer: Scorer, name: str) -> None:
+    images = {
+        "black": np.zeros((512, 512), np.float32),
+        "grey 0.25": np.full((512, 512), 0.25, np.float32),
+        "grey 0.5": np.full((512, 512), 0.5, np.float32),
+        "grey 0.75": np.full((512, 512), 0.75, np.float32),
+        "white": np.ones((512, 512), np.float32),
+        "noise": np.clip(np.random.default_rng(0).normal(0.5, 0.2, (512, 512)), 0, 1),
+    }
+    prediction = scorer.score_pixels(images[name].astype(np.float32))
+    assert not prediction.assessment.assessable
+    assert prediction.assessment.reason in {"featureless", "noise"}
+    assert not prediction.above_threshold
+
+
 def test_weights_are_half_precision_safetensors() -> None:
     path = default_bundle_path() / WEIGHTS_NAME
     with safe_open(str(path), framework="pt") as fh:
@@ -59,9 +90,12 @@ def test_scores_a_synthetic_dicom_with_its_grad_cam(scorer: Scorer, tmp_path: Pa
     image, prediction = scorer.score_file(path)
     assert image.modality == "DX"
     assert 0.0 <= prediction.score <= 1.0
-    assert prediction.above_threshold == (prediction.score >= prediction.threshold)
+    assert prediction.above_threshold == (
+        prediction.score >= prediction.threshold and prediction.assessment.assessable
+    )
     assert prediction.model_version == scorer.model_version
-    assert prediction.cam.shape == (7, 7)
+    side = scorer.spec.input_size // 32  # DenseNet-121's last feature map
+    assert prediction.cam.shape == (side, side)
     assert np.isfinite(prediction.cam).all()
     assert 0.0 <= float(prediction.cam.min()) <= float(prediction.cam.max()) <= 1.0
 
