@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from chestaid.bundle import read_manifest
+from tests.bundles import unchecked_default_bundle
 from tests.daemon_harness import Daemon, storescu, wait_until
 from tests.dicom_factory import make_dx
 
@@ -52,7 +54,7 @@ def test_worklist_feedback_report_export_and_audit(tmp_path: Path) -> None:
         overall = groups[0]
         assert overall["feedback"] == 1 and overall["labelled"] == 1
         assert overall["tn"] + overall["fp"] == 1 and overall["tp"] + overall["fn"] == 0
-        assert groups[1]["model_version"] == "densenet121-kermany-1.0"
+        assert groups[1]["model_version"] == read_manifest(unchecked_default_bundle()).version
 
         rows = list(csv.DictReader(io.StringIO(daemon.cli("feedback", "export").stdout)))
         assert len(rows) == 1

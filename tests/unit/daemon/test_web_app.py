@@ -26,6 +26,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from sqlalchemy import select
 
+from chestaid.bundle import default_bundle_path, read_manifest
 from chestaid.display import percent_pair_text
 from daemon.db.migrate import upgrade
 from daemon.db.models import (
@@ -565,11 +566,16 @@ def test_the_calibration_page_shows_thresholds_with_their_intervals(
     row = re.search(r'<tr data-version="2".*?</tr>', page, re.S)
     assert row is not None
     assert "99.996 %" in row.group(0) and "[99.99 %, 99.997 %]" in row.group(0)
-    # The bundled model's record predates the intervals: Wilson intervals from its rates.
+    # The served bundle's own record, with the intervals it was governed with.
     bundle = re.search(r'id="bundle-threshold">(.*?)</p>', page, re.S)
     assert bundle is not None
-    assert "sensitivity 0.902 [0.869, 0.928]" in bundle.group(1)
-    assert "specificity 1.000 [0.972, 1.000]" in bundle.group(1)
+    record = read_manifest(site.settings.model.bundle or default_bundle_path()).threshold or {}
+    for name, value in (
+        ("sensitivity", record["achieved_sensitivity"]),
+        ("specificity", record["specificity"]),
+    ):
+        low, high = record[f"{name}_ci95"]
+        assert f"{name} {value:.3f} [{low:.3f}, {high:.3f}]" in bundle.group(1)
 
 
 def test_a_long_worklist_shows_its_head_and_says_how_many_are_open(
