@@ -1,9 +1,11 @@
 """Inference speed and memory of the ML core on this machine's CPU; prints a table.
 
-Measures, for DenseNet-121 at 224 (the default bundle when installed, else random
-weights, which cost the same):
+Measures, for DenseNet-121 at the bundle's input size (the default bundle when
+installed, 160 px for 2.0; else random weights at 224, which cost the same as trained):
 
 - plain forward and score + Grad-CAM latency at batch 1 (p50 / p95), and their ratio;
+  the score includes the bundle's not-assessable checks, which run on the same forward
+  pass (an image turned upright is scored twice: not measured here);
 - throughput at batch 1, 8 and 32;
 - decode + preprocess of a 2500x2048 16-bit DX, uncompressed and JPEG 2000;
 - peak RSS of ``chestaid predict`` on one such DX (a separate process).

@@ -235,6 +235,8 @@ def plot_grouped_bars(
     ax.set_yticks(rows, list(groups))
     ax.set(xlabel=xlabel, title=title, xlim=xlim)
     ax.grid(axis="x", alpha=0.3)
-    if series:
-        ax.legend(loc="lower left", fontsize="small")
+    if series:  # below the axes, where it cannot hide a bar
+        ax.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.6 / fig.get_figheight()), fontsize="small"
+        )
     return _save(fig, path)
