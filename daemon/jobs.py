@@ -14,7 +14,7 @@ from typing import Any
 from daemon import accounts
 from daemon.db import repo
 from daemon.db.session import SessionFactory, unit_of_work
-from daemon.monitoring import purge_old_files, run_monitoring
+from daemon.monitoring import purge_old_files, run_monitoring, send_alerts
 from daemon.settings import Settings
 from daemon.spool import FileStore
 from daemon.worker import served_bundle
@@ -35,12 +35,15 @@ def monitor(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
     """Figures over the rolling windows for the model in service; alerts."""
     served = served_bundle(settings.model)
     with unit_of_work(sessions) as session:
-        return run_monitoring(
+        summary = run_monitoring(
             session,
             settings=settings.monitoring,
             model_version=served.model_version,
             target_sensitivity=served.target_sensitivity,
         )
+    # After the commit: a slow or unreachable webhook must not hold the database.
+    send_alerts(settings.monitoring, summary["raised"])
+    return summary
 
 
 def retention(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:

@@ -272,9 +272,14 @@ def run_monitoring(
     target_sensitivity: float,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every window, store the runs and alerts, log and send the alerts."""
+    """Evaluate every window, store the runs and alerts, and log the alerts.
+
+    The alerts raised are listed under ``raised``; the caller sends them with
+    :func:`send_alerts` *after* its transaction commits, so that a slow webhook never
+    holds the database (on SQLite, the write lock every other role needs).
+    """
     now = now or utcnow()
-    summary: dict[str, Any] = {"windows": {}, "alerts": 0}
+    summary: dict[str, Any] = {"windows": {}, "alerts": 0, "raised": []}
     for days in settings.windows_days:
         figures, alerts = evaluate_window(
             session,
@@ -303,16 +308,14 @@ def run_monitoring(
                 "monitoring alert",
                 extra={"kind": alert.kind, "window_days": days, "alert": alert.message},
             )
-            if settings.webhook_url:
-                send_webhook(
-                    settings.webhook_url,
-                    {
-                        "kind": alert.kind,
-                        "window_days": days,
-                        "message": alert.message,
-                        "at": now.isoformat(),
-                    },
-                )
+            summary["raised"].append(
+                {
+                    "kind": alert.kind,
+                    "window_days": days,
+                    "message": alert.message,
+                    "at": now.isoformat(),
+                }
+            )
         summary["windows"][days] = {
             "labelled": figures["labelled"],
             "not_assessable_results": figures["not_assessable_results"],
@@ -322,6 +325,14 @@ def run_monitoring(
         }
         summary["alerts"] += len(alerts)
     return summary
+
+
+def send_alerts(settings: MonitoringSettings, raised: list[dict[str, Any]]) -> int:
+    """POST each alert a committed monitoring run raised to the webhook, if one is set;
+    returns how many were accepted. Call it outside any database transaction."""
+    if not settings.webhook_url:
+        return 0
+    return sum(send_webhook(settings.webhook_url, payload) for payload in raised)
 
 
 def send_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> bool:

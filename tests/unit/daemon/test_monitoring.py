@@ -11,15 +11,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
+from daemon import jobs
 from daemon.db.models import FeedbackLabel, Instance, MonitoringAlert, MonitoringRun, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
 from daemon.feedback import record_feedback
 from daemon.heatmaps import ImageStatistics
-from daemon.monitoring import population_stability_index, purge_old_files, run_monitoring
-from daemon.settings import MonitoringSettings
+from daemon.monitoring import (
+    population_stability_index,
+    purge_old_files,
+    run_monitoring,
+    send_alerts,
+)
+from daemon.settings import MonitoringSettings, Settings, StorageSettings
 from daemon.spool import FileStore
+from daemon.worker import served_bundle
 from tests.daemon_harness import record_scored
 
 NOW = utcnow()
@@ -122,10 +129,92 @@ def test_drift_without_labels_alerts_and_posts_to_the_webhook(sessions: SessionF
         summary = run_monitoring(
             s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
         )
+    assert _Receiver.received == [], "nothing is sent inside the transaction"
+    assert send_alerts(settings, summary["raised"]) == 1
     thread.join(timeout=10)
     server.server_close()
     assert summary["alerts"] == 1 and summary["windows"][7]["psi"] > 0.25
     assert _Receiver.received and _Receiver.received[0]["kind"] == "drift"
+
+
+class _Stalling(BaseHTTPRequestHandler):
+    """A webhook that takes the request and answers only when the test lets it."""
+
+    arrived: ClassVar[threading.Event] = threading.Event()
+    release: ClassVar[threading.Event] = threading.Event()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        _Stalling.arrived.set()
+        _Stalling.release.wait(timeout=30)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return None
+
+
+def test_a_slow_webhook_never_holds_the_database(tmp_path: Path, engine: Engine) -> None:
+    """The alert is posted after the monitoring run has committed: while the webhook
+    hangs, the SCP and the worker can still write (a write lock held across the POST
+    made the SCP answer 0xA700 to modalities)."""
+    sessions = make_session_factory(engine)
+    server = HTTPServer(("127.0.0.1", 0), _Stalling)
+    settings = Settings(
+        storage=StorageSettings(var_dir=tmp_path / "var"),
+        monitoring=MonitoringSettings(
+            windows_days=[7],
+            reference_studies=40,
+            min_window_results=20,
+            webhook_url=f"http://127.0.0.1:{server.server_port}/alerts",
+        ),
+    )
+    version = served_bundle(settings.model).model_version
+    rng = np.random.default_rng(1)
+    for i, z in enumerate(rng.normal(0, 1, 40)):
+        score = float(1 / (1 + np.exp(-z)))
+        record_scored(
+            sessions,
+            f"1.{i}",
+            logit=float(z),
+            score=score,
+            above=False,
+            model_version=version,
+            when=NOW - timedelta(days=60),
+        )
+    for i, z in enumerate(rng.normal(2.5, 1, 40)):
+        score = float(1 / (1 + np.exp(-z)))
+        record_scored(
+            sessions,
+            f"2.{i}",
+            logit=float(z),
+            score=score,
+            above=True,
+            model_version=version,
+            when=NOW - timedelta(days=1),
+        )
+    serving = threading.Thread(target=server.handle_request)
+    serving.start()
+    results: list[dict[str, Any]] = []
+    monitoring = threading.Thread(
+        target=lambda: results.append(jobs.monitor(sessions, settings=settings))
+    )
+    monitoring.start()
+    try:
+        assert _Stalling.arrived.wait(timeout=60), "the webhook was never called"
+        other = make_engine(str(engine.url), busy_timeout=0.5)
+        try:
+            with unit_of_work(make_session_factory(other)) as s:  # takes the write lock
+                runs = s.scalars(select(MonitoringRun)).all()
+        finally:
+            other.dispose()
+        assert len(runs) == 1, "the run was committed before the webhook was called"
+    finally:
+        _Stalling.release.set()
+        monitoring.join(timeout=60)
+        serving.join(timeout=10)
+        server.server_close()
+    assert results and results[0]["alerts"] == 1
 
 
 def test_retention_deletes_old_finished_images_and_keeps_the_rows(
