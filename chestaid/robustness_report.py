@@ -286,13 +286,15 @@ def _by(items: Sequence[dict[str, Any]], key: str, value: str) -> dict[str, Any]
     return next((item for item in items if item.get(key) == value), None)
 
 
-def _comparison_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
-    def labels(section: str, key: str) -> list[str]:
-        seen: list[str] = []
-        for r in results:
-            seen += [item[key] for item in r[section] if item[key] not in seen]
-        return seen
+def _labels(results: Sequence[dict[str, Any]], section: str, key: str = "label") -> list[str]:
+    """The conditions of ``section`` across results, in first-seen order."""
+    seen: list[str] = []
+    for r in results:
+        seen += [item[key] for item in r[section] if item[key] not in seen]
+    return seen
 
+
+def _comparison_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
     def auc_of(label: str) -> Callable[[dict[str, Any]], str]:
         def cell(r: dict[str, Any]) -> str:
             c = _by(r["corruptions"], "label", label)
@@ -342,7 +344,7 @@ def _comparison_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
             lambda r: _num(r["threshold"]["value"], 6) if r["threshold"]["governed"] else "none",
         ),
     ]
-    rows += [(f"ROC-AUC {label}", auc_of(label)) for label in labels("corruptions", "label")]
+    rows += [(f"ROC-AUC {label}", auc_of(label)) for label in _labels(results, "corruptions")]
     rows += [
         ("ROC-AUC mean corrupted", lambda r: _num(r["summary"]["mean_corrupted_roc_auc_logit"])),
         ("ROC-AUC worst corrupted", worst),
@@ -351,12 +353,12 @@ def _comparison_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
     ]
     rows += [
         (f"normals flagged / >= 0.5: {label}", shift_of(label))
-        for label in labels("normal_shifts", "label")
+        for label in _labels(results, "normal_shifts")
     ]
     rows.append(("featureless flagged / >= 0.5 / not assessable", featureless))
     rows += [
         (f"{condition}: flagged / >= 0.5", turned_of(condition))
-        for condition in labels("orientation", "condition")
+        for condition in _labels(results, "orientation", "condition")
     ]
     return rows
 
@@ -399,12 +401,6 @@ def write_comparison_plots(
     if len(names) != len(results):
         raise ConfigurationError(f"{len(names)} names for {len(results)} results")
 
-    def labels(section: str) -> list[str]:
-        seen: list[str] = []
-        for r in results:
-            seen += [item["label"] for item in r[section] if item["label"] not in seen]
-        return seen
-
     def auc(r: dict[str, Any], label: str) -> float | None:
         c = _by(r["corruptions"], "label", label)
         return None if c is None or c["roc_auc_logit"] is None else c["roc_auc_logit"]["value"]
@@ -413,8 +409,8 @@ def write_comparison_plots(
         s = _by(r["normal_shifts"], "label", label)
         return None if s is None else s["flag_rate"]
 
-    corruptions = labels("corruptions")
-    shifts = labels("normal_shifts")
+    corruptions = _labels(results, "corruptions")
+    shifts = _labels(results, "normal_shifts")
     aucs = {n: [auc(r, c) for c in corruptions] for n, r in zip(names, results, strict=True)}
     lowest = min((v for vs in aucs.values() for v in vs if v is not None), default=0.0)
     return [

@@ -42,6 +42,7 @@ def _study(
     days_ago: float = 1.0,
     spool_name: str | None = None,
     image: ImageStatistics | None = None,
+    model_version: str = "m",
 ) -> None:
     when = NOW - timedelta(days=days_ago)
     study = record_scored(
@@ -53,6 +54,7 @@ def _study(
         when=when,
         spool_name=spool_name,
         image=image,
+        model_version=model_version,
     )
     if label is not None:
         with unit_of_work(sessions) as s:
@@ -112,12 +114,17 @@ class _Receiver(BaseHTTPRequestHandler):
         return None
 
 
-def test_drift_without_labels_alerts_and_posts_to_the_webhook(sessions: SessionFactory) -> None:
+def _drifted_scores(sessions: SessionFactory, model_version: str = "m") -> None:
+    """40 studies two months ago, then 40 this week scoring far higher: a drift alert."""
     rng = np.random.default_rng(1)
     for i, z in enumerate(rng.normal(0, 1, 40)):
-        _study(sessions, f"1.{i}", float(z), above=False, days_ago=60)
+        _study(sessions, f"1.{i}", float(z), above=False, days_ago=60, model_version=model_version)
     for i, z in enumerate(rng.normal(2.5, 1, 40)):
-        _study(sessions, f"2.{i}", float(z), above=True, days_ago=1)
+        _study(sessions, f"2.{i}", float(z), above=True, days_ago=1, model_version=model_version)
+
+
+def test_drift_without_labels_alerts_and_posts_to_the_webhook(sessions: SessionFactory) -> None:
+    _drifted_scores(sessions)
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.handle_request)
     thread.start()
@@ -154,11 +161,12 @@ class _Stalling(BaseHTTPRequestHandler):
         return None
 
 
-def test_a_slow_webhook_never_holds_the_database(tmp_path: Path, engine: Engine) -> None:
+def test_a_slow_webhook_never_holds_the_database(
+    tmp_path: Path, engine: Engine, sessions: SessionFactory
+) -> None:
     """The alert is posted after the monitoring run has committed: while the webhook
     hangs, the SCP and the worker can still write (a write lock held across the POST
     made the SCP answer 0xA700 to modalities)."""
-    sessions = make_session_factory(engine)
     server = HTTPServer(("127.0.0.1", 0), _Stalling)
     settings = Settings(
         storage=StorageSettings(var_dir=tmp_path / "var"),
@@ -169,30 +177,7 @@ def test_a_slow_webhook_never_holds_the_database(tmp_path: Path, engine: Engine)
             webhook_url=f"http://127.0.0.1:{server.server_port}/alerts",
         ),
     )
-    version = served_bundle(settings.model).model_version
-    rng = np.random.default_rng(1)
-    for i, z in enumerate(rng.normal(0, 1, 40)):
-        score = float(1 / (1 + np.exp(-z)))
-        record_scored(
-            sessions,
-            f"1.{i}",
-            logit=float(z),
-            score=score,
-            above=False,
-            model_version=version,
-            when=NOW - timedelta(days=60),
-        )
-    for i, z in enumerate(rng.normal(2.5, 1, 40)):
-        score = float(1 / (1 + np.exp(-z)))
-        record_scored(
-            sessions,
-            f"2.{i}",
-            logit=float(z),
-            score=score,
-            above=True,
-            model_version=version,
-            when=NOW - timedelta(days=1),
-        )
+    _drifted_scores(sessions, served_bundle(settings.model).model_version)
     serving = threading.Thread(target=server.handle_request)
     serving.start()
     results: list[dict[str, Any]] = []
