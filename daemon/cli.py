@@ -33,8 +33,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from chestaid.display import interval_text, score_pair_text, score_text
 from chestaid.errors import ChestAidError, ConfigurationError
-from daemon import accounts, audit, jobs, logs, recalibration
-from daemon.db import repo
+from daemon import accounts, audit, logs, maintenance, recalibration
+from daemon.db import queue
 from daemon.db.migrate import check_schema, current_revision, head_revision, upgrade
 from daemon.db.models import DeliveryState, FeedbackLabel, MonitoringAlert, UserRole
 from daemon.db.session import make_engine, make_session_factory, unit_of_work
@@ -211,7 +211,10 @@ def _status(settings: Settings) -> int:
     engine = make_engine(settings.storage.url)
     try:
         with unit_of_work(make_session_factory(engine)) as session:
-            report = {"jobs": repo.job_counts(session), "deliveries": repo.delivery_counts(session)}
+            report = {
+                "jobs": queue.job_counts(session),
+                "deliveries": queue.delivery_counts(session),
+            }
     finally:
         engine.dispose()
     _out(json.dumps(report, indent=2))
@@ -226,12 +229,12 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
             if not args.ids and not args.all_dead:
                 raise ConfigurationError("outbox retry: give delivery ids or --all-dead")
             with unit_of_work(sessions) as session:
-                n = repo.retry_deliveries(session, ids=args.ids, all_dead=args.all_dead)
+                n = queue.retry_deliveries(session, ids=args.ids, all_dead=args.all_dead)
             _out(f"{n} dead deliveries queued again")
             return 0
         with unit_of_work(sessions) as session:
             state = DeliveryState(args.state) if args.state else None
-            rows = repo.list_deliveries(session, state=state, limit=args.limit)
+            rows = queue.list_deliveries(session, state=state, limit=args.limit)
             items = [
                 {
                     "id": d.id,
@@ -431,7 +434,9 @@ def _monitoring(settings: Settings, args: argparse.Namespace) -> int:
         check_schema(engine)
         sessions = make_session_factory(engine)
         if args.monitoring_command == "run":
-            _out(json.dumps(jobs.monitor(sessions, settings=settings), indent=2, default=str))
+            _out(
+                json.dumps(maintenance.monitor(sessions, settings=settings), indent=2, default=str)
+            )
             return 0
         with unit_of_work(sessions) as session:
             rows = [

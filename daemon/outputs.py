@@ -27,7 +27,7 @@ from chestaid.dicom_outputs import (
     secondary_capture,
     structured_report,
 )
-from daemon.db import repo
+from daemon.db import queue
 from daemon.db.models import OutputKind
 from daemon.settings import WorkerSettings
 from daemon.spool import FileStore
@@ -40,14 +40,14 @@ SR_SERIES_NUMBER = 9902
 
 def scored_outputs(
     outbox: FileStore,
-    claim: repo.Claim,
+    claim: queue.Claim,
     *,
     source: Dataset,
     grey: np.ndarray,
     cam: np.ndarray,
     finding: TriageFinding,
     settings: WorkerSettings,
-) -> list[repo.NewOutput]:
+) -> list[queue.NewOutput]:
     """Write the SC (overlay and burned-in score) and the SR of a scored image.
 
     Args:
@@ -88,13 +88,13 @@ def scored_outputs(
 
 def not_assessed_outputs(
     outbox: FileStore,
-    claim: repo.Claim,
+    claim: queue.Claim,
     *,
     source: Dataset,
     grey: np.ndarray,
     finding: NotAssessedFinding,
     settings: WorkerSettings,
-) -> list[repo.NewOutput]:
+) -> list[queue.NewOutput]:
     """Write the SC (the image, no heat map, NOT ASSESSED band) and the SR of an image
     that was not assessable.
 
@@ -133,12 +133,12 @@ def _encode(ds: Dataset) -> bytes:
 
 def _write(
     outbox: FileStore,
-    claim: repo.Claim,
+    claim: queue.Claim,
     kind: OutputKind,
     build: Callable[[OutputIdentity], Dataset],
     series_number: int,
     versions: tuple[str, int],
-) -> repo.NewOutput:
+) -> queue.NewOutput:
     model_version, calibration_version = versions
     seed = [
         claim.sop_instance_uid,
@@ -156,7 +156,7 @@ def _write(
     stored = outbox.write(
         _encode(ds), name=outbox.new_name(stem=f"job-{claim.job_id}-{kind.value}")
     )
-    return repo.NewOutput(
+    return queue.NewOutput(
         kind=kind,
         sop_class_uid=str(ds.SOPClassUID),
         sop_instance_uid=identity.sop_instance_uid,

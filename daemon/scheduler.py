@@ -1,4 +1,4 @@
-"""The scheduler role: runs the registry of :mod:`daemon.jobs` on APScheduler."""
+"""The scheduler role: runs the registry of :mod:`daemon.maintenance` on APScheduler."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.db.session import SessionFactory
-from daemon.jobs import ScheduledJob
+from daemon.maintenance import ScheduledJob
 
 logger = logging.getLogger(__name__)
 

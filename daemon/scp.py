@@ -50,7 +50,7 @@ from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from daemon.db import repo
+from daemon.db import queue
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import DaemonError, SpoolError, SpoolFullError
 from daemon.settings import AllowSettings, NodeSettings
@@ -213,7 +213,7 @@ class StoreHandler:
         }
         try:
             with unit_of_work(self.sessions) as session:
-                if repo.instance_exists(session, sop_instance_uid=sop_instance_uid):
+                if queue.instance_exists(session, sop_instance_uid=sop_instance_uid):
                     logger.info("duplicate instance, first copy kept", extra=log)
                     return SUCCESS
         except SQLAlchemyError as exc:
@@ -265,7 +265,7 @@ class StoreHandler:
 
         try:
             with unit_of_work(self.sessions) as session:
-                job = repo.record_instance(
+                job = queue.record_instance(
                     session,
                     sop_instance_uid=sop_instance_uid,
                     sop_class_uid=sop_class_uid,
@@ -309,7 +309,7 @@ class StoreHandler:
     def _already_kept(self, sop_instance_uid: str) -> bool:
         try:
             with unit_of_work(self.sessions) as session:
-                return repo.instance_exists(session, sop_instance_uid=sop_instance_uid)
+                return queue.instance_exists(session, sop_instance_uid=sop_instance_uid)
         except SQLAlchemyError:
             return False
 

@@ -33,13 +33,12 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from sqlalchemy.exc import SQLAlchemyError
 
-from daemon.db import repo
+from daemon.db import queue
 from daemon.db.models import DeliveryState
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import SpoolError
 from daemon.settings import Destination, NodeSettings, SenderSettings
 from daemon.spool import FileStore
-from daemon.worker import process_owner
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +47,6 @@ OUTPUT_SOP_CLASSES = (SecondaryCaptureImageStorage, ComprehensiveSRStorage)
 # and the warnings (coercion, elements discarded, dataset does not match SOP class).
 STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007, 0x0107, 0x0116})
 DELIVER_JOB_ID = "deliver-outbox"
-
-
-def backoff_seconds(attempt: int, settings: SenderSettings) -> float:
-    """How long to wait after failed attempt number ``attempt`` (1-based)."""
-    return float(
-        min(
-            settings.backoff_initial_seconds * 2 ** max(0, attempt - 1),
-            settings.backoff_max_seconds,
-        )
-    )
 
 
 class Sender:
@@ -86,7 +75,7 @@ class Sender:
         self.destinations = {d.name: d for d in destinations}
         self.node = node
         self.settings = settings
-        self.owner = owner or process_owner("sender")
+        self.owner = owner or queue.process_owner("sender")
         self._pending_wake = threading.Event()
         self._stopping = threading.Event()
         self._round_lock = threading.Lock()
@@ -146,7 +135,7 @@ class Sender:
         if self._waker is not None:
             self._waker.join()
         with unit_of_work(self.sessions) as session:
-            released = repo.release_owned_deliveries(session, owner=self.owner)
+            released = queue.release_owned_deliveries(session, owner=self.owner)
         logger.info("sender stopped", extra={"owner": self.owner, "released": released})
 
     @property
@@ -183,7 +172,7 @@ class Sender:
         if not self.destinations:
             return counts
         with unit_of_work(self.sessions) as session:
-            claims = repo.claim_deliveries(
+            claims = queue.claim_deliveries(
                 session,
                 owner=self.owner,
                 lease_seconds=self.settings.lease_seconds,
@@ -191,7 +180,7 @@ class Sender:
                 limit=self.settings.batch_size,
             )
         counts["claimed"] = len(claims)
-        by_destination: dict[str, list[repo.DeliveryClaim]] = defaultdict(list)
+        by_destination: dict[str, list[queue.DeliveryClaim]] = defaultdict(list)
         for claim in claims:
             by_destination[claim.destination].append(claim)
         for name, group in by_destination.items():
@@ -199,7 +188,7 @@ class Sender:
                 counts[state] += 1
         return counts
 
-    def _send_group(self, destination: Destination, claims: list[repo.DeliveryClaim]) -> list[str]:
+    def _send_group(self, destination: Destination, claims: list[queue.DeliveryClaim]) -> list[str]:
         ae = AE(ae_title=self.settings.calling_ae_title or self.node.ae_title)
         ae.acse_timeout = self.node.acse_timeout
         ae.dimse_timeout = self.node.dimse_timeout
@@ -235,7 +224,7 @@ class Sender:
                 assoc.release()
         return states
 
-    def _send_one(self, assoc: Association, claim: repo.DeliveryClaim, log: dict[str, Any]) -> str:
+    def _send_one(self, assoc: Association, claim: queue.DeliveryClaim, log: dict[str, Any]) -> str:
         log = {**log, "delivery_id": claim.delivery_id, "sop_instance_uid": claim.sop_instance_uid}
         if not assoc.is_established:
             return self._failed(claim, "association ended before this object was sent", None, log)
@@ -248,7 +237,7 @@ class Sender:
         if status in STORED_STATUSES:
             try:
                 with unit_of_work(self.sessions) as session:
-                    kept = repo.mark_delivered(
+                    kept = queue.mark_delivered(
                         session, delivery_id=claim.delivery_id, owner=self.owner, status=status
                     )
             except SQLAlchemyError as exc:
@@ -267,12 +256,20 @@ class Sender:
         return self._failed(claim, f"C-STORE refused with status 0x{status:04X}", status, log)
 
     def _failed(
-        self, claim: repo.DeliveryClaim, error: str, status: int | None, log: dict[str, Any]
+        self, claim: queue.DeliveryClaim, error: str, status: int | None, log: dict[str, Any]
     ) -> str:
         dead = claim.attempts >= self.settings.max_attempts
-        retry_in = None if dead else backoff_seconds(claim.attempts, self.settings)
+        retry_in = (
+            None
+            if dead
+            else queue.backoff(
+                claim.attempts,
+                initial=self.settings.backoff_initial_seconds,
+                maximum=self.settings.backoff_max_seconds,
+            )
+        )
         with unit_of_work(self.sessions) as session:
-            state = repo.mark_attempt_failed(
+            state = queue.mark_attempt_failed(
                 session,
                 delivery_id=claim.delivery_id,
                 owner=self.owner,

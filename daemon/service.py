@@ -27,10 +27,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 
 from daemon import systemd
-from daemon.db import repo
+from daemon.db import queue
 from daemon.db.migrate import check_schema
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
-from daemon.jobs import registry
+from daemon.maintenance import registry
 from daemon.recalibration import ModelProvider
 from daemon.scheduler import start_scheduler
 from daemon.scp import IntakeMonitor, StoreHandler, build_ae, handlers
@@ -110,7 +110,7 @@ class Service:
         if "worker" in self.roles:
             outbox.clear_incomplete()
         with unit_of_work(sessions) as session:
-            ended = repo.expire_leases_of_dead_owners(
+            ended = queue.expire_leases_of_dead_owners(
                 session, host=socket.gethostname(), alive=_process_alive
             )
         if ended:

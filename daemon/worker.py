@@ -24,9 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +38,7 @@ from chestaid.dicom_outputs import NotAssessedFinding, TriageFinding, is_chestai
 from chestaid.errors import ChestAidError, ConfigurationError, NotChestRadiographError
 from chestaid.imaging import dataset_to_grey, read_dicom_dataset
 from chestaid.inference import Prediction, Scorer
-from daemon.db import repo
+from daemon.db import queue
 from daemon.db.models import JobState
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import SpoolError
@@ -50,11 +48,6 @@ from daemon.settings import Band, ModelSettings, WorkerSettings
 from daemon.spool import FileStore
 
 logger = logging.getLogger(__name__)
-
-
-def process_owner(role: str) -> str:
-    """A lease owner name unique to this process and role: host, pid, role, random."""
-    return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:8]}"
 
 
 def lower_thread_priority(nice: int) -> None:
@@ -180,10 +173,10 @@ class _Scored:
     prediction: Prediction
     priority: str | None  # None: not assessable
     calibration_version: int
-    outputs: list[repo.NewOutput]
+    outputs: list[queue.NewOutput]
     cam: str | None  # the Grad-CAM map as JSON rows (daemon.heatmaps); None if not assessable
     image: ImageStatistics
-    not_assessable: repo.NotAssessable | None = None
+    not_assessable: queue.NotAssessable | None = None
 
 
 class _SkipError(ChestAidError):
@@ -230,7 +223,7 @@ class Worker:
         self.wakeup = wakeup or threading.Event()
         self.on_outputs = on_outputs
         self.intake_idle = intake_idle
-        self.owner = owner or process_owner("worker")
+        self.owner = owner or queue.process_owner("worker")
 
     def run(self, stop: threading.Event) -> None:
         """Process jobs until ``stop`` is set; the job in hand is finished first."""
@@ -255,7 +248,7 @@ class Worker:
                 self.wakeup.wait(self.settings.poll_seconds)
         try:
             with unit_of_work(self.sessions) as session:
-                released = repo.release_owned_jobs(session, owner=self.owner)
+                released = queue.release_owned_jobs(session, owner=self.owner)
         except SQLAlchemyError as exc:
             logger.error(
                 "cannot give back claimed jobs; their leases will expire", extra={"error": str(exc)}
@@ -266,7 +259,7 @@ class Worker:
     def process_next(self) -> bool:
         """Claim and process one job; False when there was none."""
         with unit_of_work(self.sessions) as session:
-            claim = repo.claim_job(
+            claim = queue.claim_job(
                 session,
                 owner=self.owner,
                 lease_seconds=self.settings.lease_seconds,
@@ -277,7 +270,7 @@ class Worker:
         self.process(claim)
         return True
 
-    def process(self, claim: repo.Claim) -> None:
+    def process(self, claim: queue.Claim) -> None:
         """Score, skip or fail one claimed job and record the outcome."""
         log: dict[str, Any] = {"job_id": claim.job_id, "sop_instance_uid": claim.sop_instance_uid}
         try:
@@ -301,7 +294,7 @@ class Worker:
         p = scored.prediction
         turns = p.assessment.quarter_turns
         with unit_of_work(self.sessions) as session:
-            kept = repo.complete_job(
+            kept = queue.complete_job(
                 session,
                 job_id=claim.job_id,
                 owner=self.owner,
@@ -349,14 +342,18 @@ class Worker:
         if self.destinations:
             self.on_outputs()
 
-    def _retry(self, claim: repo.Claim, reason: str, log: dict[str, Any]) -> None:
+    def _retry(self, claim: queue.Claim, reason: str, log: dict[str, Any]) -> None:
         """Give the job back to be retried after a growing pause, or fail it at the limit."""
         if claim.attempts >= self.settings.max_attempts:
             self._finish(claim, JobState.FAILED, f"{reason} (after {claim.attempts} attempts)", log)
             return
-        pause = self.settings.poll_seconds * 2**claim.attempts
+        pause = queue.backoff(
+            claim.attempts,
+            initial=2 * self.settings.poll_seconds,
+            maximum=self.settings.lease_seconds,
+        )
         with unit_of_work(self.sessions) as session:
-            repo.release_job(
+            queue.release_job(
                 session,
                 job_id=claim.job_id,
                 owner=self.owner,
@@ -366,15 +363,17 @@ class Worker:
             )
         logger.warning("job will be retried", extra={**log, "reason": reason, "retry_in_s": pause})
 
-    def _finish(self, claim: repo.Claim, state: JobState, reason: str, log: dict[str, Any]) -> None:
+    def _finish(
+        self, claim: queue.Claim, state: JobState, reason: str, log: dict[str, Any]
+    ) -> None:
         with unit_of_work(self.sessions) as session:
-            kept = repo.finish_job(
+            kept = queue.finish_job(
                 session, job_id=claim.job_id, owner=self.owner, state=state, reason=reason
             )
         level = logging.INFO if state == JobState.SKIPPED else logging.WARNING
         logger.log(level, f"job {state.value}", extra={**log, "reason": reason, "lease_kept": kept})
 
-    def _score(self, claim: repo.Claim) -> _Scored:
+    def _score(self, claim: queue.Claim) -> _Scored:
         if claim.spool_name is None:
             raise _SpoolMissingError("the spooled file was purged before the job ran")
         path = self.spool.path(claim.spool_name)
@@ -410,7 +409,7 @@ class Worker:
                 ),
                 cam=None,  # no map of an image that was not judged: nothing may show one
                 image=statistics,
-                not_assessable=repo.NotAssessable(unjudged.reason, unjudged.detail),
+                not_assessable=queue.NotAssessable(unjudged.reason, unjudged.detail),
             )
         # The map of the image as scored (upright), turned back onto the image as received.
         cam = prediction.cam  # the ML core gives it on the image as received

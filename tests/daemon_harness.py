@@ -310,11 +310,11 @@ class StoreSCP:
 
 def record_received(sessions: Any, uid: str, *, spool_name: str, size: int = 10) -> int:
     """Record a received DX instance and its queued job directly; returns the job id."""
-    from daemon.db import repo
+    from daemon.db import queue
     from daemon.db.session import unit_of_work
 
     with unit_of_work(sessions) as s:
-        job = repo.record_instance(
+        job = queue.record_instance(
             s,
             sop_instance_uid=uid,
             sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
@@ -358,7 +358,7 @@ def record_scored(
     """
     from sqlalchemy import select
 
-    from daemon.db import repo
+    from daemon.db import queue
     from daemon.db.models import Instance
     from daemon.db.session import unit_of_work
 
@@ -371,9 +371,9 @@ def record_scored(
             instance.received_at = when
         if requested_priority is not None:
             instance.requested_priority = requested_priority
-        claim = repo.claim_job(s, owner="w", lease_seconds=60, max_attempts=3, now=when)
+        claim = queue.claim_job(s, owner="w", lease_seconds=60, max_attempts=3, now=when)
         assert claim is not None and claim.job_id == job_id
-        repo.complete_job(
+        queue.complete_job(
             s,
             job_id=job_id,
             owner="w",
@@ -390,7 +390,7 @@ def record_scored(
             image=image,
             not_assessable=None
             if not_assessable is None
-            else repo.NotAssessable(not_assessable, not_assessable_detail(not_assessable)),
+            else queue.NotAssessable(not_assessable, not_assessable_detail(not_assessable)),
             quarter_turns=quarter_turns,
             now=when,
         )

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from chestaid.bundle import read_manifest
 from chestaid.errors import BundleError, CalibrationError
 from chestaid.threshold import GovernedThreshold
-from daemon import accounts, audit, feedback, jobs, recalibration
+from daemon import accounts, audit, feedback, maintenance, recalibration
 from daemon.db.models import MonitoringAlert, MonitoringRun, Result, UserRole, utcnow
 from daemon.db.session import unit_of_work
 from daemon.monitoring import outcome_counts
@@ -128,7 +128,7 @@ def dashboard(request: Request, principal: Admin, period: str = "30d") -> Respon
 def run_monitoring_now(request: Request, principal: AdminPost) -> Response:
     """Run the monitoring job now (audited)."""
     ctx = context(request)
-    summary = jobs.monitor(ctx.sessions, settings=ctx.settings)
+    summary = maintenance.monitor(ctx.sessions, settings=ctx.settings)
     with unit_of_work(ctx.sessions) as session:
         audit.record(session, actor=principal.username, action="monitoring.run", detail=summary)
     return RedirectResponse("/admin", status_code=303)

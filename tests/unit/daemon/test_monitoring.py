@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sqlalchemy import Engine, select
 
-from daemon import jobs
+from daemon import maintenance
 from daemon.db.models import FeedbackLabel, Instance, MonitoringAlert, MonitoringRun, utcnow
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
 from daemon.feedback import record_feedback
@@ -182,7 +182,7 @@ def test_a_slow_webhook_never_holds_the_database(
     serving.start()
     results: list[dict[str, Any]] = []
     monitoring = threading.Thread(
-        target=lambda: results.append(jobs.monitor(sessions, settings=settings))
+        target=lambda: results.append(maintenance.monitor(sessions, settings=settings))
     )
     monitoring.start()
     try:

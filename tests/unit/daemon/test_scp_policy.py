@@ -70,11 +70,18 @@ def test_priority_bands_need_a_governed_threshold() -> None:
 
 
 def test_delivery_backoff_doubles_up_to_its_cap() -> None:
-    from daemon.sender import backoff_seconds
+    from daemon.db.queue import backoff
     from daemon.settings import SenderSettings
 
     settings = SenderSettings(backoff_initial_seconds=5, backoff_max_seconds=300, max_attempts=12)
-    waits = [backoff_seconds(attempt, settings) for attempt in range(1, 12)]
+    waits = [
+        backoff(
+            attempt,
+            initial=settings.backoff_initial_seconds,
+            maximum=settings.backoff_max_seconds,
+        )
+        for attempt in range(1, 12)
+    ]
     assert waits[:4] == [5, 10, 20, 40]
     assert max(waits) == 300 and waits[-1] == 300
     # A PACS down for half an hour is retried before anything is dead-lettered.

@@ -17,7 +17,7 @@ from chestaid.dicom_outputs import TriageFinding, triage_image
 from chestaid.imaging import read_dicom
 from chestaid.inference import Scorer
 from chestaid.models import ChestNet
-from daemon.db import repo
+from daemon.db import queue
 from daemon.db.models import Delivery, Job, JobState, Output, OutputKind, Result, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.heatmaps import decode_cam
@@ -177,7 +177,7 @@ def test_a_full_outbox_is_retried_after_a_pause_then_failed_at_the_limit(
     assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()
     assert not worker.process_next()  # not before its pause has passed
     with unit_of_work(sessions) as s:
-        claim = repo.claim_job(
+        claim = queue.claim_job(
             s,
             owner=worker.owner,
             lease_seconds=60,
@@ -198,9 +198,9 @@ def test_a_worker_that_lost_its_lease_records_nothing(
     data, uid = _dx_bytes()
     job_id = _receive(worker, sessions, data, uid)
     with unit_of_work(sessions) as s:
-        slow = repo.claim_job(s, owner=worker.owner, lease_seconds=1, max_attempts=3)
+        slow = queue.claim_job(s, owner=worker.owner, lease_seconds=1, max_attempts=3)
     with unit_of_work(sessions) as s:
-        repo.claim_job(
+        queue.claim_job(
             s,
             owner="host:2:worker:other",
             lease_seconds=60,

@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from daemon import accounts
-from daemon.db import repo
+from daemon.db import queue
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.monitoring import purge_old_files, run_monitoring, send_alerts
 from daemon.settings import Settings
@@ -26,8 +26,8 @@ def queue_report(sessions: SessionFactory) -> dict[str, Any]:
     """How many jobs and deliveries are in each state."""
     with unit_of_work(sessions) as session:
         return {
-            "jobs": repo.job_counts(session),
-            "deliveries": repo.delivery_counts(session),
+            "jobs": queue.job_counts(session),
+            "deliveries": queue.delivery_counts(session),
         }
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from daemon.db import repo
+from daemon.db import queue
 from daemon.db.models import Delivery, DeliveryState, Job, JobState, OutputKind, Result, utcnow
 from daemon.db.session import SessionFactory, unit_of_work
 from daemon.heatmaps import ImageStatistics
@@ -19,20 +19,20 @@ def _receive(sessions: SessionFactory, uid: str) -> int:
     return record_received(sessions, uid, spool_name=f"2026/01/01/{uid}.dcm")
 
 
-def _claim(sessions: SessionFactory, owner: str, **kw: object) -> repo.Claim | None:
+def _claim(sessions: SessionFactory, owner: str, **kw: object) -> queue.Claim | None:
     args: dict[str, object] = {"lease_seconds": 60.0, "max_attempts": 3, **kw}
     with unit_of_work(sessions) as s:
-        return repo.claim_job(s, owner=owner, **args)  # type: ignore[arg-type]
+        return queue.claim_job(s, owner=owner, **args)  # type: ignore[arg-type]
 
 
 def test_same_sop_instance_uid_is_kept_once(sessions: SessionFactory) -> None:
     _receive(sessions, "1.1")
     with unit_of_work(sessions) as s:
-        assert repo.instance_exists(s, sop_instance_uid="1.1")
+        assert queue.instance_exists(s, sop_instance_uid="1.1")
     with pytest.raises(IntegrityError):
         _receive(sessions, "1.1")
     with unit_of_work(sessions) as s:
-        assert repo.job_counts(s)["queued"] == 1
+        assert queue.job_counts(s)["queued"] == 1
 
 
 def test_jobs_are_claimed_oldest_first_and_once(sessions: SessionFactory) -> None:
@@ -54,10 +54,10 @@ def test_an_expired_lease_is_reclaimed_and_the_old_owner_cannot_record(
     taken = _claim(sessions, "other", now=later)
     assert taken is not None and taken.job_id == job_id and taken.attempts == 2
     with unit_of_work(sessions) as s:
-        assert not repo.finish_job(
+        assert not queue.finish_job(
             s, job_id=job_id, owner="dead-worker", state=JobState.FAILED, reason="x"
         )
-        assert repo.finish_job(s, job_id=job_id, owner="other", state=JobState.SKIPPED, reason="y")
+        assert queue.finish_job(s, job_id=job_id, owner="other", state=JobState.SKIPPED, reason="y")
     with unit_of_work(sessions) as s:
         job = s.get(Job, job_id)
         assert job is not None and job.state == JobState.SKIPPED and job.reason == "y"
@@ -80,7 +80,7 @@ def test_a_clean_stop_gives_jobs_back_uncounted(sessions: SessionFactory) -> Non
     job_id = _receive(sessions, "1.1")
     assert _claim(sessions, "w") is not None
     with unit_of_work(sessions) as s:
-        assert repo.release_owned_jobs(s, owner="w") == 1
+        assert queue.release_owned_jobs(s, owner="w") == 1
     claim = _claim(sessions, "w2")
     assert claim is not None and claim.job_id == job_id and claim.attempts == 1
 
@@ -89,7 +89,7 @@ def _complete(sessions: SessionFactory, destinations: list[str]) -> int:
     job_id = _receive(sessions, "1.1")
     assert _claim(sessions, "w") is not None
     outputs = [
-        repo.NewOutput(
+        queue.NewOutput(
             kind=kind,
             sop_class_uid="1.2.840.10008.5.1.4.1.1.7",
             sop_instance_uid=f"9.{i}",
@@ -100,7 +100,7 @@ def _complete(sessions: SessionFactory, destinations: list[str]) -> int:
         for i, kind in enumerate(OutputKind)
     ]
     with unit_of_work(sessions) as s:
-        assert repo.complete_job(
+        assert queue.complete_job(
             s,
             job_id=job_id,
             owner="w",
@@ -139,7 +139,7 @@ def test_completion_stores_the_map_and_image_statistics_when_given(
     for job_id in (given, omitted):
         assert _claim(sessions, "w") is not None
         with unit_of_work(sessions) as s:
-            assert repo.complete_job(
+            assert queue.complete_job(
                 s,
                 job_id=job_id,
                 owner="w",
@@ -169,17 +169,17 @@ def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> No
     _complete(sessions, ["pacs"])
     now = utcnow()
     with unit_of_work(sessions) as s:
-        claims = repo.claim_deliveries(
+        claims = queue.claim_deliveries(
             s, owner="s", lease_seconds=60, destinations=["pacs"], limit=10, now=now
         )
     assert len(claims) == 2
     with unit_of_work(sessions) as s:
-        state = repo.mark_attempt_failed(
+        state = queue.mark_attempt_failed(
             s, delivery_id=claims[0].delivery_id, owner="s", error="down", status=None, retry_in=30
         )
         assert state == DeliveryState.PENDING
         assert (
-            repo.mark_attempt_failed(
+            queue.mark_attempt_failed(
                 s,
                 delivery_id=claims[1].delivery_id,
                 owner="s",
@@ -192,13 +192,13 @@ def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> No
     with unit_of_work(sessions) as s:
         # Not due before its backoff has passed; the dead one is never claimed.
         assert (
-            repo.claim_deliveries(
+            queue.claim_deliveries(
                 s, owner="s", lease_seconds=60, destinations=["pacs"], limit=10, now=now
             )
             == []
         )
     with unit_of_work(sessions) as s:
-        again = repo.claim_deliveries(
+        again = queue.claim_deliveries(
             s,
             owner="s",
             lease_seconds=60,
@@ -208,10 +208,10 @@ def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> No
         )
         assert [c.delivery_id for c in again] == [claims[0].delivery_id]
         assert again[0].attempts == 2
-        assert repo.mark_delivered(s, delivery_id=again[0].delivery_id, owner="s", status=0)
+        assert queue.mark_delivered(s, delivery_id=again[0].delivery_id, owner="s", status=0)
     with unit_of_work(sessions) as s:
-        assert repo.retry_deliveries(s, all_dead=True) == 1
-        counts = repo.delivery_counts(s)
+        assert queue.retry_deliveries(s, all_dead=True) == 1
+        counts = queue.delivery_counts(s)
     assert counts == {"pending": 1, "sending": 0, "delivered": 1, "dead": 0}
 
 
@@ -220,7 +220,7 @@ def test_leases_of_dead_processes_on_this_host_end_at_once(sessions: SessionFact
     assert _claim(sessions, "here:111:worker:aa") is not None
     assert _claim(sessions, "here:222:worker:bb") is not None
     with unit_of_work(sessions) as s:
-        ended = repo.expire_leases_of_dead_owners(s, host="here", alive=lambda pid: pid == 222)
+        ended = queue.expire_leases_of_dead_owners(s, host="here", alive=lambda pid: pid == 222)
     assert ended == 1
     taken = _claim(sessions, "here:333:worker:cc")
     assert taken is not None and taken.job_id == first and taken.attempts == 2

@@ -1,13 +1,18 @@
-"""Repository functions: every read and write of the daemon's tables, keyword arguments only.
+"""The work queue: received instances and their scoring jobs, deliveries of outputs, leases.
 
-Each function works inside the caller's session and transaction (one unit of work);
-none commits. Claims (of jobs and of deliveries) lock the row with
+Each function works inside the caller's session and transaction (one unit of work),
+takes keyword arguments and never commits. A job or a delivery is claimed under a
+lease held by one process (:func:`process_owner`); a failed attempt waits
+:func:`backoff` before the next. Claims (of jobs and of deliveries) lock the row with
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite every transaction is begun
 IMMEDIATE (see :mod:`daemon.db.session`), which serialises claimers the same way.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +34,16 @@ from daemon.db.models import (
 from daemon.heatmaps import ImageStatistics
 
 TERMINAL_JOB_STATES = (JobState.DONE, JobState.SKIPPED, JobState.FAILED)
+
+
+def process_owner(role: str) -> str:
+    """A lease owner name unique to this process and role: host, pid, role, random."""
+    return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:8]}"
+
+
+def backoff(attempt: int, *, initial: float, maximum: float) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based): doubling, capped."""
+    return float(min(initial * 2 ** max(0, attempt - 1), maximum))
 
 
 # -- instances and jobs ------------------------------------------------------------------
