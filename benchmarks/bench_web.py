@@ -38,7 +38,7 @@ from daemon.db.models import (
     UserRole,
     utcnow,
 )
-from daemon.db.session import make_engine, make_session_factory, unit_of_work
+from daemon.db.session import make_engine, make_session_factory, writing
 from daemon.heatmaps import encode_cam
 from daemon.settings import Settings, StorageSettings, WebSettings
 from daemon.web.server import WebServer
@@ -134,7 +134,7 @@ def seed(url: str, *, studies: int, open_studies: int, model_version: str) -> li
                 }
             )
     sessions = make_session_factory(engine)
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         for model, rows in (
             (Instance, instances),
             (Job, jobs),
@@ -176,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             storage=StorageSettings(var_dir=Path(tmp) / "var"),
             web=WebSettings(port=free_port(), secure_cookies=False),
         )
-        from daemon.worker import served_bundle
+        from chestaid.bundle import read_manifest
+        from daemon.serving import bundle_path
 
-        model_version = served_bundle(settings.model).model_version
+        model_version = read_manifest(bundle_path(settings.model)).version
         start = time.perf_counter()
         open_uids = seed(
             settings.storage.url,

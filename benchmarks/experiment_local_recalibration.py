@@ -41,7 +41,7 @@ from chestaid.bundle import default_bundle_path, load_bundle, read_splits  # noq
 from chestaid.metrics import ece, wilson_interval  # noqa: E402
 from chestaid.sample import synthetic_dx  # noqa: E402
 from daemon.db.models import FeedbackLabel  # noqa: E402
-from daemon.db.session import make_engine, make_session_factory, unit_of_work  # noqa: E402
+from daemon.db.session import make_engine, make_session_factory, writing  # noqa: E402
 from daemon.feedback import record_feedback  # noqa: E402
 from tests.daemon_harness import Daemon, storescu, wait_until  # noqa: E402
 
@@ -153,7 +153,7 @@ def main() -> int:
             engine = make_engine(daemon.db_url)
             sessions = make_session_factory(engine)
             for uid, y in fit_truth.items():
-                with unit_of_work(sessions) as session:
+                with writing(sessions) as session:
                     label = FeedbackLabel.PNEUMONIA if y else FeedbackLabel.NO_PNEUMONIA
                     record_feedback(
                         session, study_instance_uid=uid, label=label, user="site-radiologist"

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from daemon import audit
 from daemon.db.models import LoginAttempt, User, UserRole, WebSession, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.errors import DaemonError
 from daemon.settings import WebSettings
 
@@ -231,7 +231,7 @@ def sign_in(
     username = username.strip().lower()[:64]
     address = address[:64]
     stored: str | None = None
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         retry_after = _lock_remaining(
             session, username=username, address=address, settings=settings, now=now
         )
@@ -248,7 +248,7 @@ def sign_in(
         )
     ok = verify_password(stored or _DUMMY_HASH, password) and stored is not None
     rehashed = hash_password(password) if ok and _hasher.check_needs_rehash(stored or "") else None
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         user = find_user(session, username=username) if ok else None
         # A wrong password, or the account changed while the password was checked.
         ok = user is not None and user.active and user.password_hash == stored
@@ -399,7 +399,7 @@ def change_password(
             a rule or is the same.
     """
     now = now or utcnow()
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         user = session.get(User, user_id)
         if user is None:
             raise AccountError(f"no user {user_id}")
@@ -410,7 +410,7 @@ def change_password(
         raise AccountError("the new password must differ from the current one")
     check_password_rules(new, settings, username=username)
     new_hash = hash_password(new)
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         user = session.get(User, user_id)
         if user is None or user.password_hash != stored:
             raise AccountError("the password was changed meanwhile; try again")

@@ -37,7 +37,7 @@ from daemon import accounts, audit, logs, maintenance, recalibration
 from daemon.db import queue
 from daemon.db.migrate import check_schema, current_revision, head_revision, upgrade
 from daemon.db.models import DeliveryState, FeedbackLabel, MonitoringAlert, UserRole
-from daemon.db.session import make_engine, make_session_factory, unit_of_work
+from daemon.db.session import make_engine, make_session_factory, writing
 from daemon.feedback import (
     csv_text,
     labelled_cases,
@@ -47,9 +47,9 @@ from daemon.feedback import (
     report,
 )
 from daemon.service import ROLES, Service, parse_roles
+from daemon.serving import Serving
 from daemon.settings import Settings, load_settings
-from daemon.worker import served_bundle
-from daemon.worklist import WorklistItem, configured_bands, worklist
+from daemon.worklist import WorklistItem, worklist
 
 logger = logging.getLogger("daemon.cli")
 
@@ -210,7 +210,7 @@ def _db(settings: Settings, command: str) -> int:
 def _status(settings: Settings) -> int:
     engine = make_engine(settings.storage.url)
     try:
-        with unit_of_work(make_session_factory(engine)) as session:
+        with writing(make_session_factory(engine)) as session:
             report = {
                 "jobs": queue.job_counts(session),
                 "deliveries": queue.delivery_counts(session),
@@ -228,11 +228,11 @@ def _outbox(settings: Settings, args: argparse.Namespace) -> int:
         if args.outbox_command == "retry":
             if not args.ids and not args.all_dead:
                 raise ConfigurationError("outbox retry: give delivery ids or --all-dead")
-            with unit_of_work(sessions) as session:
+            with writing(sessions) as session:
                 n = queue.retry_deliveries(session, ids=args.ids, all_dead=args.all_dead)
             _out(f"{n} dead deliveries queued again")
             return 0
-        with unit_of_work(sessions) as session:
+        with writing(sessions) as session:
             state = DeliveryState(args.state) if args.state else None
             rows = queue.list_deliveries(session, state=state, limit=args.limit)
             items = [
@@ -291,11 +291,13 @@ def _reading(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.storage.url)
     try:
         check_schema(engine)
-        with unit_of_work(make_session_factory(engine)) as session:
+        sessions = make_session_factory(engine)
+        bands = Serving(settings.model, settings.priority.bands, sessions).current().bands
+        with writing(sessions) as session:
             if args.command == "worklist":
                 items = worklist(
                     session,
-                    configured_bands(settings),
+                    bands,
                     max_wait=timedelta(minutes=settings.worklist.max_wait_minutes),
                 )
                 rows = _worklist_rows(items, for_people=args.format == "table")
@@ -371,11 +373,12 @@ def _threshold_interval(report_json: str) -> str:
 
 def _calibration(settings: Settings, args: argparse.Namespace) -> int:
     """Fit, list, activate and deactivate local calibration versions."""
-    served = served_bundle(settings.model)
     engine = make_engine(settings.storage.url)
     try:
         check_schema(engine)
-        with unit_of_work(make_session_factory(engine)) as session:
+        sessions = make_session_factory(engine)
+        served = Serving(settings.model, settings.priority.bands, sessions).current()
+        with writing(sessions) as session:
             command = args.calibration_command
             if command == "fit":
                 target = args.target_sensitivity
@@ -384,7 +387,7 @@ def _calibration(settings: Settings, args: argparse.Namespace) -> int:
                 row = recalibration.fit_local_calibration(
                     session,
                     model_version=served.model_version,
-                    bundle_calibration_version=served.calibration_version,
+                    bundle_calibration_version=served.bundle_calibration_version,
                     target_sensitivity=target,
                     min_cases=args.min_cases,
                     user=args.user,
@@ -435,10 +438,18 @@ def _monitoring(settings: Settings, args: argparse.Namespace) -> int:
         sessions = make_session_factory(engine)
         if args.monitoring_command == "run":
             _out(
-                json.dumps(maintenance.monitor(sessions, settings=settings), indent=2, default=str)
+                json.dumps(
+                    maintenance.monitor(
+                        sessions,
+                        settings=settings,
+                        serving=Serving(settings.model, settings.priority.bands, sessions),
+                    ),
+                    indent=2,
+                    default=str,
+                )
             )
             return 0
-        with unit_of_work(sessions) as session:
+        with writing(sessions) as session:
             rows = [
                 {
                     "raised_at": a.raised_at.isoformat(timespec="seconds"),
@@ -461,7 +472,7 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.storage.url)
     try:
         check_schema(engine)
-        with unit_of_work(make_session_factory(engine)) as session:
+        with writing(make_session_factory(engine)) as session:
             command = args.users_command
             if command == "list":
                 _emit(

@@ -13,28 +13,31 @@ from typing import Any
 
 from daemon import accounts
 from daemon.db import queue
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.monitoring import purge_old_files, run_monitoring, send_alerts
+from daemon.serving import Serving
 from daemon.settings import Settings
 from daemon.spool import FileStore
-from daemon.worker import served_bundle
 
 JobFunction = Callable[[SessionFactory], dict[str, Any]]
 
 
 def queue_report(sessions: SessionFactory) -> dict[str, Any]:
     """How many jobs and deliveries are in each state."""
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         return {
             "jobs": queue.job_counts(session),
             "deliveries": queue.delivery_counts(session),
         }
 
 
-def monitor(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
-    """Figures over the rolling windows for the model in service; alerts."""
-    served = served_bundle(settings.model)
-    with unit_of_work(sessions) as session:
+def monitor(sessions: SessionFactory, *, settings: Settings, serving: Serving) -> dict[str, Any]:
+    """Figures over the rolling windows for the model in service; alerts.
+
+    The target sensitivity is the one in use now: a local calibration's when active.
+    """
+    served = serving.current()
+    with writing(sessions) as session:
         summary = run_monitoring(
             session,
             settings=settings.monitoring,
@@ -48,7 +51,7 @@ def monitor(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
 
 def retention(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
     """Delete old spooled images and outputs; the rows stay."""
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         return purge_old_files(
             session,
             spool=FileStore(settings.storage.spool),
@@ -59,7 +62,7 @@ def retention(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]
 
 def sign_in_housekeeping(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
     """Delete ended web sessions and sign-in attempts older than the rate-limit window."""
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         return accounts.purge_expired(session, settings=settings.web)
 
 
@@ -72,13 +75,13 @@ class ScheduledJob:
     seconds: float
 
 
-def registry(settings: Settings) -> list[ScheduledJob]:
+def registry(settings: Settings, serving: Serving) -> list[ScheduledJob]:
     """Every scheduled job of the scheduler role, with its interval from the settings."""
     return [
         ScheduledJob("queue-report", queue_report, settings.scheduler.queue_report_seconds),
         ScheduledJob(
             "monitoring",
-            partial(monitor, settings=settings),
+            partial(monitor, settings=settings, serving=serving),
             settings.monitoring.interval_minutes * 60,
         ),
         ScheduledJob("retention", partial(retention, settings=settings), 3600.0),

@@ -17,25 +17,20 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chestaid.calibration import calibrator_from_dict, select_local_calibration
+from chestaid.calibration import select_local_calibration
 from chestaid.errors import CalibrationError
 from chestaid.metrics import confusion_at, ece, wilson_interval
 from chestaid.threshold import RULE, governed_threshold
 from daemon import audit
 from daemon.db.models import CalibrationState, CalibrationVersion, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
 from daemon.errors import DaemonError
 from daemon.feedback import TRUTH, labelled_cases, summarise
-from daemon.settings import Band
-from daemon.worker import ActiveModel, PriorityBands
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +133,7 @@ def activate(session: Session, *, version: int, user: str) -> CalibrationVersion
     row = session.scalar(select(CalibrationVersion).where(CalibrationVersion.version == version))
     if row is None:
         raise RecalibrationError(f"no calibration version {version}")
-    previous = _active(session, model_version=row.model_version)
+    previous = active_version(session, model_version=row.model_version)
     if previous is not None and previous.id != row.id:
         previous.state = CalibrationState.RETIRED
     row.state = CalibrationState.ACTIVE
@@ -159,7 +154,7 @@ def activate(session: Session, *, version: int, user: str) -> CalibrationVersion
 
 def deactivate(session: Session, *, model_version: str, user: str) -> int | None:
     """Go back to the bundle's own calibration; returns the version retired, if any."""
-    current = _active(session, model_version=model_version)
+    current = active_version(session, model_version=model_version)
     if current is None:
         return None
     current.state = CalibrationState.RETIRED
@@ -180,60 +175,10 @@ def versions(session: Session) -> list[CalibrationVersion]:
     )
 
 
-def _active(session: Session, *, model_version: str) -> CalibrationVersion | None:
+def active_version(session: Session, *, model_version: str) -> CalibrationVersion | None:
     return session.scalar(
         select(CalibrationVersion).where(
             CalibrationVersion.model_version == model_version,
             CalibrationVersion.state == CalibrationState.ACTIVE,
         )
     )
-
-
-@dataclass
-class ModelProvider:
-    """The model in service, with the active calibration looked up for every study.
-
-    The network is loaded once; an activation (or deactivation) takes effect for the
-    next study, without a restart.
-    """
-
-    base: ActiveModel
-    bands: list[Band]
-    sessions: SessionFactory
-    _current: ActiveModel | None = None
-    _current_version: int | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(self) -> ActiveModel:
-        """The model to score the next study with."""
-        with self._lock:
-            return self._lookup()
-
-    def _lookup(self) -> ActiveModel:
-        with unit_of_work(self.sessions) as session:
-            row = _active(session, model_version=self.base.scorer.model_version)
-            wanted = None if row is None else (row.version, row.calibrator, row.threshold)
-        if wanted is None:
-            if self._current_version is not None:
-                logger.info(
-                    "bundle calibration in use",
-                    extra={"calibration_version": self.base.calibration_version},
-                )
-            self._current, self._current_version = None, None
-            return self.base
-        version, calibrator, threshold = wanted
-        if self._current is None or self._current_version != version:
-            scorer = self.base.scorer.with_calibration(
-                calibrator_from_dict(json.loads(calibrator)), threshold
-            )
-            self._current = ActiveModel(
-                scorer=scorer,
-                calibration_version=version,
-                bands=PriorityBands.resolve(self.bands, threshold),
-            )
-            self._current_version = version
-            logger.info(
-                "local calibration in use",
-                extra={"calibration_version": version, "threshold": threshold},
-            )
-        return self._current

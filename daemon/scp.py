@@ -51,7 +51,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from daemon.db import queue
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.errors import DaemonError, SpoolError, SpoolFullError
 from daemon.settings import AllowSettings, NodeSettings
 from daemon.spool import FileStore, StoredFile
@@ -212,7 +212,7 @@ class StoreHandler:
             "calling_ae": str(event.assoc.requestor.ae_title).strip(),
         }
         try:
-            with unit_of_work(self.sessions) as session:
+            with writing(self.sessions) as session:
                 if queue.instance_exists(session, sop_instance_uid=sop_instance_uid):
                     logger.info("duplicate instance, first copy kept", extra=log)
                     return SUCCESS
@@ -264,7 +264,7 @@ class StoreHandler:
             return DATASET_MISMATCH
 
         try:
-            with unit_of_work(self.sessions) as session:
+            with writing(self.sessions) as session:
                 job = queue.record_instance(
                     session,
                     sop_instance_uid=sop_instance_uid,
@@ -308,7 +308,7 @@ class StoreHandler:
 
     def _already_kept(self, sop_instance_uid: str) -> bool:
         try:
-            with unit_of_work(self.sessions) as session:
+            with writing(self.sessions) as session:
                 return queue.instance_exists(session, sop_instance_uid=sop_instance_uid)
         except SQLAlchemyError:
             return False

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from daemon.db import queue
 from daemon.db.models import DeliveryState
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.errors import SpoolError
 from daemon.settings import Destination, NodeSettings, SenderSettings
 from daemon.spool import FileStore
@@ -134,7 +134,7 @@ class Sender:
             scheduler.shutdown(wait=True)
         if self._waker is not None:
             self._waker.join()
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             released = queue.release_owned_deliveries(session, owner=self.owner)
         logger.info("sender stopped", extra={"owner": self.owner, "released": released})
 
@@ -171,7 +171,7 @@ class Sender:
         counts = {"claimed": 0, "delivered": 0, "retrying": 0, "dead": 0}
         if not self.destinations:
             return counts
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             claims = queue.claim_deliveries(
                 session,
                 owner=self.owner,
@@ -236,7 +236,7 @@ class Sender:
         status = int(status_ds.get("Status", -1)) if status_ds else -1
         if status in STORED_STATUSES:
             try:
-                with unit_of_work(self.sessions) as session:
+                with writing(self.sessions) as session:
                     kept = queue.mark_delivered(
                         session, delivery_id=claim.delivery_id, owner=self.owner, status=status
                     )
@@ -268,7 +268,7 @@ class Sender:
                 maximum=self.settings.backoff_max_seconds,
             )
         )
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             state = queue.mark_attempt_failed(
                 session,
                 delivery_id=claim.delivery_id,

@@ -29,16 +29,16 @@ from sqlalchemy import Engine
 from daemon import systemd
 from daemon.db import queue
 from daemon.db.migrate import check_schema
-from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
+from daemon.db.session import SessionFactory, make_engine, make_session_factory, writing
 from daemon.maintenance import registry
-from daemon.recalibration import ModelProvider
 from daemon.scheduler import start_scheduler
 from daemon.scp import IntakeMonitor, StoreHandler, build_ae, handlers
 from daemon.sender import Sender
+from daemon.serving import ActiveModel, Serving
 from daemon.settings import Settings
 from daemon.spool import FileStore
 from daemon.web.server import WebServer, first_start
-from daemon.worker import ActiveModel, Worker, load_active_model
+from daemon.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Service:
             spool.clear_incomplete()
         if "worker" in self.roles:
             outbox.clear_incomplete()
-        with unit_of_work(sessions) as session:
+        with writing(sessions) as session:
             ended = queue.expire_leases_of_dead_owners(
                 session, host=socket.gethostname(), alive=_process_alive
             )
@@ -118,7 +118,7 @@ class Service:
                 "claims of a crashed process on this host released", extra={"count": ended}
             )
         destinations = [d.name for d in s.destinations]
-        provider: ModelProvider | None = None
+        serving = Serving(s.model, s.priority.bands, sessions)
         intake = IntakeMonitor() if "scp" in self.roles else None
 
         if "sender" in self.roles:
@@ -131,17 +131,16 @@ class Service:
             )
             self._sender.start()
         if "worker" in self.roles:
-            self.model = load_active_model(s.model, s.priority.bands)
-            # The active local calibration (if an admin activated one) is looked up
-            # for every study, so a new one is used without a restart.
-            provider = ModelProvider(self.model, list(s.priority.bands), sessions)
+            self.model = serving.preload()
             wake_sender = self._sender.wake if self._sender is not None else (lambda: None)
             for index in range(s.worker.count):
                 worker = Worker(
                     sessions=sessions,
                     spool=spool,
                     outbox=outbox,
-                    model=provider,
+                    # The active local calibration (if an admin activated one) is looked
+                    # up for every study, so a new one is used without a restart.
+                    model=serving.model,
                     destinations=destinations,
                     settings=s.worker,
                     wakeup=self._work_waiting,
@@ -157,10 +156,10 @@ class Service:
                 thread.start()
                 self._threads.append(thread)
         if "scheduler" in self.roles:
-            self._scheduler = start_scheduler(registry(s), sessions)
+            self._scheduler = start_scheduler(registry(s, serving), sessions)
         if "web" in self.roles:
             first_start(sessions)
-            self._web = WebServer(s, sessions, model=provider)
+            self._web = WebServer(s, sessions, serving=serving)
             self._web.start()
         if "scp" in self.roles:
             handler = self._handler = StoreHandler(

@@ -22,29 +22,26 @@ its quarter turns, and its map is turned back onto the image as received.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
 from sqlalchemy.exc import SQLAlchemyError
 
-from chestaid.bundle import default_bundle_path, load_bundle, read_manifest
 from chestaid.dicom_outputs import NotAssessedFinding, TriageFinding, is_chestaid_output
-from chestaid.errors import ChestAidError, ConfigurationError, NotChestRadiographError
+from chestaid.errors import ChestAidError, NotChestRadiographError
 from chestaid.imaging import dataset_to_grey, read_dicom_dataset
-from chestaid.inference import Prediction, Scorer
+from chestaid.inference import Prediction
 from daemon.db import queue
 from daemon.db.models import JobState
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.errors import SpoolError
 from daemon.heatmaps import ImageStatistics, encode_cam, image_statistics
 from daemon.outputs import not_assessed_outputs, scored_outputs
-from daemon.settings import Band, ModelSettings, WorkerSettings
+from daemon.serving import ActiveModel
+from daemon.settings import WorkerSettings
 from daemon.spool import FileStore
 
 logger = logging.getLogger(__name__)
@@ -65,107 +62,6 @@ def lower_thread_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except OSError as exc:
         logger.warning("cannot lower the worker's priority", extra={"error": str(exc)})
-
-
-@dataclass(frozen=True)
-class PriorityBands:
-    """Priority bands resolved against a threshold: (name, minimum score), highest first."""
-
-    cutoffs: tuple[tuple[str, float], ...]
-
-    @classmethod
-    def resolve(cls, bands: Sequence[Band], threshold: float) -> PriorityBands:
-        """Put numbers on configured bands; ``"threshold"`` becomes the governed threshold.
-
-        Raises:
-            ConfigurationError: the model has no governed threshold.
-        """
-        if not math.isfinite(threshold):
-            raise ConfigurationError(
-                "the model bundle has no governed threshold, so the URGENT band is undefined: "
-                "calibrate the bundle (chestaid calibrate) before serving it"
-            )
-        resolved = [
-            (band.name, threshold if band.min_score == "threshold" else float(band.min_score))
-            for band in bands
-        ]
-        return cls(tuple(sorted(resolved, key=lambda item: item[1], reverse=True)))
-
-    def assign(self, score: float) -> str:
-        """The band of a calibrated score: the first whose minimum it reaches."""
-        for name, minimum in self.cutoffs:
-            if score >= minimum:
-                return name
-        return self.cutoffs[-1][0]
-
-
-@dataclass(frozen=True)
-class ActiveModel:
-    """The model in service: a scorer with its calibration, and the bands on its threshold."""
-
-    scorer: Scorer
-    calibration_version: int
-    bands: PriorityBands
-
-
-def bundle_path(model: ModelSettings) -> Path:
-    """The configured bundle, or the bundled default model."""
-    return model.bundle if model.bundle is not None else default_bundle_path()
-
-
-@dataclass(frozen=True)
-class ServedBundle:
-    """What the daemon needs to know of the served bundle without loading its weights."""
-
-    model_version: str
-    calibration_version: int
-    threshold: float  # nan when the bundle has no governed threshold
-    target_sensitivity: float
-
-
-def served_bundle(model: ModelSettings) -> ServedBundle:
-    """The served bundle's versions and governed threshold, from its manifest only.
-
-    Raises:
-        BundleError: the manifest cannot be read.
-    """
-    manifest = read_manifest(bundle_path(model))
-    governed = manifest.threshold or {}
-    return ServedBundle(
-        model_version=manifest.version,
-        calibration_version=int((manifest.calibration or {}).get("calibration_version", 0)),
-        threshold=float(governed["threshold"]) if "threshold" in governed else float("nan"),
-        target_sensitivity=float(governed.get("target_sensitivity", 0.9)),
-    )
-
-
-def load_active_model(model: ModelSettings, bands: Sequence[Band]) -> ActiveModel:
-    """Load the configured bundle (the bundled model by default) for serving.
-
-    Raises:
-        BundleError: the bundle does not load or verify.
-        ConfigurationError: the bundle has no governed threshold.
-    """
-    if model.threads:
-        torch.set_num_threads(model.threads)
-    bundle = load_bundle(bundle_path(model))
-    scorer = Scorer.from_bundle(bundle, device=model.device)
-    version = int((bundle.manifest.calibration or {}).get("calibration_version", 0))
-    active = ActiveModel(
-        scorer=scorer,
-        calibration_version=version,
-        bands=PriorityBands.resolve(bands, scorer.threshold),
-    )
-    logger.info(
-        "model loaded",
-        extra={
-            "model_version": scorer.model_version,
-            "calibration_version": version,
-            "threshold": scorer.threshold,
-            "bands": dict(active.bands.cutoffs),
-        },
-    )
-    return active
 
 
 @dataclass(frozen=True)
@@ -247,7 +143,7 @@ class Worker:
             if not worked:
                 self.wakeup.wait(self.settings.poll_seconds)
         try:
-            with unit_of_work(self.sessions) as session:
+            with writing(self.sessions) as session:
                 released = queue.release_owned_jobs(session, owner=self.owner)
         except SQLAlchemyError as exc:
             logger.error(
@@ -258,7 +154,7 @@ class Worker:
 
     def process_next(self) -> bool:
         """Claim and process one job; False when there was none."""
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             claim = queue.claim_job(
                 session,
                 owner=self.owner,
@@ -293,7 +189,7 @@ class Worker:
             return
         p = scored.prediction
         turns = p.assessment.quarter_turns
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             kept = queue.complete_job(
                 session,
                 job_id=claim.job_id,
@@ -352,7 +248,7 @@ class Worker:
             initial=2 * self.settings.poll_seconds,
             maximum=self.settings.lease_seconds,
         )
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             queue.release_job(
                 session,
                 job_id=claim.job_id,
@@ -366,7 +262,7 @@ class Worker:
     def _finish(
         self, claim: queue.Claim, state: JobState, reason: str, log: dict[str, Any]
     ) -> None:
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             kept = queue.finish_job(
                 session, job_id=claim.job_id, owner=self.owner, state=state, reason=reason
             )

@@ -33,8 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Instance, Job, JobState, Result, StudyRead, utcnow
-from daemon.settings import Settings
-from daemon.worker import PriorityBands, served_bundle
+from daemon.priority import PriorityBands
 
 PRIORITY_ORDER = {"HIGH": 0, "MEDIUM": 1, "LOW": 2}
 # Where a not-assessed study stands among the bands (0 is the top band, 1 the next).
@@ -202,16 +201,6 @@ def study_entries(
             )
         )
     return entries
-
-
-def configured_bands(settings: Settings) -> PriorityBands:
-    """The priority bands on the configured bundle's governed threshold (manifest only).
-
-    Raises:
-        BundleError: the manifest cannot be read.
-        ConfigurationError: the bundle has no governed threshold.
-    """
-    return PriorityBands.resolve(settings.priority.bands, served_bundle(settings.model).threshold)
 
 
 def worklist(

@@ -311,9 +311,9 @@ class StoreSCP:
 def record_received(sessions: Any, uid: str, *, spool_name: str, size: int = 10) -> int:
     """Record a received DX instance and its queued job directly; returns the job id."""
     from daemon.db import queue
-    from daemon.db.session import unit_of_work
+    from daemon.db.session import writing
 
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         job = queue.record_instance(
             s,
             sop_instance_uid=uid,
@@ -360,11 +360,11 @@ def record_scored(
 
     from daemon.db import queue
     from daemon.db.models import Instance
-    from daemon.db.session import unit_of_work
+    from daemon.db.session import writing
 
     study = study_uid or f"s{uid}"
     job_id = record_received(sessions, uid, spool_name=spool_name or f"x/{uid}.dcm")
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         instance = s.scalars(select(Instance).where(Instance.sop_instance_uid == uid)).one()
         instance.study_instance_uid = study
         if when is not None:

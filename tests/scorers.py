@@ -14,8 +14,8 @@ from chestaid.calibration import TemperatureScaling
 from chestaid.inference import Prediction, Scorer
 from chestaid.models import ChestNet, build_model
 from chestaid.preprocess import PreprocessSpec
+from daemon.serving import ActiveModel, PriorityBands
 from daemon.settings import PrioritySettings
-from daemon.worker import ActiveModel, PriorityBands
 
 NOISE_DETAIL = "No image structure at the scale of anatomy."
 

@@ -23,13 +23,12 @@ from sqlalchemy import func, select
 
 from daemon import accounts
 from daemon.db.models import AuditEntry, User, UserRole, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
+from daemon.serving import Serving
 from daemon.settings import ModelSettings, Settings, StorageSettings, WebSettings
 from daemon.web.app import create_app
 from daemon.web.context import WebContext
 from daemon.web.security import COOKIE
-from daemon.worker import served_bundle
-from daemon.worklist import configured_bands
 from tests.bundles import unchecked_default_bundle
 
 BASE_URL = "https://localhost"
@@ -111,8 +110,7 @@ class Site:
         context = WebContext(
             settings=settings,
             sessions=sessions,
-            served=served_bundle(settings.model),
-            bands=configured_bands(settings),
+            serving=Serving(settings.model, settings.priority.bands, sessions),
         )
         return cls(settings=settings, sessions=sessions, context=context, app=create_app(context))
 
@@ -122,7 +120,7 @@ class Site:
 
     def add_user(self, username: str, role: UserRole, *, active: bool = True) -> int:
         """An account whose password is :data:`PASSWORD` and already chosen; its id."""
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             user = User(
                 username=username,
                 password_hash=password_hash(),
@@ -139,7 +137,7 @@ class Site:
 
     def start_session(self, user_id: int, kind: str = accounts.BROWSER) -> accounts.NewSession:
         """A session started as sign-in starts it (the password check is skipped)."""
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             user = session.get(User, user_id)
             assert user is not None
             return accounts.start_session(
@@ -164,17 +162,17 @@ class Site:
 
     def audit(self) -> list[AuditEntry]:
         """The audit log, oldest first."""
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all())
 
     def count(self, model: type[Any]) -> int:
         """Rows of an ORM model's table."""
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
     def user(self, username: str) -> User:
         """A user by name (detached, attributes loaded)."""
-        with unit_of_work(self.sessions) as session:
+        with writing(self.sessions) as session:
             found = accounts.find_user(session, username=username)
             assert found is not None, username
             return found

@@ -1,9 +1,13 @@
-"""One engine per process and one session per unit of work.
+"""One engine per process and one session per unit of work: :func:`reading` or :func:`writing`.
 
 On SQLite (the embedded default) the database runs in WAL mode with ``synchronous=FULL``
-(an acknowledged instance must survive a power cut, not only a crash), foreign keys
-on, and every transaction begun ``IMMEDIATE``: writers queue on the lock at the start
-of a transaction instead of failing half-way when two of them upgrade a read lock.
+(an acknowledged instance must survive a power cut, not only a crash) and foreign keys
+on. A writing unit begins ``IMMEDIATE``: writers queue on the lock at the start of a
+transaction instead of failing half-way when two of them upgrade a read lock. A reading
+unit begins deferred and takes no lock at all (WAL readers never block the writer), so
+a page, a report or a monitoring query can never make the SCP wait; SQLite's
+``query_only`` makes any write attempted in it fail at once instead of upgrading.
+On PostgreSQL both are ordinary transactions, the reading one ``READ ONLY``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
+_READ_ONLY = "chestaid_read_only"
 
 
 def make_engine(url: str, *, busy_timeout: float = 10.0) -> Engine:
@@ -51,7 +56,12 @@ def make_engine(url: str, *, busy_timeout: float = 10.0) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(_READ_ONLY, False):
+            connection.exec_driver_sql("PRAGMA query_only=1")
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("PRAGMA query_only=0")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -62,7 +72,25 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 
 
 @contextmanager
-def unit_of_work(factory: SessionFactory) -> Iterator[Session]:
-    """A session whose transaction commits on success and rolls back on any error."""
+def writing(factory: SessionFactory) -> Iterator[Session]:
+    """A unit of work that writes: commits on success, rolls back on any error.
+
+    On SQLite it holds the write lock from its start to its end, so keep it short and
+    do any network call (a webhook, a delivery) after it, never inside.
+    """
     with factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def reading(factory: SessionFactory) -> Iterator[Session]:
+    """A unit of work that only reads: one consistent snapshot, no lock, no write.
+
+    A write attempted inside fails (SQLite: "attempt to write a readonly database";
+    PostgreSQL: a read-only transaction).
+    """
+    with factory() as session, session.begin():
+        connection = session.connection(execution_options={_READ_ONLY: True})
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
         yield session

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -12,19 +13,17 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chestaid.bundle import read_manifest
 from chestaid.errors import BundleError, CalibrationError
 from chestaid.threshold import GovernedThreshold
 from daemon import accounts, audit, feedback, maintenance, recalibration
 from daemon.db.models import MonitoringAlert, MonitoringRun, Result, UserRole, utcnow
-from daemon.db.session import unit_of_work
+from daemon.db.session import writing
 from daemon.monitoring import outcome_counts
 from daemon.web import charts
 from daemon.web.context import WebContext
 from daemon.web.rendering import render
 from daemon.web.security import Principal, context, csrf_form_admin, require_admin
 from daemon.web.views import Id
-from daemon.worker import bundle_path
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -60,7 +59,8 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
     """Everything the dashboard shows, from the database (no model)."""
     now = utcnow()
     since = period_start(period, now=now)
-    model_version = ctx.served.model_version
+    served = ctx.serving.current()
+    model_version = served.model_version
     cases = [
         c for c in feedback.labelled_cases(session, since=since) if c.model_version == model_version
     ]
@@ -92,6 +92,7 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
         "period": period,
         "periods": list(PERIODS),
         "model_version": model_version,
+        "served": served,
         "report": overall.to_dict(),
         "outcomes": outcome_counts(session, since=since, model_version=model_version),
         "windows": [
@@ -104,9 +105,7 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
         ),
         "distribution_svg": charts.score_distribution_svg(
             _daily_scores(session, model_version=model_version, since=since),
-            threshold=None
-            if ctx.served.threshold != ctx.served.threshold
-            else ctx.served.threshold,
+            threshold=served.threshold if math.isfinite(served.threshold) else None,
         ),
         "confusion_svg": charts.confusion_matrix_svg(tp=c.tp, fp=c.fp, tn=c.tn, fn=c.fn),
         "psi_svg": charts.psi_history_svg(
@@ -119,7 +118,7 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
 def dashboard(request: Request, principal: Admin, period: str = "30d") -> Response:
     """The monitoring dashboard for a period."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         data = dashboard_data(session, ctx, period=period if period in PERIODS else "30d")
     return render(request, "admin.html", **data)
 
@@ -128,8 +127,8 @@ def dashboard(request: Request, principal: Admin, period: str = "30d") -> Respon
 def run_monitoring_now(request: Request, principal: AdminPost) -> Response:
     """Run the monitoring job now (audited)."""
     ctx = context(request)
-    summary = maintenance.monitor(ctx.sessions, settings=ctx.settings)
-    with unit_of_work(ctx.sessions) as session:
+    summary = maintenance.monitor(ctx.sessions, settings=ctx.settings, serving=ctx.serving)
+    with writing(ctx.sessions) as session:
         audit.record(session, actor=principal.username, action="monitoring.run", detail=summary)
     return RedirectResponse("/admin", status_code=303)
 
@@ -139,7 +138,7 @@ def feedback_report(request: Request, principal: Admin, period: str = "30d") -> 
     """The feedback report for a period, and the latest feedback."""
     ctx = context(request)
     since = period_start(period, now=utcnow())
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         cases = feedback.labelled_cases(session, since=since)
         outcomes = outcome_counts(session, since=since)
     groups = [g.to_dict() for g in feedback.report(cases)]
@@ -165,7 +164,7 @@ def feedback_export(request: Request, principal: Admin, period: str = "all") -> 
     ctx = context(request)
     period = period if period in PERIODS else "all"
     since = period_start(period, now=utcnow())
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         cases = feedback.labelled_cases(session, since=since)
         audit.record(
             session,
@@ -184,7 +183,7 @@ def feedback_export(request: Request, principal: Admin, period: str = "all") -> 
 def calibration_page(request: Request, principal: Admin, message: str | None = None) -> Response:
     """The calibration in use and every local version."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         rows = [
             {
                 "version": r.version,
@@ -206,7 +205,7 @@ def calibration_page(request: Request, principal: Admin, message: str | None = N
         request,
         "calibration.html",
         versions=rows,
-        served=ctx.served,
+        served=ctx.serving.current(),
         bundle_threshold=_bundle_threshold(ctx),
         active=next((r for r in rows if r["state"] == "active"), None),
         message=message,
@@ -216,7 +215,7 @@ def calibration_page(request: Request, principal: Admin, message: str | None = N
 def _bundle_threshold(ctx: WebContext) -> GovernedThreshold | None:
     """The served bundle's threshold record with its intervals (None if it has none)."""
     try:
-        record = read_manifest(bundle_path(ctx.settings.model)).threshold
+        record = ctx.serving.manifest().threshold
         return None if record is None else GovernedThreshold.from_dict(record)
     except (BundleError, CalibrationError) as exc:
         # The page still shows the threshold in use; only the intervals are missing.
@@ -233,7 +232,7 @@ def activate(request: Request, version: Id, principal: AdminPost) -> Response:
     """Put a calibration version in use for the next study."""
     ctx = context(request)
     try:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             recalibration.activate(session, version=version, user=principal.username)
     except recalibration.RecalibrationError as exc:
         return _calibration_error(request, str(exc))
@@ -244,9 +243,11 @@ def activate(request: Request, version: Id, principal: AdminPost) -> Response:
 def deactivate(request: Request, principal: AdminPost) -> Response:
     """Go back to the bundle's own calibration."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         recalibration.deactivate(
-            session, model_version=ctx.served.model_version, user=principal.username
+            session,
+            model_version=ctx.serving.current().model_version,
+            user=principal.username,
         )
     return RedirectResponse("/admin/calibration?message=bundle+calibration+in+use", status_code=303)
 
@@ -262,7 +263,8 @@ def fit(
     ctx = context(request)
     try:
         min_cases = int(min_cases_text or 100)
-        target = float(target_text or ctx.served.target_sensitivity)
+        served = ctx.serving.current()
+        target = float(target_text or served.target_sensitivity)
     except ValueError:
         return _calibration_error(request, "minimum cases and target sensitivity are numbers")
     if not (10 <= min_cases <= 100_000 and 0.5 <= target < 1.0):
@@ -270,11 +272,11 @@ def fit(
             request, "minimum cases from 10; target sensitivity from 0.5 to below 1"
         )
     try:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             row = recalibration.fit_local_calibration(
                 session,
-                model_version=ctx.served.model_version,
-                bundle_calibration_version=ctx.served.calibration_version,
+                model_version=served.model_version,
+                bundle_calibration_version=served.bundle_calibration_version,
                 target_sensitivity=target,
                 min_cases=min_cases,
                 user=principal.username,
@@ -291,7 +293,7 @@ def _users_page(
     request: Request, *, issued: tuple[str, str] | None = None, error: str | None = None
 ) -> Response:
     """The users page, with a one-time password just issued or the error of a change."""
-    with unit_of_work(context(request).sessions) as session:
+    with writing(context(request).sessions) as session:
         rows = accounts.users(session)
     return render(
         request,
@@ -323,7 +325,7 @@ def create_user(
     error = None
     try:
         role = UserRole(role_text)
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             user, password = accounts.create_user(
                 session,
                 username=username,
@@ -351,7 +353,7 @@ def change_user(
     issued = None
     error = None
     try:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             if action == "reset":
                 user, password = accounts.reset_password(
                     session, user_id=user_id, actor=principal.username
@@ -381,6 +383,6 @@ def change_user(
 def audit_page(request: Request, principal: Admin, action: str = "") -> Response:
     """The audit trail, newest first."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         entries = audit.entries(session, limit=500, action_prefix=action, newest_first=True)
     return render(request, "audit.html", entries=entries, action=action)

@@ -20,7 +20,7 @@ from chestaid.display import percent_pair_text
 from chestaid.errors import ChestAidError
 from daemon import accounts, feedback, recalibration
 from daemon.db.models import FeedbackLabel, SavedAnalysis, utcnow
-from daemon.db.session import unit_of_work
+from daemon.db.session import writing
 from daemon.heatmaps import encode_cam
 from daemon.studies import study_detail
 from daemon.web import imaging, views
@@ -269,7 +269,7 @@ def issue_token(request: Request, body: TokenRequest) -> TokenOut:
         ) from exc
     except accounts.SignInError as exc:
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         started = accounts.start_session(
             session, user=user, kind=accounts.API, address=address, settings=ctx.settings.web
         )
@@ -285,7 +285,7 @@ def issue_token(request: Request, body: TokenRequest) -> TokenOut:
 def revoke_token(request: Request, principal: ApiUser) -> Response:
     """Sign out: the token (or session) stops working at once."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         live = views.web_session(session, principal.session_id)
         if live is not None:
             accounts.end_session(session, web_session=live)
@@ -334,7 +334,7 @@ def get_worklist(
 ) -> list[WorklistItemOut]:
     """Open studies (scored, not read) in reading order; ``limit`` from ``offset``."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         rows = views.worklist_rows(session, ctx)[offset : offset + limit]
     return [
         WorklistItemOut(
@@ -368,7 +368,7 @@ def get_worklist(
 def get_study(request: Request, uid: str, principal: ApiUser) -> StudyOut:
     """A study's images and scores, its feedback with history, and its read."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         detail = study_detail(session, study_instance_uid=uid)
         if detail is None:
             raise HTTPException(404, f"no study {uid}")
@@ -405,7 +405,7 @@ def put_feedback(request: Request, uid: str, body: FeedbackIn, principal: ApiUse
     """Give or change the finding on a study (history kept; marks the study read)."""
     ctx = context(request)
     try:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             feedback.record_feedback(
                 session,
                 study_instance_uid=uid,
@@ -425,7 +425,7 @@ def post_read(request: Request, uid: str, principal: ApiUser) -> ReadOut:
     """Mark a study read without feedback (it leaves the worklist)."""
     ctx = context(request)
     try:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             newly = feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
     except feedback.UnknownStudyError as exc:
         raise HTTPException(404, str(exc)) from exc
@@ -449,7 +449,7 @@ def get_report(
     """The feedback report: overall, then per model and calibration version (admin)."""
     ctx = context(request)
     start = _since(since)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         cases = feedback.labelled_cases(session, since=start)
     return [group.to_dict() for group in feedback.report(cases)]
 
@@ -463,7 +463,7 @@ def export_feedback(
     """Every feedback with its prediction (the export, admin)."""
     ctx = context(request)
     start = _since(since)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         return [case.to_dict() for case in feedback.labelled_cases(session, since=start)]
 
 
@@ -471,7 +471,7 @@ def export_feedback(
 def get_alerts(request: Request, principal: ApiUser) -> list[AlertOut]:
     """The alerts that still hold (those of each window's latest monitoring run)."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         return [
             AlertOut(
                 raised_at=a.raised_at, kind=a.kind, window_days=a.window_days, message=a.message
@@ -499,7 +499,7 @@ def _calibration_out(row: Any) -> CalibrationOut:
 def get_calibrations(request: Request, principal: ApiAdmin) -> list[CalibrationOut]:
     """Local calibration versions, newest first (admin)."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         return [_calibration_out(r) for r in recalibration.versions(session)]
 
 
@@ -512,7 +512,7 @@ def activate_calibration(request: Request, version: Id, principal: ApiAdmin) -> 
     """Put a calibration version in use for the next study (admin; audited)."""
     ctx = context(request)
     try:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             return _calibration_out(
                 recalibration.activate(session, version=version, user=principal.username)
             )
@@ -574,7 +574,7 @@ async def analyse(
             ctx.analysis_slots.release()
 
     def analyse_now() -> AnalysisOut:
-        model = ctx.scoring_model()
+        model = ctx.serving.model()
         try:
             result = imaging.analyse_upload(
                 data,
@@ -590,7 +590,7 @@ async def analyse(
         heat_png = imaging.heatmap_png(result.cam, size=(height, width))
         saved_id = None
         if keep:
-            with unit_of_work(ctx.sessions) as session:
+            with writing(ctx.sessions) as session:
                 row = SavedAnalysis(
                     user_id=principal.user_id,
                     created_at=utcnow(),

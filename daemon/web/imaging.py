@@ -48,7 +48,7 @@ from chestaid.imaging import (
     read_raster,
 )
 from daemon.errors import DaemonError
-from daemon.worker import ActiveModel
+from daemon.serving import ActiveModel
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from chestaid.errors import ChestAidError
 from daemon import accounts, audit, feedback
 from daemon.db.models import FeedbackLabel, SavedAnalysis, UserRole, utcnow
-from daemon.db.session import unit_of_work
+from daemon.db.session import writing
 from daemon.errors import DaemonError
 from daemon.heatmaps import CamError, decode_cam
 from daemon.studies import StudyDetail, image_source, study_detail
@@ -139,7 +139,7 @@ def login(
         return _login_form(
             request, next=next, error="Unknown user name or wrong password.", status_code=401
         )
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         previous = request.cookies.get(COOKIE)
         if previous:
             # A new sign-in in this browser ends the session it had, if any.
@@ -157,7 +157,7 @@ def login(
 def logout(request: Request, principal: PostedPending) -> Response:
     """Sign out: the session ends at once."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         web_session = views.web_session(session, principal.session_id)
         if web_session is not None:
             accounts.end_session(session, web_session=web_session)
@@ -213,7 +213,7 @@ def change_password(
 def worklist_page(request: Request, principal: User_) -> Response:
     """The worklist, most urgent first."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         rows = views.worklist_rows(session, ctx)
     shown = ctx.settings.web.worklist_rows
     return render(
@@ -221,7 +221,7 @@ def worklist_page(request: Request, principal: User_) -> Response:
         "worklist.html",
         rows=rows[:shown],
         total=len(rows),
-        bands=ctx.bands.cutoffs,
+        bands=ctx.serving.current().bands.cutoffs,
     )
 
 
@@ -229,7 +229,7 @@ def worklist_page(request: Request, principal: User_) -> Response:
 def worklist_rows(request: Request, principal: User_) -> Response:
     """The table body alone, for the page's periodic refresh."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         rows = views.worklist_rows(session, ctx)
     return render(
         request,
@@ -241,7 +241,7 @@ def worklist_rows(request: Request, principal: User_) -> Response:
 
 def _study(request: Request, uid: str) -> StudyDetail | None:
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         return study_detail(session, study_instance_uid=uid)
 
 
@@ -293,7 +293,7 @@ def give_feedback(
             message="Choose a finding.",
         )
     try:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             feedback.record_feedback(
                 session,
                 study_instance_uid=uid,
@@ -321,7 +321,7 @@ def mark_read(request: Request, uid: str, principal: Posted) -> Response:
     """Mark a study read without feedback; it leaves the worklist."""
     ctx = context(request)
     try:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
     except feedback.UnknownStudyError:
         return _no_such_study(request)
@@ -332,7 +332,7 @@ def mark_read(request: Request, uid: str, principal: Posted) -> Response:
 def source_png(request: Request, uid: str, result_id: Id, principal: User_) -> Response:
     """A scored image of the study as shown (8-bit grey PNG)."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         spool_name, _ = image_source(session, study_instance_uid=uid, result_id=result_id)
     if spool_name is None:
         return Response(status_code=404)
@@ -367,7 +367,7 @@ def heatmap_png(
 ) -> Response:
     """The image's stored Grad-CAM map as a colour PNG of the requested size."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         _, cam = image_source(session, study_instance_uid=uid, result_id=result_id)
     if cam is None:
         return Response(status_code=404)
@@ -379,7 +379,7 @@ def heatmap_png(
 def analyse_page(request: Request, principal: User_) -> Response:
     """The upload form and the analyses this user kept."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         query = select(SavedAnalysis).order_by(SavedAnalysis.id.desc()).limit(50)
         if principal.role != UserRole.ADMIN:
             query = query.where(SavedAnalysis.user_id == principal.user_id)
@@ -407,7 +407,7 @@ def analyse_page(request: Request, principal: User_) -> Response:
 def _saved(request: Request, principal: Principal, analysis_id: int) -> SavedAnalysis | None:
     """A kept analysis its user (or an admin) may see."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         row = session.get(SavedAnalysis, analysis_id)
         if row is None or (row.user_id != principal.user_id and not principal.is_admin):
             return None
@@ -455,7 +455,7 @@ def saved_analysis_heatmap(request: Request, analysis_id: Id, principal: User_) 
 def delete_saved_analysis(request: Request, analysis_id: Id, principal: Posted) -> Response:
     """Delete a kept analysis (its owner or an admin)."""
     ctx = context(request)
-    with unit_of_work(ctx.sessions) as session:
+    with writing(ctx.sessions) as session:
         row = session.get(SavedAnalysis, analysis_id)
         if row is not None and (row.user_id == principal.user_id or principal.is_admin):
             session.delete(row)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from chestaid.display import interval_text, percent_pair_text, percent_text
 from daemon.db.models import MonitoringAlert, MonitoringRun
-from daemon.db.session import unit_of_work
+from daemon.db.session import writing
 from daemon.web.context import WebContext
 from daemon.web.security import find_principal
 
@@ -67,7 +67,7 @@ def render(request: Request, name: str, *, status_code: int = 200, **values: Any
     principal = find_principal(request)
     alerts: list[MonitoringAlert] = []
     if principal is not None:
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             alerts = banner_alerts(session)
     return templates.TemplateResponse(
         request,

@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from daemon import accounts
 from daemon.db.models import UserRole
-from daemon.db.session import unit_of_work
+from daemon.db.session import writing
 from daemon.errors import DaemonError
 from daemon.web.context import WebContext
 
@@ -126,7 +126,7 @@ def find_principal(request: Request) -> Principal | None:
     if found is not None:
         token, via = found
         ctx = context(request)
-        with unit_of_work(ctx.sessions) as session:
+        with writing(ctx.sessions) as session:
             live = accounts.resolve_session(
                 session,
                 token=token,

@@ -11,24 +11,22 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable
 
 import uvicorn
 
 from daemon import accounts
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
+from daemon.serving import Serving
 from daemon.settings import Settings
 from daemon.web.app import create_app
 from daemon.web.context import WebContext
-from daemon.worker import ActiveModel, PriorityBands, served_bundle
-from daemon.worklist import configured_bands
 
 logger = logging.getLogger(__name__)
 
 
 def first_start(sessions: SessionFactory) -> None:
     """Create the first admin when there is no account, and log its one-time password."""
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         password = accounts.ensure_first_admin(session)
     if password is not None:
         logger.warning(
@@ -62,16 +60,15 @@ class WebServer:
         settings: Settings,
         sessions: SessionFactory,
         *,
-        model: Callable[[], ActiveModel] | None = None,
-        bands: PriorityBands | None = None,
+        serving: Serving | None = None,
     ) -> None:
         web = settings.web
         context = WebContext(
             settings=settings,
             sessions=sessions,
-            served=served_bundle(settings.model),
-            bands=bands if bands is not None else configured_bands(settings),
-            model=model,
+            serving=serving
+            if serving is not None
+            else Serving(settings.model, settings.priority.bands, sessions),
         )
         self.app = create_app(context)
         self._socket = _bind(web.host, web.port)

@@ -77,10 +77,11 @@ def worklist_rows(
 ) -> list[WorklistRow]:
     """The open studies in reading order, ready to show."""
     now = now or utcnow()
-    names = [name for name, _ in ctx.bands.cutoffs]
+    bands = ctx.serving.current().bands
+    names = [name for name, _ in bands.cutoffs]
     items = worklist(
         session,
-        ctx.bands,
+        bands,
         max_wait=timedelta(minutes=ctx.settings.worklist.max_wait_minutes),
         now=now,
     )

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from daemon import accounts
 from daemon.db.models import LoginAttempt, UserRole, WebSession, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.settings import WebSettings
 
 
@@ -16,7 +16,7 @@ def test_housekeeping_keeps_live_sessions_and_recent_attempts(sessions: SessionF
     settings = WebSettings()
     now = utcnow()
     long_ago = now - timedelta(days=3)
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         user, _ = accounts.create_user(
             session, username="reader", role=UserRole.RADIOLOGIST, actor="test"
         )
@@ -33,10 +33,10 @@ def test_housekeeping_keeps_live_sessions_and_recent_attempts(sessions: SessionF
         )
         session.add(LoginAttempt(at=long_ago, username="reader", address="x", succeeded=False))
         session.add(LoginAttempt(at=now, username="reader", address="x", succeeded=False))
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         purged = accounts.purge_expired(session, settings=settings, now=now)
     assert purged == {"login_attempts": 1, "web_sessions": 1}
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         assert session.scalar(select(func.count(LoginAttempt.id))) == 1
         kept = session.scalars(select(WebSession.token_hash)).all()
         assert kept == [accounts.token_hash(live.token)]

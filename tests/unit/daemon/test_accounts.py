@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from daemon import accounts
 from daemon.db.models import LoginAttempt, User, UserRole, WebSession, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.settings import WebSettings
 from daemon.web.server import first_start
 from tests.web_fixtures import (
@@ -62,12 +62,12 @@ def _sign_in(
 
 
 def _resolve(site: Site, token: str, now: datetime) -> WebSession | None:
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         return accounts.resolve_session(session, token=token, settings=site.settings.web, now=now)
 
 
 def _start(site: Site, user_id: int, kind: str, now: datetime) -> accounts.NewSession:
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         user = session.get(User, user_id)
         assert user is not None
         return accounts.start_session(
@@ -88,7 +88,7 @@ def test_the_first_admin_is_created_once_with_a_logged_one_time_password(
     assert len(issued) == 1
     password = issued[0].one_time_password
     assert len(password) >= 16
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         assert accounts.ensure_first_admin(session) is None
         (admin,) = accounts.users(session)
     assert (admin.username, admin.role, admin.active) == ("admin", UserRole.ADMIN, True)
@@ -99,7 +99,7 @@ def test_the_first_admin_is_created_once_with_a_logged_one_time_password(
 
 
 def test_a_one_time_password_must_be_changed_before_anything_else(site: Site) -> None:
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         one_time = accounts.ensure_first_admin(session)
     assert one_time is not None
     browser = site.client()
@@ -142,7 +142,7 @@ def test_a_one_time_password_must_be_changed_before_anything_else(site: Site) ->
 
 
 def test_an_api_client_can_replace_a_one_time_password(site: Site) -> None:
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         one_time = accounts.ensure_first_admin(session)
     assert one_time is not None
     api = site.client()
@@ -160,16 +160,16 @@ def test_an_api_client_can_replace_a_one_time_password(site: Site) -> None:
 
 
 def test_new_user_names_and_passwords_follow_the_rules(site: Site) -> None:
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         user, one_time = accounts.create_user(
             session, username="  Reader.One ", role=UserRole.RADIOLOGIST, actor="admin"
         )
     assert user.username == "reader.one" and user.must_change_password
     for bad in ("r", "-reader", "has space", "reader/one", "x" * 65, "rëader"):
-        with unit_of_work(site.sessions) as session, pytest.raises(accounts.AccountError):
+        with writing(site.sessions) as session, pytest.raises(accounts.AccountError):
             accounts.create_user(session, username=bad, role=UserRole.ADMIN, actor="admin")
     with (
-        unit_of_work(site.sessions) as session,
+        writing(site.sessions) as session,
         pytest.raises(accounts.AccountError, match="taken"),
     ):
         accounts.create_user(session, username="READER.ONE", role=UserRole.ADMIN, actor="admin")
@@ -208,7 +208,7 @@ def test_a_wrong_password_unknown_name_or_disabled_account_is_a_recorded_failure
         assert not isinstance(raised.value, accounts.SignInRateLimitedError)
         messages.add(str(raised.value))
     assert len(messages) == 1  # the answer does not tell which it was
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         attempts = session.scalars(select(LoginAttempt).order_by(LoginAttempt.id)).all()
         rows = [(a.username, a.address, a.succeeded) for a in attempts]
     assert rows == [
@@ -329,7 +329,7 @@ def test_a_browser_session_ends_after_the_idle_time(site: Site) -> None:
     assert _resolve(site, started.token, seen + idle + timedelta(seconds=1)) is None
     # Once ended it stays ended, even for a request that would have been in time.
     assert _resolve(site, started.token, seen + timedelta(minutes=1)) is None
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         row = session.scalar(select(WebSession))
         assert row is not None and row.ended_at is not None
 
@@ -386,7 +386,7 @@ def test_an_inactive_account_has_no_live_session_even_if_its_sessions_were_not_e
 ) -> None:
     user_id = site.add_user("reader", UserRole.RADIOLOGIST)
     started = _start(site, user_id, accounts.API, T0)
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         user = session.get(User, user_id)
         assert user is not None
         user.active = False  # as a direct database change would, without ending sessions
@@ -425,7 +425,7 @@ def test_the_last_active_admin_cannot_be_disabled_or_demoted(site: Site) -> None
     second = site.add_user("deputy", UserRole.ADMIN, active=False)
 
     def refused(change: str) -> None:
-        with unit_of_work(site.sessions) as session, pytest.raises(accounts.AccountError):
+        with writing(site.sessions) as session, pytest.raises(accounts.AccountError):
             if change == "disable":
                 accounts.set_active(session, user_id=first, active=False, actor="admin")
             else:
@@ -435,11 +435,11 @@ def test_the_last_active_admin_cannot_be_disabled_or_demoted(site: Site) -> None
     refused("demote")  # a disabled admin does not count
     assert (site.user("admin").active, site.user("admin").role) == (True, UserRole.ADMIN)
 
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         accounts.set_active(session, user_id=second, active=True, actor="admin")
         accounts.set_role(session, user_id=first, role=UserRole.RADIOLOGIST, actor="admin")
     assert site.user("admin").role == UserRole.RADIOLOGIST
-    with unit_of_work(site.sessions) as session, pytest.raises(accounts.AccountError):
+    with writing(site.sessions) as session, pytest.raises(accounts.AccountError):
         accounts.set_active(session, user_id=second, active=False, actor="deputy")
 
 
@@ -462,7 +462,7 @@ def test_an_admin_cannot_disable_or_demote_themselves_when_last_through_the_page
 def test_passwords_and_tokens_are_stored_only_hashed(
     tmp_path: Path, site: Site, sessions: SessionFactory
 ) -> None:
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         one_time = accounts.ensure_first_admin(session)
     assert one_time is not None
     chosen = "Quartz-Zebra-Lantern-8841"
@@ -495,7 +495,7 @@ def test_passwords_and_tokens_are_stored_only_hashed(
     assert accounts.token_hash(bearer).encode() in data
     for secret in (chosen, one_time, cookie, bearer):
         assert secret.encode() not in data, "a secret is stored in clear"
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         hashes = set(session.scalars(select(WebSession.token_hash)).all())
     assert hashes >= {accounts.token_hash(cookie), accounts.token_hash(bearer)}
     assert not hashes & {cookie, bearer}

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 
 from daemon import maintenance
 from daemon.db.models import FeedbackLabel, Instance, MonitoringAlert, MonitoringRun, utcnow
-from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
+from daemon.db.session import SessionFactory, make_engine, make_session_factory, writing
 from daemon.feedback import record_feedback
 from daemon.heatmaps import ImageStatistics
 from daemon.monitoring import (
@@ -24,9 +24,9 @@ from daemon.monitoring import (
     run_monitoring,
     send_alerts,
 )
+from daemon.serving import Serving
 from daemon.settings import MonitoringSettings, Settings, StorageSettings
 from daemon.spool import FileStore
-from daemon.worker import served_bundle
 from tests.daemon_harness import record_scored
 
 NOW = utcnow()
@@ -57,7 +57,7 @@ def _study(
         model_version=model_version,
     )
     if label is not None:
-        with unit_of_work(sessions) as s:
+        with writing(sessions) as s:
             record_feedback(s, study_instance_uid=study, label=label, user="dr", now=when)
 
 
@@ -74,12 +74,12 @@ def test_a_missed_sensitivity_raises_an_alert_and_is_stored(sessions: SessionFac
     for i in range(20):
         _study(sessions, f"2.{i}", -1.0, above=i < 10, label=FeedbackLabel.NO_PNEUMONIA)
     settings = MonitoringSettings(min_labelled=30, ppv_floor=0.9, windows_days=[7])
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         summary = run_monitoring(
             s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
         )
     assert summary["alerts"] == 2
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         kinds = sorted(a.kind for a in s.scalars(select(MonitoringAlert)))
         run = s.scalars(select(MonitoringRun)).one()
     assert kinds == ["ppv", "sensitivity"]
@@ -90,7 +90,7 @@ def test_a_missed_sensitivity_raises_an_alert_and_is_stored(sessions: SessionFac
 def test_too_few_labels_raise_no_performance_alert(sessions: SessionFactory) -> None:
     for i in range(10):
         _study(sessions, f"1.{i}", 1.0, above=False, label=FeedbackLabel.PNEUMONIA)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         summary = run_monitoring(
             s,
             settings=MonitoringSettings(min_labelled=30, windows_days=[7]),
@@ -132,7 +132,7 @@ def test_drift_without_labels_alerts_and_posts_to_the_webhook(sessions: SessionF
     settings = MonitoringSettings(
         windows_days=[7], reference_studies=40, min_window_results=20, webhook_url=url
     )
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         summary = run_monitoring(
             s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
         )
@@ -177,19 +177,22 @@ def test_a_slow_webhook_never_holds_the_database(
             webhook_url=f"http://127.0.0.1:{server.server_port}/alerts",
         ),
     )
-    _drifted_scores(sessions, served_bundle(settings.model).model_version)
+    served = Serving(settings.model, settings.priority.bands, sessions)
+    _drifted_scores(sessions, served.current().model_version)
     serving = threading.Thread(target=server.handle_request)
     serving.start()
     results: list[dict[str, Any]] = []
     monitoring = threading.Thread(
-        target=lambda: results.append(maintenance.monitor(sessions, settings=settings))
+        target=lambda: results.append(
+            maintenance.monitor(sessions, settings=settings, serving=served)
+        )
     )
     monitoring.start()
     try:
         assert _Stalling.arrived.wait(timeout=60), "the webhook was never called"
         other = make_engine(str(engine.url), busy_timeout=0.5)
         try:
-            with unit_of_work(make_session_factory(other)) as s:  # takes the write lock
+            with writing(make_session_factory(other)) as s:  # takes the write lock
                 runs = s.scalars(select(MonitoringRun)).all()
         finally:
             other.dispose()
@@ -209,13 +212,13 @@ def test_retention_deletes_old_finished_images_and_keeps_the_rows(
     old, new = spool.write(b"old"), spool.write(b"new")
     _study(sessions, "1.1", 0.0, above=False, days_ago=40, spool_name=old.name)
     _study(sessions, "1.2", 0.0, above=False, days_ago=1, spool_name=new.name)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         done = purge_old_files(
             s, spool=spool, outbox=FileStore(tmp_path / "outbox"), older_than_days=30, now=NOW
         )
     assert done == {"images": 1, "outputs": 0}
     assert not old.path.exists() and new.path.exists()
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         names = dict(s.execute(select(Instance.sop_instance_uid, Instance.spool_name)).all())
     assert names == {"1.1": None, "1.2": new.name}
 
@@ -248,20 +251,20 @@ def _monitor(sessions: SessionFactory, *, reference_studies: int) -> dict[str, A
     settings = MonitoringSettings(
         windows_days=[7], reference_studies=reference_studies, min_window_results=20
     )
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         return run_monitoring(
             s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
         )
 
 
 def _run_figures(sessions: SessionFactory) -> dict[str, Any]:
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         figures: dict[str, Any] = json.loads(s.scalars(select(MonitoringRun)).one().figures)
     return figures
 
 
 def _alert_messages(sessions: SessionFactory) -> list[tuple[str, str]]:
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         return [(a.kind, a.message) for a in s.scalars(select(MonitoringAlert))]
 
 

@@ -12,7 +12,7 @@ import pytest
 from chestaid.calibration import sigmoid
 from chestaid.metrics import ece
 from daemon.db.models import FeedbackLabel, MonitoringRun, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.feedback import labelled_cases, record_feedback, report
 from daemon.heatmaps import ImageStatistics
 from daemon.monitoring import outcome_counts, run_monitoring
@@ -47,7 +47,7 @@ def _study(
         image=ImageStatistics(mean=image_mean, std=0.2, rows=64, cols=64),
     )
     if label is not None:
-        with unit_of_work(sessions) as s:
+        with writing(sessions) as s:
             record_feedback(s, study_instance_uid=study, label=label, user="dr", now=when)
 
 
@@ -59,7 +59,7 @@ def test_feedback_on_not_assessed_studies_is_counted_apart_from_every_rate(
     # Confident scores that would move every figure if they were counted.
     for n, (logit, label) in enumerate([(6.0, NEG), (-6.0, POS), (6.0, IND)]):
         _study(sessions, f"2.{n}", logit, label=label, not_assessable="unfamiliar")
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         cases = labelled_cases(s)
     overall = report(cases)[0]
     c = overall.confusion
@@ -89,7 +89,7 @@ def test_monitoring_leaves_them_out_of_drift_and_gives_their_rate(
     for i, reason in enumerate(["noise", "noise", "noise", "inverted", "featureless"]):
         _study(sessions, f"2.{i}", -9.0, not_assessable=reason, image_mean=1.0)
     settings = MonitoringSettings(reference_studies=20, min_window_results=20, windows_days=[7])
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         summary = run_monitoring(
             s, settings=settings, model_version="m", target_sensitivity=0.9, now=NOW
         )
@@ -102,12 +102,12 @@ def test_monitoring_leaves_them_out_of_drift_and_gives_their_rate(
     assert figures["not_assessable_rate"] == pytest.approx(5 / 45)
     assert figures["not_assessable_reasons"] == {"featureless": 1, "inverted": 1, "noise": 3}
     assert summary["windows"][7]["not_assessable_results"] == 5
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         everything = outcome_counts(s)
         window = outcome_counts(s, since=NOW - timedelta(days=7), model_version="m")
     assert (everything.results, everything.not_assessable) == (70, 30)
     assert window.rate == pytest.approx(5 / 45)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert outcome_counts(s, model_version="other").rate is None
 
 
@@ -119,7 +119,7 @@ def test_recalibration_never_fits_on_not_assessable_results(sessions: SessionFac
         _study(sessions, f"2.{i}", 5.0, label=NEG, not_assessable="noise")
     with (
         pytest.raises(RecalibrationError, match="20 labelled studies"),
-        unit_of_work(sessions) as s,
+        writing(sessions) as s,
     ):
         fit_local_calibration(
             s,

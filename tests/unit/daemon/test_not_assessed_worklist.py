@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
+from daemon.serving import PriorityBands
 from daemon.settings import Band, PrioritySettings
-from daemon.worker import PriorityBands
 from daemon.worklist import (
     NotAssessedImages,
     StudyEntry,
@@ -126,7 +126,7 @@ def test_a_study_is_placed_by_the_highest_of_its_images_not_assessed_counted_aft
     )
     routine = record_scored(sessions, "4.1", logit=1.0, score=0.6, above=False)
 
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         items = worklist(s, BANDS, max_wait=MAX_WAIT)
         entries = {e.study_instance_uid: e for e in study_entries(s)}
     assert [i.entry.study_instance_uid for i in items] == [

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from daemon.db import queue
 from daemon.db.models import Delivery, DeliveryState, Job, JobState, OutputKind, Result, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.heatmaps import ImageStatistics
 from tests.daemon_harness import record_received
 
@@ -21,17 +21,17 @@ def _receive(sessions: SessionFactory, uid: str) -> int:
 
 def _claim(sessions: SessionFactory, owner: str, **kw: object) -> queue.Claim | None:
     args: dict[str, object] = {"lease_seconds": 60.0, "max_attempts": 3, **kw}
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         return queue.claim_job(s, owner=owner, **args)  # type: ignore[arg-type]
 
 
 def test_same_sop_instance_uid_is_kept_once(sessions: SessionFactory) -> None:
     _receive(sessions, "1.1")
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert queue.instance_exists(s, sop_instance_uid="1.1")
     with pytest.raises(IntegrityError):
         _receive(sessions, "1.1")
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert queue.job_counts(s)["queued"] == 1
 
 
@@ -53,12 +53,12 @@ def test_an_expired_lease_is_reclaimed_and_the_old_owner_cannot_record(
     later = utcnow() + timedelta(seconds=61)
     taken = _claim(sessions, "other", now=later)
     assert taken is not None and taken.job_id == job_id and taken.attempts == 2
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert not queue.finish_job(
             s, job_id=job_id, owner="dead-worker", state=JobState.FAILED, reason="x"
         )
         assert queue.finish_job(s, job_id=job_id, owner="other", state=JobState.SKIPPED, reason="y")
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         job = s.get(Job, job_id)
         assert job is not None and job.state == JobState.SKIPPED and job.reason == "y"
 
@@ -70,7 +70,7 @@ def test_a_job_that_keeps_killing_its_worker_is_failed(sessions: SessionFactory)
         claim = _claim(sessions, f"w{attempt}", now=now + timedelta(seconds=61 * attempt))
         assert claim is not None
     assert _claim(sessions, "w3", now=now + timedelta(seconds=61 * 3)) is None
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         job = s.get(Job, job_id)
         assert job is not None and job.state == JobState.FAILED
         assert "abandoned" in (job.reason or "")
@@ -79,7 +79,7 @@ def test_a_job_that_keeps_killing_its_worker_is_failed(sessions: SessionFactory)
 def test_a_clean_stop_gives_jobs_back_uncounted(sessions: SessionFactory) -> None:
     job_id = _receive(sessions, "1.1")
     assert _claim(sessions, "w") is not None
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert queue.release_owned_jobs(s, owner="w") == 1
     claim = _claim(sessions, "w2")
     assert claim is not None and claim.job_id == job_id and claim.attempts == 1
@@ -99,7 +99,7 @@ def _complete(sessions: SessionFactory, destinations: list[str]) -> int:
         )
         for i, kind in enumerate(OutputKind)
     ]
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert queue.complete_job(
             s,
             job_id=job_id,
@@ -121,7 +121,7 @@ def test_completion_records_result_outputs_and_a_delivery_per_destination(
     sessions: SessionFactory,
 ) -> None:
     job_id = _complete(sessions, ["pacs", "archive"])
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         job = s.get(Job, job_id)
         assert job is not None and job.state == JobState.DONE
         assert job.result is not None and job.result.priority == "URGENT"
@@ -138,7 +138,7 @@ def test_completion_stores_the_map_and_image_statistics_when_given(
     given, omitted = _receive(sessions, "1.1"), _receive(sessions, "1.2")
     for job_id in (given, omitted):
         assert _claim(sessions, "w") is not None
-        with unit_of_work(sessions) as s:
+        with writing(sessions) as s:
             assert queue.complete_job(
                 s,
                 job_id=job_id,
@@ -155,7 +155,7 @@ def test_completion_stores_the_map_and_image_statistics_when_given(
                 cam="[[0.0,1.0],[0.25,0.5]]" if job_id == given else None,
                 image=statistics if job_id == given else None,
             )
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         results = {r.job_id: r for r in s.scalars(select(Result))}
         stored, bare = results[given], results[omitted]
         assert stored.cam == "[[0.0,1.0],[0.25,0.5]]"
@@ -168,12 +168,12 @@ def test_completion_stores_the_map_and_image_statistics_when_given(
 def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> None:
     _complete(sessions, ["pacs"])
     now = utcnow()
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         claims = queue.claim_deliveries(
             s, owner="s", lease_seconds=60, destinations=["pacs"], limit=10, now=now
         )
     assert len(claims) == 2
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         state = queue.mark_attempt_failed(
             s, delivery_id=claims[0].delivery_id, owner="s", error="down", status=None, retry_in=30
         )
@@ -189,7 +189,7 @@ def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> No
             )
             == DeliveryState.DEAD
         )
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         # Not due before its backoff has passed; the dead one is never claimed.
         assert (
             queue.claim_deliveries(
@@ -197,7 +197,7 @@ def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> No
             )
             == []
         )
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         again = queue.claim_deliveries(
             s,
             owner="s",
@@ -209,7 +209,7 @@ def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> No
         assert [c.delivery_id for c in again] == [claims[0].delivery_id]
         assert again[0].attempts == 2
         assert queue.mark_delivered(s, delivery_id=again[0].delivery_id, owner="s", status=0)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert queue.retry_deliveries(s, all_dead=True) == 1
         counts = queue.delivery_counts(s)
     assert counts == {"pending": 1, "sending": 0, "delivered": 1, "dead": 0}
@@ -219,7 +219,7 @@ def test_leases_of_dead_processes_on_this_host_end_at_once(sessions: SessionFact
     first, second = _receive(sessions, "1.1"), _receive(sessions, "1.2")
     assert _claim(sessions, "here:111:worker:aa") is not None
     assert _claim(sessions, "here:222:worker:bb") is not None
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         ended = queue.expire_leases_of_dead_owners(s, host="here", alive=lambda pid: pid == 222)
     assert ended == 1
     taken = _claim(sessions, "here:333:worker:cc")

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DatabaseError
 from chestaid.metrics import wilson_interval
 from daemon import audit
 from daemon.db.models import FeedbackChange, FeedbackLabel
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.feedback import (
     FeedbackError,
     LabelledCase,
@@ -21,8 +21,8 @@ from daemon.feedback import (
     report,
     summarise,
 )
+from daemon.serving import PriorityBands
 from daemon.settings import PrioritySettings
-from daemon.worker import PriorityBands
 from daemon.worklist import StudyEntry, order_worklist, worklist
 from tests.daemon_harness import record_scored
 
@@ -103,19 +103,19 @@ def _scored(sessions: SessionFactory, uid: str, score: float, *, above: bool) ->
 def test_feedback_marks_read_keeps_history_and_is_audited(sessions: SessionFactory) -> None:
     study = _scored(sessions, "1.1", 0.8, above=True)
     other = _scored(sessions, "1.2", 0.2, above=False)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert {
             i.entry.study_instance_uid for i in worklist(s, BANDS, max_wait=timedelta(hours=2))
         } == {study, other}
         record_feedback(s, study_instance_uid=study, label=FeedbackLabel.NO_PNEUMONIA, user="dr.a")
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert [
             i.entry.study_instance_uid for i in worklist(s, BANDS, max_wait=timedelta(hours=2))
         ] == [other]
         record_feedback(
             s, study_instance_uid=study, label=FeedbackLabel.PNEUMONIA, user="dr.b", comment="RLL"
         )
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         changes = s.scalars(select(FeedbackChange).order_by(FeedbackChange.id)).all()
         assert [(c.changed_by, c.old_label, c.new_label) for c in changes] == [
             ("dr.a", None, "no_pneumonia"),
@@ -129,17 +129,17 @@ def test_feedback_marks_read_keeps_history_and_is_audited(sessions: SessionFacto
         ]
         cases = labelled_cases(s)
         assert len(cases) == 1 and cases[0].label == FeedbackLabel.PNEUMONIA
-    with pytest.raises(FeedbackError, match="no scored study"), unit_of_work(sessions) as s:
+    with pytest.raises(FeedbackError, match="no scored study"), writing(sessions) as s:
         record_feedback(s, study_instance_uid="nope", label=FeedbackLabel.PNEUMONIA, user="dr.a")
 
 
 def test_the_audit_log_refuses_changes(sessions: SessionFactory) -> None:
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         audit.record(s, actor="admin", action="threshold.changed", detail={"old": 0.9, "new": 0.8})
     for statement in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"):
-        with pytest.raises(DatabaseError, match="append-only"), unit_of_work(sessions) as s:
+        with pytest.raises(DatabaseError, match="append-only"), writing(sessions) as s:
             s.execute(text(statement))
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert [e.actor for e in audit.entries(s)] == ["admin"]
 
 

@@ -17,17 +17,16 @@ from chestaid.preprocess import PreprocessSpec
 from chestaid.threshold import governed_threshold
 from daemon import audit
 from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.feedback import record_feedback
 from daemon.recalibration import (
-    ModelProvider,
     RecalibrationError,
     activate,
     deactivate,
     fit_local_calibration,
 )
-from daemon.settings import PrioritySettings
-from daemon.worker import ActiveModel, PriorityBands
+from daemon.serving import ActiveModel, PriorityBands, Serving
+from daemon.settings import ModelSettings, PrioritySettings
 from tests.daemon_harness import record_scored
 
 BANDS = list(PrioritySettings().bands)
@@ -53,7 +52,7 @@ def _site(sessions: SessionFactory, n: int, *, seed: int = 0) -> tuple[np.ndarra
             model_version="test-1",
         )
         label = FeedbackLabel.PNEUMONIA if y else FeedbackLabel.NO_PNEUMONIA
-        with unit_of_work(sessions) as s:
+        with writing(sessions) as s:
             record_feedback(s, study_instance_uid=study, label=label, user="dr")
     return logits, labels
 
@@ -77,7 +76,7 @@ def test_too_few_cases_is_refused(sessions: SessionFactory) -> None:
     _site(sessions, 20)
     with (
         pytest.raises(RecalibrationError, match="20 labelled studies"),
-        unit_of_work(sessions) as s,
+        writing(sessions) as s,
     ):
         fit_local_calibration(
             s,
@@ -91,9 +90,9 @@ def test_too_few_cases_is_refused(sessions: SessionFactory) -> None:
 
 def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: ActiveModel) -> None:
     logits, labels = _site(sessions, 160)
-    provider = ModelProvider(base, BANDS, sessions)
+    provider = Serving(ModelSettings(), BANDS, sessions, base=base)
     assert provider() is base
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         row = fit_local_calibration(
             s,
             model_version="test-1",
@@ -110,7 +109,7 @@ def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: Acti
     assert figures["ece_after_cross_validated"] < figures["ece_before"]
     assert figures["sensitivity_estimate"] >= 0.8
     # The bundle's rule, on the refitted calibrator's scores of these studies.
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         stored = s.scalars(select(CalibrationVersion)).one()
         calibrator = calibrator_from_dict(json.loads(stored.calibrator))
     expected = governed_threshold(calibrator.predict_proba(logits), labels, 0.9)
@@ -119,16 +118,16 @@ def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: Acti
     assert figures["governed"]["sensitivity_ci95"] == list(expected.sensitivity_ci95)
     assert provider() is base  # pending: nothing changes yet
 
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         activate(s, version=version, user="admin")
     in_use = provider()
     assert in_use.calibration_version == 2
     assert in_use.scorer.threshold == pytest.approx(row.threshold)
     assert in_use.scorer.model is base.scorer.model  # the network is not reloaded
 
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert deactivate(s, model_version="test-1", user="admin") == 2
     assert provider() is base
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         actions = [e.action for e in audit.entries(s) if e.action.startswith("calibration.")]
     assert actions == ["calibration.fitted", "calibration.activated", "calibration.deactivated"]

@@ -9,8 +9,8 @@ import pytest
 
 from chestaid.errors import ConfigurationError
 from daemon.scp import REASON_CALLING_AE_NOT_RECOGNISED, IntakeMonitor, peer_allowed
+from daemon.serving import PriorityBands
 from daemon.settings import AllowSettings, Band
-from daemon.worker import PriorityBands
 
 
 def test_allowlist_by_calling_ae_and_network() -> None:

@@ -40,7 +40,7 @@ from daemon.db.models import (
     WebSession,
     utcnow,
 )
-from daemon.db.session import SessionFactory, make_engine, make_session_factory, unit_of_work
+from daemon.db.session import SessionFactory, make_engine, make_session_factory, writing
 from daemon.heatmaps import encode_cam
 from daemon.web import security
 from tests.daemon_harness import record_scored
@@ -110,7 +110,7 @@ def _result_id(site: Site, uid: str) -> int:
 
 
 def _any_admin(site: Site) -> int:
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         found = session.scalar(select(User.id).where(User.role == UserRole.ADMIN))
     assert found is not None
     return found
@@ -118,7 +118,7 @@ def _any_admin(site: Site) -> int:
 
 def _state(site: Site) -> dict[str, Any]:
     """What a refused change must leave as it was."""
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         users = [
             (u.username, u.role, u.active, u.password_hash)
             for u in session.scalars(select(User).order_by(User.id)).all()
@@ -545,11 +545,11 @@ def test_the_calibration_page_shows_thresholds_with_their_intervals(
         "specificity_ci95": [0.4, 0.6],
         "threshold_ci95": [0.99991, 0.999972],
     }
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         session.add(
             CalibrationVersion(
                 version=2,
-                model_version=site.context.served.model_version,
+                model_version=site.context.serving.current().model_version,
                 method="platt",
                 calibrator=json.dumps({"name": "platt", "a": 1.0, "b": 0.0}),
                 threshold=0.99996,
@@ -861,7 +861,7 @@ def analyser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Analyser]:
     site = Site.build(tmp_path, make_session_factory(engine), upload_max_mb=1)
     admin = site.add_user("admin", UserRole.ADMIN)
     reader = site.add_user("reader", UserRole.RADIOLOGIST)
-    site.context.scoring_model()  # load the bundled model here, once
+    site.context.serving.model()  # load the bundled model here, once
     yield Analyser(site=site, bearer=site.bearer(admin), admin=admin, reader=reader)
     engine.dispose()
 
@@ -889,7 +889,7 @@ def test_an_uploaded_png_is_scored_in_memory_and_nothing_is_kept(analyser: Analy
     assert result["above_threshold"] == (result["score"] >= result["threshold"])
     texts = (result["score_text"], result["threshold_text"])
     assert texts == percent_pair_text(result["score"], result["threshold"])
-    assert result["model_version"] == site.context.served.model_version
+    assert result["model_version"] == site.context.serving.current().model_version
     grey = _open_png(base64.b64decode(result["image_png"]))
     heat = _open_png(base64.b64decode(result["heatmap_png"]))
     assert (grey.mode, heat.mode) == ("L", "RGB")
@@ -909,7 +909,7 @@ def test_a_kept_analysis_stores_the_shown_image_not_the_upload(analyser: Analyse
     saved_id = answer.json()["saved_id"]
     assert isinstance(saved_id, int)
     assert site.count(SavedAnalysis) == before + 1
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         row = session.get(SavedAnalysis, saved_id)
         assert row is not None
         stored, digest = row.image_png, row.sha256

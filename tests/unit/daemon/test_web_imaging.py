@@ -25,6 +25,7 @@ from chestaid.imaging import dataset_to_grey
 from chestaid.inference import Scorer
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
+from daemon.serving import ActiveModel, PriorityBands
 from daemon.settings import PrioritySettings
 from daemon.web.imaging import (
     Analysis,
@@ -40,7 +41,6 @@ from daemon.web.imaging import (
     http_status,
     study_image,
 )
-from daemon.worker import ActiveModel, PriorityBands
 from tests.dicom_factory import chestaid_output_bytes, make_dx
 from tests.synthetic_data import chest_like
 

@@ -132,7 +132,7 @@ def test_the_dashboard_and_feedback_report_show_the_not_assessed_rate(
     admin = site.add_user("admin", UserRole.ADMIN)
     bearer = site.bearer(reader)
     client = site.client()
-    served = site.context.served.model_version
+    served = site.context.serving.current().model_version
     scored = record_scored(
         site.sessions, "1.2.1", logit=2.0, score=0.9, above=True, model_version=served
     )

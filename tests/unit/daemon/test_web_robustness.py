@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from daemon.db.models import Result, UserRole
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.heatmaps import encode_cam
 from tests.daemon_harness import record_scored
 from tests.web_fixtures import Site
@@ -41,12 +41,12 @@ def test_unreadable_images_and_maps_are_typed_answers(
         spool_name="x/garbage.dcm",
         cam=encode_cam(np.full((2, 2), 0.5)),
     )
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         result_id = session.query(Result.id).scalar()
     base = f"/studies/{uid}/images/{result_id}"
     assert client.get(f"{base}/source.png").status_code == 422  # corrupt, not a 500
     assert client.get(f"{base}/heatmap.png").status_code == 200
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         session.execute(update(Result).values(cam="[[2.0]]"))  # out of range: unusable
     assert client.get(f"{base}/heatmap.png").status_code == 404
     (spool / "x" / "garbage.dcm").unlink()

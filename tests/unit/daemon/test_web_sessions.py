@@ -7,13 +7,13 @@ from pathlib import Path
 
 from daemon import accounts
 from daemon.db.models import UserRole, WebSession, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.web.security import REFRESH_HEADER
 from tests.web_fixtures import Site
 
 
 def _last_seen(site: Site, session_id: int) -> object:
-    with unit_of_work(site.sessions) as session:
+    with writing(site.sessions) as session:
         row = session.get(WebSession, session_id)
         assert row is not None
         return row.last_seen_at
@@ -23,7 +23,7 @@ def test_refreshes_do_not_count_as_activity(tmp_path: Path, sessions: SessionFac
     site = Site.build(tmp_path, sessions, session_idle_minutes=30)
     reader = site.add_user("reader", UserRole.RADIOLOGIST)
     started = utcnow() - timedelta(minutes=20)
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         user = site.user("reader")
         new = accounts.start_session(
             session,
@@ -42,7 +42,7 @@ def test_refreshes_do_not_count_as_activity(tmp_path: Path, sessions: SessionFac
     assert client.get("/worklist/rows").status_code == 200
     assert _last_seen(site, row_id) != started  # a request of the user's own counts
 
-    with unit_of_work(sessions) as session:
+    with writing(sessions) as session:
         later = started + timedelta(minutes=31)
         idle = accounts.resolve_session(
             session, token=new.token, settings=site.settings.web, now=later, activity=False

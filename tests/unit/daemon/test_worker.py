@@ -19,11 +19,12 @@ from chestaid.inference import Scorer
 from chestaid.models import ChestNet
 from daemon.db import queue
 from daemon.db.models import Delivery, Job, JobState, Output, OutputKind, Result, utcnow
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.heatmaps import decode_cam
+from daemon.serving import ActiveModel
 from daemon.settings import WorkerSettings
 from daemon.spool import FileStore
-from daemon.worker import ActiveModel, Worker
+from daemon.worker import Worker
 from tests.daemon_harness import record_received
 from tests.dicom_factory import chestaid_output_bytes, make_dx
 from tests.scorers import (
@@ -82,7 +83,7 @@ def _dx_bytes(**kwargs: object) -> tuple[bytes, str]:
 
 
 def _job(sessions: SessionFactory, job_id: int) -> Job:
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         job = s.get(Job, job_id)
         assert job is not None
         return job
@@ -98,7 +99,7 @@ def test_a_chest_radiograph_is_scored_with_outputs_and_deliveries(
     assert worker.process_next()
     assert not worker.process_next()  # nothing else queued
     assert _job(sessions, job_id).state == JobState.DONE
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         result = s.scalars(select(Result)).one()
         outputs = s.scalars(select(Output)).all()
         deliveries = s.scalars(select(Delivery)).all()
@@ -122,7 +123,7 @@ def test_the_result_keeps_the_map_and_the_image_statistics(
     # What the worker should have stored, from the same bytes and the same model.
     pixels = read_dicom(data).pixels
     expected = model.scorer.score_pixels(pixels)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         result = s.scalars(select(Result)).one()
         assert result.cam is not None
         cam = decode_cam(result.cam)
@@ -160,7 +161,7 @@ def test_a_lateral_view_is_skipped_and_corrupt_pixels_fail(
     assert _job(sessions, lateral_job).state == JobState.SKIPPED
     corrupt = _job(sessions, corrupt_job)
     assert corrupt.state == JobState.FAILED and "CorruptImageError" in (corrupt.reason or "")
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert s.scalars(select(Output)).all() == []
 
 
@@ -176,7 +177,7 @@ def test_a_full_outbox_is_retried_after_a_pause_then_failed_at_the_limit(
     assert job.attempts == 1
     assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()
     assert not worker.process_next()  # not before its pause has passed
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         claim = queue.claim_job(
             s,
             owner=worker.owner,
@@ -197,9 +198,9 @@ def test_a_worker_that_lost_its_lease_records_nothing(
     worker = _worker(tmp_path, sessions, model)
     data, uid = _dx_bytes()
     job_id = _receive(worker, sessions, data, uid)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         slow = queue.claim_job(s, owner=worker.owner, lease_seconds=1, max_attempts=3)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         queue.claim_job(
             s,
             owner="host:2:worker:other",
@@ -211,12 +212,12 @@ def test_a_worker_that_lost_its_lease_records_nothing(
     worker.process(slow)
     job = _job(sessions, job_id)
     assert job.state == JobState.RUNNING and job.lease_owner == "host:2:worker:other"
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert s.scalars(select(Result)).all() == []
 
 
 def _outputs(tmp_path: Path, sessions: SessionFactory) -> dict[OutputKind, pydicom.Dataset]:
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         rows = s.scalars(select(Output)).all()
         return {o.kind: pydicom.dcmread(tmp_path / "outbox" / o.file_name) for o in rows}
 
@@ -241,7 +242,7 @@ def test_a_not_assessable_image_is_recorded_with_its_reason_no_band_and_no_map(
         assert worker.process_next()
     assert _job(sessions, job_id).state == JobState.DONE
     plain = _active(net).scorer.score_pixels(read_dicom(data).pixels)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         result = s.scalars(select(Result)).one()
         assert not result.assessable
         assert (result.not_assessable_reason, result.not_assessable_detail) == (
@@ -289,7 +290,7 @@ def test_an_image_turned_upright_to_score_gets_its_map_turned_back(
     upright = _active(net).scorer.score_pixels(np.rot90(pixels, k=1))
     as_received = np.rot90(upright.cam, k=-1)
     assert not np.allclose(as_received, upright.cam, atol=1e-3)  # the test can tell them apart
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         result = s.scalars(select(Result)).one()
         assert result.assessable and result.quarter_turns == 1
         assert result.priority in ("URGENT", "ROUTINE")

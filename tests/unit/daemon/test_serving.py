@@ -1,0 +1,149 @@
+"""The model in service has one room: after an admin activates a local calibration,
+every role asks :class:`daemon.serving.Serving` and sees the new threshold, target and
+bands at once; deactivating brings the bundle's back. (The web role and monitoring
+kept the bundle's figures, read once at start, until a restart.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from chestaid.calibration import TemperatureScaling
+from chestaid.display import percent_text
+from daemon import maintenance, recalibration
+from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel, UserRole
+from daemon.db.session import SessionFactory, reading, writing
+from daemon.feedback import record_feedback
+from daemon.serving import Serving
+from daemon.settings import MonitoringSettings, Settings, StorageSettings
+from tests.daemon_harness import record_scored
+from tests.web_fixtures import Site
+
+LOCAL_THRESHOLD = 0.42
+LOCAL_TARGET = 0.97
+REPORT = {
+    "ece_before": 0.08,
+    "ece_after_cross_validated": 0.03,
+    "sensitivity_estimate": 0.97,
+    "sensitivity_ci95": [0.93, 0.99],
+    "specificity_estimate": 0.8,
+    "specificity_ci95": [0.74, 0.85],
+    "threshold_ci95": [0.35, 0.5],
+}
+
+
+def _local_version(sessions: SessionFactory, model_version: str, *, activate: bool) -> int:
+    """A fitted local calibration (as ``fit_local_calibration`` stores one), activated."""
+    with writing(sessions) as s:
+        row = CalibrationVersion(
+            version=7,
+            model_version=model_version,
+            method="temperature",
+            calibrator=json.dumps(TemperatureScaling(1.5).to_dict()),
+            threshold=LOCAL_THRESHOLD,
+            target_sensitivity=LOCAL_TARGET,
+            n_cases=200,
+            report=json.dumps(REPORT),
+            state=CalibrationState.PENDING,
+            fitted_by="admin",
+        )
+        s.add(row)
+        s.flush()
+        if activate:
+            recalibration.activate(s, version=row.version, user="admin")
+        return row.version
+
+
+def _serving(settings: Settings, sessions: SessionFactory) -> Serving:
+    return Serving(settings.model, settings.priority.bands, sessions)
+
+
+def test_the_current_figures_follow_activation_and_rollback(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    settings = Settings(storage=StorageSettings(var_dir=tmp_path / "var"))
+    serving = _serving(settings, sessions)
+    bundle = serving.current()
+    assert not bundle.local and bundle.threshold != LOCAL_THRESHOLD
+    assert dict(bundle.bands.cutoffs)["URGENT"] == bundle.threshold
+
+    version = _local_version(sessions, bundle.model_version, activate=True)
+    now = serving.current()  # the same object, asked again: nothing cached
+    assert now.local and now.calibration_version == version
+    assert (now.threshold, now.target_sensitivity) == (LOCAL_THRESHOLD, LOCAL_TARGET)
+    assert dict(now.bands.cutoffs)["URGENT"] == LOCAL_THRESHOLD
+    assert now.bundle_calibration_version == bundle.calibration_version
+
+    with writing(sessions) as s:
+        recalibration.deactivate(s, model_version=bundle.model_version, user="admin")
+    assert serving.current() == bundle
+
+
+def test_monitoring_alerts_against_the_target_in_use(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    """60 confirmed pneumonias, 54 flagged: sensitivity 0.90, Wilson upper bound 0.95.
+    Against the bundle's target (0.90) that is no alert; against the activated local
+    target (0.97) it is one."""
+    settings = Settings(
+        storage=StorageSettings(var_dir=tmp_path / "var"),
+        monitoring=MonitoringSettings(min_labelled=30, windows_days=[7]),
+    )
+    serving = _serving(settings, sessions)
+    served = serving.current()
+    assert served.target_sensitivity < 0.95 < LOCAL_TARGET
+    for i in range(60):
+        study = record_scored(
+            sessions,
+            f"1.2.{i}",
+            logit=1.0,
+            score=0.7,
+            above=i < 54,
+            model_version=served.model_version,
+        )
+        with writing(sessions) as s:
+            record_feedback(s, study_instance_uid=study, label=FeedbackLabel.PNEUMONIA, user="dr")
+
+    before = maintenance.monitor(sessions, settings=settings, serving=serving)
+    assert [a["kind"] for a in before["raised"]] == []
+    _local_version(sessions, served.model_version, activate=True)
+    after = maintenance.monitor(sessions, settings=settings, serving=serving)
+    assert [a["kind"] for a in after["raised"]] == ["sensitivity"]
+    assert f"target {LOCAL_TARGET:.2f}" in after["raised"][0]["message"]
+
+
+def test_the_dashboard_draws_the_threshold_in_use(tmp_path: Path, sessions: SessionFactory) -> None:
+    site = Site.build(tmp_path, sessions)
+    client, _ = site.browser(site.add_user("admin", UserRole.ADMIN))
+    bundle = site.context.serving.current()
+    assert f">{percent_text(bundle.threshold)}<" in client.get("/admin").text
+
+    _local_version(sessions, bundle.model_version, activate=True)
+    page = client.get("/admin").text
+    assert f'id="dash-threshold">{percent_text(LOCAL_THRESHOLD)}<' in page
+    assert "local calibration v7" in page
+    calibration = client.get("/admin/calibration").text
+    assert "v7" in calibration and percent_text(LOCAL_THRESHOLD) in calibration
+
+
+def test_a_reading_unit_refuses_to_write(sessions: SessionFactory) -> None:
+    with pytest.raises(OperationalError, match=r"readonly"), reading(sessions) as s:
+        s.add(
+            CalibrationVersion(
+                version=1,
+                model_version="m",
+                method="temperature",
+                calibrator="{}",
+                threshold=0.5,
+                target_sensitivity=0.9,
+                n_cases=1,
+                report="{}",
+                fitted_by="x",
+            )
+        )
+        s.flush()
+    with reading(sessions) as s:
+        assert recalibration.versions(s) == []
