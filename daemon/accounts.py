@@ -350,6 +350,11 @@ def resolve_session(
     return found
 
 
+def web_session(session: Session, session_id: int) -> WebSession | None:
+    """A web session (browser or API token) by id."""
+    return session.get(WebSession, session_id)
+
+
 def end_session(session: Session, *, web_session: WebSession, now: datetime | None = None) -> None:
     """Sign out: the token stops working at once."""
     now = now or utcnow()

@@ -28,16 +28,13 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-
 from chestaid.display import interval_text, score_pair_text, score_text
 from chestaid.errors import ChestAidError, ConfigurationError
-from daemon import accounts, audit, logs, maintenance, recalibration
+from daemon import accounts, audit, logs, maintenance, monitoring, recalibration
 from daemon.db import queue
 from daemon.db.migrate import check_schema, current_revision, head_revision, upgrade
-from daemon.db.models import DeliveryState, FeedbackLabel, MonitoringAlert, UserRole
-from daemon.db.session import make_engine, make_session_factory, writing
+from daemon.db.models import DeliveryState, FeedbackLabel, UserRole
+from daemon.db.session import DatabaseError, make_engine, make_session_factory, writing
 from daemon.feedback import (
     csv_text,
     labelled_cases,
@@ -457,9 +454,7 @@ def _monitoring(settings: Settings, args: argparse.Namespace) -> int:
                     "window_days": a.window_days,
                     "message": a.message,
                 }
-                for a in session.scalars(
-                    select(MonitoringAlert).order_by(MonitoringAlert.id.desc()).limit(100)
-                )
+                for a in monitoring.recent_alerts(session, limit=100)
             ]
         _emit(rows, "table")
     finally:
@@ -576,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ChestAidError as exc:
         _err(f"chestaid-daemon: {exc}")
         return 1
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         _err(f"chestaid-daemon: database error: {exc.__class__.__name__}: {exc}")
         return 1
     except OSError as exc:

@@ -14,7 +14,8 @@ from typing import Any
 from daemon import accounts
 from daemon.db import queue
 from daemon.db.session import SessionFactory, writing
-from daemon.monitoring import purge_old_files, run_monitoring, send_alerts
+from daemon.monitoring import run_monitoring, send_alerts
+from daemon.retention import purge_old_files
 from daemon.serving import Serving
 from daemon.settings import Settings
 from daemon.spool import FileStore
@@ -51,13 +52,12 @@ def monitor(sessions: SessionFactory, *, settings: Settings, serving: Serving) -
 
 def retention(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
     """Delete old spooled images and outputs; the rows stay."""
-    with writing(sessions) as session:
-        return purge_old_files(
-            session,
-            spool=FileStore(settings.storage.spool),
-            outbox=FileStore(settings.storage.outbox),
-            older_than_days=settings.monitoring.retention_days,
-        )
+    return purge_old_files(
+        sessions,
+        spool=FileStore(settings.storage.spool),
+        outbox=FileStore(settings.storage.outbox),
+        older_than_days=settings.monitoring.retention_days,
+    )
 
 
 def sign_in_housekeeping(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:

@@ -17,8 +17,8 @@ counted on their own: each window gives how many of its results were not assessa
 their rate and their reasons, for the dashboard; a rising rate is a signal in itself
 (a modality sending inverted or blank images, another body part).
 
-A retention job deletes spooled images and generated outputs older than the
-configured age; the database keeps their rows without the pixels.
+The queries of the monitoring tables (runs and alerts) are here too: the dashboard,
+the alert banner and the CLI ask this module for them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -36,17 +36,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import (
-    Instance,
-    Job,
     MonitoringAlert,
     MonitoringRun,
-    Output,
     Result,
     utcnow,
 )
 from daemon.feedback import labelled_cases, summarise
 from daemon.settings import MonitoringSettings
-from daemon.spool import FileStore
 
 logger = logging.getLogger(__name__)
 
@@ -351,42 +347,60 @@ def send_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0) ->
         return False
 
 
-def purge_old_files(
-    session: Session,
-    *,
-    spool: FileStore,
-    outbox: FileStore,
-    older_than_days: int,
-    now: datetime | None = None,
-) -> dict[str, int]:
-    """Delete spooled images and outputs of finished work older than the given age.
+# -- what the dashboard, the banner and the CLI show -------------------------------------
 
-    Only instances whose job is finished and outputs whose deliveries are all done
-    (or that have none) are purged; the rows stay, their file names are cleared.
-    """
-    if older_than_days <= 0:
-        return {"images": 0, "outputs": 0}
-    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
-    images = 0
-    rows = session.execute(
-        select(Instance)
-        .join(Job, Job.instance_id == Instance.id)
-        .where(
-            Instance.received_at < cutoff,
-            Instance.spool_name.is_not(None),
-            Job.state.in_(["done", "skipped", "failed"]),
-        )
-    ).scalars()
-    for instance in rows:
-        spool.remove(instance.spool_name or "")
-        instance.spool_name = None
-        images += 1
-    outputs = 0
-    for output in session.scalars(select(Output).where(Output.created_at < cutoff)):
-        if any(d.state.value in ("pending", "sending") for d in output.deliveries):
-            continue
-        if not outbox.path(output.file_name).exists():
-            continue  # purged by an earlier run
-        outbox.remove(output.file_name)
-        outputs += 1
-    return {"images": images, "outputs": outputs}
+
+def banner_alerts(session: Session) -> list[MonitoringAlert]:
+    """The alerts of each window's latest run: the ones that still hold."""
+    latest = (
+        select(func.max(MonitoringRun.id)).group_by(MonitoringRun.window_days).scalar_subquery()
+    )
+    query = select(MonitoringAlert).where(MonitoringAlert.run_id.in_(latest))
+    return list(session.scalars(query.order_by(MonitoringAlert.id)).all())
+
+
+def recent_alerts(session: Session, *, limit: int) -> list[MonitoringAlert]:
+    """The newest alerts, newest first."""
+    query = select(MonitoringAlert).order_by(MonitoringAlert.id.desc()).limit(limit)
+    return list(session.scalars(query).all())
+
+
+def latest_runs(session: Session) -> dict[int, tuple[datetime, dict[str, Any]]]:
+    """Each window's latest run: its time and figures, by window length in days."""
+    newest = select(func.max(MonitoringRun.id)).group_by(MonitoringRun.window_days)
+    runs = session.scalars(select(MonitoringRun).where(MonitoringRun.id.in_(newest)))
+    return {run.window_days: (run.ran_at, json.loads(run.figures)) for run in runs}
+
+
+def psi_history(
+    session: Session, *, window_days: int, since: datetime | None, limit: int = 2000
+) -> list[tuple[datetime, float]]:
+    """The score drift (PSI) of one window's runs, oldest first (at most the last ``limit``)."""
+    query = (
+        select(MonitoringRun.ran_at, MonitoringRun.figures)
+        .where(MonitoringRun.window_days == window_days)
+        .order_by(MonitoringRun.id.desc())
+        .limit(limit)
+    )
+    if since is not None:
+        query = query.where(MonitoringRun.ran_at >= since)
+    return [
+        (ran_at, float(psi))
+        for ran_at, text in reversed(session.execute(query).all())
+        if (psi := json.loads(text).get("psi")) is not None
+    ]
+
+
+def daily_scores(
+    session: Session, *, model_version: str, since: datetime | None
+) -> list[tuple[date, list[float]]]:
+    """The calibrated scores of assessable results, by day (not-assessable ones have none)."""
+    query = select(Result.scored_at, Result.score).where(
+        Result.model_version == model_version, Result.assessable.is_(True)
+    )
+    if since is not None:
+        query = query.where(Result.scored_at >= since)
+    days: dict[date, list[float]] = {}
+    for scored_at, score in session.execute(query).all():
+        days.setdefault(scored_at.date(), []).append(score)
+    return sorted(days.items())

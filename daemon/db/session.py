@@ -19,9 +19,23 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+__all__ = [
+    "DatabaseError",
+    "Session",
+    "SessionFactory",
+    "make_engine",
+    "make_session_factory",
+    "reading",
+    "writing",
+]
+
 SessionFactory = sessionmaker[Session]
+# What a failing database raises (unreachable, locked past the busy timeout, a
+# constraint): the roles above catch this name and never import the driver's layer.
+DatabaseError = SQLAlchemyError
 _READ_ONLY = "chestaid_read_only"
 
 

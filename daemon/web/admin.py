@@ -5,20 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from chestaid.errors import BundleError, CalibrationError
 from chestaid.threshold import GovernedThreshold
-from daemon import accounts, audit, feedback, maintenance, recalibration
-from daemon.db.models import MonitoringAlert, MonitoringRun, Result, UserRole, utcnow
-from daemon.db.session import writing
-from daemon.monitoring import outcome_counts
+from daemon import accounts, audit, feedback, maintenance, monitoring, recalibration
+from daemon.db.models import UserRole, utcnow
+from daemon.db.session import Session, writing
 from daemon.web import charts
 from daemon.web.context import WebContext
 from daemon.web.rendering import render
@@ -40,21 +37,6 @@ def period_start(period: str, *, now: datetime) -> datetime | None:
     return None if days is None else now - timedelta(days=days)
 
 
-def _daily_scores(
-    session: Session, *, model_version: str, since: datetime | None
-) -> list[tuple[date, list[float]]]:
-    # Not-assessable results have no meaningful score: they are counted on their own.
-    query = select(Result.scored_at, Result.score).where(
-        Result.model_version == model_version, Result.assessable.is_(True)
-    )
-    if since is not None:
-        query = query.where(Result.scored_at >= since)
-    days: dict[date, list[float]] = {}
-    for scored_at, score in session.execute(query).all():
-        days.setdefault(scored_at.date(), []).append(score)
-    return sorted(days.items())
-
-
 def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[str, Any]:
     """Everything the dashboard shows, from the database (no model)."""
     now = utcnow()
@@ -67,44 +49,27 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
     definite = [c for c in cases if feedback.TRUTH[c.label] is not None]
     overall = feedback.summarise(cases, model_version=model_version)
     c = overall.confusion
-    latest: dict[int, tuple[MonitoringRun, dict[str, Any]]] = {}
-    newest = select(func.max(MonitoringRun.id)).group_by(MonitoringRun.window_days)
-    for run in session.scalars(select(MonitoringRun).where(MonitoringRun.id.in_(newest))):
-        latest[run.window_days] = (run, json.loads(run.figures))
-    # The drift history of the shortest window, in the period (at most the last 2,000 runs).
-    history = (
-        select(MonitoringRun.ran_at, MonitoringRun.figures)
-        .where(MonitoringRun.window_days == min(ctx.settings.monitoring.windows_days))
-        .order_by(MonitoringRun.id.desc())
-        .limit(2000)
+    # The drift history of the shortest window, in the period.
+    psi_points = monitoring.psi_history(
+        session, window_days=min(ctx.settings.monitoring.windows_days), since=since
     )
-    if since is not None:
-        history = history.where(MonitoringRun.ran_at >= since)
-    psi_points = [
-        (ran_at, float(psi))
-        for ran_at, text in reversed(session.execute(history).all())
-        if (psi := json.loads(text).get("psi")) is not None
-    ]
-    alerts = session.scalars(
-        select(MonitoringAlert).order_by(MonitoringAlert.id.desc()).limit(20)
-    ).all()
     return {
         "period": period,
         "periods": list(PERIODS),
         "model_version": model_version,
         "served": served,
         "report": overall.to_dict(),
-        "outcomes": outcome_counts(session, since=since, model_version=model_version),
+        "outcomes": monitoring.outcome_counts(session, since=since, model_version=model_version),
         "windows": [
-            {"days": days, "ran_at": run.ran_at, "figures": figures}
-            for days, (run, figures) in sorted(latest.items())
+            {"days": days, "ran_at": ran_at, "figures": figures}
+            for days, (ran_at, figures) in sorted(monitoring.latest_runs(session).items())
         ],
-        "recent_alerts": list(alerts),
+        "recent_alerts": monitoring.recent_alerts(session, limit=20),
         "reliability_svg": charts.reliability_diagram_svg(
             [x.score for x in definite], [int(feedback.TRUTH[x.label] or 0) for x in definite]
         ),
         "distribution_svg": charts.score_distribution_svg(
-            _daily_scores(session, model_version=model_version, since=since),
+            monitoring.daily_scores(session, model_version=model_version, since=since),
             threshold=served.threshold if math.isfinite(served.threshold) else None,
         ),
         "confusion_svg": charts.confusion_matrix_svg(tp=c.tp, fp=c.fp, tn=c.tn, fn=c.fn),
@@ -140,7 +105,7 @@ def feedback_report(request: Request, principal: Admin, period: str = "30d") -> 
     since = period_start(period, now=utcnow())
     with writing(ctx.sessions) as session:
         cases = feedback.labelled_cases(session, since=since)
-        outcomes = outcome_counts(session, since=since)
+        outcomes = monitoring.outcome_counts(session, since=since)
     groups = [g.to_dict() for g in feedback.report(cases)]
     return render(
         request,

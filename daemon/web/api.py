@@ -18,13 +18,12 @@ from pydantic import BaseModel, Field
 
 from chestaid.display import percent_pair_text
 from chestaid.errors import ChestAidError
-from daemon import accounts, feedback, recalibration
-from daemon.db.models import FeedbackLabel, SavedAnalysis, utcnow
+from daemon import accounts, analyses, feedback, monitoring, recalibration
+from daemon.db.models import FeedbackLabel
 from daemon.db.session import writing
 from daemon.heatmaps import encode_cam
 from daemon.studies import study_detail
 from daemon.web import imaging, views
-from daemon.web.rendering import banner_alerts
 from daemon.web.security import (
     Principal,
     api_admin,
@@ -286,7 +285,7 @@ def revoke_token(request: Request, principal: ApiUser) -> Response:
     """Sign out: the token (or session) stops working at once."""
     ctx = context(request)
     with writing(ctx.sessions) as session:
-        live = views.web_session(session, principal.session_id)
+        live = accounts.web_session(session, principal.session_id)
         if live is not None:
             accounts.end_session(session, web_session=live)
     return Response(status_code=204)
@@ -476,7 +475,7 @@ def get_alerts(request: Request, principal: ApiUser) -> list[AlertOut]:
             AlertOut(
                 raised_at=a.raised_at, kind=a.kind, window_days=a.window_days, message=a.message
             )
-            for a in banner_alerts(session)
+            for a in monitoring.banner_alerts(session)
         ]
 
 
@@ -590,23 +589,19 @@ async def analyse(
         heat_png = imaging.heatmap_png(result.cam, size=(height, width))
         saved_id = None
         if keep:
+            kept = analyses.NewAnalysis(
+                filename=filename,
+                sha256=result.sha256,
+                logit=result.logit,
+                score=result.score,
+                threshold=result.threshold,
+                model_version=result.model_version,
+                calibration_version=result.calibration_version,
+                cam=encode_cam(result.cam),
+                image_png=image_png,
+            )
             with writing(ctx.sessions) as session:
-                row = SavedAnalysis(
-                    user_id=principal.user_id,
-                    created_at=utcnow(),
-                    filename=filename,
-                    sha256=result.sha256,
-                    logit=result.logit,
-                    score=result.score,
-                    threshold=result.threshold,
-                    model_version=result.model_version,
-                    calibration_version=result.calibration_version,
-                    cam=encode_cam(result.cam),
-                    image_png=image_png,
-                )
-                session.add(row)
-                session.flush()
-                saved_id = row.id
+                saved_id = analyses.keep(session, user_id=principal.user_id, analysis=kept)
         logger.info(
             "image analysed",
             extra={

@@ -9,12 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 
 from chestaid.errors import ChestAidError
-from daemon import accounts, audit, feedback
+from daemon import accounts, analyses, feedback
 from daemon.db.models import FeedbackLabel, SavedAnalysis, UserRole, utcnow
-from daemon.db.session import writing
+from daemon.db.session import reading, writing
 from daemon.errors import DaemonError
 from daemon.heatmaps import CamError, decode_cam
 from daemon.studies import StudyDetail, image_source, study_detail
@@ -158,7 +157,7 @@ def logout(request: Request, principal: PostedPending) -> Response:
     """Sign out: the session ends at once."""
     ctx = context(request)
     with writing(ctx.sessions) as session:
-        web_session = views.web_session(session, principal.session_id)
+        web_session = accounts.web_session(session, principal.session_id)
         if web_session is not None:
             accounts.end_session(session, web_session=web_session)
     response = RedirectResponse("/login", status_code=303)
@@ -379,21 +378,10 @@ def heatmap_png(
 def analyse_page(request: Request, principal: User_) -> Response:
     """The upload form and the analyses this user kept."""
     ctx = context(request)
-    with writing(ctx.sessions) as session:
-        query = select(SavedAnalysis).order_by(SavedAnalysis.id.desc()).limit(50)
-        if principal.role != UserRole.ADMIN:
-            query = query.where(SavedAnalysis.user_id == principal.user_id)
-        saved = [
-            {
-                "id": a.id,
-                "filename": a.filename,
-                "score": a.score,
-                "threshold": a.threshold,
-                "at": a.created_at,
-                "by": a.user.username,
-            }
-            for a in session.scalars(query).all()
-        ]
+    with reading(ctx.sessions) as session:
+        saved = analyses.listed(
+            session, user_id=principal.user_id, everyone=principal.role == UserRole.ADMIN
+        )
     return render(
         request,
         "analyse.html",
@@ -407,12 +395,13 @@ def analyse_page(request: Request, principal: User_) -> Response:
 def _saved(request: Request, principal: Principal, analysis_id: int) -> SavedAnalysis | None:
     """A kept analysis its user (or an admin) may see."""
     ctx = context(request)
-    with writing(ctx.sessions) as session:
-        row = session.get(SavedAnalysis, analysis_id)
-        if row is None or (row.user_id != principal.user_id and not principal.is_admin):
-            return None
-        _ = row.user.username  # loaded while the session is open
-        return row
+    with reading(ctx.sessions) as session:
+        return analyses.visible(
+            session,
+            analysis_id=analysis_id,
+            user_id=principal.user_id,
+            everyone=principal.is_admin,
+        )
 
 
 @router.get("/analyses/{analysis_id}")
@@ -456,13 +445,11 @@ def delete_saved_analysis(request: Request, analysis_id: Id, principal: Posted) 
     """Delete a kept analysis (its owner or an admin)."""
     ctx = context(request)
     with writing(ctx.sessions) as session:
-        row = session.get(SavedAnalysis, analysis_id)
-        if row is not None and (row.user_id == principal.user_id or principal.is_admin):
-            session.delete(row)
-            audit.record(
-                session,
-                actor=principal.username,
-                action="analysis.deleted",
-                subject=str(analysis_id),
-            )
+        analyses.delete(
+            session,
+            analysis_id=analysis_id,
+            user_id=principal.user_id,
+            everyone=principal.is_admin,
+            actor=principal.username,
+        )
     return RedirectResponse("/analyse", status_code=303)

@@ -9,12 +9,11 @@ from urllib.parse import quote
 
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from chestaid.display import interval_text, percent_pair_text, percent_text
-from daemon.db.models import MonitoringAlert, MonitoringRun
-from daemon.db.session import writing
+from daemon import monitoring
+from daemon.db.models import MonitoringAlert
+from daemon.db.session import reading
 from daemon.web.context import WebContext
 from daemon.web.security import find_principal
 
@@ -52,23 +51,14 @@ templates.env.globals["pct_pair"] = percent_pair_text
 templates.env.filters["urlpart"] = url_part
 
 
-def banner_alerts(session: Session) -> list[MonitoringAlert]:
-    """The alerts of each window's latest monitoring run: the ones that still hold."""
-    latest = (
-        select(func.max(MonitoringRun.id)).group_by(MonitoringRun.window_days).scalar_subquery()
-    )
-    query = select(MonitoringAlert).where(MonitoringAlert.run_id.in_(latest))
-    return list(session.scalars(query.order_by(MonitoringAlert.id)).all())
-
-
 def render(request: Request, name: str, *, status_code: int = 200, **values: Any) -> Response:
     """A page from its template, with the user, CSRF token and alert banner filled in."""
     ctx: WebContext = request.app.state.context
     principal = find_principal(request)
     alerts: list[MonitoringAlert] = []
     if principal is not None:
-        with writing(ctx.sessions) as session:
-            alerts = banner_alerts(session)
+        with reading(ctx.sessions) as session:
+            alerts = monitoring.banner_alerts(session)
     return templates.TemplateResponse(
         request,
         name,

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Path
-from sqlalchemy.orm import Session
 
-from daemon.db.models import FeedbackLabel, WebSession, utcnow
+from daemon.db.models import FeedbackLabel, utcnow
+from daemon.db.session import Session
 from daemon.web.context import WebContext
 from daemon.worklist import WorklistItem, worklist
 
@@ -21,11 +21,6 @@ LABEL_TEXT = {
     FeedbackLabel.NO_PNEUMONIA: "No pneumonia",
     FeedbackLabel.INDETERMINATE: "Indeterminate",
 }
-
-
-def web_session(session: Session, session_id: int) -> WebSession | None:
-    """A session row by id."""
-    return session.get(WebSession, session_id)
 
 
 def waited(delta: timedelta) -> str:

@@ -20,10 +20,10 @@ from daemon.feedback import record_feedback
 from daemon.heatmaps import ImageStatistics
 from daemon.monitoring import (
     population_stability_index,
-    purge_old_files,
     run_monitoring,
     send_alerts,
 )
+from daemon.retention import purge_old_files
 from daemon.serving import Serving
 from daemon.settings import MonitoringSettings, Settings, StorageSettings
 from daemon.spool import FileStore
@@ -212,10 +212,9 @@ def test_retention_deletes_old_finished_images_and_keeps_the_rows(
     old, new = spool.write(b"old"), spool.write(b"new")
     _study(sessions, "1.1", 0.0, above=False, days_ago=40, spool_name=old.name)
     _study(sessions, "1.2", 0.0, above=False, days_ago=1, spool_name=new.name)
-    with writing(sessions) as s:
-        done = purge_old_files(
-            s, spool=spool, outbox=FileStore(tmp_path / "outbox"), older_than_days=30, now=NOW
-        )
+    done = purge_old_files(
+        sessions, spool=spool, outbox=FileStore(tmp_path / "outbox"), older_than_days=30, now=NOW
+    )
     assert done == {"images": 1, "outputs": 0}
     assert not old.path.exists() and new.path.exists()
     with writing(sessions) as s:
