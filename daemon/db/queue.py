@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
@@ -31,9 +32,21 @@ from daemon.db.models import (
     Result,
     utcnow,
 )
-from daemon.heatmaps import ImageStatistics
 
 TERMINAL_JOB_STATES = (JobState.DONE, JobState.SKIPPED, JobState.FAILED)
+
+
+class ImageStatistics(Protocol):
+    """Figures of the decoded image kept on a result (see :mod:`daemon.heatmaps`)."""
+
+    @property
+    def mean(self) -> float: ...
+    @property
+    def std(self) -> float: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def cols(self) -> int: ...
 
 
 def process_owner(role: str) -> str:
