@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 
 from chestaid.display import score_pair_text, score_text
 from daemon.web.charts.checks import check_bins, probabilities
-from daemon.web.charts.plot import UNIT_TICKS, Frame, Linear, legend, rule, x_axis, y_axis
+from daemon.web.charts.plot import UNIT_TICKS, Frame, Linear, legend, point, rule, x_axis, y_axis
 from daemon.web.charts.svg import (
     BLUE,
     GRID,
@@ -146,13 +146,12 @@ def score_distribution_svg(
         path.append(f"{'L' if joined else 'M'}{mx:.2f} {my:.2f}")
         previous = day
         medians.append(
-            shape(
-                "circle",
-                cx=mx,
-                cy=my,
-                r=2.5,
-                fill=INK,
-                stroke=WHITE,
+            point(
+                mx,
+                my,
+                2.5,
+                INK,
+                None,
                 stroke_width=0.75,
                 data_role="median-point",
                 data_day=day.isoformat(),

@@ -6,7 +6,21 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from daemon.web.charts.svg import DASH, GRID, MUTED, RED, Value, data_text, el, halo, shape, text
+from daemon.web.charts.svg import (
+    BLUE,
+    DASH,
+    GRID,
+    MUTED,
+    RED,
+    WHITE,
+    Value,
+    data_text,
+    el,
+    halo,
+    shape,
+    text,
+    tooltip,
+)
 
 
 @dataclass(frozen=True)
@@ -178,3 +192,49 @@ def legend(x: float, y: float, items: Sequence[tuple[str, str, str]]) -> str:
         parts.append(text(x, y, label, font_size=11))
         x += 6.5 * len(label) + 20  # roughly the label's width at 11 units
     return el("g", {"data-role": "legend"}, *parts)
+
+
+def polyline(
+    vertices: Sequence[tuple[float, float]],
+    *,
+    width: float,
+    role: str,
+    linejoin: str | None = None,
+) -> str:
+    """A blue line through ``vertices`` (drawing positions) with ``data-role`` ``role``."""
+    return shape(
+        "polyline",
+        points=" ".join(f"{x:.2f},{y:.2f}" for x, y in vertices),
+        fill="none",
+        stroke=BLUE,
+        stroke_width=width,
+        stroke_linejoin=linejoin,
+        data_role=role,
+    )
+
+
+def point(
+    cx: float,
+    cy: float,
+    r: float,
+    fill: str,
+    hover: str | None,
+    *,
+    fill_opacity: str | None = None,
+    stroke_width: float = 1,
+    **data: Value,
+) -> str:
+    """A circle with a white outline and, unless ``hover`` is None, a tooltip."""
+    children = [tooltip(hover)] if hover is not None else []
+    return shape(
+        "circle",
+        *children,
+        cx=cx,
+        cy=cy,
+        r=r,
+        fill=fill,
+        fill_opacity=fill_opacity,
+        stroke=WHITE,
+        stroke_width=stroke_width,
+        **data,
+    )

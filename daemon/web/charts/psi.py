@@ -6,17 +6,24 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from daemon.web.charts.plot import Frame, Linear, legend, nice_ticks, rule, x_axis, y_axis
+from daemon.web.charts.plot import (
+    Frame,
+    Linear,
+    legend,
+    nice_ticks,
+    point,
+    polyline,
+    rule,
+    x_axis,
+    y_axis,
+)
 from daemon.web.charts.svg import (
     BLUE,
     RED,
-    WHITE,
     chart,
     data_text,
     el,
     placeholder,
-    shape,
-    tooltip,
 )
 
 
@@ -89,27 +96,24 @@ def psi_history_svg(
     y_ticks = nice_ticks(max(max(psi for _, psi in runs), alert_level) * 1.1)
     sy = Linear(0.0, y_ticks[-1][0], frame.bottom, frame.top)
 
-    vertices: list[str] = []
+    vertices: list[tuple[float, float]] = []
     marks: list[str] = []
     alerts = 0
     for moment, psi in runs:
         cx, cy = sx(moment.timestamp()), sy(psi)
         above = psi >= alert_level
         alerts += above
-        vertices.append(f"{cx:.2f},{cy:.2f}")
+        vertices.append((cx, cy))
         hover = f"{moment:%Y-%m-%d %H:%M} UTC: PSI {psi:.3f}" + (
             " (at or above the alert level)" if above else ""
         )
         marks.append(
-            shape(
-                "circle",
-                tooltip(hover),
-                cx=cx,
-                cy=cy,
-                r=5.0 if above else 3.5,
-                fill=RED if above else BLUE,
-                stroke=WHITE,
-                stroke_width=1,
+            point(
+                cx,
+                cy,
+                5.0 if above else 3.5,
+                RED if above else BLUE,
+                hover,
                 data_role="run",
                 data_time=moment.isoformat(),
                 data_psi=data_text(psi),
@@ -125,15 +129,7 @@ def psi_history_svg(
     body = [
         y_axis(frame, sy, y_ticks, "PSI"),
         x_axis(frame, x_ticks, "Monitoring run (UTC)"),
-        shape(
-            "polyline",
-            points=" ".join(vertices),
-            fill="none",
-            stroke=BLUE,
-            stroke_width=2,
-            stroke_linejoin="round",
-            data_role="psi-line",
-        ),
+        polyline(vertices, width=2, role="psi-line", linejoin="round"),
         el("g", {"data-role": "runs"}, *marks),
         # Labelled at the left, where the latest runs are not.
         rule(

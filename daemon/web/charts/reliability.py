@@ -10,12 +10,20 @@ import numpy as np
 from chestaid.display import score_text
 from chestaid.metrics import reliability_curve
 from daemon.web.charts.checks import check_bins, probabilities
-from daemon.web.charts.plot import UNIT_TICKS, Frame, Linear, legend, x_axis, y_axis
+from daemon.web.charts.plot import (
+    UNIT_TICKS,
+    Frame,
+    Linear,
+    legend,
+    point,
+    polyline,
+    x_axis,
+    y_axis,
+)
 from daemon.web.charts.svg import (
     BLUE,
     DASH,
     MUTED,
-    WHITE,
     chart,
     data_text,
     el,
@@ -23,7 +31,6 @@ from daemon.web.charts.svg import (
     placeholder,
     shape,
     text,
-    tooltip,
 )
 
 
@@ -78,7 +85,7 @@ def reliability_diagram_svg(
 
     markers: list[str] = []
     count_labels: list[str] = []
-    vertices: list[str] = []
+    vertices: list[tuple[float, float]] = []
     for index in range(n_bins):
         count = int(curve.bin_count[index])
         if count == 0:
@@ -89,22 +96,19 @@ def reliability_diagram_svg(
         lo, hi = float(curve.bin_edges[index]), float(curve.bin_edges[index + 1])
         cx, cy = sx(mean), sy(observed)
         r = 3 + 7 * math.sqrt(count / max_count)
-        vertices.append(f"{cx:.2f},{cy:.2f}")
+        vertices.append((cx, cy))
         hover = (
             f"Scores {lo:.2f}–{hi:.2f}: {count} studies, mean score {score_text(mean)}, "
             f"{positives} with pneumonia ({observed:.0%})"
         )
         markers.append(
-            shape(
-                "circle",
-                tooltip(hover),
-                cx=cx,
-                cy=cy,
-                r=r,
-                fill=BLUE,
+            point(
+                cx,
+                cy,
+                r,
+                BLUE,
+                hover,
                 fill_opacity="0.85",
-                stroke=WHITE,
-                stroke_width=1,
                 data_role="bin",
                 data_bin=index,
                 data_lo=data_text(lo),
@@ -151,14 +155,7 @@ def reliability_diagram_svg(
             stroke_dasharray=DASH,
             data_role="diagonal",
         ),
-        shape(
-            "polyline",
-            points=" ".join(vertices),
-            fill="none",
-            stroke=BLUE,
-            stroke_width=1.5,
-            data_role="curve",
-        ),
+        polyline(vertices, width=1.5, role="curve"),
         el("g", {"data-role": "bins"}, *markers),
         *count_labels,
         legend(
