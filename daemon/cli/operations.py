@@ -1,0 +1,98 @@
+"""The operator's commands: run the service, migrate the database, the queue and the outbox."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+
+from chestaid.errors import ConfigurationError
+from daemon.cli.common import database, out
+from daemon.db import queue
+from daemon.db.migrate import current_revision, head_revision, upgrade
+from daemon.db.models import DeliveryState
+from daemon.db.session import make_engine, reading, writing
+from daemon.service import Service, parse_roles
+from daemon.settings import Settings
+
+logger = logging.getLogger("daemon.cli")
+
+
+def serve(settings: Settings, roles_text: str) -> int:
+    try:
+        roles = parse_roles(roles_text)
+    except ValueError as exc:
+        raise ConfigurationError(f"--roles: {exc}") from exc
+    service = Service(settings, roles)
+    signal.signal(signal.SIGTERM, service.request_stop)
+    signal.signal(signal.SIGINT, service.request_stop)
+    try:
+        service.start()
+    except BaseException:
+        service.stop()
+        raise
+    service.wait()
+    logger.info("stop requested")
+    service.stop()
+    return 0
+
+
+def db(settings: Settings, command: str) -> int:
+    engine = make_engine(settings.storage.url)
+    try:
+        if command == "upgrade":
+            before, after = upgrade(engine)
+            out(f"database at revision {after} (was {before or 'empty'})")
+        else:
+            current = current_revision(engine)
+            head = head_revision()
+            out(f"current {current or 'none'}; this ChestAid's head {head}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def status(settings: Settings) -> int:
+    with database(settings, check=False) as sessions, reading(sessions) as session:
+        report = {
+            "jobs": queue.job_counts(session),
+            "deliveries": queue.delivery_counts(session),
+        }
+    out(json.dumps(report, indent=2))
+    return 0
+
+
+def outbox(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings, check=False) as sessions:
+        if args.outbox_command == "retry":
+            if not args.ids and not args.all_dead:
+                raise ConfigurationError("outbox retry: give delivery ids or --all-dead")
+            with writing(sessions) as session:
+                n = queue.retry_deliveries(session, ids=args.ids, all_dead=args.all_dead)
+            out(f"{n} dead deliveries queued again")
+            return 0
+        with reading(sessions) as session:
+            state = DeliveryState(args.state) if args.state else None
+            rows = queue.list_deliveries(session, state=state, limit=args.limit)
+            items = [
+                {
+                    "id": d.id,
+                    "destination": d.destination,
+                    "state": d.state.value,
+                    "attempts": d.attempts,
+                    "kind": d.output.kind.value,
+                    "sop_instance_uid": d.output.sop_instance_uid,
+                    "next_attempt_at": d.next_attempt_at.isoformat(timespec="seconds"),
+                    "last_error": d.last_error or "",
+                }
+                for d in rows
+            ]
+    if args.format == "json":
+        out(json.dumps(items, indent=2))
+        return 0
+    columns = ["id", "destination", "state", "attempts", "kind", "next_attempt_at", "last_error"]
+    out("\t".join(columns))
+    for item in items:
+        out("\t".join(str(item[c]) for c in columns))
+    return 0

@@ -1,0 +1,121 @@
+"""The command line's grammar."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from daemon.db.models import DeliveryState, FeedbackLabel, UserRole
+from daemon.service import ROLES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``chestaid-daemon`` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="chestaid-daemon",
+        description="ChestAid's DICOM triage daemon (triage support, not a diagnosis).",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, default=None, help="TOML settings (default: the embedded default)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the daemon")
+    serve.add_argument(
+        "--roles",
+        default="all",
+        help=f"comma-separated roles to run in this process ({','.join(ROLES)}; default all)",
+    )
+
+    db = sub.add_parser("db", help="the database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", parents=[common], help="migrate the database to this version")
+    db_sub.add_parser("current", parents=[common], help="show the schema revision")
+
+    sub.add_parser("status", parents=[common], help="jobs and deliveries by state")
+
+    outbox = sub.add_parser("outbox", help="deliveries of outputs to destinations")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
+    listing = outbox_sub.add_parser("list", parents=[common], help="list deliveries")
+    listing.add_argument("--state", choices=[s.value for s in DeliveryState], default=None)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    retry = outbox_sub.add_parser("retry", parents=[common], help="retry dead-lettered deliveries")
+    retry.add_argument("ids", nargs="*", type=int, help="delivery ids")
+    retry.add_argument("--all-dead", action="store_true", help="every dead delivery")
+
+    wl = sub.add_parser("worklist", parents=[common], help="open studies in reading order")
+    wl.add_argument("--format", choices=["table", "json"], default="table")
+
+    study = sub.add_parser("study", help="studies")
+    study_sub = study.add_subparsers(dest="study_command", required=True)
+    read = study_sub.add_parser("read", parents=[common], help="mark a study read")
+    read.add_argument("study_instance_uid")
+    read.add_argument("--user", required=True)
+
+    fb = sub.add_parser("feedback", help="radiologists' feedback and the report on it")
+    fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
+    give = fb_sub.add_parser("record", parents=[common], help="give or change a study's feedback")
+    give.add_argument("study_instance_uid")
+    give.add_argument("--label", required=True, choices=[label.value for label in FeedbackLabel])
+    give.add_argument("--comment", default=None)
+    give.add_argument("--user", required=True)
+    rep = fb_sub.add_parser(
+        "report", parents=[common], help="how the model does on labelled studies"
+    )
+    rep.add_argument("--since", default=None, help="30d, 12h, 90m or an ISO date (default: all)")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    exp = fb_sub.add_parser("export", parents=[common], help="every feedback with its prediction")
+    exp.add_argument("--since", default=None)
+    exp.add_argument("--format", choices=["csv", "json"], default="csv")
+
+    cal = sub.add_parser("calibration", help="calibration versions fitted on local feedback")
+    cal_sub = cal.add_subparsers(dest="calibration_command", required=True)
+    fit = cal_sub.add_parser(
+        "fit", parents=[common], help="fit a pending version on labelled studies"
+    )
+    fit.add_argument("--min-cases", type=int, default=100)
+    fit.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=None,
+        help="default: the sensitivity the bundle's threshold was set for",
+    )
+    fit.add_argument("--user", required=True)
+    cal_sub.add_parser("list", parents=[common], help="every version and which is active")
+    act = cal_sub.add_parser("activate", parents=[common], help="use a version for new studies")
+    act.add_argument("version", type=int)
+    act.add_argument("--user", required=True)
+    deact = cal_sub.add_parser("deactivate", parents=[common], help="go back to the bundle's own")
+    deact.add_argument("--user", required=True)
+
+    mon = sub.add_parser("monitoring", help="performance and drift over rolling windows")
+    mon_sub = mon.add_subparsers(dest="monitoring_command", required=True)
+    mon_sub.add_parser("run", parents=[common], help="run the monitoring job now")
+    mon_sub.add_parser("alerts", parents=[common], help="alerts raised, newest first")
+
+    aud = sub.add_parser("audit", parents=[common], help="the audit trail")
+    aud.add_argument("--since", default=None)
+
+    usr = sub.add_parser("users", help="web accounts (also on the web: Users)")
+    usr_sub = usr.add_subparsers(dest="users_command", required=True)
+    usr_sub.add_parser("list", parents=[common], help="every account")
+    add = usr_sub.add_parser("add", parents=[common], help="create an account (one-time password)")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=[r.value for r in UserRole])
+    add.add_argument("--by", required=True, help="who makes the change (for the audit trail)")
+    reset = usr_sub.add_parser(
+        "reset", parents=[common], help="give an account a new one-time password"
+    )
+    reset.add_argument("username")
+    reset.add_argument("--by", required=True)
+    for verb in ("enable", "disable"):
+        toggle = usr_sub.add_parser(verb, parents=[common], help=f"{verb} an account")
+        toggle.add_argument("username")
+        toggle.add_argument("--by", required=True)
+
+    config = sub.add_parser("config", help="the settings")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    config_sub.add_parser("show", parents=[common], help="print the validated settings as JSON")
+    return parser
