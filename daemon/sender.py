@@ -10,9 +10,12 @@ after ``max_attempts``, or at once when the transport says retrying cannot help,
 delivery is dead-lettered, visible with ``chestaid-daemon outbox list --state dead``
 and put back with ``outbox retry``.
 
-Rounds run on an APScheduler job every ``poll_seconds`` (which picks up retries whose
-backoff has passed), and at once when a worker commits new outputs (:meth:`Sender.wake`). The state lives in the database, so
-delivery survives a restart, and a PACS that is down for minutes is simply retried.
+The sender is one thread shaped like a worker's: it runs rounds while there is
+work, then waits on an event until a worker commits new outputs (:meth:`Sender.wake`,
+at once) or ``poll_seconds`` pass (which picks up retries whose backoff has passed).
+A clean stop finishes the object in flight and gives back every claim it holds,
+uncounted. The state lives in the database, so delivery survives a restart, and a
+PACS that is down for minutes is simply retried.
 """
 
 from __future__ import annotations
@@ -21,11 +24,8 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon.db import queue
@@ -45,8 +45,6 @@ from daemon.transports import (
 )
 
 logger = logging.getLogger(__name__)
-
-DELIVER_JOB_ID = "deliver-outbox"
 
 
 class Sender:
@@ -85,98 +83,101 @@ class Sender:
         self.node = node
         self.settings = settings
         self.owner = owner or queue.process_owner("sender")
-        self._pending_wake = threading.Event()
+        self._wakeup = threading.Event()
         self._stopping = threading.Event()
-        self._round_lock = threading.Lock()
-        self._scheduler: BackgroundScheduler | None = None
-        self._waker: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
 
-    # -- running on a schedule ---------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start delivering: a round now, every ``poll_seconds``, and on every wake."""
-        scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
-        scheduler.add_job(
-            self._scheduled_round,
-            "interval",
-            seconds=self.settings.poll_seconds,
-            id=DELIVER_JOB_ID,
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-            misfire_grace_time=None,
-        )
-        scheduler.start()
-        self._scheduler = scheduler
-        self._waker = threading.Thread(
-            target=self._wake_loop, name="chestaid-sender-wake", daemon=True
-        )
-        self._waker.start()
+        """Start the delivery thread: a round now, then on every wake and poll.
+
+        Raises:
+            RuntimeError: the sender is already running.
+        """
+        if self.running:
+            raise RuntimeError("the sender is already running")
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self.run, name="chestaid-sender", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        """Deliver until :meth:`stop`: rounds while there is work, then a wait.
+
+        The wait ends at a :meth:`wake` or after ``poll_seconds``, whichever comes
+        first; the poll is what picks up retries whose backoff has passed.
+        """
         logger.info(
             "sender started", extra={"owner": self.owner, "destinations": sorted(self.destinations)}
         )
+        while not self._stopping.is_set():
+            # Cleared before the round, so a wake during the round is not lost: the
+            # wait below then returns at once and the next round sees the new outputs.
+            self._wakeup.clear()
+            try:
+                claimed = self.deliver_round()["claimed"]
+            except SQLAlchemyError as exc:
+                # The database is locked or gone for a moment: claims in hand keep
+                # their leases and come back; the sender stays alive and tries again.
+                logger.error("database error in the sender", extra={"error": str(exc)})
+                claimed = 0
+            if claimed == 0:
+                self._wakeup.wait(self.settings.poll_seconds)
 
     def wake(self) -> None:
-        """Run a round as soon as possible (new outputs were committed)."""
-        self._pending_wake.set()
-
-    def _wake_loop(self) -> None:
-        # Rounds on demand, beside the scheduled ones; the round lock makes them take
-        # turns, and a wake that arrives during a round makes that round go again.
-        while not self._stopping.is_set():
-            self._pending_wake.wait()
-            if self._stopping.is_set():
-                return
-            with self._round_lock:
-                self.deliver_until_idle()
-
-    def _scheduled_round(self) -> None:
-        with self._round_lock:
-            self.deliver_until_idle()
+        """Deliver as soon as possible (a worker committed new outputs)."""
+        self._wakeup.set()
 
     def stop(self) -> None:
         """Stop after the object in flight; give back anything still claimed."""
         self._stopping.set()
-        self._pending_wake.set()
-        scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler.shutdown(wait=True)
-        if self._waker is not None:
-            self._waker.join()
-        with unit_of_work(self.sessions) as session:
-            released = queue.release_owned_deliveries(session, owner=self.owner)
+        self._wakeup.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        try:
+            with unit_of_work(self.sessions) as session:
+                released = queue.release_owned_deliveries(session, owner=self.owner)
+        except SQLAlchemyError as exc:
+            logger.error(
+                "cannot give back claimed deliveries; their leases will expire",
+                extra={"error": str(exc)},
+            )
+            released = 0
         logger.info("sender stopped", extra={"owner": self.owner, "released": released})
 
     @property
     def running(self) -> bool:
-        """Whether the schedule and the wake thread are running."""
-        return (
-            self._scheduler is not None
-            and bool(self._scheduler.running)
-            and self._waker is not None
-            and self._waker.is_alive()
-        )
+        """Whether the delivery thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
 
     def deliver_until_idle(self) -> dict[str, int]:
-        """Run rounds until nothing is due and no wake came in meanwhile (or a stop)."""
-        totals: dict[str, int] = defaultdict(int)
+        """Run rounds until one claims nothing (or a stop); for tests and the CLI.
+
+        Returns:
+            The counts of every round added up (see :meth:`deliver_round`).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the database failed.
+        """
+        totals = dict.fromkeys(("claimed", "delivered", "retrying", "dead"), 0)
         while not self._stopping.is_set():
-            self._pending_wake.clear()
-            try:
-                outcome = self.deliver_round()
-            except SQLAlchemyError as exc:
-                logger.error("database error in the sender", extra={"error": str(exc)})
-                break
+            outcome = self.deliver_round()
             for key, value in outcome.items():
                 totals[key] += value
-            if outcome["claimed"] == 0 and not self._pending_wake.is_set():
+            if outcome["claimed"] == 0:
                 break
-        return dict(totals)
+        return totals
 
     # -- one round ---------------------------------------------------------------------
 
     def deliver_round(self) -> dict[str, int]:
-        """Claim due deliveries and send them; returns counts of what happened."""
+        """Claim due deliveries and send them, one session per destination.
+
+        Returns:
+            How many deliveries were ``claimed``, and how many of them ended
+            ``delivered``, ``retrying`` (pending again after a backoff) or ``dead``.
+        """
         counts = {"claimed": 0, "delivered": 0, "retrying": 0, "dead": 0}
         if not self.destinations:
             return counts

@@ -9,8 +9,11 @@ destination, outcomes recorded, retries, dead letters, stopping and waking.
 from __future__ import annotations
 
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -69,23 +72,25 @@ class FolderTransport(Transport[FolderDestination]):
         return _FolderSession(destination)
 
 
-def _outputs(sessions: SessionFactory, outbox: Path, destinations: list[str]) -> list[str]:
+def _outputs(
+    sessions: SessionFactory, outbox: Path, destinations: list[str], uid: str = "1.1"
+) -> list[str]:
     """A scored job with an SC and an SR in the outbox, due to ``destinations``."""
-    job_id = record_received(sessions, "1.1", spool_name="2026/01/01/a.dcm")
+    job_id = record_received(sessions, uid, spool_name=f"2026/01/01/{uid}.dcm")
     with unit_of_work(sessions) as s:
         claim = queue.claim_job(s, owner="w", lease_seconds=60, max_attempts=3)
         assert claim is not None and claim.job_id == job_id
     outputs = []
     for i, kind in enumerate(OutputKind):
-        name = f"2026/01/01/out-{i}.dcm"
+        name = f"2026/01/01/out-{uid}-{i}.dcm"
         (outbox / name).parent.mkdir(parents=True, exist_ok=True)
         (outbox / name).write_bytes(f"object {i}".encode())
         outputs.append(
             queue.NewOutput(
                 kind=kind,
                 sop_class_uid="1.2.840.10008.5.1.4.1.1.7",
-                sop_instance_uid=f"9.{i}",
-                series_instance_uid=f"9.9.{i}",
+                sop_instance_uid=f"{uid}.9.{i}",
+                series_instance_uid=f"{uid}.9.9.{i}",
                 file_name=name,
                 size_bytes=8,
             )
@@ -108,22 +113,52 @@ def _outputs(sessions: SessionFactory, outbox: Path, destinations: list[str]) ->
     return [Path(o.file_name).name for o in outputs]
 
 
+class _ObservedSender(Sender):
+    """A sender that tells the test about every round it finished."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rounds: list[dict[str, int]] = []
+        self.changed = threading.Condition()
+
+    def deliver_round(self) -> dict[str, int]:
+        counts = super().deliver_round()
+        with self.changed:
+            self.rounds.append(counts)
+            self.changed.notify_all()
+        return counts
+
+    def total(self, key: str) -> int:
+        return sum(r[key] for r in self.rounds)
+
+    def wait_for(self, done: Callable[[], bool], timeout: float = 30.0) -> bool:
+        """Wait (generously) until ``done()`` holds after some round."""
+        with self.changed:
+            return self.changed.wait_for(done, timeout)
+
+
 def _sender(
     tmp_path: Path,
     sessions: SessionFactory,
     *destinations: FolderDestination,
-    poll_seconds: float = 5.0,
-) -> Sender:
-    return Sender(
+    settings: SenderSettings | None = None,
+) -> _ObservedSender:
+    return _ObservedSender(
         sessions=sessions,
         outbox=FileStore(tmp_path / "outbox"),
         destinations=destinations,
         node=NodeSettings(),
-        settings=SenderSettings(
-            backoff_initial_seconds=60, max_attempts=3, poll_seconds=poll_seconds
-        ),
+        settings=settings or SenderSettings(backoff_initial_seconds=60, max_attempts=3),
         owner="host:1:sender:test",
     )
+
+
+def _stop(sender: Sender) -> None:
+    """Stop the sender, failing (not hanging) the test if that takes more than long."""
+    stopper = threading.Thread(target=sender.stop)
+    stopper.start()
+    stopper.join(timeout=30)
+    assert not stopper.is_alive() and not sender.running
 
 
 def _states(sessions: SessionFactory) -> dict[str, list[DeliveryState]]:
@@ -200,3 +235,93 @@ def test_a_destination_of_a_kind_without_a_transport_is_refused_at_construction(
             node=NodeSettings(),
             settings=SenderSettings(),
         )
+
+
+def test_a_wake_delivers_new_outputs_at_once_while_the_loop_waits_out_a_long_poll(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    sender = _sender(
+        tmp_path,
+        sessions,
+        FolderDestination("archive", archive),
+        settings=SenderSettings(poll_seconds=86_400),
+    )
+    sender.start()
+    try:
+        assert sender.running
+        # The first round found nothing: from here the loop waits a day unless woken.
+        assert sender.wait_for(lambda: len(sender.rounds) >= 1)
+        assert sender.rounds[0]["claimed"] == 0
+        names = _outputs(sessions, tmp_path / "outbox", ["archive"])
+        sender.wake()  # what a worker does after committing outputs
+        assert sender.wait_for(lambda: sender.total("delivered") == 2)
+    finally:
+        _stop(sender)
+    assert sorted(p.name for p in archive.iterdir()) == sorted(names)
+    assert _states(sessions) == {"archive": [DeliveryState.DELIVERED] * 2}
+
+
+def test_the_poll_picks_up_a_retry_once_its_backoff_has_passed(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    archive = tmp_path / "archive"  # missing until the first attempts failed
+    names = _outputs(sessions, tmp_path / "outbox", ["archive"])
+    sender = _sender(
+        tmp_path,
+        sessions,
+        FolderDestination("archive", archive),
+        settings=SenderSettings(
+            poll_seconds=0.1,
+            backoff_initial_seconds=0.1,
+            backoff_max_seconds=1,
+            max_attempts=1000,
+        ),
+    )
+    sender.start()
+    try:
+        assert sender.wait_for(lambda: sender.total("retrying") >= 2)
+        archive.mkdir()
+        # No wake: only the poll brings the deliveries round again.
+        assert sender.wait_for(lambda: sender.total("delivered") == 2)
+    finally:
+        _stop(sender)
+    assert sorted(p.name for p in archive.iterdir()) == sorted(names)
+    with unit_of_work(sessions) as s:
+        rows = s.scalars(select(Delivery)).all()
+        assert all(d.state == DeliveryState.DELIVERED and d.attempts >= 2 for d in rows)
+        assert all(d.last_error is None for d in rows)
+
+
+def test_a_clean_stop_gives_back_what_the_sender_holds_uncounted(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    _outputs(sessions, tmp_path / "outbox", ["archive", "other"])
+    sender = _sender(tmp_path, sessions, FolderDestination("archive", tmp_path))
+    with unit_of_work(sessions) as s:
+        held = queue.claim_deliveries(
+            s, owner=sender.owner, lease_seconds=60, destinations=["archive"], limit=10
+        )
+        other = queue.claim_deliveries(
+            s, owner="another-sender", lease_seconds=60, destinations=["other"], limit=10
+        )
+    assert len(held) == 2 and len(other) == 2
+    sender.stop()  # never started: only the giving back
+    assert _states(sessions) == {
+        "archive": [DeliveryState.PENDING] * 2,
+        "other": [DeliveryState.SENDING] * 2,
+    }
+    with unit_of_work(sessions) as s:
+        rows = s.scalars(select(Delivery).where(Delivery.destination == "archive")).all()
+        assert all(d.attempts == 0 and d.lease_owner is None for d in rows)
+
+
+def test_a_started_sender_cannot_be_started_twice(tmp_path: Path, sessions: SessionFactory) -> None:
+    sender = _sender(tmp_path, sessions, settings=SenderSettings(poll_seconds=86_400))
+    sender.start()
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            sender.start()
+    finally:
+        _stop(sender)
