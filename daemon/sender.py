@@ -1,15 +1,21 @@
-"""The sender: delivers the outbox to each destination by C-STORE, retrying with backoff.
+"""The sender: delivers the outbox through each destination's transport, retrying with backoff.
 
 Deliveries are claimed from the database with a lease (so a sender that died gives
 its claims back when the lease expires), grouped by destination, and sent over one
-association per destination per round. A failed attempt is retried after an
-exponentially growing wait (``backoff_initial_seconds * 2**(attempt-1)``, capped at
-``backoff_max_seconds``); after ``max_attempts`` the delivery is dead-lettered, visible
-with ``chestaid-daemon outbox list --state dead`` and put back with ``outbox retry``.
+session per destination per round, by the transport registered for the
+destination's ``kind`` (:mod:`daemon.transports`; DICOM C-STORE today). A failed
+attempt is retried after an exponentially growing wait
+(``backoff_initial_seconds * 2**(attempt-1)``, capped at ``backoff_max_seconds``);
+after ``max_attempts``, or at once when the transport says retrying cannot help, the
+delivery is dead-lettered, visible with ``chestaid-daemon outbox list --state dead``
+and put back with ``outbox retry``.
 
-Rounds run on an APScheduler job every ``poll_seconds`` (which picks up retries whose
-backoff has passed), and at once when a worker commits new outputs (:meth:`Sender.wake`). The state lives in the database, so
-delivery survives a restart, and a PACS that is down for minutes is simply retried.
+The sender is one thread shaped like a worker's: it runs rounds while there is
+work, then waits on an event until a worker commits new outputs (:meth:`Sender.wake`,
+at once) or ``poll_seconds`` pass (which picks up retries whose backoff has passed).
+A clean stop finishes the object in flight and gives back every claim it holds,
+uncounted. The state lives in the database, so delivery survives a restart, and a
+PACS that is down for minutes is simply retried.
 """
 
 from __future__ import annotations
@@ -18,35 +24,27 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from pydicom.uid import (
-    ComprehensiveSRStorage,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    SecondaryCaptureImageStorage,
-)
-from pynetdicom import AE
-from pynetdicom.association import Association
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon.db import queue
 from daemon.db.models import DeliveryState
 from daemon.db.session import SessionFactory, writing
-from daemon.errors import SpoolError
-from daemon.settings import Destination, NodeSettings, SenderSettings
+from daemon.errors import DeliveryError, SpoolError
+from daemon.settings import NodeSettings, SenderSettings
 from daemon.spool import FileStore
+from daemon.transports import (
+    DestinationLike,
+    PermanentFailure,
+    Stored,
+    TransientFailure,
+    Transport,
+    TransportSession,
+    transport_for,
+)
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_SOP_CLASSES = (SecondaryCaptureImageStorage, ComprehensiveSRStorage)
-# Statuses after which the object is stored at the destination (PS3.4 B.2.3): success
-# and the warnings (coercion, elements discarded, dataset does not match SOP class).
-STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007, 0x0107, 0x0116})
-DELIVER_JOB_ID = "deliver-outbox"
 
 
 class Sender:
@@ -55,9 +53,13 @@ class Sender:
     Args:
         sessions: the process's session factory.
         outbox: where the outputs' files are.
-        destinations: the configured destinations.
+        destinations: the configured destinations, each delivered to by the transport
+            registered for its ``kind``.
         node: this node's settings (the AE title and timeouts used when calling out).
         settings: retry and polling settings.
+
+    Raises:
+        ConfigurationError: a destination's kind has no transport.
     """
 
     def __init__(
@@ -65,7 +67,7 @@ class Sender:
         *,
         sessions: SessionFactory,
         outbox: FileStore,
-        destinations: Sequence[Destination],
+        destinations: Sequence[DestinationLike],
         node: NodeSettings,
         settings: SenderSettings,
         owner: str | None = None,
@@ -73,101 +75,109 @@ class Sender:
         self.sessions = sessions
         self.outbox = outbox
         self.destinations = {d.name: d for d in destinations}
+        # One transport per kind, made now: a kind without a transport fails at start.
+        self._transports: dict[str, Transport[Any]] = {
+            kind: transport_for(kind)(node=node, settings=settings)
+            for kind in {d.kind for d in destinations}
+        }
         self.node = node
         self.settings = settings
         self.owner = owner or queue.process_owner("sender")
-        self._pending_wake = threading.Event()
+        self._wakeup = threading.Event()
         self._stopping = threading.Event()
-        self._round_lock = threading.Lock()
-        self._scheduler: BackgroundScheduler | None = None
-        self._waker: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
 
-    # -- running on a schedule ---------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start delivering: a round now, every ``poll_seconds``, and on every wake."""
-        scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
-        scheduler.add_job(
-            self._scheduled_round,
-            "interval",
-            seconds=self.settings.poll_seconds,
-            id=DELIVER_JOB_ID,
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-            misfire_grace_time=None,
-        )
-        scheduler.start()
-        self._scheduler = scheduler
-        self._waker = threading.Thread(
-            target=self._wake_loop, name="chestaid-sender-wake", daemon=True
-        )
-        self._waker.start()
+        """Start the delivery thread: a round now, then on every wake and poll.
+
+        Raises:
+            RuntimeError: the sender is already running.
+        """
+        if self.running:
+            raise RuntimeError("the sender is already running")
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self.run, name="chestaid-sender", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        """Deliver until :meth:`stop`: rounds while there is work, then a wait.
+
+        The wait ends at a :meth:`wake` or after ``poll_seconds``, whichever comes
+        first; the poll is what picks up retries whose backoff has passed.
+        """
         logger.info(
             "sender started", extra={"owner": self.owner, "destinations": sorted(self.destinations)}
         )
+        while not self._stopping.is_set():
+            # Cleared before the round, so a wake during the round is not lost: the
+            # wait below then returns at once and the next round sees the new outputs.
+            self._wakeup.clear()
+            try:
+                claimed = self.deliver_round()["claimed"]
+            except SQLAlchemyError as exc:
+                # The database is locked or gone for a moment: claims in hand keep
+                # their leases and come back; the sender stays alive and tries again.
+                logger.error("database error in the sender", extra={"error": str(exc)})
+                claimed = 0
+            if claimed == 0:
+                self._wakeup.wait(self.settings.poll_seconds)
 
     def wake(self) -> None:
-        """Run a round as soon as possible (new outputs were committed)."""
-        self._pending_wake.set()
-
-    def _wake_loop(self) -> None:
-        # Rounds on demand, beside the scheduled ones; the round lock makes them take
-        # turns, and a wake that arrives during a round makes that round go again.
-        while not self._stopping.is_set():
-            self._pending_wake.wait()
-            if self._stopping.is_set():
-                return
-            with self._round_lock:
-                self.deliver_until_idle()
-
-    def _scheduled_round(self) -> None:
-        with self._round_lock:
-            self.deliver_until_idle()
+        """Deliver as soon as possible (a worker committed new outputs)."""
+        self._wakeup.set()
 
     def stop(self) -> None:
         """Stop after the object in flight; give back anything still claimed."""
         self._stopping.set()
-        self._pending_wake.set()
-        scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler.shutdown(wait=True)
-        if self._waker is not None:
-            self._waker.join()
-        with writing(self.sessions) as session:
-            released = queue.release_owned_deliveries(session, owner=self.owner)
+        self._wakeup.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        try:
+            with writing(self.sessions) as session:
+                released = queue.release_owned_deliveries(session, owner=self.owner)
+        except SQLAlchemyError as exc:
+            logger.error(
+                "cannot give back claimed deliveries; their leases will expire",
+                extra={"error": str(exc)},
+            )
+            released = 0
         logger.info("sender stopped", extra={"owner": self.owner, "released": released})
 
     @property
     def running(self) -> bool:
-        """Whether the schedule and the wake thread are running."""
-        return (
-            self._scheduler is not None
-            and bool(self._scheduler.running)
-            and self._waker is not None
-            and self._waker.is_alive()
-        )
+        """Whether the delivery thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
 
     def deliver_until_idle(self) -> dict[str, int]:
-        """Run rounds until nothing is due and no wake came in meanwhile (or a stop)."""
-        totals: dict[str, int] = defaultdict(int)
+        """Run rounds until one claims nothing (or a stop); for tests and the CLI.
+
+        Returns:
+            The counts of every round added up (see :meth:`deliver_round`).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the database failed.
+        """
+        totals = dict.fromkeys(("claimed", "delivered", "retrying", "dead"), 0)
         while not self._stopping.is_set():
-            self._pending_wake.clear()
-            try:
-                outcome = self.deliver_round()
-            except SQLAlchemyError as exc:
-                logger.error("database error in the sender", extra={"error": str(exc)})
-                break
+            outcome = self.deliver_round()
             for key, value in outcome.items():
                 totals[key] += value
-            if outcome["claimed"] == 0 and not self._pending_wake.is_set():
+            if outcome["claimed"] == 0:
                 break
-        return dict(totals)
+        return totals
 
     # -- one round ---------------------------------------------------------------------
 
     def deliver_round(self) -> dict[str, int]:
-        """Claim due deliveries and send them; returns counts of what happened."""
+        """Claim due deliveries and send them, one session per destination.
+
+        Returns:
+            How many deliveries were ``claimed``, and how many of them ended
+            ``delivered``, ``retrying`` (pending again after a backoff) or ``dead``.
+        """
         counts = {"claimed": 0, "delivered": 0, "retrying": 0, "dead": 0}
         if not self.destinations:
             return counts
@@ -188,77 +198,65 @@ class Sender:
                 counts[state] += 1
         return counts
 
-    def _send_group(self, destination: Destination, claims: list[queue.DeliveryClaim]) -> list[str]:
-        ae = AE(ae_title=self.settings.calling_ae_title or self.node.ae_title)
-        ae.acse_timeout = self.node.acse_timeout
-        ae.dimse_timeout = self.node.dimse_timeout
-        ae.network_timeout = self.node.network_timeout
-        ae.maximum_pdu_size = self.node.max_pdu_bytes
-        for sop_class in OUTPUT_SOP_CLASSES:
-            ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        log: dict[str, Any] = {"destination": destination.name}
-        assoc: Association | None = None
+    def _send_group(
+        self, destination: DestinationLike, claims: list[queue.DeliveryClaim]
+    ) -> list[str]:
+        log: dict[str, Any] = {"destination": destination.name, "kind": destination.kind}
         try:
-            assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
-        except (OSError, RuntimeError, ValueError) as exc:
-            error = f"cannot associate with {destination.ae_title}@{destination.host}:{destination.port}: {exc}"
-            return [self._failed(c, error, None, log) for c in claims]
-        if not assoc.is_established:
-            why = (
-                "rejected"
-                if assoc.is_rejected
-                else "aborted"
-                if assoc.is_aborted
-                else "not established"
-            )
-            error = f"association with {destination.ae_title}@{destination.host}:{destination.port} {why}"
-            return [self._failed(c, error, None, log) for c in claims]
+            session = self._transports[destination.kind].open(destination)
+        except DeliveryError as exc:
+            return [self._failed(c, TransientFailure(str(exc)), log) for c in claims]
+        except Exception as exc:
+            # The boundary of the transport: a bug in it is logged with its traceback
+            # and retried like an unreachable destination, never the sender's end.
+            logger.exception("transport raised an unexpected error", extra=log)
+            failure = TransientFailure(f"internal error: {type(exc).__name__}: {exc}")
+            return [self._failed(c, failure, log) for c in claims]
         states: list[str] = []
-        try:
+        with session:
             for claim in claims:
                 if self._stopping.is_set():
                     break  # the rest are given back by stop()
-                states.append(self._send_one(assoc, claim, log))
-        finally:
-            if assoc.is_established:
-                assoc.release()
+                states.append(self._send_one(session, claim, log))
         return states
 
-    def _send_one(self, assoc: Association, claim: queue.DeliveryClaim, log: dict[str, Any]) -> str:
+    def _send_one(
+        self, session: TransportSession, claim: queue.DeliveryClaim, log: dict[str, Any]
+    ) -> str:
         log = {**log, "delivery_id": claim.delivery_id, "sop_instance_uid": claim.sop_instance_uid}
-        if not assoc.is_established:
-            return self._failed(claim, "association ended before this object was sent", None, log)
         try:
-            path = self.outbox.path(claim.file_name)
-            status_ds = assoc.send_c_store(path)
-        except (SpoolError, OSError, ValueError, RuntimeError, AttributeError) as exc:
-            return self._failed(claim, f"cannot send {claim.file_name}: {exc}", None, log)
-        status = int(status_ds.get("Status", -1)) if status_ds else -1
-        if status in STORED_STATUSES:
-            try:
-                with writing(self.sessions) as session:
-                    kept = queue.mark_delivered(
-                        session, delivery_id=claim.delivery_id, owner=self.owner, status=status
-                    )
-            except SQLAlchemyError as exc:
-                # Stored at the destination but not recorded: the lease runs out and
-                # the object is sent again (same SOP Instance UID; the PACS keeps one).
-                logger.error("delivered but not recorded", extra={**log, "error": str(exc)})
-                return "retrying"
-            logger.info(
-                "output delivered", extra={**log, "status": f"0x{status:04X}", "lease_kept": kept}
-            )
-            return "delivered"
-        if status < 0:
-            return self._failed(
-                claim, "no response to C-STORE (timeout or connection lost)", None, log
-            )
-        return self._failed(claim, f"C-STORE refused with status 0x{status:04X}", status, log)
+            outcome = session.send(self.outbox.path(claim.file_name))
+        except SpoolError as exc:
+            outcome = TransientFailure(f"cannot send {claim.file_name}: {exc}")
+        except Exception as exc:
+            logger.exception("transport raised an unexpected error", extra=log)
+            outcome = TransientFailure(f"internal error: {type(exc).__name__}: {exc}")
+        if not isinstance(outcome, Stored):
+            return self._failed(claim, outcome, log)
+        try:
+            with writing(self.sessions) as db:
+                kept = queue.mark_delivered(
+                    db, delivery_id=claim.delivery_id, owner=self.owner, status=outcome.status
+                )
+        except SQLAlchemyError as exc:
+            # Stored at the destination but not recorded: the lease runs out and the
+            # object is sent again (same SOP Instance UID; the destination keeps one).
+            logger.error("delivered but not recorded", extra={**log, "error": str(exc)})
+            return "retrying"
+        logger.info(
+            "output delivered",
+            extra={**log, "status": f"0x{outcome.status:04X}", "lease_kept": kept},
+        )
+        return "delivered"
 
     def _failed(
-        self, claim: queue.DeliveryClaim, error: str, status: int | None, log: dict[str, Any]
+        self,
+        claim: queue.DeliveryClaim,
+        failure: TransientFailure | PermanentFailure,
+        log: dict[str, Any],
     ) -> str:
-        dead = claim.attempts >= self.settings.max_attempts
+        permanent = isinstance(failure, PermanentFailure)
+        dead = permanent or claim.attempts >= self.settings.max_attempts
         retry_in = (
             None
             if dead
@@ -273,13 +271,19 @@ class Sender:
                 session,
                 delivery_id=claim.delivery_id,
                 owner=self.owner,
-                error=error,
-                status=status,
+                error=failure.error,
+                status=failure.status,
                 retry_in=retry_in,
             )
-        extra = {**log, "delivery_id": claim.delivery_id, "attempt": claim.attempts, "error": error}
+        extra = {
+            **log,
+            "delivery_id": claim.delivery_id,
+            "attempt": claim.attempts,
+            "error": failure.error,
+        }
         if state == DeliveryState.DEAD:
-            logger.error("delivery dead-lettered after its last attempt", extra=extra)
+            why = "refused for good" if permanent else "after its last attempt"
+            logger.error(f"delivery dead-lettered {why}", extra=extra)
             return "dead"
         logger.warning("delivery failed, will retry", extra={**extra, "retry_in_s": retry_in})
         return "retrying"

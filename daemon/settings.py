@@ -188,8 +188,14 @@ class PrioritySettings(_Section):
 
 
 class Destination(_Section):
-    """A DICOM node that receives ChestAid's outputs (usually the PACS)."""
+    """A DICOM node that receives ChestAid's outputs (usually the PACS) by C-STORE.
 
+    ``kind`` names the transport that delivers to it (:mod:`daemon.transports`); a
+    file without it means ``"dicom"``. Another kind (HL7, DICOMweb) becomes a model
+    of its own beside this one, and ``destinations`` a union discriminated by kind.
+    """
+
+    kind: Literal["dicom"] = "dicom"
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
     ae_title: AETitle
     host: str

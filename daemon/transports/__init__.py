@@ -1,0 +1,33 @@
+"""Delivery transports, one module per destination kind, behind one interface.
+
+Importing the package registers the built-in kinds; a new kind is a new module
+here and one import below.
+"""
+
+from daemon.transports import dicom
+from daemon.transports.base import (
+    DestinationLike,
+    Outcome,
+    PermanentFailure,
+    Stored,
+    TransientFailure,
+    Transport,
+    TransportSession,
+    kinds,
+    register,
+    transport_for,
+)
+
+__all__ = [
+    "DestinationLike",
+    "Outcome",
+    "PermanentFailure",
+    "Stored",
+    "TransientFailure",
+    "Transport",
+    "TransportSession",
+    "dicom",
+    "kinds",
+    "register",
+    "transport_for",
+]

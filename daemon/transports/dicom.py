@@ -1,0 +1,109 @@
+"""The DICOM transport: outputs sent by C-STORE over one association per destination.
+
+The association requests the output SOP classes (Secondary Capture and
+Comprehensive SR) in Explicit and Implicit VR Little Endian, calling with the
+sender's ``calling_ae_title`` (or the node's AE title) and the node's timeouts and
+maximum PDU size. Every failure is transient: a PACS that is down, refuses the
+association, or answers a C-STORE with an error status is tried again after the
+backoff, and the delivery is dead-lettered only after the last attempt, where an
+admin sees it (a refusal is often fixed on the PACS's side).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydicom.uid import (
+    ComprehensiveSRStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    SecondaryCaptureImageStorage,
+)
+from pynetdicom import AE
+from pynetdicom.association import Association
+
+from daemon.errors import DeliveryError
+from daemon.settings import Destination, NodeSettings, SenderSettings
+from daemon.transports.base import (
+    Outcome,
+    Stored,
+    TransientFailure,
+    Transport,
+    TransportSession,
+    register,
+)
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_SOP_CLASSES = (SecondaryCaptureImageStorage, ComprehensiveSRStorage)
+# Statuses after which the object is stored at the destination (PS3.4 B.2.3): success
+# and the warnings (coercion, elements discarded, dataset does not match SOP class).
+STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007, 0x0107, 0x0116})
+
+
+@register("dicom")
+class DicomTransport(Transport[Destination]):
+    """C-STORE to a DICOM node (usually the PACS)."""
+
+    def __init__(self, *, node: NodeSettings, settings: SenderSettings) -> None:
+        super().__init__(node=node, settings=settings)
+        ae = AE(ae_title=settings.calling_ae_title or node.ae_title)
+        ae.acse_timeout = node.acse_timeout
+        ae.dimse_timeout = node.dimse_timeout
+        ae.network_timeout = node.network_timeout
+        ae.maximum_pdu_size = node.max_pdu_bytes
+        for sop_class in OUTPUT_SOP_CLASSES:
+            ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        self.ae = ae
+
+    def open(self, destination: Destination) -> DicomSession:
+        """Associate with the destination.
+
+        Raises:
+            DeliveryError: the association could not be made, or was rejected or aborted.
+        """
+        where = f"{destination.ae_title}@{destination.host}:{destination.port}"
+        try:
+            assoc = self.ae.associate(
+                destination.host, destination.port, ae_title=destination.ae_title
+            )
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise DeliveryError(f"cannot associate with {where}: {exc}") from exc
+        if not assoc.is_established:
+            why = (
+                "rejected"
+                if assoc.is_rejected
+                else "aborted"
+                if assoc.is_aborted
+                else "not established"
+            )
+            raise DeliveryError(f"association with {where} {why}")
+        return DicomSession(assoc)
+
+
+class DicomSession(TransportSession):
+    """One established association; objects are sent over it one C-STORE at a time."""
+
+    def __init__(self, assoc: Association) -> None:
+        self.assoc = assoc
+
+    def send(self, path: Path) -> Outcome:
+        """C-STORE one file; stored when the status is success or a storing warning."""
+        if not self.assoc.is_established:
+            return TransientFailure("association ended before this object was sent")
+        try:
+            status_ds = self.assoc.send_c_store(path)
+        except (OSError, ValueError, RuntimeError, AttributeError) as exc:
+            return TransientFailure(f"cannot send {path.name}: {exc}")
+        status = int(status_ds.get("Status", -1)) if status_ds else -1
+        if status in STORED_STATUSES:
+            return Stored(status)
+        if status < 0:
+            return TransientFailure("no response to C-STORE (timeout or connection lost)")
+        return TransientFailure(f"C-STORE refused with status 0x{status:04X}", status)
+
+    def close(self) -> None:
+        """Release the association if it is still up."""
+        if self.assoc.is_established:
+            self.assoc.release()
