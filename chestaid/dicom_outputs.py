@@ -62,7 +62,7 @@ from chestaid import __version__
 from chestaid.assessment import REASONS
 from chestaid.display import score_pair_text
 from chestaid.errors import ConfigurationError, OutputError
-from chestaid.gradcam import colormap_lut, display_image, render_overlay
+from chestaid.overlay import default_lut, display_image, render_overlay
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def triage_image(
         finding: what the text band states.
         max_side: the longest side of the image, in pixels (the band adds rows below).
         alpha: opacity of the map over the image.
-        lut: a (256, 3) uint8 colour table from :func:`chestaid.gradcam.colormap_lut`.
+        lut: a (256, 3) uint8 colour table from :func:`chestaid.overlay.colormap_lut`.
 
     Returns:
         The RGB pixels and where the image and the band are.
@@ -312,7 +312,7 @@ def triage_image(
         shown,
         np.nan_to_num(cam.astype(np.float32, copy=False)),
         alpha=alpha,
-        lut=lut if lut is not None else _default_lut(),
+        lut=lut if lut is not None else default_lut(),
     )
     return _with_band(overlay, lines, _BAND_COLOUR)
 
@@ -884,11 +884,6 @@ def _font_size(columns: int) -> int:
 @lru_cache(maxsize=16)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
-
-
-@lru_cache(maxsize=1)
-def _default_lut() -> np.ndarray:
-    return colormap_lut()
 
 
 def _line_height(font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> int:

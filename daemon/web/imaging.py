@@ -4,7 +4,7 @@ The browser shows a study as two PNGs stacked: the grey image and the Grad-CAM
 coloured with the same colour table the worker burns into its Secondary Capture.
 With the heatmap laid over the grey image at CSS ``opacity: alpha`` the browser
 computes ``(1 - alpha) * grey + alpha * colour`` per channel, which is exactly
-:func:`chestaid.gradcam.render_overlay`'s blend, so the picture on screen is the one
+:func:`chestaid.overlay.render_overlay`'s blend, so the picture on screen is the one
 sent to the PACS while the reader can still change the opacity.
 
 An upload is recognised by its content, decoded from the bytes received (it is
@@ -15,7 +15,6 @@ an HTTP status.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
@@ -23,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from pydicom.dataset import Dataset
 
@@ -34,8 +32,8 @@ from chestaid.errors import (
     ImageTooLargeError,
     UnknownFormatError,
 )
-from chestaid.gradcam import colormap_lut, display_image, upsample_map
 from chestaid.imaging import GreyImage, read_for_scoring
+from chestaid.overlay import colour_map, default_lut, display_image
 from daemon.errors import DaemonError
 from daemon.worker import ActiveModel
 
@@ -96,14 +94,6 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-@functools.lru_cache(maxsize=1)
-def _lut() -> np.ndarray:
-    """The worker's colour table (``colormap_lut()``), built once and read-only."""
-    table = colormap_lut()
-    table.setflags(write=False)
-    return table
-
-
 def grey_png(pixels: np.ndarray, *, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
     """An 8-bit grey PNG of a 0..1 grey image, shrunk so its longer side is at most ``max_side``.
 
@@ -129,9 +119,8 @@ def grey_png(pixels: np.ndarray, *, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
 def heatmap_rgb(cam: np.ndarray, *, size: tuple[int, int]) -> np.ndarray:
     """The Grad-CAM upsampled bilinearly to ``size`` and coloured as the worker colours it.
 
-    The same steps as :func:`chestaid.gradcam.render_overlay` before its blend: the map
-    upsampled with :func:`chestaid.gradcam.upsample_map`, rounded to 256 levels and
-    looked up in ``colormap_lut()`` (jet).
+    :func:`chestaid.overlay.colour_map` with the worker's colour table, the steps of
+    :func:`chestaid.overlay.render_overlay` before its blend.
 
     Args:
         cam: map in [0, 1] at feature-map resolution, shape (h, w).
@@ -148,11 +137,7 @@ def heatmap_rgb(cam: np.ndarray, *, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     if height < 1 or width < 1:
         raise ConfigurationError(f"size must be positive, got {size}")
-    t = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(cam), dtype=np.float32))[None]
-    up = upsample_map(t, (height, width))[0].numpy()
-    index = np.clip(np.round(up * 255), 0, 255).astype(np.uint8)
-    colours: np.ndarray = _lut()[index]
-    return colours
+    return colour_map(np.nan_to_num(cam), (height, width), lut=default_lut())
 
 
 def heatmap_png(cam: np.ndarray, *, size: tuple[int, int]) -> bytes:
