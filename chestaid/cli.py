@@ -406,8 +406,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from chestaid.bundle import default_bundle_path, load_bundle
-    from chestaid.gradcam import colormap_lut, display_image, render_overlay
     from chestaid.inference import Scorer
+    from chestaid.overlay import default_lut, display_image, render_overlay
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigurationError(f"--alpha must be in [0, 1], got {args.alpha}")
@@ -421,7 +421,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     calibration_version = (bundle.manifest.calibration or {}).get("calibration_version")
     if args.cam is not None:
         args.cam.mkdir(parents=True, exist_ok=True)
-    lut = colormap_lut()
+    lut = default_lut()
     used: set[str] = set()
     refused = 0
     for path in args.files:

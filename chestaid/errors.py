@@ -21,6 +21,10 @@ class UnsupportedImageError(ImageError):
     """The image is readable but not something ChestAid scores (colour, multi-frame...)."""
 
 
+class UnknownFormatError(UnsupportedImageError):
+    """The file is not a DICOM, PNG or JPEG file, judged by its content."""
+
+
 class NotChestRadiographError(UnsupportedImageError):
     """The image's attributes say it is not a chest radiograph (modality, body part)."""
 

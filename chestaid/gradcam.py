@@ -14,12 +14,22 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from chestaid.errors import ConfigurationError
+# Showing a map lives in chestaid.overlay; these names stay importable from here.
+from chestaid.overlay import colormap_lut, display_image, render_overlay, upsample_map
+
+__all__ = [
+    "HookGradCAM",
+    "class_activation_map",
+    "colormap_lut",
+    "display_image",
+    "normalise_map",
+    "render_overlay",
+    "upsample_map",
+]
 
 
 def class_activation_map(
@@ -49,14 +59,6 @@ def normalise_map(cam: torch.Tensor) -> torch.Tensor:
     span = (flat.max(dim=1).values.view(-1, 1, 1) - low).clamp_min(0)
     safe = torch.where(span > 1e-12, span, torch.ones_like(span))
     return torch.where(span > 1e-12, (cam - low) / safe, torch.zeros_like(cam))
-
-
-def upsample_map(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinearly upsample (N, h, w) maps to (N, *size), clipped back to the input range."""
-    up = nn.functional.interpolate(
-        cam.unsqueeze(1), size=size, mode="bilinear", align_corners=False
-    ).squeeze(1)
-    return up.clamp(float(cam.min()), float(cam.max()))
 
 
 class HookGradCAM:
@@ -112,55 +114,3 @@ class HookGradCAM:
         assert self._activation is not None and self._gradient is not None
         weights = self._gradient.float().mean(dim=(2, 3), keepdim=True)
         return torch.relu((weights * self._activation.float()).sum(dim=1))
-
-
-def colormap_lut(name: str = "jet") -> np.ndarray:
-    """A (256, 3) uint8 lookup table of a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    table = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
-    return np.asarray(np.round(table * 255), dtype=np.uint8)
-
-
-def display_image(pixels: np.ndarray, max_side: int = 1024) -> np.ndarray:
-    """A 0..1 grey image shrunk (area-averaged) so its longer side is at most ``max_side``."""
-    height, width = pixels.shape
-    scale = max_side / max(height, width)
-    if scale >= 1.0:
-        return pixels.astype(np.float32, copy=False)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    t = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None, None]
-    return nn.functional.interpolate(t, size=size, mode="area")[0, 0].numpy()
-
-
-def render_overlay(
-    grey: np.ndarray,
-    cam: np.ndarray,
-    *,
-    alpha: float = 0.4,
-    colormap: str = "jet",
-    lut: np.ndarray | None = None,
-) -> np.ndarray:
-    """Blend a 0..1 map, upsampled to the image, over a grey image.
-
-    Args:
-        grey: float image in [0, 1], shape (H, W).
-        cam: normalised map in [0, 1] of any size (h, w); upsampled bilinearly.
-        alpha: opacity of the map, 0..1.
-        colormap: matplotlib colormap name (ignored when ``lut`` is given).
-        lut: an optional precomputed (256, 3) uint8 table from :func:`colormap_lut`.
-
-    Returns:
-        An RGB uint8 array of shape (H, W, 3).
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigurationError(f"alpha must be in [0, 1], got {alpha}")
-    height, width = grey.shape
-    up = upsample_map(
-        torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None], (height, width)
-    )
-    index = np.clip(np.round(up[0].numpy() * 255), 0, 255).astype(np.uint8)
-    colours = (lut if lut is not None else colormap_lut(colormap))[index].astype(np.float32)
-    base = np.clip(grey, 0.0, 1.0).astype(np.float32)[..., None] * 255.0
-    blended = (1.0 - alpha) * base + alpha * colours
-    return np.asarray(np.clip(np.round(blended), 0, 255), dtype=np.uint8)

@@ -29,7 +29,7 @@ from chestaid.assessment import (
 from chestaid.bundle import Bundle
 from chestaid.calibration import Calibrator
 from chestaid.gradcam import class_activation_map, normalise_map
-from chestaid.imaging import DEFAULT_MAX_PIXELS, GreyImage, read_image
+from chestaid.imaging import DEFAULT_MAX_PIXELS, GreyImage, read_for_scoring
 from chestaid.models import ChestNet
 from chestaid.preprocess import PreprocessSpec, preprocess
 
@@ -230,6 +230,10 @@ class Scorer:
     def score_file(
         self, path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> tuple[GreyImage, Prediction]:
-        """Read, preprocess and score one file; returns the image read and its prediction."""
-        image = read_image(path, max_pixels=max_pixels)
+        """Read, preprocess and score one file; returns the image read and its prediction.
+
+        Raises:
+            ImageError: as :func:`chestaid.imaging.read_for_scoring` refuses the file.
+        """
+        image = read_for_scoring(path, max_pixels=max_pixels).image
         return image, self.score_pixels(image.pixels)

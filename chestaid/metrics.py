@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from chestaid.errors import CalibrationError
+from chestaid.errors import CalibrationError, ConfigurationError
 
 
 def _labels(labels: ArrayLike, n: int | None = None) -> np.ndarray:
@@ -299,3 +299,42 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     centre = (phat + z * z / (2 * n)) / denom
     half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+PSI_BINS = 10
+PSI_FLOOR = 1e-4  # stands in for an empty bin's share, so the index stays finite
+
+
+def population_stability_index(
+    reference: ArrayLike, current: ArrayLike, *, bins: int = PSI_BINS, floor: float = PSI_FLOOR
+) -> float:
+    """The population stability index of ``current`` against ``reference``.
+
+    Both samples are binned at the reference's quantiles (deciles by default; tied
+    edges merged), and ``sum((q - p) * ln(q / p))`` is taken over the bins' shares
+    ``p`` (reference) and ``q`` (current), each share at least ``floor``.
+
+    Args:
+        reference: the reference sample (scores, logits or any statistic), 1-D.
+        current: the sample compared with it, 1-D.
+        bins: how many quantile bins of the reference.
+        floor: the smallest share a bin is given.
+
+    Returns:
+        The index (0 for identical distributions), or nan when either sample is empty.
+
+    Raises:
+        ConfigurationError: ``bins`` is below 1 or ``floor`` not in (0, 1).
+    """
+    if bins < 1 or not 0.0 < floor < 1.0:
+        raise ConfigurationError(f"bins must be >= 1 and floor in (0, 1); got {bins}, {floor}")
+    ref_sample = np.asarray(reference, dtype=np.float64).ravel()
+    cur_sample = np.asarray(current, dtype=np.float64).ravel()
+    if ref_sample.size == 0 or cur_sample.size == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(ref_sample, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref = np.bincount(np.searchsorted(edges, ref_sample, side="right"), minlength=edges.size + 1)
+    cur = np.bincount(np.searchsorted(edges, cur_sample, side="right"), minlength=edges.size + 1)
+    p = np.maximum(ref / ref.sum(), floor)
+    q = np.maximum(cur / cur.sum(), floor)
+    return float(np.sum((q - p) * np.log(q / p)))

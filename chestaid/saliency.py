@@ -23,8 +23,9 @@ import torch
 from scipy.stats import spearmanr
 from torch.nn import functional as F
 
-from chestaid.gradcam import class_activation_map, normalise_map, upsample_map
+from chestaid.gradcam import class_activation_map, normalise_map
 from chestaid.models import ChestNet, reinitialise
+from chestaid.overlay import upsample_map
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.30, 0.50)
 

@@ -35,6 +35,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from chestaid.metrics import population_stability_index
 from daemon.db.models import (
     MonitoringAlert,
     MonitoringRun,
@@ -46,27 +47,12 @@ from daemon.settings import MonitoringSettings
 
 logger = logging.getLogger(__name__)
 
-PSI_BINS = 10
-PSI_FLOOR = 1e-4  # stands in for an empty bin, so the index stays finite
-
 # The image statistics watched for drift: the key of their PSI in a run's figures,
 # their column, and how an alert names them.
 IMAGE_STATISTICS = (
     ("psi_image_mean", Result.image_mean, "image mean brightness"),
     ("psi_image_std", Result.image_std, "image contrast (standard deviation)"),
 )
-
-
-def population_stability_index(reference: np.ndarray, current: np.ndarray) -> float:
-    """PSI of ``current`` against ``reference``, binned at the reference's deciles."""
-    if reference.size == 0 or current.size == 0:
-        return float("nan")
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, PSI_BINS + 1)[1:-1]))
-    ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=edges.size + 1)
-    cur = np.bincount(np.searchsorted(edges, current, side="right"), minlength=edges.size + 1)
-    p = np.maximum(ref / ref.sum(), PSI_FLOOR)
-    q = np.maximum(cur / cur.sum(), PSI_FLOOR)
-    return float(np.sum((q - p) * np.log(q / p)))
 
 
 @dataclass(frozen=True)

@@ -26,30 +26,12 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import (
-    JPEG2000,
-    UID,
-    ComputedRadiographyImageStorage,
-    DeflatedExplicitVRLittleEndian,
-    DigitalXRayImageStorageForPresentation,
-    DigitalXRayImageStorageForProcessing,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEGLossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    RLELossless,
-    SecondaryCaptureImageStorage,
-)
+from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from chestaid.imaging import ACCEPTED_SOP_CLASSES, DECODABLE_TRANSFER_SYNTAXES
 from daemon.db import queue
 from daemon.db.session import SessionFactory, writing
 from daemon.errors import DaemonError, SpoolError, SpoolFullError
@@ -59,30 +41,6 @@ from daemon.spool import FileStore, StoredFile
 logger = logging.getLogger(__name__)
 
 VERIFICATION = UID("1.2.840.10008.1.1")
-STORAGE_SOP_CLASSES = (
-    ComputedRadiographyImageStorage,
-    DigitalXRayImageStorageForPresentation,
-    DigitalXRayImageStorageForProcessing,
-    SecondaryCaptureImageStorage,
-)
-# Everything the ML core can decode: native, deflate, JPEG baseline/extended/lossless,
-# JPEG-LS, JPEG 2000 and RLE.
-TRANSFER_SYNTAXES = (
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEGLossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    JPEG2000Lossless,
-    JPEG2000,
-    RLELossless,
-)
-
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
@@ -353,8 +311,8 @@ def build_ae(node: NodeSettings) -> AE:
     ae.network_timeout = node.network_timeout
     ae.require_called_aet = True
     ae.add_supported_context(VERIFICATION)
-    for sop_class in STORAGE_SOP_CLASSES:
-        ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+    for sop_class in ACCEPTED_SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(DECODABLE_TRANSFER_SYNTAXES))
     return ae
 
 

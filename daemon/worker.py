@@ -28,11 +28,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.dataset import Dataset
 from sqlalchemy.exc import SQLAlchemyError
 
 from chestaid.dicom_outputs import NotAssessedFinding, TriageFinding, is_chestaid_output
-from chestaid.errors import ChestAidError, NotChestRadiographError
-from chestaid.imaging import dataset_to_grey, read_dicom_dataset
+from chestaid.errors import ChestAidError, NotChestRadiographError, UnsupportedImageError
+from chestaid.imaging import read_for_scoring
 from chestaid.inference import Prediction
 from daemon.db import queue
 from daemon.db.models import JobState
@@ -275,10 +276,12 @@ class Worker:
         path = self.spool.path(claim.spool_name)
         if not path.is_file():
             raise _SpoolMissingError(f"the spooled file {claim.spool_name} is missing")
-        source = read_dicom_dataset(path)
-        if is_chestaid_output(source):
-            raise _SkipError("one of ChestAid's own outputs, sent back")
-        image = dataset_to_grey(source, max_pixels=self.settings.max_pixels)
+        read = read_for_scoring(
+            path, max_pixels=self.settings.max_pixels, screen=_skip_chestaid_output
+        )
+        source, image = read.dataset, read.image
+        if source is None:
+            raise UnsupportedImageError(f"the spooled file {claim.spool_name} is not DICOM")
         model = self.model()
         prediction = model.scorer.score_pixels(image.pixels)
         assessment = prediction.assessment
@@ -338,6 +341,12 @@ class Worker:
             cam=encoded,
             image=statistics,
         )
+
+
+def _skip_chestaid_output(source: Dataset) -> None:
+    """Refuse one of ChestAid's own outputs sent back, before its pixels are decoded."""
+    if is_chestaid_output(source):
+        raise _SkipError("one of ChestAid's own outputs, sent back")
 
 
 class _SpoolMissingError(ChestAidError):

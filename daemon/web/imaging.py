@@ -4,7 +4,7 @@ The browser shows a study as two PNGs stacked: the grey image and the Grad-CAM
 coloured with the same colour table the worker burns into its Secondary Capture.
 With the heatmap laid over the grey image at CSS ``opacity: alpha`` the browser
 computes ``(1 - alpha) * grey + alpha * colour`` per channel, which is exactly
-:func:`chestaid.gradcam.render_overlay`'s blend, so the picture on screen is the one
+:func:`chestaid.overlay.render_overlay`'s blend, so the picture on screen is the one
 sent to the PACS while the reader can still change the opacity.
 
 An upload is recognised by its content, decoded from the bytes received (it is
@@ -15,68 +15,31 @@ an HTTP status.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
-import struct
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
 
 import numpy as np
-import torch
 from PIL import Image
+from pydicom.dataset import Dataset
 
 from chestaid.dicom_outputs import is_chestaid_output
 from chestaid.errors import (
-    ChestAidError,
     ConfigurationError,
-    CorruptImageError,
     ImageError,
     ImageTooLargeError,
+    UnknownFormatError,
 )
-from chestaid.gradcam import colormap_lut, display_image, upsample_map
-from chestaid.imaging import (
-    JPEG_MAGIC,
-    PNG_MAGIC,
-    GreyImage,
-    dataset_to_grey,
-    read_dicom_dataset,
-    read_raster,
-)
+from chestaid.imaging import GreyImage, read_for_scoring
+from chestaid.overlay import colour_map, default_lut, display_image
 from daemon.errors import DaemonError
 from daemon.serving import ActiveModel
 
 logger = logging.getLogger(__name__)
 
-_S = TypeVar("_S", bytes, BinaryIO)  # an upload's bytes, or an open spooled file
-
 DISPLAY_MAX_SIDE = 1024  # the longer side of the grey image an upload's analysis keeps
-DICOM_PREFIX_OFFSET = 128  # "DICM" follows the 128-byte preamble of a Part-10 file
-
-# What pydicom, PIL and their decoders raise on hostile or corrupt input, beyond what
-# chestaid.imaging already turns into typed errors (a deferred element, a sequence item
-# or a header value can fail to parse wherever it is first touched).
-_DECODER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    AttributeError,
-    ArithmeticError,
-    EOFError,
-    OSError,
-    SyntaxError,
-    NotImplementedError,
-    RuntimeError,
-    RecursionError,
-    MemoryError,
-    struct.error,
-    zlib.error,
-)
 
 
 class UploadError(DaemonError):
@@ -91,8 +54,9 @@ class UploadTooLargeError(UploadError):
     """The upload has more bytes than the configured limit."""
 
 
-class UnsupportedFormatError(UploadError):
-    """The upload is not a DICOM, PNG or JPEG file, judged by its content."""
+# The upload is not a DICOM, PNG or JPEG file, judged by its content: the ML core's
+# error, raised as it is so an upload ends as the same file would in the worker.
+UnsupportedFormatError = UnknownFormatError
 
 
 class ChestAidOutputError(UploadError):
@@ -130,14 +94,6 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-@functools.lru_cache(maxsize=1)
-def _lut() -> np.ndarray:
-    """The worker's colour table (``colormap_lut()``), built once and read-only."""
-    table = colormap_lut()
-    table.setflags(write=False)
-    return table
-
-
 def grey_png(pixels: np.ndarray, *, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
     """An 8-bit grey PNG of a 0..1 grey image, shrunk so its longer side is at most ``max_side``.
 
@@ -163,9 +119,8 @@ def grey_png(pixels: np.ndarray, *, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
 def heatmap_rgb(cam: np.ndarray, *, size: tuple[int, int]) -> np.ndarray:
     """The Grad-CAM upsampled bilinearly to ``size`` and coloured as the worker colours it.
 
-    The same steps as :func:`chestaid.gradcam.render_overlay` before its blend: the map
-    upsampled with :func:`chestaid.gradcam.upsample_map`, rounded to 256 levels and
-    looked up in ``colormap_lut()`` (jet).
+    :func:`chestaid.overlay.colour_map` with the worker's colour table, the steps of
+    :func:`chestaid.overlay.render_overlay` before its blend.
 
     Args:
         cam: map in [0, 1] at feature-map resolution, shape (h, w).
@@ -182,11 +137,7 @@ def heatmap_rgb(cam: np.ndarray, *, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     if height < 1 or width < 1:
         raise ConfigurationError(f"size must be positive, got {size}")
-    t = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(cam), dtype=np.float32))[None]
-    up = upsample_map(t, (height, width))[0].numpy()
-    index = np.clip(np.round(up * 255), 0, 255).astype(np.uint8)
-    colours: np.ndarray = _lut()[index]
-    return colours
+    return colour_map(np.nan_to_num(cam), (height, width), lut=default_lut())
 
 
 def heatmap_png(cam: np.ndarray, *, size: tuple[int, int]) -> bytes:
@@ -222,7 +173,7 @@ def study_image(path: Path, *, max_pixels: int) -> GreyImage:
         ImagePurgedError: the file is gone (retention deleted it).
         ChestAidOutputError: the file is a ChestAid output sent back.
         CorruptImageError, UnsupportedImageError, NotChestRadiographError,
-            ImageTooLargeError: as for :func:`chestaid.imaging.dataset_to_grey`.
+            ImageTooLargeError: as for :func:`chestaid.imaging.read_for_scoring`.
         OSError: the file exists but cannot be opened (permissions, I/O error).
     """
     try:
@@ -231,46 +182,14 @@ def study_image(path: Path, *, max_pixels: int) -> GreyImage:
         raise ImagePurgedError(f"the spooled file {path.name} has been deleted") from exc
     # Decode inside the open file: the pixel data is deferred and read from it on use.
     with fh:
-        return _typed(_decode_dicom, fh, max_pixels=max_pixels)
+        read = read_for_scoring(fh, max_pixels=max_pixels, screen=_refuse_chestaid_output)
+    return read.image
 
 
-def _typed(decode: Callable[[_S, int], GreyImage], source: _S, *, max_pixels: int) -> GreyImage:
-    """Run a decoder on untrusted input; whatever a library trips on is the file's fault."""
-    try:
-        return decode(source, max_pixels)
-    except ChestAidError:
-        raise
-    except _DECODER_ERRORS as exc:
-        raise CorruptImageError(f"the file cannot be decoded: {type(exc).__name__}") from exc
-
-
-def _decode_dicom(source: bytes | BinaryIO, max_pixels: int) -> GreyImage:
-    ds = read_dicom_dataset(source)
+def _refuse_chestaid_output(ds: Dataset) -> None:
+    """Refuse one of ChestAid's own outputs sent back, before its pixels are decoded."""
     if is_chestaid_output(ds):
         raise ChestAidOutputError("one of ChestAid's own outputs, sent back; it is not scored")
-    return dataset_to_grey(ds, max_pixels=max_pixels)
-
-
-def _is_dicom_dataset(data: bytes) -> bool:
-    """Whether bytes without the DICM prefix read as a bare DICOM dataset."""
-    try:
-        read_dicom_dataset(data)
-    except CorruptImageError:
-        return False
-    except _DECODER_ERRORS:
-        return False
-    return True
-
-
-def _decode_upload(data: bytes, max_pixels: int) -> GreyImage:
-    """Recognise an upload by its content and decode it (refusals as for the worker)."""
-    if data[DICOM_PREFIX_OFFSET : DICOM_PREFIX_OFFSET + 4] == b"DICM":
-        return _decode_dicom(data, max_pixels)
-    if data.startswith((PNG_MAGIC, JPEG_MAGIC)):
-        return read_raster(data, max_pixels=max_pixels)
-    if _is_dicom_dataset(data):
-        return _decode_dicom(data, max_pixels)
-    raise UnsupportedFormatError("not a DICOM, PNG or JPEG file")
 
 
 def analyse_upload(
@@ -310,7 +229,7 @@ def analyse_upload(
             f"the upload has {len(data)} bytes; at most {max_bytes} are accepted"
         )
     digest = hashlib.sha256(data).hexdigest()
-    image = _typed(_decode_upload, data, max_pixels=max_pixels)
+    image = read_for_scoring(data, max_pixels=max_pixels, screen=_refuse_chestaid_output).image
     prediction = model.scorer.score_pixels(image.pixels)
     assessment = prediction.assessment
     if not assessment.assessable:

@@ -31,6 +31,7 @@ from chestaid.errors import (
     CorruptImageError,
     ImageTooLargeError,
     NotChestRadiographError,
+    UnknownFormatError,
     UnsupportedImageError,
 )
 from chestaid.imaging import dataset_to_grey, read_dicom, read_image, read_raster
@@ -274,7 +275,8 @@ def test_broken_files_are_typed_errors(tmp_path: Path) -> None:
         read_image(header_only)
     garbage = tmp_path / "garbage.dcm"
     garbage.write_bytes(np.random.default_rng(0).bytes(5000))
-    with pytest.raises(CorruptImageError):
+    # Told by content, not by name: no DICM prefix and no dataset is no DICOM file.
+    with pytest.raises(UnknownFormatError):
         read_image(garbage)
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
@@ -357,7 +359,8 @@ def test_a_dataset_without_file_meta_is_read(tmp_path: Path, implicit: bool, lit
 def test_a_file_named_dcm_that_is_no_dataset_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "junk.dcm"
     path.write_bytes(b"hello, this is not DICOM at all" * 10)
-    with pytest.raises(CorruptImageError, match="not a"):
+    # The name does not make it DICOM: by its content it is no known format.
+    with pytest.raises(UnknownFormatError, match="not a DICOM"):
         read_image(path)
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from chestaid.errors import CalibrationError
+from chestaid.errors import CalibrationError, ConfigurationError
 from chestaid.metrics import (
     ConfusionMatrix,
     adaptive_ece,
@@ -16,6 +16,7 @@ from chestaid.metrics import (
     confusion_at,
     ece,
     nll,
+    population_stability_index,
     pr_auc,
     reliability_curve,
     roc_auc,
@@ -149,3 +150,18 @@ def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree() -> None:
 def test_patient_bootstrap_needs_one_key_per_case() -> None:
     with pytest.raises(CalibrationError):
         bootstrap_ci(roc_auc, [0.1, 0.9], [0, 1], n_boot=10, clusters=["a"])
+
+
+def test_population_stability_index_against_a_hand_computed_value() -> None:
+    # Two bins split at the reference's median 2.5: shares p = (1/2, 1/2), q = (3/4, 1/4).
+    # PSI = (3/4 - 1/2) ln(3/2) + (1/4 - 1/2) ln(1/2) = (1/4) ln 3.
+    psi = population_stability_index([1, 2, 3, 4], [1, 1, 1, 4], bins=2)
+    assert psi == pytest.approx(0.25 * math.log(3), rel=1e-12)
+    # An empty bin counts as the floor's share: q = (1, 1e-4).
+    psi = population_stability_index([1, 2, 3, 4], [1, 1, 1, 1], bins=2, floor=1e-4)
+    expected = 0.5 * math.log(2) + (0.5 - 1e-4) * math.log(0.5 / 1e-4)
+    assert psi == pytest.approx(expected, rel=1e-12)
+    assert population_stability_index([1, 2, 3, 4], [4, 3, 2, 1]) == 0.0
+    assert math.isnan(population_stability_index([], [1.0]))
+    with pytest.raises(ConfigurationError):
+        population_stability_index([1, 2], [1, 2], bins=0)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from chestaid.errors import ConfigurationError
 from daemon.db import queue
 from daemon.db.models import Delivery, DeliveryState, OutputKind
-from daemon.db.session import SessionFactory, unit_of_work
+from daemon.db.session import SessionFactory, writing
 from daemon.sender import Sender
 from daemon.settings import NodeSettings, SenderSettings
 from daemon.spool import FileStore
@@ -77,7 +77,7 @@ def _outputs(
 ) -> list[str]:
     """A scored job with an SC and an SR in the outbox, due to ``destinations``."""
     job_id = record_received(sessions, uid, spool_name=f"2026/01/01/{uid}.dcm")
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         claim = queue.claim_job(s, owner="w", lease_seconds=60, max_attempts=3)
         assert claim is not None and claim.job_id == job_id
     outputs = []
@@ -95,7 +95,7 @@ def _outputs(
                 size_bytes=8,
             )
         )
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         assert queue.complete_job(
             s,
             job_id=job_id,
@@ -162,7 +162,7 @@ def _stop(sender: Sender) -> None:
 
 
 def _states(sessions: SessionFactory) -> dict[str, list[DeliveryState]]:
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         rows = s.scalars(select(Delivery).order_by(Delivery.id)).all()
         found: dict[str, list[DeliveryState]] = {}
         for d in rows:
@@ -208,7 +208,7 @@ def test_a_transient_failure_waits_its_backoff_and_a_permanent_one_is_dead_at_on
         "gone": [DeliveryState.PENDING] * 2,
         "strict": [DeliveryState.DEAD] * 2,
     }
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         rows = s.scalars(select(Delivery).order_by(Delivery.id)).all()
         gone = [d for d in rows if d.destination == "gone"]
         strict = [d for d in rows if d.destination == "strict"]
@@ -288,7 +288,7 @@ def test_the_poll_picks_up_a_retry_once_its_backoff_has_passed(
     finally:
         _stop(sender)
     assert sorted(p.name for p in archive.iterdir()) == sorted(names)
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         rows = s.scalars(select(Delivery)).all()
         assert all(d.state == DeliveryState.DELIVERED and d.attempts >= 2 for d in rows)
         assert all(d.last_error is None for d in rows)
@@ -299,7 +299,7 @@ def test_a_clean_stop_gives_back_what_the_sender_holds_uncounted(
 ) -> None:
     _outputs(sessions, tmp_path / "outbox", ["archive", "other"])
     sender = _sender(tmp_path, sessions, FolderDestination("archive", tmp_path))
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         held = queue.claim_deliveries(
             s, owner=sender.owner, lease_seconds=60, destinations=["archive"], limit=10
         )
@@ -312,7 +312,7 @@ def test_a_clean_stop_gives_back_what_the_sender_holds_uncounted(
         "archive": [DeliveryState.PENDING] * 2,
         "other": [DeliveryState.SENDING] * 2,
     }
-    with unit_of_work(sessions) as s:
+    with writing(sessions) as s:
         rows = s.scalars(select(Delivery).where(Delivery.destination == "archive")).all()
         assert all(d.attempts == 0 and d.lease_owner is None for d in rows)
 

@@ -1,0 +1,230 @@
+"""What every output shares: names and codes, the findings, the source header, our mark."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from highdicom import ContributingEquipment
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.valuerep import DA, DT, TM
+
+from chestaid import __version__
+from chestaid.errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+MANUFACTURER = "ChestAid"
+MODEL_NAME = "ChestAid pneumonia triage"
+ALGORITHM_NAME = "ChestAid"
+DISCLAIMER = "Triage support, not a diagnosis"
+SC_SERIES_DESCRIPTION = "ChestAid triage overlay (not a diagnosis)"
+SR_SERIES_DESCRIPTION = "ChestAid triage report (not a diagnosis)"
+NOT_ASSESSED_SC_SERIES_DESCRIPTION = "ChestAid image NOT assessed (not a diagnosis)"
+NOT_ASSESSED = "NOT ASSESSED BY CHESTAID"
+TRACKING_IDENTIFIER = "ChestAid pneumonia triage"
+# Coded concepts (SNOMED CT, DICOM and UCUM codes as PS3.16 lists them).
+PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
+CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
+PRESENT: Code = codes.SCT.Present  # 52101004
+ABSENT: Code = codes.SCT.Absent  # 272519000
+PRESENCE_UNDETERMINED: Code = codes.DCM.PresenceUndetermined  # 121059
+# "The likelihood that the finding detected is in fact the type of finding identified."
+CERTAINTY_OF_FINDING: Code = codes.DCM.CertaintyOfFinding  # 111012
+NO_UNITS: Code = codes.UCUM.NoUnits  # UCUM "1"
+COMMENT: Code = codes.DCM.Comment  # 121106
+PROCESSING_EQUIPMENT: Code = codes.DCM.ProcessingEquipment  # 109102
+SOURCE_IMAGE_PURPOSE: Code = codes.DCM.SourceImageForImageProcessingOperation  # 121322
+
+_SOURCE_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+# Type 2 attributes of the Patient and General Study modules: present in every output,
+# empty when the source does not have them.
+_TYPE2_DEFAULTS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+# Groups of the header copied from the source: identification, patient, acquisition,
+# relationship, study, visit and procedure attributes. Image pixel attributes (0028)
+# and the pixel data (7FE0) stay behind, so deferred pixel data is never read.
+_HEADER_GROUPS = frozenset({0x0008, 0x0010, 0x0012, 0x0018, 0x0020, 0x0032, 0x0038, 0x0040})
+# What highdicom and pydicom raise when they refuse a value.
+REFUSALS = (ValueError, TypeError, KeyError, AttributeError)
+SCORED_CONTRIBUTION = "Pneumonia triage score and Grad-CAM"
+NOT_ASSESSED_CONTRIBUTION = "Image not assessed for pneumonia triage (no score)"
+
+
+@dataclass(frozen=True)
+class TriageFinding:
+    """The result of scoring one radiograph, as the outputs report it."""
+
+    score: float  # calibrated probability of pneumonia, 0..1
+    threshold: float  # governed threshold on the score
+    above_threshold: bool
+    priority: str  # priority band name, e.g. "URGENT", "ROUTINE"
+    model_version: str
+    calibration_version: int
+    # Counter-clockwise quarter turns the image was given before scoring (it came on
+    # its side and its orientation was certain); the outputs say so.
+    quarter_turns: int = 0
+
+
+@dataclass(frozen=True)
+class NotAssessedFinding:
+    """An image ChestAid did not assess (not a judgeable frontal chest radiograph)."""
+
+    reason: str  # a stable code of chestaid.assessment.REASONS
+    detail: str  # one sentence for people
+    model_version: str
+    calibration_version: int
+    quarter_turns: int = 0  # turned upright before it was found not assessable
+
+
+@dataclass(frozen=True)
+class OutputIdentity:
+    """UIDs and numbers of one output, chosen by the caller (so a retried job can reuse them)."""
+
+    series_instance_uid: str
+    sop_instance_uid: str
+    series_number: int
+    instance_number: int = 1
+
+
+def check_finding(finding: TriageFinding) -> None:
+    """Refuse a finding the outputs cannot state truthfully.
+
+    Args:
+        finding: the score and its context.
+
+    Raises:
+        OutputError: a score or threshold outside [0, 1] or not finite (an output needs
+            a governed threshold), ``above_threshold`` that contradicts them, or an
+            empty priority or model version.
+    """
+    for name, value in (("score", finding.score), ("threshold", finding.threshold)):
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise OutputError(f"the {name} must be a number in [0, 1], got {value}")
+    if finding.above_threshold != (finding.score >= finding.threshold):
+        raise OutputError(
+            f"above_threshold={finding.above_threshold} contradicts score {finding.score} "
+            f"and threshold {finding.threshold}"
+        )
+    if not finding.priority.strip():
+        raise OutputError("the priority band is empty")
+    if not finding.model_version.strip():
+        raise OutputError("the model version is empty")
+
+
+def turned_upright_text(quarter_turns: int) -> str | None:
+    """The sentence saying the image was turned upright before scoring (None if it was not).
+
+    Raises:
+        OutputError: ``quarter_turns`` is not 0-3.
+    """
+    if quarter_turns not in (0, 1, 2, 3):
+        raise OutputError(f"quarter_turns must be 0-3, got {quarter_turns}")
+    if quarter_turns == 0:
+        return None
+    return f"Scored after turning upright by {quarter_turns} x 90 degrees"
+
+
+def is_chestaid_output(ds: Dataset) -> bool:
+    """Whether a dataset is one of ChestAid's own outputs (or derived from one).
+
+    Args:
+        ds: any dataset, such as one just received (its pixel data is not read).
+
+    Returns:
+        True when its Manufacturer or Secondary Capture Device Manufacturer is
+        ChestAid, or when ChestAid is among its contributing equipment.
+    """
+    if _is_ours(ds.get("Manufacturer")) or _is_ours(ds.get("SecondaryCaptureDeviceManufacturer")):
+        return True
+    return any(_is_ours(item.get("Manufacturer")) for item in _items(ds))
+
+
+def source_header(source: Dataset) -> Dataset:
+    """A copy of the source's header that highdicom can take as reference dataset.
+
+    It holds the identification, patient, study and acquisition attributes (no pixel
+    attributes, no pixel data, which is never read), with the type 2 patient and
+    study attributes present (empty when the source lacks them). A Patient's Sex, date
+    or time that highdicom would refuse is emptied, with a warning, rather than
+    losing the output.
+
+    Args:
+        source: the received dataset (pixel data may be deferred; it is not read).
+
+    Returns:
+        A new dataset; the source is left as it is.
+
+    Raises:
+        OutputError: the source lacks its Study, Series or SOP Instance UID or its SOP
+            Class UID.
+    """
+    missing = [k for k in _SOURCE_UIDS if not str(source.get(k, "") or "").strip()]
+    if missing:
+        raise OutputError(f"the source lacks {', '.join(missing)}; no output can reference it")
+    header = Dataset()
+    for tag in list(source.keys()):
+        if tag.group in _HEADER_GROUPS:
+            header.add(copy.deepcopy(source[tag]))
+    for keyword in _TYPE2_DEFAULTS:
+        if keyword not in header or header[keyword].value is None:
+            setattr(header, keyword, "")
+    sex = str(header.PatientSex).strip().upper()
+    if sex not in ("M", "F", "O", ""):
+        logger.warning("an invalid Patient's Sex is left empty in the outputs")
+        sex = ""
+    header.PatientSex = sex
+    for keyword, kind in (
+        ("PatientBirthDate", DA),
+        ("StudyDate", DA),
+        ("StudyTime", TM),
+    ):
+        value = header[keyword].value
+        if value in ("", None):
+            continue
+        try:
+            kind(value)
+        except ValueError:
+            logger.warning("an invalid %s is left empty in the outputs", keyword)
+            setattr(header, keyword, "")
+    return header
+
+
+def contributing_equipment(
+    model_version: str, calibration_version: int, contribution: str
+) -> ContributingEquipment:
+    return ContributingEquipment(
+        manufacturer=MANUFACTURER,
+        purpose_of_reference=PROCESSING_EQUIPMENT,
+        manufacturer_model_name=MODEL_NAME,
+        software_versions=__version__,
+        contribution_datetime=DT(datetime.datetime.now(datetime.UTC)),
+        contribution_description=(
+            f"{contribution}, model {model_version}, "
+            f"calibration {calibration_version}. {DISCLAIMER}."
+        ),
+    )
+
+
+def _is_ours(value: object) -> bool:
+    return str(value or "").strip().casefold() == MANUFACTURER.casefold()
+
+
+def _items(ds: Dataset) -> Sequence[Dataset]:
+    items = ds.get("ContributingEquipmentSequence")
+    return list(items) if items else []

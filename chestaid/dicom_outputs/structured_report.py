@@ -1,0 +1,235 @@
+"""The Comprehensive SR (TID 1500 Measurement Report) of a scored image."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from highdicom import ContributingEquipment
+from highdicom.sr import (
+    AlgorithmIdentification,
+    ComprehensiveSR,
+    DeviceObserverIdentifyingAttributes,
+    Measurement,
+    MeasurementReport,
+    MeasurementsAndQualitativeEvaluations,
+    ObservationContext,
+    ObserverContext,
+    QualitativeEvaluation,
+    RelationshipTypeValues,
+    SourceImageForMeasurementGroup,
+    TextContentItem,
+    TrackingIdentifier,
+)
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from chestaid import __version__
+from chestaid.dicom_outputs.common import (
+    ABSENT,
+    ALGORITHM_NAME,
+    CERTAINTY_OF_FINDING,
+    CHEST_XRAY,
+    COMMENT,
+    DISCLAIMER,
+    MANUFACTURER,
+    MODEL_NAME,
+    NO_UNITS,
+    PNEUMONIA,
+    PRESENT,
+    REFUSALS,
+    SCORED_CONTRIBUTION,
+    SR_SERIES_DESCRIPTION,
+    TRACKING_IDENTIFIER,
+    OutputIdentity,
+    TriageFinding,
+    check_finding,
+    contributing_equipment,
+    source_header,
+    turned_upright_text,
+)
+from chestaid.display import score_pair_text
+from chestaid.errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+
+def structured_report(
+    source: Dataset,
+    finding: TriageFinding,
+    identity: OutputIdentity,
+    *,
+    device_observer_uid: str | None = None,
+) -> Dataset:
+    """Build the Comprehensive SR (TID 1500 Measurement Report) for the source's study.
+
+    One measurement group (TID 1501) references the source image and holds the
+    calibrated score (Certainty of Finding, unitless), the qualitative evaluation
+    Pneumonia: Present or Absent at the governed threshold, the algorithm's name,
+    version and parameters (calibration version, threshold), and a comment with the
+    priority band and that this is triage support, not a diagnosis (and, for an image
+    turned upright before scoring, a second comment saying so). The report is marked
+    complete, unverified and preliminary.
+
+    Args:
+        source: the received dataset; only its header is used.
+        finding: the score and its context.
+        identity: Series and SOP Instance UIDs and numbers of the new object.
+        device_observer_uid: the UID naming this ChestAid installation as observer;
+            by default one derived from the product name.
+
+    Returns:
+        The SR document, Explicit VR Little Endian, ready for ``save_as``.
+
+    Raises:
+        OutputError: the source lacks its UIDs, the finding is not reportable, or
+            highdicom refuses a value.
+    """
+    check_finding(finding)
+    turned = turned_upright_text(finding.quarter_turns)
+    header = source_header(source)
+    comments = [_report_comment(finding)]
+    if turned is not None:
+        comments.append(f"{turned}: the image was received on its side.")
+    group = measurement_group(
+        header,
+        identity,
+        model_version=finding.model_version,
+        parameters=[
+            f"calibration version {finding.calibration_version}",
+            f"governed threshold {score_pair_text(finding.score, finding.threshold)[1]}",
+        ],
+        evaluation=PRESENT if finding.above_threshold else ABSENT,
+        score=finding.score,
+        comments=comments,
+    )
+    return measurement_report_sr(
+        header,
+        group,
+        identity,
+        equipment=contributing_equipment(
+            finding.model_version, finding.calibration_version, SCORED_CONTRIBUTION
+        ),
+        device_observer_uid=device_observer_uid,
+    )
+
+
+def measurement_group(
+    header: Dataset,
+    identity: OutputIdentity,
+    *,
+    model_version: str,
+    parameters: Sequence[str],
+    evaluation: Code,
+    score: float | None,
+    comments: Sequence[str],
+) -> MeasurementsAndQualitativeEvaluations:
+    """The one TID 1501 group of a report on the source image.
+
+    Args:
+        header: the source header (see :func:`source_header`).
+        identity: the report's UIDs; its tracking UID is derived from them.
+        model_version: the algorithm's version.
+        parameters: the algorithm's parameters, as stated.
+        evaluation: the value of the Pneumonia qualitative evaluation.
+        score: the calibrated score as Certainty of Finding, or None for no measurement.
+        comments: text items added to the group, in order.
+
+    Raises:
+        OutputError: highdicom refuses a value.
+    """
+    try:
+        group = MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=TrackingIdentifier(
+                uid=str(generate_uid(entropy_srcs=[identity.sop_instance_uid, "tracking"])),
+                identifier=TRACKING_IDENTIFIER,
+            ),
+            algorithm_id=AlgorithmIdentification(
+                name=ALGORITHM_NAME,
+                version=model_version,
+                parameters=list(parameters),
+                manufacturer=MANUFACTURER,
+            ),
+            measurements=(
+                None
+                if score is None
+                else [Measurement(name=CERTAINTY_OF_FINDING, value=score, unit=NO_UNITS)]
+            ),
+            qualitative_evaluations=[QualitativeEvaluation(name=PNEUMONIA, value=evaluation)],
+            source_images=[
+                SourceImageForMeasurementGroup(
+                    referenced_sop_class_uid=str(header.SOPClassUID),
+                    referenced_sop_instance_uid=str(header.SOPInstanceUID),
+                )
+            ],
+        )
+        for comment in comments:
+            group[0].ContentSequence.append(
+                TextContentItem(
+                    name=COMMENT, value=comment, relationship_type=RelationshipTypeValues.CONTAINS
+                )
+            )
+    except REFUSALS as exc:
+        raise OutputError(f"highdicom refused the structured report: {exc}") from exc
+    return group
+
+
+def measurement_report_sr(
+    header: Dataset,
+    group: MeasurementsAndQualitativeEvaluations,
+    identity: OutputIdentity,
+    *,
+    equipment: ContributingEquipment,
+    device_observer_uid: str | None,
+) -> Dataset:
+    """A TID 1500 Measurement Report of one measurement group, as a Comprehensive SR."""
+    observer_uid = device_observer_uid or str(generate_uid(entropy_srcs=[MODEL_NAME, "device"]))
+    try:
+        report = MeasurementReport(
+            observation_context=ObservationContext(
+                observer_device_context=ObserverContext(
+                    observer_type=codes.DCM.Device,
+                    observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
+                        uid=observer_uid,
+                        name=ALGORITHM_NAME,
+                        manufacturer_name=MANUFACTURER,
+                        model_name=MODEL_NAME,
+                    ),
+                )
+            ),
+            procedure_reported=CHEST_XRAY,
+            imaging_measurements=[group],
+        )
+        sr = ComprehensiveSR(
+            evidence=[header],
+            content=report[0],
+            series_instance_uid=identity.series_instance_uid,
+            series_number=identity.series_number,
+            sop_instance_uid=identity.sop_instance_uid,
+            instance_number=identity.instance_number,
+            manufacturer=MANUFACTURER,
+            is_complete=True,
+            is_final=False,
+            is_verified=False,
+            transfer_syntax_uid=ExplicitVRLittleEndian,
+            contributing_equipment=[equipment],
+            series_description=SR_SERIES_DESCRIPTION,
+            manufacturer_model_name=MODEL_NAME,
+            software_versions=__version__,
+        )
+    except REFUSALS as exc:
+        raise OutputError(f"highdicom refused the structured report: {exc}") from exc
+    logger.debug("structured report built", extra={"sop_instance_uid": identity.sop_instance_uid})
+    return sr
+
+
+def _report_comment(finding: TriageFinding) -> str:
+    relation = "at or above" if finding.above_threshold else "below"
+    score, threshold = score_pair_text(finding.score, finding.threshold)
+    return (
+        f"Priority band {finding.priority}: calibrated score {score} is {relation} "
+        f"the governed threshold {threshold}. {DISCLAIMER}; the image must be "
+        "read by a qualified reader."
+    )

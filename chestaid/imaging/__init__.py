@@ -1,0 +1,76 @@
+"""Reading chest radiographs: DICOM, PNG and JPEG to a grey float image in [0, 1].
+
+The modules, by job:
+
+- :mod:`~chestaid.imaging.intake`: :func:`read_for_scoring`, the one way an image to
+  be scored is read (worker, web, command line), and :func:`read_image`;
+- :mod:`~chestaid.imaging.dicom_file`: a DICOM file's dataset, pixel data deferred,
+  deflate inflated within a budget;
+- :mod:`~chestaid.imaging.dicom_grey`: a dataset to a grey image through the Modality
+  and VOI LUTs, and the check that it is a frontal chest radiograph;
+- :mod:`~chestaid.imaging.raster`: PNG and JPEG;
+- :mod:`~chestaid.imaging.uids`: the SOP classes accepted and transfer syntaxes decoded.
+
+Anything that cannot be scored is refused with a typed error saying why, and the
+pixel budget is checked from the header before any pixel is decoded.
+"""
+
+from chestaid.imaging.dicom_file import (
+    DEFAULT_MAX_INFLATED_BYTES,
+    DEFER_SIZE,
+    read_dicom_dataset,
+)
+from chestaid.imaging.dicom_grey import (
+    CHEST_BODY_PARTS,
+    CHEST_MODALITIES,
+    CHEST_SOP_CLASSES,
+    FRONTAL_VIEWS,
+    GREY_PHOTOMETRICS,
+    NON_DIAGNOSTIC_IMAGE_TYPES,
+    SC_MODALITIES,
+    check_chest_radiograph,
+    dataset_to_grey,
+)
+from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage
+from chestaid.imaging.intake import (
+    ScoringInput,
+    read_dicom,
+    read_for_scoring,
+    read_image,
+)
+from chestaid.imaging.raster import (
+    COLOUR_MEAN_DEVIATION,
+    COLOUR_P99_DEVIATION,
+    JPEG_MAGIC,
+    PNG_MAGIC,
+    read_raster,
+)
+from chestaid.imaging.uids import ACCEPTED_SOP_CLASSES, DECODABLE_TRANSFER_SYNTAXES
+
+__all__ = [
+    "ACCEPTED_SOP_CLASSES",
+    "CHEST_BODY_PARTS",
+    "CHEST_MODALITIES",
+    "CHEST_SOP_CLASSES",
+    "COLOUR_MEAN_DEVIATION",
+    "COLOUR_P99_DEVIATION",
+    "DECODABLE_TRANSFER_SYNTAXES",
+    "DEFAULT_MAX_INFLATED_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "DEFER_SIZE",
+    "FRONTAL_VIEWS",
+    "GREY_PHOTOMETRICS",
+    "JPEG_MAGIC",
+    "NON_DIAGNOSTIC_IMAGE_TYPES",
+    "PNG_MAGIC",
+    "SC_MODALITIES",
+    "GreyImage",
+    "ScoringInput",
+    "check_chest_radiograph",
+    "dataset_to_grey",
+    "read_dicom",
+    "read_dicom_dataset",
+    "read_for_scoring",
+    "read_image",
+    "read_raster",
+]

@@ -1,0 +1,211 @@
+"""Reading a DICOM file's dataset, its pixel data deferred, deflate inflated within a budget.
+
+A Part-10 file is expected; a bare dataset without preamble and file meta (as some
+older systems write) is read too, its transfer syntax taken from how it is encoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import pydicom
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from chestaid.errors import ConfigurationError, CorruptImageError, ImageTooLargeError
+from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS
+
+DEFER_SIZE = 1 << 20  # bytes: elements larger than this are read on first use
+# The most a deflated dataset may inflate to: 16-bit pixel data of DEFAULT_MAX_PIXELS
+# pixels and 64 MB for everything else. pydicom would inflate the whole body at once,
+# so without a budget a 1 MB file can claim gigabytes.
+DEFAULT_MAX_INFLATED_BYTES = 2 * DEFAULT_MAX_PIXELS + (64 << 20)
+_INFLATE_CHUNK = 1 << 20  # bytes fed to zlib, and most taken from it, at a time
+
+# What pydicom, its decoders and the pylibjpeg plugins raise on truncated or corrupt input.
+DECODE_ERRORS = (
+    InvalidDicomError,
+    EOFError,
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+    MemoryError,
+)
+
+
+def read_dicom_dataset(
+    source: str | os.PathLike[str] | bytes | BinaryIO,
+    *,
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
+) -> Dataset:
+    """Read a DICOM file's dataset, its large elements (pixel data) deferred until used.
+
+    A Part-10 file is expected; a bare dataset without preamble and file meta is read
+    too. Deferring the pixel data means an image over the pixel budget is refused from
+    its header without its pixels ever being read.
+
+    A dataset in the Deflated Explicit VR Little Endian transfer syntax is inflated
+    here, a megabyte of input at a time, and refused once its output passes
+    ``max_inflated_bytes``; pydicom then reads the inflated bytes. The dataset keeps
+    its file meta, so its Transfer Syntax UID is still the deflated one. Only the
+    file meta is read to tell; any other transfer syntax is read as before.
+
+    Args:
+        source: a path, the file's bytes, or a binary stream at the file's start.
+        max_inflated_bytes: the most bytes a deflated dataset may inflate to. The
+            default, :data:`DEFAULT_MAX_INFLATED_BYTES`, holds 16-bit pixel data of
+            :data:`DEFAULT_MAX_PIXELS` pixels plus 64 MB for the other elements.
+
+    Returns:
+        The dataset, with its file meta.
+
+    Raises:
+        CorruptImageError: not a readable DICOM file, or a corrupt or truncated
+            deflate stream.
+        ImageTooLargeError: a deflated dataset that inflates beyond
+            ``max_inflated_bytes``.
+        ConfigurationError: ``max_inflated_bytes`` is below 1.
+    """
+    if max_inflated_bytes < 1:
+        raise ConfigurationError(f"max_inflated_bytes must be at least 1, not {max_inflated_bytes}")
+    fp: str | os.PathLike[str] | BinaryIO = (
+        io.BytesIO(source) if isinstance(source, bytes) else source
+    )
+    deflated = _read_deflated(fp, max_inflated_bytes)
+    if deflated is not None:
+        return deflated
+    try:
+        ds: Dataset = pydicom.dcmread(fp, force=False, defer_size=DEFER_SIZE)
+    except InvalidDicomError:
+        ds = _read_bare_dataset(fp)
+    except DECODE_ERRORS as exc:
+        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+    return ds
+
+
+def _read_deflated(fp: str | os.PathLike[str] | BinaryIO, limit: int) -> Dataset | None:
+    """The dataset if ``fp`` holds a deflated one, inflated within ``limit`` bytes; else None.
+
+    A stream is left where it was when the dataset is not deflated.
+    """
+    if not isinstance(fp, str | os.PathLike):
+        return _read_deflated_stream(fp, limit)
+    try:
+        fh = Path(fp).open("rb")  # noqa: SIM115 - closed below; only open's error is mapped here
+    except OSError as exc:
+        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+    with fh:
+        return _read_deflated_stream(fh, limit)
+
+
+def _read_deflated_stream(fh: BinaryIO, limit: int) -> Dataset | None:
+    """As :func:`_read_deflated`, for an open binary stream."""
+    start = fh.tell()
+    # The file meta is read by the very functions dcmread uses (the preamble optional,
+    # as when a bare dataset is read with force=True), so whatever pydicom would
+    # inflate is caught here: a wrong (0002,0000) group length, or a file without the
+    # DICM prefix whose dataset starts with a file meta group, cannot slip past.
+    try:
+        preamble = read_preamble(fh, True)
+        file_meta = _read_file_meta_info(fh)
+        deflated = file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+        body = fh.tell()
+        empty = fh.read(1) == b""
+    except DECODE_ERRORS:
+        # dcmread reads the file meta the same way, so it fails the same way, before
+        # anything could be inflated; its error is reported as it always was.
+        deflated, empty = False, True
+    if not deflated or empty:  # pydicom inflates nothing when the dataset is empty
+        fh.seek(start)
+        return None
+    fh.seek(body)
+    buffer = DicomBytesIO(_inflate(fh, limit))
+    name = getattr(fh, "name", None)
+    if isinstance(name, str):  # as pydicom names the buffer it inflates to
+        buffer.name = name
+    try:
+        dataset = read_dataset(cast(BinaryIO, buffer), False, True, defer_size=DEFER_SIZE)
+    except DECODE_ERRORS as exc:
+        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+    if preamble is None and "SOPClassUID" not in dataset:
+        # Without the prefix it is only taken as DICOM when it reads as a dataset, as
+        # for any bare dataset.
+        raise CorruptImageError("not a DICOM file: no DICM prefix and no readable dataset")
+    ds = FileDataset(buffer, dataset, preamble, file_meta, False, True)
+    ds.set_original_encoding(False, True, dataset.original_character_set)
+    return ds
+
+
+def _inflate(fh: BinaryIO, limit: int) -> bytes:
+    """Inflate the raw deflate stream from ``fh``; refuse output beyond ``limit`` bytes.
+
+    Raises:
+        ImageTooLargeError: the stream inflates to more than ``limit`` bytes.
+        CorruptImageError: the stream is corrupt or ends before its last block.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    # A BytesIO, not a list to join: getvalue() hands over its buffer without a copy,
+    # so the peak stays near the inflated size rather than twice it.
+    out = io.BytesIO()
+    size = 0
+    while not inflater.eof:
+        try:
+            data = inflater.unconsumed_tail or fh.read(_INFLATE_CHUNK)
+            # Small pieces keep zlib's own output buffer small. Up to one byte more
+            # than the budget is asked for: getting it means the stream is over budget.
+            piece = inflater.decompress(data, min(_INFLATE_CHUNK, limit - size + 1))
+        except (OSError, zlib.error) as exc:
+            raise CorruptImageError(f"deflated dataset is corrupt: {exc}") from exc
+        if not data and not piece:
+            raise CorruptImageError(
+                "deflated dataset is truncated: its deflate stream does not end"
+            )
+        size += len(piece)
+        if size > limit:
+            raise ImageTooLargeError(
+                f"deflated dataset inflates beyond {limit / (1 << 20):.0f} MB"
+                f" ({limit} bytes), the most accepted"
+            )
+        out.write(piece)
+    # Bytes after the end of the stream (padding) are ignored, as zlib.decompress does.
+    return out.getvalue()
+
+
+def _read_bare_dataset(fp: str | os.PathLike[str] | BinaryIO) -> Dataset:
+    """Read a dataset that has no file meta; refuse anything that is not one."""
+    if not isinstance(fp, str | os.PathLike):
+        fp.seek(0)
+    try:
+        ds = pydicom.dcmread(fp, force=True, defer_size=DEFER_SIZE)
+    except DECODE_ERRORS as exc:
+        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if "SOPClassUID" not in ds or implicit is None or little is None:
+        raise CorruptImageError("not a DICOM file: no DICM prefix and no readable dataset")
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+    return ds
