@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from daemon.web import admin, api, api_docs, pages
+from daemon.web import api, api_docs, pages
 from daemon.web.context import WebContext
 from daemon.web.rendering import HERE, render
 from daemon.web.security import (
@@ -115,7 +115,6 @@ def create_app(context: WebContext) -> FastAPI:
     app.state.context = context
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(pages.router)
-    app.include_router(admin.router)
     app.include_router(api.router)
     app.include_router(api_docs.router)
 

@@ -75,7 +75,7 @@ def test_study_uids_are_quoted_in_links(tmp_path: Path, sessions: SessionFactory
 def test_analyses_beyond_the_free_slots_wait_then_get_503(
     tmp_path: Path, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from daemon.web import api
+    from daemon.web.api import analyses as api
 
     site = Site.build(tmp_path, sessions)
     reader = site.add_user("reader", UserRole.RADIOLOGIST)

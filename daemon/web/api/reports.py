@@ -1,0 +1,47 @@
+"""The admin's figures: the feedback report and export, and the alerts that hold."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from daemon import feedback, monitoring
+from daemon.web.api.common import ERRORS, ApiAdmin, ApiUser, since_time
+from daemon.web.api.schemas import AlertOut, LabelledCaseOut, ReportGroupOut
+from daemon.web.database import Reading
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+
+@router.get("/report", response_model=list[ReportGroupOut], responses={**ERRORS, 422: {}})
+def get_report(
+    request: Request,
+    principal: ApiAdmin,
+    session: Reading,
+    since: Annotated[str | None, Query(description="30d, 12h, 90m or an ISO date")] = None,
+) -> list[dict[str, Any]]:
+    """The feedback report: overall, then per model and calibration version (admin)."""
+    start = since_time(since)
+    cases = feedback.labelled_cases(session, since=start)
+    return [group.to_dict() for group in feedback.report(cases)]
+
+
+@router.get("/feedback", response_model=list[LabelledCaseOut], responses={**ERRORS, 422: {}})
+def export_feedback(
+    request: Request,
+    principal: ApiAdmin,
+    session: Reading,
+    since: Annotated[str | None, Query(description="30d, 12h, 90m or an ISO date")] = None,
+) -> list[dict[str, Any]]:
+    """Every feedback with its prediction (the export, admin)."""
+    start = since_time(since)
+    return [case.to_dict() for case in feedback.labelled_cases(session, since=start)]
+
+
+@router.get("/alerts", response_model=list[AlertOut], responses=ERRORS)
+def get_alerts(request: Request, principal: ApiUser, session: Reading) -> list[AlertOut]:
+    """The alerts that still hold (those of each window's latest monitoring run)."""
+    return [AlertOut.model_validate(a) for a in monitoring.banner_alerts(session)]

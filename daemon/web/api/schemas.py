@@ -1,0 +1,223 @@
+"""The JSON API's request and response bodies (the OpenAPI schema is built from them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from daemon import feedback
+from daemon.db.models import FeedbackLabel
+
+
+class FromDomain(BaseModel):
+    """A response read from a domain object's attributes (a row, a dataclass)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TokenRequest(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class TokenOut(BaseModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    username: str
+    role: str
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+
+
+class PasswordChange(BaseModel):
+    current: str = Field(max_length=1024)
+    new: str = Field(max_length=1024)
+
+
+class NotAssessedOut(FromDomain):
+    reason: str = Field(
+        description="stable code: featureless, noise, orientation, inverted or unfamiliar"
+    )
+    detail: str = Field(description="the reason in one sentence, for people")
+    images: int = Field(description="how many of the study's images were not assessable")
+
+
+class WorklistItemOut(FromDomain):
+    position: int
+    study_instance_uid: str
+    band: str | None = Field(
+        description="None when the study stands as not assessed (unless overdue or raised "
+        "by its sender)"
+    )
+    score: float | None = Field(
+        description="calibrated probability of pneumonia (triage, not diagnosis); None when "
+        "the study stands as not assessed"
+    )
+    threshold: float
+    above_threshold: bool | None = Field(description="None when there is no score")
+    not_assessed: bool = Field(
+        description="placed by an image ChestAid could not assess: after overdue and top-band "
+        "studies, before every other band"
+    )
+    not_assessed_images: NotAssessedOut | None = Field(
+        description="the study's images that were not assessable (the first one's reason), "
+        "also when another image decides its place"
+    )
+    arrived_at: datetime
+    waiting_seconds: int
+    overdue: bool = Field(description="waiting longer than the maximum wait: promoted to the top")
+    raised_by_sender: bool
+    images: int
+    model_version: str
+    calibration_version: int
+
+
+class ImageOut(FromDomain):
+    sop_instance_uid: str
+    series_instance_uid: str
+    modality: str | None
+    received_at: datetime
+    state: str
+    reason: str | None
+    result_id: int | None
+    score: float | None
+    threshold: float | None
+    above_threshold: bool | None
+    band: str | None
+    model_version: str | None
+    calibration_version: int | None
+    has_heatmap: bool
+    has_pixels: bool
+    assessable: bool | None = Field(
+        description="False: ChestAid could not assess the image (no score, call, band or "
+        "heatmap; see the reason); None: the image has no result"
+    )
+    not_assessable_reason: str | None = Field(
+        description="featureless, noise, orientation, inverted or unfamiliar"
+    )
+    not_assessable_detail: str | None = Field(description="the reason in one sentence")
+    quarter_turns: int = Field(
+        description="quarter turns the image was given to score it upright (its heatmap is "
+        "of the image as received)"
+    )
+
+
+class FeedbackChangeOut(FromDomain):
+    changed_by: str
+    changed_at: datetime
+    old_label: str | None
+    new_label: str
+    old_comment: str | None
+    new_comment: str | None
+
+
+class StudyOut(FromDomain):
+    study_instance_uid: str
+    images: list[ImageOut]
+    feedback_label: str | None
+    feedback_comment: str | None
+    feedback_by: str | None
+    feedback_at: datetime | None
+    history: list[FeedbackChangeOut]
+    read_by: str | None
+    read_at: datetime | None
+
+
+class FeedbackIn(BaseModel):
+    label: FeedbackLabel
+    comment: str | None = Field(default=None, max_length=feedback.MAX_COMMENT)
+
+
+class ReadOut(BaseModel):
+    study_instance_uid: str
+    newly_read: bool
+
+
+class RateOut(BaseModel):
+    value: float | None = Field(description="None when undefined (no case in the denominator)")
+    ci95: list[float | None] = Field(description="Wilson 95% interval [low, high]")
+
+
+class ReportGroupOut(BaseModel):
+    model_version: str = Field(description='"all" for the overall group')
+    calibration_version: int | None = Field(description="None for the overall group")
+    feedback: int
+    labelled: int = Field(
+        description="with a definite finding (indeterminate and not assessable left out)"
+    )
+    indeterminate: int
+    not_assessable: int = Field(
+        description="feedback on studies ChestAid could not assess: counted apart, never in "
+        "the confusion matrix, rates or ECE"
+    )
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+    sensitivity: RateOut
+    specificity: RateOut
+    ppv: RateOut
+    npv: RateOut
+    ece: float | None = Field(description="expected calibration error on the labelled cases")
+
+
+class LabelledCaseOut(BaseModel):
+    study_instance_uid: str
+    label: FeedbackLabel
+    assessable: bool = Field(description="False: the prediction was not assessable")
+    not_assessable_reason: str = Field(description="empty when assessable")
+    score: float = Field(description="for audit only when the prediction was not assessable")
+    logit: float
+    threshold: float
+    above_threshold: bool
+    model_version: str
+    calibration_version: int
+    given_by: str
+    given_at: datetime
+    comment: str
+
+
+class AlertOut(FromDomain):
+    raised_at: datetime
+    kind: str
+    window_days: int
+    message: str
+
+
+class CalibrationOut(FromDomain):
+    version: int
+    state: str
+    method: str
+    threshold: float
+    target_sensitivity: float
+    cases: int = Field(validation_alias=AliasChoices("cases", "n_cases"))
+    fitted_by: str
+    fitted_at: datetime
+    activated_by: str | None
+    activated_at: datetime | None
+
+
+class AnalysisOut(BaseModel):
+    filename: str
+    sha256: str
+    source_format: str
+    score: float
+    logit: float
+    threshold: float
+    above_threshold: bool
+    score_text: str = Field(
+        description="the score as a percentage for display, with the digits that tell it "
+        "apart from the threshold and keep their order"
+    )
+    threshold_text: str = Field(description="the threshold as a percentage, the same way")
+    model_version: str
+    calibration_version: int
+    image_png: str = Field(description="the image as shown, PNG, base64")
+    heatmap_png: str = Field(description="the Grad-CAM colour map at the same size, PNG, base64")
+    saved_id: int | None = Field(description="set when the analysis was kept (keep=true)")

@@ -1,0 +1,100 @@
+"""The worklist and studies: reading order, a study's images and scores, feedback, reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from daemon import feedback
+from daemon.db.session import Session
+from daemon.studies import study_detail
+from daemon.web import views
+from daemon.web.api.common import ERRORS, ApiUser
+from daemon.web.api.schemas import (
+    FeedbackIn,
+    NotAssessedOut,
+    ReadOut,
+    StudyOut,
+    WorklistItemOut,
+)
+from daemon.web.database import Reading, Writing
+from daemon.web.security import (
+    context,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+
+@router.get("/worklist", response_model=list[WorklistItemOut], responses=ERRORS)
+def get_worklist(
+    request: Request,
+    principal: ApiUser,
+    session: Reading,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[WorklistItemOut]:
+    """Open studies (scored, not read) in reading order; ``limit`` from ``offset``."""
+    ctx = context(request)
+    rows = views.worklist_rows(session, ctx)[offset : offset + limit]
+    return [
+        WorklistItemOut.model_validate(
+            {
+                **dataclasses.asdict(r),
+                "not_assessed_images": None
+                if not r.not_assessed_images
+                else NotAssessedOut(
+                    reason=r.not_assessed_reason or "",
+                    detail=r.not_assessed_detail or "",
+                    images=r.not_assessed_images,
+                ),
+            }
+        )
+        for r in rows
+    ]
+
+
+def _study_out(session: Session, uid: str) -> StudyOut:
+    detail = study_detail(session, study_instance_uid=uid)
+    if detail is None:
+        raise HTTPException(404, f"no study {uid}")
+    return StudyOut.model_validate(detail)
+
+
+@router.get("/studies/{uid}", response_model=StudyOut, responses={**ERRORS, 404: {}})
+def get_study(uid: str, principal: ApiUser, session: Reading) -> StudyOut:
+    """A study's images and scores, its feedback with history, and its read."""
+    return _study_out(session, uid)
+
+
+@router.put(
+    "/studies/{uid}/feedback", response_model=StudyOut, responses={**ERRORS, 404: {}, 422: {}}
+)
+def put_feedback(uid: str, body: FeedbackIn, principal: ApiUser, session: Writing) -> StudyOut:
+    """Give or change the finding on a study (history kept; marks the study read)."""
+    try:
+        feedback.record_feedback(
+            session,
+            study_instance_uid=uid,
+            label=body.label,
+            user=principal.username,
+            comment=(body.comment or "").strip() or None,
+        )
+    except feedback.UnknownStudyError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except feedback.FeedbackError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return _study_out(session, uid)
+
+
+@router.post("/studies/{uid}/read", response_model=ReadOut, responses={**ERRORS, 404: {}})
+def post_read(request: Request, uid: str, principal: ApiUser, session: Writing) -> ReadOut:
+    """Mark a study read without feedback (it leaves the worklist)."""
+    try:
+        newly = feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
+    except feedback.UnknownStudyError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return ReadOut(study_instance_uid=uid, newly_read=newly)

@@ -1,0 +1,119 @@
+"""Accounts for admins: create, disable, reset; and the audit trail."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, Response
+
+from daemon import accounts, audit
+from daemon.db.models import UserRole
+from daemon.db.session import writing
+from daemon.web.database import Reading
+from daemon.web.pages.common import Admin, AdminPost
+from daemon.web.rendering import render
+from daemon.web.security import (
+    context,
+)
+from daemon.web.views import Id
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+def _users_page(
+    request: Request, *, issued: tuple[str, str] | None = None, error: str | None = None
+) -> Response:
+    """The users page, with a one-time password just issued or the error of a change."""
+    with writing(context(request).sessions) as session:
+        rows = accounts.users(session)
+    return render(
+        request,
+        "users.html",
+        status_code=422 if error else 200,
+        users=rows,
+        roles=[r.value for r in UserRole],
+        issued=issued,
+        error=error,
+    )
+
+
+@router.get("/users")
+def users_page(request: Request, principal: Admin) -> Response:
+    """Every account and the forms to change them."""
+    return _users_page(request)
+
+
+@router.post("/users")
+def create_user(
+    request: Request,
+    principal: AdminPost,
+    username: Annotated[str, Form(max_length=64)] = "",
+    role_text: Annotated[str, Form(alias="role", max_length=16)] = "",
+) -> Response:
+    """Create an account; its one-time password is shown once."""
+    ctx = context(request)
+    issued = None
+    error = None
+    try:
+        role = UserRole(role_text)
+        with writing(ctx.sessions) as session:
+            user, password = accounts.create_user(
+                session,
+                username=username,
+                role=role,
+                actor=principal.username,
+            )
+            issued = (user.username, password)
+    except ValueError:
+        error = "Choose a role."
+    except accounts.AccountError as exc:
+        error = str(exc)
+    return _users_page(request, issued=issued, error=error)
+
+
+@router.post("/users/{user_id}")
+def change_user(
+    request: Request,
+    user_id: Id,
+    principal: AdminPost,
+    action: Annotated[str, Form(max_length=16)] = "",
+    role_text: Annotated[str, Form(alias="role", max_length=16)] = "",
+) -> Response:
+    """One change to an account: reset its password, set its role, enable or disable it."""
+    ctx = context(request)
+    issued = None
+    error = None
+    try:
+        with writing(ctx.sessions) as session:
+            if action == "reset":
+                user, password = accounts.reset_password(
+                    session, user_id=user_id, actor=principal.username
+                )
+                issued = (user.username, password)
+            elif action == "role":
+                accounts.set_role(
+                    session,
+                    user_id=user_id,
+                    role=UserRole(role_text),
+                    actor=principal.username,
+                )
+            elif action in ("enable", "disable"):
+                accounts.set_active(
+                    session, user_id=user_id, active=action == "enable", actor=principal.username
+                )
+            else:
+                error = "Unknown change."
+    except ValueError:
+        error = "Choose a role."
+    except accounts.AccountError as exc:
+        error = str(exc)
+    return _users_page(request, issued=issued, error=error)
+
+
+@router.get("/audit")
+def audit_page(request: Request, principal: Admin, session: Reading, action: str = "") -> Response:
+    """The audit trail, newest first."""
+    entries = audit.entries(session, limit=500, action_prefix=action, newest_first=True)
+    return render(request, "audit.html", entries=entries, action=action)
