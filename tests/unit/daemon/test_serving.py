@@ -8,14 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from sqlalchemy.exc import OperationalError
-
 from chestaid.calibration import TemperatureScaling
 from chestaid.display import percent_text
 from daemon import maintenance, recalibration
 from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel, UserRole
-from daemon.db.session import SessionFactory, reading, writing
+from daemon.db.session import SessionFactory, writing
 from daemon.feedback import record_feedback
 from daemon.serving import Serving
 from daemon.settings import MonitoringSettings, Settings, StorageSettings
@@ -127,23 +124,3 @@ def test_the_dashboard_draws_the_threshold_in_use(tmp_path: Path, sessions: Sess
     assert "local calibration v7" in page
     calibration = client.get("/admin/calibration").text
     assert "v7" in calibration and percent_text(LOCAL_THRESHOLD) in calibration
-
-
-def test_a_reading_unit_refuses_to_write(sessions: SessionFactory) -> None:
-    with pytest.raises(OperationalError, match=r"readonly"), reading(sessions) as s:
-        s.add(
-            CalibrationVersion(
-                version=1,
-                model_version="m",
-                method="temperature",
-                calibrator="{}",
-                threshold=0.5,
-                target_sensitivity=0.9,
-                n_cases=1,
-                report="{}",
-                fitted_by="x",
-            )
-        )
-        s.flush()
-    with reading(sessions) as s:
-        assert recalibration.versions(s) == []

@@ -1,0 +1,66 @@
+"""Units of work on a real SQLite file: a reading unit takes no lock and cannot write;
+a writing unit holds the write lock from its start."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from daemon import recalibration
+from daemon.db.models import CalibrationVersion
+from daemon.db.session import SessionFactory, make_engine, make_session_factory, reading, writing
+
+
+def _row(version: int) -> CalibrationVersion:
+    return CalibrationVersion(
+        version=version,
+        model_version="m",
+        method="temperature",
+        calibrator="{}",
+        threshold=0.5,
+        target_sensitivity=0.9,
+        n_cases=1,
+        report="{}",
+        fitted_by="x",
+    )
+
+
+def _impatient(engine: Engine) -> SessionFactory:
+    """Another process's sessions, waiting at most 0.2 s for the lock (as the SCP would)."""
+    return make_session_factory(make_engine(str(engine.url), busy_timeout=0.2))
+
+
+def test_a_reading_unit_never_holds_up_a_writer(engine: Engine, sessions: SessionFactory) -> None:
+    """Every unit used to begin IMMEDIATE: a page or a report held the write lock and a
+    modality's C-STORE waited on it (0xA700 past the busy timeout)."""
+    other = _impatient(engine)
+    with reading(sessions) as s:
+        assert recalibration.versions(s) == []
+        with writing(other) as w:  # would raise "database is locked" under a read lock
+            w.add(_row(1))
+        # The reader keeps its snapshot; the writer's row is there for the next unit.
+        assert recalibration.versions(s) == []
+    with reading(sessions) as s:
+        assert [v.version for v in recalibration.versions(s)] == [1]
+
+
+def test_a_writing_unit_holds_the_lock_from_its_start(
+    engine: Engine, sessions: SessionFactory
+) -> None:
+    other = _impatient(engine)
+    with writing(sessions) as s:
+        recalibration.versions(s)  # the unit has begun (IMMEDIATE), nothing written yet
+        with pytest.raises(OperationalError, match="locked"), writing(other) as w:
+            w.add(_row(2))
+        s.add(_row(1))
+    with reading(sessions) as s:
+        assert [v.version for v in recalibration.versions(s)] == [1]
+
+
+def test_a_reading_unit_refuses_to_write(sessions: SessionFactory) -> None:
+    with pytest.raises(OperationalError, match=r"readonly"), reading(sessions) as s:
+        s.add(_row(1))
+        s.flush()
+    with reading(sessions) as s:
+        assert recalibration.versions(s) == []
