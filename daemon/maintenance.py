@@ -13,7 +13,7 @@ from typing import Any
 
 from daemon import accounts
 from daemon.db import queue
-from daemon.db.session import SessionFactory, writing
+from daemon.db.session import SessionFactory, reading, writing
 from daemon.monitoring import run_monitoring, send_alerts
 from daemon.retention import purge_old_files
 from daemon.serving import Serving
@@ -25,7 +25,7 @@ JobFunction = Callable[[SessionFactory], dict[str, Any]]
 
 def queue_report(sessions: SessionFactory) -> dict[str, Any]:
     """How many jobs and deliveries are in each state."""
-    with writing(sessions) as session:
+    with reading(sessions) as session:
         return {
             "jobs": queue.job_counts(session),
             "deliveries": queue.delivery_counts(session),

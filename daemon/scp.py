@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from chestaid.imaging import ACCEPTED_SOP_CLASSES, DECODABLE_TRANSFER_SYNTAXES
 from daemon.db import queue
-from daemon.db.session import SessionFactory, writing
+from daemon.db.session import SessionFactory, reading, writing
 from daemon.errors import DaemonError, SpoolError, SpoolFullError
 from daemon.settings import AllowSettings, NodeSettings
 from daemon.spool import FileStore, StoredFile
@@ -170,7 +170,7 @@ class StoreHandler:
             "calling_ae": str(event.assoc.requestor.ae_title).strip(),
         }
         try:
-            with writing(self.sessions) as session:
+            with reading(self.sessions) as session:
                 if queue.instance_exists(session, sop_instance_uid=sop_instance_uid):
                     logger.info("duplicate instance, first copy kept", extra=log)
                     return SUCCESS
@@ -266,7 +266,7 @@ class StoreHandler:
 
     def _already_kept(self, sop_instance_uid: str) -> bool:
         try:
-            with writing(self.sessions) as session:
+            with reading(self.sessions) as session:
                 return queue.instance_exists(session, sop_instance_uid=sop_instance_uid)
         except SQLAlchemyError:
             return False
