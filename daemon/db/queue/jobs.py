@@ -1,0 +1,205 @@
+"""Received instances and their scoring jobs: record, claim, finish, give back.
+
+A job is queued when its instance is recorded, claimed by a worker under a lease,
+and ends done (see :func:`daemon.db.queue.results.complete_job`), skipped or failed,
+or goes back to the queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, joinedload
+
+from daemon.db.models import Instance, Job, JobState, utcnow
+from daemon.db.queue.leases import drop_lease, held, take_lease
+
+TERMINAL_JOB_STATES = (JobState.DONE, JobState.SKIPPED, JobState.FAILED)
+
+
+def instance_exists(session: Session, *, sop_instance_uid: str) -> bool:
+    """Whether an instance with this SOP Instance UID was already received."""
+    found = session.scalar(
+        select(Instance.id).where(Instance.sop_instance_uid == sop_instance_uid).limit(1)
+    )
+    return found is not None
+
+
+def record_instance(
+    session: Session,
+    *,
+    sop_instance_uid: str,
+    sop_class_uid: str,
+    study_instance_uid: str,
+    series_instance_uid: str,
+    transfer_syntax_uid: str,
+    modality: str | None,
+    spool_name: str,
+    size_bytes: int,
+    calling_ae_title: str,
+    peer_address: str,
+    requested_priority: str,
+    now: datetime | None = None,
+) -> Job:
+    """Add a received instance and its queued job (flushed, not committed).
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: the SOP Instance UID is already recorded.
+    """
+    now = now or utcnow()
+    instance = Instance(
+        sop_instance_uid=sop_instance_uid,
+        sop_class_uid=sop_class_uid,
+        study_instance_uid=study_instance_uid,
+        series_instance_uid=series_instance_uid,
+        transfer_syntax_uid=transfer_syntax_uid,
+        modality=modality,
+        spool_name=spool_name,
+        size_bytes=size_bytes,
+        calling_ae_title=calling_ae_title,
+        peer_address=peer_address,
+        requested_priority=requested_priority,
+        received_at=now,
+    )
+    job = Job(instance=instance, state=JobState.QUEUED, attempts=0, created_at=now, updated_at=now)
+    session.add_all([instance, job])
+    session.flush()
+    return job
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker holds, with what it needs to process it."""
+
+    job_id: int
+    attempts: int
+    instance_id: int
+    sop_instance_uid: str
+    spool_name: str | None
+
+
+def claim_job(
+    session: Session,
+    *,
+    owner: str,
+    lease_seconds: float,
+    max_attempts: int,
+    now: datetime | None = None,
+) -> Claim | None:
+    """Claim the oldest queued job, or one whose lease expired (its worker died).
+
+    A job already claimed ``max_attempts`` times whose lease expired is failed instead
+    (it may be what kills the worker) and the next one is tried.
+    """
+    now = now or utcnow()
+    claimable = or_(
+        # A queued job's lease_expires_at, when set, is when it may be retried.
+        and_(
+            Job.state == JobState.QUEUED,
+            or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now),
+        ),
+        and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
+    )
+    while True:
+        job = session.scalar(
+            select(Job)
+            .where(claimable)
+            .order_by(Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=Job)
+            .options(joinedload(Job.instance))
+        )
+        if job is None:
+            return None
+        if job.state == JobState.RUNNING and job.attempts >= max_attempts:
+            finish(job, JobState.FAILED, f"abandoned by its worker {job.attempts} times", now)
+            session.flush()
+            continue
+        job.state = JobState.RUNNING
+        take_lease(job, owner=owner, lease_seconds=lease_seconds, now=now)
+        job.updated_at = now
+        session.flush()
+        return Claim(
+            job_id=job.id,
+            attempts=job.attempts,
+            instance_id=job.instance_id,
+            sop_instance_uid=job.instance.sop_instance_uid,
+            spool_name=job.instance.spool_name,
+        )
+
+
+def finish(job: Job, state: JobState, reason: str | None, now: datetime) -> None:
+    """Put a job in ``state`` for good, its lease ended."""
+    job.state = state
+    job.reason = reason
+    drop_lease(job)
+    job.updated_at = now
+    job.finished_at = now
+
+
+def owned_job(session: Session, *, job_id: int, owner: str) -> Job | None:
+    """The job if ``owner`` still holds it, else None (its lease was taken over)."""
+    return held(session, Job, job_id, owner=owner, state=JobState.RUNNING)
+
+
+def finish_job(
+    session: Session,
+    *,
+    job_id: int,
+    owner: str,
+    state: JobState,
+    reason: str | None,
+    now: datetime | None = None,
+) -> bool:
+    """Put a held job in a terminal state; False when the lease was lost."""
+    if state not in TERMINAL_JOB_STATES:
+        raise ValueError(f"{state} is not a terminal job state")
+    job = owned_job(session, job_id=job_id, owner=owner)
+    if job is None:
+        return False
+    finish(job, state, reason, now or utcnow())
+    return True
+
+
+def release_job(
+    session: Session,
+    *,
+    job_id: int,
+    owner: str,
+    reason: str | None = None,
+    count_attempt: bool = False,
+    retry_after: float = 0.0,
+    now: datetime | None = None,
+) -> bool:
+    """Give a held job back to the queue; False when the lease was lost.
+
+    Args:
+        count_attempt: keep the claim counted as an attempt (it failed); a job given
+            back on a clean stop does not count.
+        retry_after: seconds before the job may be claimed again.
+    """
+    job = owned_job(session, job_id=job_id, owner=owner)
+    if job is None:
+        return False
+    now = now or utcnow()
+    job.state = JobState.QUEUED
+    drop_lease(job, count_attempt=count_attempt)
+    job.lease_expires_at = now + timedelta(seconds=retry_after) if retry_after > 0 else None
+    job.reason = reason
+    job.updated_at = now
+    return True
+
+
+def release_owned_jobs(session: Session, *, owner: str, now: datetime | None = None) -> int:
+    """Give back every job ``owner`` still holds, uncounted (a clean stop); returns how many."""
+    now = now or utcnow()
+    jobs = session.scalars(
+        select(Job).where(Job.state == JobState.RUNNING, Job.lease_owner == owner)
+    ).all()
+    for job in jobs:
+        job.state = JobState.QUEUED
+        drop_lease(job, count_attempt=False)
+        job.updated_at = now
+    return len(jobs)
