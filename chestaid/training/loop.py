@@ -2,9 +2,10 @@
 
 ``train`` turns a folder-per-class data set into an *uncalibrated* model bundle
 (calibration is a separate step, ``chestaid calibrate``). Every epoch ends with a
-checkpoint in ``OUT/checkpoint/``; a run started again with the same output folder
-and settings resumes from it. A run is deterministic for a given seed and thread
-count.
+checkpoint in ``OUT/checkpoint/`` (:mod:`chestaid.training.checkpoint`); a run
+started again with the same output folder and settings resumes from it. A run is
+deterministic for a given seed and thread count. The settings are
+:mod:`chestaid.training.config`'s, the pieces of a step :mod:`chestaid.training.step`'s.
 """
 
 from __future__ import annotations
@@ -13,13 +14,9 @@ import dataclasses
 import logging
 import math
 import os
-import pickle
-import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,90 +24,43 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from chestaid.bundle import Manifest, save_bundle
-from chestaid.data import (
-    DEFAULT_CLASSES,
-    DEFAULT_FRACTIONS,
-    discover,
-    fingerprint,
-    split_by_patient,
-    splits_to_json,
-)
+from chestaid.data import discover, fingerprint, split_by_patient, splits_to_json
 from chestaid.errors import ConfigurationError, DatasetError, TrainingError
 from chestaid.metrics import roc_auc
-from chestaid.models import ChestNet, build_model
+from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
-from chestaid.training.augment import (
-    ORIENTATION_CLASSES,
-    AugmentConfig,
-    augment_batch,
-    orientation_batch,
+from chestaid.training.augment import ORIENTATION_CLASSES, augment_batch
+from chestaid.training.checkpoint import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_NAME,
+    Trainables,
+    checkpoint_path,
+    remove_checkpoint,
+    resume,
+    save_checkpoint,
 )
+from chestaid.training.config import EpochRecord, TrainConfig
 from chestaid.training.dataset import ImageDataset, collect_logits
+from chestaid.training.step import (
+    autocast_dtype,
+    auxiliary_and_mixup,
+    averaged_module,
+    lr_schedule,
+    seed_everything,
+    weight_average,
+)
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CHECKPOINT_NAME",
+    "EpochRecord",
+    "TrainConfig",
+    "TrainResult",
+    "collect_logits",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_NAME = "last.pt"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a training run; recorded in the bundle's manifest."""
-
-    architecture: str = "densenet121"
-    input_size: int = 224
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
-    dropout: float = 0.2
-    patience: int = 6
-    seed: int = 0
-    precision: str = "auto"  # auto | bf16 | fp32 (CPU); auto picks AMP on CUDA
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    augmentation: bool = True
-    balanced_sampling: bool = True
-    max_steps_per_epoch: int | None = None
-    cache: bool = True
-    threads: int | None = None
-    fractions: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
-    classes: tuple[str, ...] = DEFAULT_CLASSES
-    pretrained: str | None = None
-    eval_batch_size: int = 64
-    channels_last: bool = True  # oneDNN's faster layout for convolutions on the CPU
-    # Keeping logits off +-15: smoothed targets (y -> y(1 - e) + e/2) and mixup.
-    label_smoothing: float = 0.0
-    mixup_alpha: float = 0.0  # Beta(a, a) mixing of upright pairs; 0 for none
-    # An exponential moving average of the weights (and buffers), evaluated and kept
-    # instead of the raw weights; None for none.
-    ema_decay: float | None = None
-    # The orientation head's auxiliary task: this share of each batch is turned and/or
-    # grey-inverted and used only to learn which way it was changed; 0 for no head.
-    orientation_fraction: float = 0.0
-    orientation_weight: float = 0.5
-    # Which epoch's weights are kept: "best_validation" (highest validation ROC-AUC,
-    # with early stopping) or "last" (in-distribution validation saturates and does not
-    # tell which epoch holds up elsewhere; with weight averaging the last is the mean).
-    select: str = "best_validation"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form stored in the manifest and the checkpoint."""
-        d = dataclasses.asdict(self)
-        d["fractions"] = dict(self.fractions)
-        d["classes"] = list(self.classes)
-        return d
-
-
-@dataclass
-class EpochRecord:
-    """What one epoch measured."""
-
-    epoch: int
-    train_loss: float
-    val_auc: float
-    learning_rate: float
-    seconds: float
 
 
 @dataclass
@@ -123,41 +73,6 @@ class TrainResult:
     best_epoch: int
     best_val_auc: float
     seconds: float
-
-
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32":
-        return None
-    if precision not in ("auto", "bf16", "amp"):
-        raise ConfigurationError(f"unknown precision {precision!r}: use auto, bf16 or fp32")
-    if device.type == "cuda":
-        return torch.float16 if precision in ("auto", "amp") else torch.bfloat16
-    return torch.bfloat16
-
-
-def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    def schedule(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return schedule
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 def train(
@@ -196,7 +111,7 @@ def train(
     dev = torch.device(device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     spec = PreprocessSpec(input_size=config.input_size)
     base, examples = discover(data_dir, classes=config.classes, patient_csv=patient_csv)
     parts = split_by_patient(examples, fractions=config.fractions, seed=config.seed)
@@ -226,13 +141,7 @@ def train(
     ).to(dev)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    ema: torch.optim.swa_utils.AveragedModel | None = None
-    if config.ema_decay is not None:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model,
-            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay),  # type: ignore[no-untyped-call]
-            use_buffers=True,
-        )
+    ema = weight_average(model, config.ema_decay) if config.ema_decay is not None else None
     # The fused kernel: the default on the CPU steps each of DenseNet's ~360 tensors in
     # Python, which took 40% of a training step on 2 cores.
     optimiser = torch.optim.AdamW(
@@ -248,7 +157,7 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser,
-        _lr_lambda(total_steps, max(1, int(config.warmup_fraction * total_steps))),
+        lr_schedule(total_steps, max(1, int(config.warmup_fraction * total_steps))),
     )
     counts = np.bincount(labels, minlength=2).astype(np.float64)
     if (counts == 0).any():
@@ -257,41 +166,16 @@ def train(
     if not config.balanced_sampling:
         pos_weight = torch.tensor([counts[0] / counts[1]], device=dev)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
-    autocast_dtype = _autocast_dtype(config.precision, dev)
-    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
+    amp_dtype = autocast_dtype(config.precision, dev)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
-    history: list[EpochRecord] = []
-    best_auc, best_epoch, start_epoch, stale = -1.0, -1, 0, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    ckpt_path = out / CHECKPOINT_DIR / CHECKPOINT_NAME
-    if ckpt_path.is_file():
-        try:
-            ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-            raise TrainingError(
-                f"cannot read the checkpoint {ckpt_path} ({exc}); delete it to start afresh"
-            ) from exc
-        if not isinstance(ckpt, dict):
-            raise TrainingError(f"{ckpt_path} is not a ChestAid checkpoint; delete it")
-        if ckpt.get("config") != config.to_dict() or ckpt.get("fingerprints") != fingerprints:
-            raise TrainingError(
-                f"{ckpt_path} belongs to a run with other settings or data; "
-                "use another --out folder or delete the checkpoint to start afresh"
-            )
-        model.load_state_dict(ckpt["model"])
-        if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        best_state = ckpt["best_state"]
-        best_auc, best_epoch, stale = ckpt["best_auc"], ckpt["best_epoch"], ckpt["stale"]
-        start_epoch = ckpt["epoch"] + 1
-        history = [EpochRecord(**h) for h in ckpt["history"]]
-        logger.info("resuming from %s at epoch %d", ckpt_path, start_epoch + 1)
+    trainables = Trainables(model=model, ema=ema, optimiser=optimiser, scheduler=scheduler)
+    ckpt_path = checkpoint_path(out)
+    state = resume(ckpt_path, trainables, config=config, fingerprints=fingerprints, device=dev)
 
     weights = (1.0 / counts[labels]).tolist()
-    for epoch in range(start_epoch, config.epochs):
-        if stale >= config.patience:
+    for epoch in range(state.next_epoch, config.epochs):
+        if state.stale >= config.patience:
             break
         epoch_started = time.monotonic()
         # Every random stream (sampler, augmentation, dropout) is seeded per epoch, so a
@@ -321,10 +205,10 @@ def train(
                 break
             if config.augmentation:
                 x = augment_batch(x, spec, config.augment, aug_generator)
-            x, y, turned = _auxiliary_and_mixup(x, y, spec, config, aug_generator)
+            x, y, turned = auxiliary_and_mixup(x, y, spec, config, aug_generator)
             x, y = x.to(dev).contiguous(memory_format=memory_format), y.to(dev)
             with torch.autocast(
-                dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+                dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
                 heads = model.forward_heads(x)
             # Turned or inverted images teach only the orientation head.
@@ -351,7 +235,7 @@ def train(
             bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             bar.update(1)
         bar.close()
-        judged = _module_of(ema) if ema is not None else model
+        judged = averaged_module(ema) if ema is not None else model
         val_logits = collect_logits(
             judged, val_set, batch_size=config.eval_batch_size, device=device
         )
@@ -363,41 +247,32 @@ def train(
             learning_rate=float(scheduler.get_last_lr()[0]),
             seconds=time.monotonic() - epoch_started,
         )
-        history.append(record)
-        if config.select == "last" or val_auc > best_auc:
-            best_auc, best_epoch, stale = val_auc, epoch + 1, 0
-            best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
+        state.history.append(record)
+        if config.select == "last" or val_auc > state.best_auc:
+            state.best_auc, state.best_epoch, state.stale = val_auc, epoch + 1, 0
+            state.best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
         else:
-            stale += 1
+            state.stale += 1
         logger.info(
             "epoch %d: loss %.4f, validation ROC-AUC %.4f (best %.4f at %d), %.0f s",
             record.epoch,
             record.train_loss,
             val_auc,
-            best_auc,
-            best_epoch,
+            state.best_auc,
+            state.best_epoch,
             record.seconds,
         )
-        _save_checkpoint(
+        save_checkpoint(
             ckpt_path,
-            {
-                "config": config.to_dict(),
-                "fingerprints": fingerprints,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimiser": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "best_state": best_state,
-                "best_auc": best_auc,
-                "best_epoch": best_epoch,
-                "stale": stale,
-                "history": [dataclasses.asdict(h) for h in history],
-            },
+            trainables,
+            state,
+            epoch=epoch,
+            config=config,
+            fingerprints=fingerprints,
         )
-    if best_state is None:
+    if state.best_state is None:
         raise TrainingError("training ran no epoch")
-    model.load_state_dict(best_state)
+    model.load_state_dict(state.best_state)
     model.eval()
     manifest = Manifest(
         version=version or f"{config.architecture}-s{config.seed}-{fingerprints['train'][:8]}",
@@ -416,10 +291,10 @@ def train(
             },
             "patients": {name: len({e.patient for e in items}) for name, items in parts.items()},
         },
-        metrics={"validation_roc_auc": best_auc, "best_epoch": best_epoch},
+        metrics={"validation_roc_auc": state.best_auc, "best_epoch": state.best_epoch},
         training={
             "config": config.to_dict(),
-            "history": [dataclasses.asdict(h) for h in history],
+            "history": [dataclasses.asdict(h) for h in state.history],
             "seconds": time.monotonic() - started,
             "threads": torch.get_num_threads(),
             "device": str(dev),
@@ -429,50 +304,12 @@ def train(
         out, model, manifest, splits=splits_to_json(parts, config.classes, config.seed)
     )
     # The run is complete: nothing is left to resume, and the bundle stays small.
-    ckpt_path.unlink(missing_ok=True)
-    if ckpt_path.parent.is_dir() and not any(ckpt_path.parent.iterdir()):
-        ckpt_path.parent.rmdir()
+    remove_checkpoint(ckpt_path)
     return TrainResult(
         bundle_path=out,
         manifest=stored,
-        history=history,
-        best_epoch=best_epoch,
-        best_val_auc=best_auc,
+        history=state.history,
+        best_epoch=state.best_epoch,
+        best_val_auc=state.best_auc,
         seconds=time.monotonic() - started,
     )
-
-
-def _module_of(ema: torch.optim.swa_utils.AveragedModel) -> ChestNet:
-    module = ema.module
-    assert isinstance(module, ChestNet)
-    return module
-
-
-def _auxiliary_and_mixup(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    spec: PreprocessSpec,
-    config: TrainConfig,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Smoothed targets, mixup of upright pairs, and the orientation task's changes.
-
-    Returns the batch, the pneumonia targets and each item's orientation class (0 for
-    upright items, the only ones with a pneumonia loss).
-    """
-    n = x.shape[0]
-    target = y * (1.0 - config.label_smoothing) + 0.5 * config.label_smoothing
-    turned = torch.zeros(n, dtype=torch.long)
-    if config.orientation_fraction > 0:
-        x, turned = orientation_batch(x, spec, config.orientation_fraction, generator)
-    if config.mixup_alpha > 0:
-        upright = torch.nonzero(turned == 0).flatten()
-        if upright.numel() >= 2:
-            alpha = torch.tensor(config.mixup_alpha)
-            lam = float(torch.distributions.Beta(alpha, alpha).sample())
-            partner = upright[torch.randperm(upright.numel(), generator=generator)]
-            x = x.clone()
-            target = target.clone()
-            x[upright] = lam * x[upright] + (1.0 - lam) * x[partner]
-            target[upright] = lam * target[upright] + (1.0 - lam) * target[partner]
-    return x, target, turned

@@ -1,4 +1,4 @@
-"""Calibrators from a logit to a probability of pneumonia, and the governed threshold.
+"""The calibrators: maps from a logit to a probability of pneumonia.
 
 - Temperature scaling, ``sigmoid(z / T)``: fixes over- or under-confidence, cannot
   move the decision boundary.
@@ -6,26 +6,20 @@
   so it also fixes the shift of a new site's prevalence or population.
 - Isotonic regression on the logit: any monotone map; needs more cases.
 
-Each is fitted on calibration cases and judged on other cases; every one serialises
-to a small JSON-able dict so a bundle or a database row can carry it. The threshold
-set on the calibrated score is :mod:`chestaid.threshold`'s.
+Every one serialises to a small JSON-able dict so a bundle or a database row can
+carry it (:func:`calibrator_from_dict` rebuilds it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from chestaid.errors import CalibrationError
-from chestaid.metrics import adaptive_ece, as_scores_and_labels, brier, ece, nll
-
-# The governed threshold lives in its own module; these names stay importable from here.
-from chestaid.threshold import GovernedThreshold as GovernedThreshold
-from chestaid.threshold import governed_threshold as governed_threshold
+from chestaid.metrics import as_scores_and_labels
 
 MIN_PER_CLASS = 2
 MIN_ISOTONIC_CASES = 20
@@ -259,211 +253,3 @@ def calibrator_from_dict(d: Mapping[str, Any]) -> Calibrator:
             f"calibrator record {name!r} lacks or garbles a parameter: {exc}"
         ) from exc
     raise CalibrationError(f"unknown calibrator {name!r}")
-
-
-def _scores(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str, float]:
-    return {
-        "ece": ece(probs, labels, n_bins),
-        "adaptive_ece": adaptive_ece(probs, labels, n_bins),
-        "brier": brier(probs, labels),
-        "nll": nll(probs, labels),
-    }
-
-
-@dataclass
-class CalibrationComparison:
-    """Each candidate's metrics on the report cases, and which one was kept."""
-
-    metrics: dict[str, dict[str, float]]
-    chosen: str
-    calibrators: dict[str, Calibrator]
-    skipped: dict[str, str] = field(default_factory=dict)
-    lowest_ece: str = ""
-    ece_difference_ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Metrics per candidate (plus ``uncalibrated``), the choice and why, parameters, skips."""
-        return {
-            "metrics": self.metrics,
-            "chosen": self.chosen,
-            "lowest_ece": self.lowest_ece or self.chosen,
-            "ece_difference_vs_lowest_ci95": {
-                k: list(v) for k, v in self.ece_difference_ci95.items()
-            },
-            "rule": "lowest report ECE, unless a simpler calibrator is within bootstrap noise of it",
-            "parameters": {k: c.to_dict() for k, c in self.calibrators.items()},
-            "skipped": self.skipped,
-        }
-
-
-def fit_and_select(
-    cal_logits: ArrayLike,
-    cal_labels: ArrayLike,
-    report_logits: ArrayLike,
-    report_labels: ArrayLike,
-    *,
-    candidates: Sequence[str] = ("temperature", "platt", "isotonic"),
-    n_bins: int = 15,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> CalibrationComparison:
-    """Fit each candidate on the calibration cases and keep the lowest ECE on the report cases.
-
-    The lowest ECE is kept unless its lead is within noise: a simpler candidate whose
-    ECE is not significantly higher (the 95% paired-bootstrap interval of the
-    difference, over the report cases, contains zero) is kept instead. Simpler maps
-    keep every distinct score of the model distinct, so a worklist ordered by score
-    keeps its order, and an ECE lead of a few thousandths on a few hundred cases is
-    not evidence. A candidate that cannot be fitted (too few cases for isotonic) is
-    skipped with its reason recorded.
-
-    Raises:
-        CalibrationError: no candidate could be fitted, or bad inputs.
-    """
-    rz, ry = as_scores_and_labels(report_logits, report_labels, probabilities=False)
-    metrics = {"uncalibrated": _scores(sigmoid(rz), ry, n_bins)}
-    fitted: dict[str, Calibrator] = {}
-    skipped: dict[str, str] = {}
-    for name in candidates:
-        try:
-            calibrator = fit_calibrator(name, cal_logits, cal_labels)
-        except CalibrationError as exc:
-            if name in ("temperature", "identity"):
-                raise
-            skipped[name] = str(exc)
-            continue
-        fitted[name] = calibrator
-        metrics[name] = _scores(calibrator.predict_proba(rz), ry, n_bins)
-    if not fitted:
-        raise CalibrationError(f"no calibrator could be fitted: {skipped}")
-    lowest = min(
-        fitted,
-        key=lambda n: (round(metrics[n]["ece"], 12), metrics[n]["nll"], SIMPLICITY.index(n)),
-    )
-    probs = {name: c.predict_proba(rz) for name, c in fitted.items()}
-    intervals = _ece_difference_intervals(probs, ry, lowest, n_bins, n_boot, seed)
-    chosen = lowest
-    for name in sorted(fitted, key=SIMPLICITY.index):
-        if SIMPLICITY.index(name) >= SIMPLICITY.index(lowest):
-            break
-        if intervals[name][0] <= 0.0:
-            chosen = name
-            break
-    return CalibrationComparison(
-        metrics=metrics,
-        chosen=chosen,
-        calibrators=fitted,
-        skipped=skipped,
-        lowest_ece=lowest,
-        ece_difference_ci95=intervals,
-    )
-
-
-def _ece_difference_intervals(
-    probs: Mapping[str, np.ndarray],
-    labels: np.ndarray,
-    reference: str,
-    n_bins: int,
-    n_boot: int,
-    seed: int,
-) -> dict[str, tuple[float, float]]:
-    """95% paired-bootstrap intervals of ECE(candidate) - ECE(reference), per candidate."""
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    diffs: dict[str, list[float]] = {name: [] for name in probs if name != reference}
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        base = ece(probs[reference][idx], labels[idx], n_bins)
-        for name in diffs:
-            diffs[name].append(ece(probs[name][idx], labels[idx], n_bins) - base)
-    out = {name: (0.0, 0.0) for name in probs if name == reference}
-    for name, values in diffs.items():
-        low, high = np.quantile(values, [0.025, 0.975])
-        out[name] = (float(low), float(high))
-    return out
-
-
-LOCAL_METHODS = ("temperature", "platt", "isotonic")
-
-
-@dataclass(frozen=True)
-class LocalCalibration:
-    """Calibrators compared by cross-validation on local cases, and the one chosen.
-
-    ``out_of_fold`` are the chosen method's probabilities for each case from a model
-    fitted without that case: honest estimates of how it calibrates new cases.
-    """
-
-    chosen: str
-    calibrator: Calibrator
-    cv_nll: dict[str, float]
-    cv_ece: dict[str, float]
-    out_of_fold: np.ndarray
-    n_cases: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The comparison as plain values."""
-        return {
-            "chosen": self.chosen,
-            "calibrator": self.calibrator.to_dict(),
-            "cv_nll": self.cv_nll,
-            "cv_ece": self.cv_ece,
-            "n_cases": self.n_cases,
-        }
-
-
-def _stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """A fold number per case, each fold holding its share of positives and negatives."""
-    rng = np.random.default_rng(seed)
-    assignment = np.empty(labels.size, dtype=int)
-    for cls in (0, 1):
-        index = np.flatnonzero(labels == cls)
-        rng.shuffle(index)
-        assignment[index] = np.arange(index.size) % folds
-    return assignment
-
-
-def select_local_calibration(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    folds: int = 5,
-    seed: int = 0,
-    min_isotonic_cases: int = 300,
-) -> LocalCalibration:
-    """Choose a recalibration for a new site by cross-validated NLL on its own cases.
-
-    Temperature scaling cannot move the decision boundary; at a new site the error is
-    usually a shift of the intercept, so Platt scaling on the logit (slope and
-    intercept) is compared beside it, and isotonic regression only with at least
-    ``min_isotonic_cases`` cases. The one with the lowest out-of-fold NLL is chosen
-    and refitted on all cases.
-
-    Raises:
-        CalibrationError: fewer than ``2 * folds`` cases, or a class with fewer than
-            ``folds`` cases.
-    """
-    z = np.asarray(logits, dtype=np.float64).ravel()
-    y = np.asarray(labels).astype(int).ravel()
-    if z.size != y.size or z.size < 2 * folds:
-        raise CalibrationError(f"need at least {2 * folds} cases with logits and labels")
-    if min(int(y.sum()), int((1 - y).sum())) < folds:
-        raise CalibrationError(f"need at least {folds} positive and {folds} negative cases")
-    methods = [m for m in LOCAL_METHODS if m != "isotonic" or z.size >= min_isotonic_cases]
-    fold_of = _stratified_folds(y, folds, seed)
-    oof = {m: np.empty(z.size) for m in methods}
-    for k in range(folds):
-        test = fold_of == k
-        for m in methods:
-            oof[m][test] = fit_calibrator(m, z[~test], y[~test]).predict_proba(z[test])
-    cv_nll = {m: float(nll(oof[m], y)) for m in methods}
-    cv_ece = {m: float(ece(oof[m], y, n_bins=10)) for m in methods}
-    chosen = min(methods, key=lambda m: cv_nll[m])
-    return LocalCalibration(
-        chosen=chosen,
-        calibrator=fit_calibrator(chosen, z, y),
-        cv_nll=cv_nll,
-        cv_ece=cv_ece,
-        out_of_fold=oof[chosen],
-        n_cases=int(z.size),
-    )
