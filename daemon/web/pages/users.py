@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 
 from daemon import accounts, audit
 from daemon.db.models import UserRole
-from daemon.db.session import writing
+from daemon.db.session import Session, writing
 from daemon.web.database import Reading
 from daemon.web.pages.common import Admin, AdminPost
 from daemon.web.rendering import render
@@ -45,6 +46,23 @@ def users_page(request: Request, principal: Admin) -> Response:
     return _users_page(request)
 
 
+def _account_change(
+    request: Request, change: Callable[[Session], tuple[str, str] | None]
+) -> Response:
+    """Apply one change to accounts and show the page again: with the one-time password
+    it issued (shown once), or with the reason it was refused (nothing changed)."""
+    issued = None
+    error = None
+    try:
+        with writing(context(request).sessions) as session:
+            issued = change(session)
+    except ValueError:
+        error = "Choose a role."
+    except accounts.AccountError as exc:
+        error = str(exc)
+    return _users_page(request, issued=issued, error=error)
+
+
 @router.post("/users")
 def create_user(
     request: Request,
@@ -53,24 +71,14 @@ def create_user(
     role_text: Annotated[str, Form(alias="role", max_length=16)] = "",
 ) -> Response:
     """Create an account; its one-time password is shown once."""
-    ctx = context(request)
-    issued = None
-    error = None
-    try:
-        role = UserRole(role_text)
-        with writing(ctx.sessions) as session:
-            user, password = accounts.create_user(
-                session,
-                username=username,
-                role=role,
-                actor=principal.username,
-            )
-            issued = (user.username, password)
-    except ValueError:
-        error = "Choose a role."
-    except accounts.AccountError as exc:
-        error = str(exc)
-    return _users_page(request, issued=issued, error=error)
+
+    def create(session: Session) -> tuple[str, str]:
+        user, password = accounts.create_user(
+            session, username=username, role=UserRole(role_text), actor=principal.username
+        )
+        return user.username, password
+
+    return _account_change(request, create)
 
 
 @router.post("/users/{user_id}")
@@ -82,34 +90,21 @@ def change_user(
     role_text: Annotated[str, Form(alias="role", max_length=16)] = "",
 ) -> Response:
     """One change to an account: reset its password, set its role, enable or disable it."""
-    ctx = context(request)
-    issued = None
-    error = None
-    try:
-        with writing(ctx.sessions) as session:
-            if action == "reset":
-                user, password = accounts.reset_password(
-                    session, user_id=user_id, actor=principal.username
-                )
-                issued = (user.username, password)
-            elif action == "role":
-                accounts.set_role(
-                    session,
-                    user_id=user_id,
-                    role=UserRole(role_text),
-                    actor=principal.username,
-                )
-            elif action in ("enable", "disable"):
-                accounts.set_active(
-                    session, user_id=user_id, active=action == "enable", actor=principal.username
-                )
-            else:
-                error = "Unknown change."
-    except ValueError:
-        error = "Choose a role."
-    except accounts.AccountError as exc:
-        error = str(exc)
-    return _users_page(request, issued=issued, error=error)
+
+    def change(session: Session) -> tuple[str, str] | None:
+        actor = principal.username
+        if action == "reset":
+            user, password = accounts.reset_password(session, user_id=user_id, actor=actor)
+            return user.username, password
+        if action == "role":
+            accounts.set_role(session, user_id=user_id, role=UserRole(role_text), actor=actor)
+        elif action in ("enable", "disable"):
+            accounts.set_active(session, user_id=user_id, active=action == "enable", actor=actor)
+        else:
+            raise accounts.AccountError("Unknown change.")
+        return None
+
+    return _account_change(request, change)
 
 
 @router.get("/audit")
