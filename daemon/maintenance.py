@@ -13,8 +13,9 @@ from typing import Any
 
 from daemon import accounts
 from daemon.db import queue
+from daemon.db.models import utcnow
 from daemon.db.session import SessionFactory, reading, writing
-from daemon.monitoring import run_monitoring, send_alerts
+from daemon.monitoring import evaluate_windows, send_alerts, store_runs
 from daemon.retention import purge_old_files
 from daemon.serving import Serving
 from daemon.settings import Settings
@@ -38,13 +39,19 @@ def monitor(sessions: SessionFactory, *, settings: Settings, serving: Serving) -
     The target sensitivity is the one in use now: a local calibration's when active.
     """
     served = serving.current()
-    with writing(sessions) as session:
-        summary = run_monitoring(
+    now = utcnow()
+    # The figures are computed while reading (no lock); the write lock is held only to
+    # store them, and released before any webhook is called.
+    with reading(sessions) as session:
+        results = evaluate_windows(
             session,
             settings=settings.monitoring,
             model_version=served.model_version,
             target_sensitivity=served.target_sensitivity,
+            now=now,
         )
+    with writing(sessions) as session:
+        summary = store_runs(session, results, model_version=served.model_version, now=now)
     # After the commit: a slow or unreachable webhook must not hold the database.
     send_alerts(settings.monitoring, summary["raised"])
     return summary

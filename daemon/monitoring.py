@@ -246,22 +246,25 @@ def evaluate_window(
     return figures, alerts
 
 
-def run_monitoring(
+@dataclass(frozen=True)
+class WindowResult:
+    """One window's figures and the alerts they call for, not yet stored."""
+
+    days: int
+    figures: dict[str, Any]
+    alerts: list[Alert]
+
+
+def evaluate_windows(
     session: Session,
     *,
     settings: MonitoringSettings,
     model_version: str,
     target_sensitivity: float,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """Evaluate every window, store the runs and alerts, and log the alerts.
-
-    The alerts raised are listed under ``raised``; the caller sends them with
-    :func:`send_alerts` *after* its transaction commits, so that a slow webhook never
-    holds the database (on SQLite, the write lock every other role needs).
-    """
-    now = now or utcnow()
-    summary: dict[str, Any] = {"windows": {}, "alerts": 0, "raised": []}
+    now: datetime,
+) -> list[WindowResult]:
+    """Every window's figures and alerts (reads only: run it in a reading unit)."""
+    results = []
     for days in settings.windows_days:
         figures, alerts = evaluate_window(
             session,
@@ -271,6 +274,22 @@ def run_monitoring(
             window_days=days,
             now=now,
         )
+        results.append(WindowResult(days, figures, alerts))
+    return results
+
+
+def store_runs(
+    session: Session, results: list[WindowResult], *, model_version: str, now: datetime
+) -> dict[str, Any]:
+    """Store the runs and their alerts, log the alerts; the summary of what was stored.
+
+    The alerts raised are listed under ``raised``; the caller sends them with
+    :func:`send_alerts` *after* its transaction commits, so that a slow webhook never
+    holds the database (on SQLite, the write lock every other role needs).
+    """
+    summary: dict[str, Any] = {"windows": {}, "alerts": 0, "raised": []}
+    for result in results:
+        days, figures, alerts = result.days, result.figures, result.alerts
         run = MonitoringRun(
             ran_at=now, window_days=days, model_version=model_version, figures=json.dumps(figures)
         )
@@ -307,6 +326,28 @@ def run_monitoring(
         }
         summary["alerts"] += len(alerts)
     return summary
+
+
+def run_monitoring(
+    session: Session,
+    *,
+    settings: MonitoringSettings,
+    model_version: str,
+    target_sensitivity: float,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Evaluate every window and store the runs and alerts in one unit of work (see
+    :func:`daemon.maintenance.monitor` for the scheduled job, which evaluates in a
+    reading unit and holds the write lock only to store)."""
+    now = now or utcnow()
+    results = evaluate_windows(
+        session,
+        settings=settings,
+        model_version=model_version,
+        target_sensitivity=target_sensitivity,
+        now=now,
+    )
+    return store_runs(session, results, model_version=model_version, now=now)
 
 
 def send_alerts(settings: MonitoringSettings, raised: list[dict[str, Any]]) -> int:

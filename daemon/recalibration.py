@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,20 @@ class RecalibrationError(DaemonError):
     """A calibration cannot be fitted or activated (too few cases, no such version)."""
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A calibration fitted on local cases, not yet stored."""
+
+    model_version: str
+    bundle_calibration_version: int
+    method: str
+    calibrator: str  # JSON
+    threshold: float
+    target_sensitivity: float
+    n_cases: int
+    report: dict[str, Any]
+
+
 def fit_local_calibration(
     session: Session,
     *,
@@ -48,7 +63,34 @@ def fit_local_calibration(
     min_cases: int,
     user: str,
 ) -> CalibrationVersion:
-    """Fit a pending calibration version on this site's labelled studies.
+    """Fit a pending calibration version on this site's labelled studies and store it.
+
+    In one unit of work; the web and the CLI fit in a reading unit (:func:`fit`) and
+    store in a short writing one (:func:`store`), so the cross-validation and the
+    bootstrap never hold the write lock.
+
+    Raises:
+        RecalibrationError: as for :func:`fit`.
+    """
+    fitted = fit(
+        session,
+        model_version=model_version,
+        bundle_calibration_version=bundle_calibration_version,
+        target_sensitivity=target_sensitivity,
+        min_cases=min_cases,
+    )
+    return store(session, fitted, user=user)
+
+
+def fit(
+    session: Session,
+    *,
+    model_version: str,
+    bundle_calibration_version: int,
+    target_sensitivity: float,
+    min_cases: int,
+) -> Fitted:
+    """Fit a calibration on this site's labelled studies (reads only).
 
     Raises:
         RecalibrationError: fewer than ``min_cases`` labelled studies, or too few of
@@ -97,17 +139,31 @@ def fit_local_calibration(
         "positives": int(labels.sum()),
         "negatives": int((1 - labels).sum()),
     }
-    latest = session.scalar(select(func.max(CalibrationVersion.version)))
-    version = max(int(latest or 0), bundle_calibration_version) + 1
-    row = CalibrationVersion(
-        version=version,
+    return Fitted(
         model_version=model_version,
+        bundle_calibration_version=bundle_calibration_version,
         method=local.chosen,
         calibrator=json.dumps(local.calibrator.to_dict()),
         threshold=governed.threshold,
         target_sensitivity=target_sensitivity,
         n_cases=len(cases),
-        report=json.dumps(report, default=float),
+        report=report,
+    )
+
+
+def store(session: Session, fitted: Fitted, *, user: str) -> CalibrationVersion:
+    """Store a fitted calibration as the next version, pending (audited)."""
+    latest = session.scalar(select(func.max(CalibrationVersion.version)))
+    version = max(int(latest or 0), fitted.bundle_calibration_version) + 1
+    row = CalibrationVersion(
+        version=version,
+        model_version=fitted.model_version,
+        method=fitted.method,
+        calibrator=fitted.calibrator,
+        threshold=fitted.threshold,
+        target_sensitivity=fitted.target_sensitivity,
+        n_cases=fitted.n_cases,
+        report=json.dumps(fitted.report, default=float),
         state=CalibrationState.PENDING,
         fitted_by=user,
         fitted_at=utcnow(),
@@ -119,7 +175,7 @@ def fit_local_calibration(
         actor=user,
         action="calibration.fitted",
         subject=f"v{version}",
-        detail={"method": local.chosen, "threshold": governed.threshold, "cases": len(cases)},
+        detail={"method": fitted.method, "threshold": fitted.threshold, "cases": fitted.n_cases},
     )
     return row
 

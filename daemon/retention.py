@@ -9,6 +9,7 @@ that is gone, and the write lock is never held across file-system work.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -16,6 +17,8 @@ from sqlalchemy import select
 from daemon.db.models import DeliveryState, Instance, Job, JobState, Output, utcnow
 from daemon.db.session import SessionFactory, writing
 from daemon.spool import FileStore
+
+logger = logging.getLogger(__name__)
 
 BUSY_DELIVERIES = (DeliveryState.PENDING, DeliveryState.SENDING)
 FINISHED_JOBS = (JobState.DONE, JobState.SKIPPED, JobState.FAILED)
@@ -54,11 +57,21 @@ def purge_old_files(
             for output in session.scalars(select(Output).where(Output.created_at < cutoff))
             if not any(d.state in BUSY_DELIVERIES for d in output.deliveries)
         ]
-    for name in images:
-        spool.remove(name)
-    removed = 0
-    for name in outputs:
-        if outbox.path(name).exists():  # else purged by an earlier run
-            outbox.remove(name)
-            removed += 1
-    return {"images": len(images), "outputs": removed}
+    removed_images = sum(_removed(spool, name) for name in images)
+    removed_outputs = sum(_removed(outbox, name) for name in outputs)
+    return {"images": removed_images, "outputs": removed_outputs}
+
+
+def _removed(store: FileStore, name: str) -> bool:
+    """Remove one file; a failure is logged and the purge goes on with the next file."""
+    path = store.path(name)
+    if not path.exists():  # purged by an earlier run
+        return False
+    try:
+        store.remove(name)
+    except OSError as exc:
+        logger.error(
+            "a file past retention cannot be removed", extra={"file": str(path), "error": str(exc)}
+        )
+        return False
+    return True

@@ -121,7 +121,13 @@ class Sender:
                 # their leases and come back; the sender stays alive and tries again.
                 logger.error("database error in the sender", extra={"error": str(exc)})
                 claimed = 0
-            if claimed == 0:
+            except Exception:
+                # Anything else is a bug; it is logged with its traceback and the sender
+                # lives on (its claims expire and are retried), rather than dying quietly.
+                logger.exception("unexpected error in the sender")
+                claimed = 0
+            # A stop that came between the loop's test and the clear above is not waited on.
+            if claimed == 0 and not self._stopping.is_set():
                 self._wakeup.wait(self.settings.poll_seconds)
 
     def wake(self) -> None:

@@ -19,6 +19,7 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from chestaid.calibration import calibrator_from_dict
 from chestaid.errors import BundleError
 from chestaid.inference import Scorer
 from daemon import recalibration
-from daemon.db.session import SessionFactory, reading
+from daemon.db.session import Session, SessionFactory, reading
 from daemon.priority import PriorityBands
 from daemon.settings import Band, ModelSettings
 
@@ -170,8 +171,12 @@ class Serving:
             self._manifest = read_manifest(bundle_path(self.settings))
         return self._manifest
 
-    def current(self) -> InService:
+    def current(self, session: Session | None = None) -> InService:
         """The model version, calibration, threshold, target and bands in use right now.
+
+        Args:
+            session: the caller's unit of work, if it has one (a request's); otherwise
+                a reading unit of its own.
 
         Raises:
             BundleError: the manifest cannot be read.
@@ -184,8 +189,8 @@ class Serving:
             manifest = self.manifest()
             model_version = manifest.version
             version, threshold, target = _bundle_facts(manifest)
-        with reading(self.sessions) as session:
-            row = recalibration.active_version(session, model_version=model_version)
+        with nullcontext(session) if session is not None else reading(self.sessions) as unit:
+            row = recalibration.active_version(unit, model_version=model_version)
             local = None if row is None else (row.version, row.threshold, row.target_sensitivity)
         if local is None:
             return InService(

@@ -141,7 +141,7 @@ class Worker:
                 # its lease and comes back; the worker stays alive and tries again.
                 logger.error("database error in the worker", extra={"error": str(exc)})
                 worked = False
-            if not worked:
+            if not worked and not stop.is_set():  # a stop set just before the clear
                 self.wakeup.wait(self.settings.poll_seconds)
         try:
             with writing(self.sessions) as session:

@@ -93,18 +93,41 @@ def resolve_session(
     """
     now = now or utcnow()
     found = _by_token(session, token)
+    verdict = _verdict(found, settings=settings, now=now, activity=activity)
+    if verdict == "idle":
+        assert found is not None
+        found.ended_at = now
+    elif verdict == "touch":
+        assert found is not None
+        found.last_seen_at = now
+    return found if verdict in ("live", "touch") else None
+
+
+def session_update_due(
+    session: Session, *, token: str, settings: WebSettings, now: datetime, activity: bool = True
+) -> bool:
+    """Whether :func:`resolve_session` at ``now`` would change the session's row (it
+    idled out, or its last-seen time is due): only then does it need a writing unit."""
+    found = _by_token(session, token)
+    return _verdict(found, settings=settings, now=now, activity=activity) in ("idle", "touch")
+
+
+def _verdict(
+    found: WebSession | None, *, settings: WebSettings, now: datetime, activity: bool
+) -> str:
+    """What a token's session is now: none, idle (to be ended), touch (live, last seen
+    to be moved on) or live."""
     if found is None or found.ended_at is not None or found.expires_at <= now:
-        return None
+        return "none"
     if found.kind == BROWSER and now - found.last_seen_at > timedelta(
         minutes=settings.session_idle_minutes
     ):
-        found.ended_at = now
-        return None
+        return "idle"
     if not found.user.active:
-        return None
+        return "none"
     if activity and now - found.last_seen_at >= TOUCH_EVERY:
-        found.last_seen_at = now
-    return found
+        return "touch"
+    return "live"
 
 
 def web_session(session: Session, session_id: int) -> WebSession | None:

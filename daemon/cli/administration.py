@@ -25,23 +25,27 @@ def calibration(settings: Settings, args: argparse.Namespace) -> int:
     """Fit, list, activate and deactivate local calibration versions."""
     with database(settings) as sessions:
         served = Serving(settings.model, settings.priority.bands, sessions).current()
-        with writing(sessions) as session:
-            command = args.calibration_command
-            if command == "fit":
-                target = args.target_sensitivity
-                if target is None:
-                    target = served.target_sensitivity
-                row = recalibration.fit_local_calibration(
+        command = args.calibration_command
+        if command == "fit":
+            target = args.target_sensitivity
+            if target is None:
+                target = served.target_sensitivity
+            # Fitted while reading (the cross-validation holds no lock), stored briefly.
+            with reading(sessions) as session:
+                fitted = recalibration.fit(
                     session,
                     model_version=served.model_version,
                     bundle_calibration_version=served.bundle_calibration_version,
                     target_sensitivity=target,
                     min_cases=args.min_cases,
-                    user=args.user,
                 )
-                out(f"calibration version {row.version} fitted (pending): {row.method}")
-                out(json.dumps(json.loads(row.report), indent=2))
-            elif command == "activate":
+            with writing(sessions) as session:
+                row = recalibration.store(session, fitted, user=args.user)
+            out(f"calibration version {row.version} fitted (pending): {row.method}")
+            out(json.dumps(json.loads(row.report), indent=2))
+            return 0
+        with (reading if command == "list" else writing)(sessions) as session:
+            if command == "activate":
                 row = recalibration.activate(session, version=args.version, user=args.user)
                 out(
                     f"calibration version {row.version} active; threshold "
@@ -107,8 +111,9 @@ def monitoring(settings: Settings, args: argparse.Namespace) -> int:
 
 def users(settings: Settings, args: argparse.Namespace) -> int:
     """Web accounts from the command line: the way back in when no admin can sign in."""
-    with database(settings) as sessions, writing(sessions) as session:
-        command = args.users_command
+    command = args.users_command
+    unit = reading if command == "list" else writing
+    with database(settings) as sessions, unit(sessions) as session:
         if command == "list":
             emit(
                 [

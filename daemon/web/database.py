@@ -21,12 +21,28 @@ from daemon.web.security import context
 
 def _reading(request: Request) -> Iterator[Session]:
     with reading(context(request).sessions) as session:
-        yield session
+        yield from _lent(request, session)
 
 
 def _writing(request: Request) -> Iterator[Session]:
     with writing(context(request).sessions) as session:
+        yield from _lent(request, session)
+
+
+def _lent(request: Request, session: Session) -> Iterator[Session]:
+    """The session, also lent to what the handler calls on the same request (the page's
+    alert banner): one connection a request, never a second one waited for."""
+    request.state.unit = session
+    try:
         yield session
+    finally:
+        request.state.unit = None
+
+
+def request_unit(request: Request) -> Session | None:
+    """The request's unit of work while its handler runs, if it took one."""
+    unit: Session | None = getattr(request.state, "unit", None)
+    return unit
 
 
 # scope="function": the unit ends when the handler returns, before the response goes out.

@@ -15,6 +15,7 @@ from daemon import monitoring
 from daemon.db.models import MonitoringAlert
 from daemon.db.session import reading
 from daemon.web.context import WebContext
+from daemon.web.database import request_unit
 from daemon.web.security import find_principal
 
 HERE = Path(__file__).resolve().parent
@@ -57,8 +58,12 @@ def render(request: Request, name: str, *, status_code: int = 200, **values: Any
     principal = find_principal(request)
     alerts: list[MonitoringAlert] = []
     if principal is not None:
-        with reading(ctx.sessions) as session:
-            alerts = monitoring.banner_alerts(session)
+        unit = request_unit(request)
+        if unit is not None:
+            alerts = monitoring.banner_alerts(unit)
+        else:
+            with reading(ctx.sessions) as session:
+                alerts = monitoring.banner_alerts(session)
     return templates.TemplateResponse(
         request,
         name,

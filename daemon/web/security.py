@@ -14,6 +14,7 @@ import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,9 +22,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from daemon import accounts
-from daemon.db.models import UserRole
-from daemon.db.session import writing
+from daemon.db.models import UserRole, utcnow
+from daemon.db.session import Session, reading, writing
 from daemon.errors import DaemonError
+from daemon.settings import WebSettings
 from daemon.web.context import WebContext
 
 COOKIE = "chestaid_session"
@@ -116,8 +118,32 @@ def _token(request: Request) -> tuple[str, str] | None:
     return (cookie, "cookie") if cookie else None
 
 
+def _principal(
+    session: Session, token: str, via: str, *, settings: WebSettings, now: datetime, activity: bool
+) -> Principal | None:
+    live = accounts.resolve_session(
+        session, token=token, settings=settings, now=now, activity=activity
+    )
+    if live is None or (via == "cookie") != (live.kind == accounts.BROWSER):
+        return None
+    return Principal(
+        user_id=live.user.id,
+        username=live.user.username,
+        role=live.user.role,
+        must_change_password=live.user.must_change_password,
+        session_id=live.id,
+        csrf_token=live.csrf_token,
+        via=via,
+    )
+
+
 def find_principal(request: Request) -> Principal | None:
-    """The request's signed-in user, or None (cached on the request)."""
+    """The request's signed-in user, or None (cached on the request).
+
+    Most requests change nothing and are resolved in a reading unit, without a lock;
+    only a session that idled out, or whose last-seen time is due, is resolved again
+    in a writing unit.
+    """
     if hasattr(request.state, "principal"):
         cached: Principal | None = request.state.principal
         return cached
@@ -126,22 +152,20 @@ def find_principal(request: Request) -> Principal | None:
     if found is not None:
         token, via = found
         ctx = context(request)
-        with writing(ctx.sessions) as session:
-            live = accounts.resolve_session(
-                session,
-                token=token,
-                settings=ctx.settings.web,
-                activity=request.headers.get(REFRESH_HEADER) != "1",
+        web, now = ctx.settings.web, utcnow()
+        activity = request.headers.get(REFRESH_HEADER) != "1"
+        with reading(ctx.sessions) as session:
+            due = accounts.session_update_due(
+                session, token=token, settings=web, now=now, activity=activity
             )
-            if live is not None and (via == "cookie") == (live.kind == accounts.BROWSER):
-                principal = Principal(
-                    user_id=live.user.id,
-                    username=live.user.username,
-                    role=live.user.role,
-                    must_change_password=live.user.must_change_password,
-                    session_id=live.id,
-                    csrf_token=live.csrf_token,
-                    via=via,
+            if not due:
+                principal = _principal(
+                    session, token, via, settings=web, now=now, activity=activity
+                )
+        if due:
+            with writing(ctx.sessions) as session:
+                principal = _principal(
+                    session, token, via, settings=web, now=now, activity=activity
                 )
     request.state.principal = principal
     return principal

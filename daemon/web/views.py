@@ -72,7 +72,7 @@ def worklist_rows(
 ) -> list[WorklistRow]:
     """The open studies in reading order, ready to show."""
     now = now or utcnow()
-    bands = ctx.serving.current().bands
+    bands = ctx.serving.current(session).bands
     names = [name for name, _ in bands.cutoffs]
     items = worklist(
         session,

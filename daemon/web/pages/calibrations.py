@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from chestaid.errors import BundleError, CalibrationError
 from chestaid.threshold import GovernedThreshold
 from daemon import recalibration
-from daemon.db.session import writing
+from daemon.db.session import reading, writing
 from daemon.web.context import WebContext
 from daemon.web.database import Reading, Writing
 from daemon.web.pages.common import Admin, AdminPost, calibration_error
@@ -53,7 +53,7 @@ def calibration_page(
         request,
         "calibration.html",
         versions=rows,
-        served=ctx.serving.current(),
+        served=ctx.serving.current(session),
         bundle_threshold=_bundle_threshold(ctx),
         active=next((r for r in rows if r["state"] == "active"), None),
         message=message,
@@ -115,16 +115,17 @@ def fit(
             request, "minimum cases from 10; target sensitivity from 0.5 to below 1"
         )
     try:
-        with writing(ctx.sessions) as session:
-            row = recalibration.fit_local_calibration(
+        # Fitted while reading: the cross-validation holds no lock; stored in a short unit.
+        with reading(ctx.sessions) as session:
+            fitted = recalibration.fit(
                 session,
                 model_version=served.model_version,
                 bundle_calibration_version=served.bundle_calibration_version,
                 target_sensitivity=target,
                 min_cases=min_cases,
-                user=principal.username,
             )
-            version = row.version
+        with writing(ctx.sessions) as session:
+            version = recalibration.store(session, fitted, user=principal.username).version
     except recalibration.RecalibrationError as exc:
         return calibration_error(request, str(exc))
     return RedirectResponse(

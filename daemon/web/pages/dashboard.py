@@ -29,7 +29,7 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
     """Everything the dashboard shows, from the database (no model)."""
     now = utcnow()
     since = period_start(period, now=now)
-    served = ctx.serving.current()
+    served = ctx.serving.current(session)
     model_version = served.model_version
     cases = [
         c for c in feedback.labelled_cases(session, since=since) if c.model_version == model_version

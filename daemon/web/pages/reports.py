@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from daemon import audit, feedback, monitoring
 from daemon.db.models import utcnow
-from daemon.web.database import Reading
+from daemon.web.database import Reading, Writing
 from daemon.web.pages.common import PERIODS, Admin, period_start
 from daemon.web.rendering import render
 
@@ -43,7 +43,7 @@ def feedback_report(
 
 @router.get("/feedback.csv")
 def feedback_export(
-    request: Request, principal: Admin, session: Reading, period: str = "all"
+    request: Request, principal: Admin, session: Writing, period: str = "all"
 ) -> Response:
     """Every feedback of a period with its prediction, as CSV (audited)."""
     period = period if period in PERIODS else "all"

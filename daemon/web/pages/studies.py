@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 from chestaid.errors import ChestAidError
 from daemon import feedback
 from daemon.db.models import FeedbackLabel
-from daemon.db.session import writing
+from daemon.db.session import reading, writing
 from daemon.errors import DaemonError
 from daemon.studies import StudyDetail, image_source, study_detail
 from daemon.web import imaging, views
@@ -28,8 +28,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def _study(request: Request, uid: str) -> StudyDetail | None:
-    ctx = context(request)
-    with writing(ctx.sessions) as session:
+    with reading(context(request).sessions) as session:
         return study_detail(session, study_instance_uid=uid)
 
 

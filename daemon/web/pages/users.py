@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request, Response
 
 from daemon import accounts, audit
 from daemon.db.models import UserRole
-from daemon.db.session import Session, writing
+from daemon.db.session import Session, reading, writing
 from daemon.web.database import Reading
 from daemon.web.pages.common import Admin, AdminPost
 from daemon.web.rendering import render
@@ -27,7 +27,7 @@ def _users_page(
     request: Request, *, issued: tuple[str, str] | None = None, error: str | None = None
 ) -> Response:
     """The users page, with a one-time password just issued or the error of a change."""
-    with writing(context(request).sessions) as session:
+    with reading(context(request).sessions) as session:
         rows = accounts.users(session)
     return render(
         request,

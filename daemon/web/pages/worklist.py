@@ -29,7 +29,7 @@ def worklist_page(request: Request, principal: User_, session: Reading) -> Respo
         "worklist.html",
         rows=rows[:shown],
         total=len(rows),
-        bands=ctx.serving.current().bands.cutoffs,
+        bands=ctx.serving.current(session).bands.cutoffs,
     )
 
 

@@ -125,9 +125,36 @@ def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: Acti
     assert in_use.scorer.threshold == pytest.approx(row.threshold)
     assert in_use.scorer.model is base.scorer.model  # the network is not reloaded
 
+    # A newer version activated in a running worker replaces the cached one; an older
+    # one activated again comes back.
+    with writing(sessions) as s:
+        newer = fit_local_calibration(
+            s,
+            model_version="test-1",
+            bundle_calibration_version=1,
+            target_sensitivity=0.97,
+            min_cases=100,
+            user="admin",
+        )
+        activate(s, version=newer.version, user="admin")
+    switched = provider()
+    assert switched.calibration_version == newer.version == 3
+    assert switched.scorer.threshold == pytest.approx(newer.threshold)
+    with writing(sessions) as s:
+        activate(s, version=version, user="admin")
+    assert provider().calibration_version == 2
+    assert provider().scorer.threshold == pytest.approx(row.threshold)
+
     with writing(sessions) as s:
         assert deactivate(s, model_version="test-1", user="admin") == 2
     assert provider() is base
     with writing(sessions) as s:
         actions = [e.action for e in audit.entries(s) if e.action.startswith("calibration.")]
-    assert actions == ["calibration.fitted", "calibration.activated", "calibration.deactivated"]
+    assert actions == [
+        "calibration.fitted",
+        "calibration.activated",
+        "calibration.fitted",
+        "calibration.activated",
+        "calibration.activated",
+        "calibration.deactivated",
+    ]

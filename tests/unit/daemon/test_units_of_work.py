@@ -3,13 +3,17 @@ a writing unit holds the write lock from its start."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from daemon import recalibration
-from daemon.db.models import CalibrationVersion
+from daemon.db.models import CalibrationVersion, UserRole
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, reading, writing
+from tests.daemon_harness import record_scored
+from tests.web_fixtures import Site
 
 
 def _row(version: int) -> CalibrationVersion:
@@ -64,3 +68,23 @@ def test_a_reading_unit_refuses_to_write(sessions: SessionFactory) -> None:
         s.flush()
     with reading(sessions) as s:
         assert recalibration.versions(s) == []
+
+
+def test_pages_are_served_while_another_role_holds_the_write_lock(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    """Reading a page takes no lock (the sign-in check included, while no last-seen
+    update is due): with the SCP or a worker mid-commit, the worklist, a study and the
+    dashboard still answer, instead of waiting out the busy timeout and failing."""
+    site = Site.build(tmp_path, sessions)
+    admin = site.add_user("admin", UserRole.ADMIN)
+    uid = record_scored(sessions, "1.2.3", logit=2.0, score=0.9, above=True)
+    client, _ = site.browser(admin)
+    bearer = site.bearer(admin)
+    with writing(sessions) as held:
+        held.add(_row(9))  # the write lock is held until this block ends
+        held.flush()
+        assert client.get("/worklist").status_code == 200
+        assert client.get(f"/studies/{uid}").status_code == 200
+        assert client.get("/admin").status_code == 200
+        assert client.get(f"/api/v1/studies/{uid}", headers=bearer).status_code == 200

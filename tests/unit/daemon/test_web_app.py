@@ -672,6 +672,14 @@ def test_feedback_through_the_api_is_counted_in_the_report(site: Site, people: P
     assert [(row["above_threshold"], row["label"]) for row in exported] == cases
     assert {row["given_by"] for row in exported} == {"reader"}
 
+    # The same export as CSV from the admin pages, audited.
+    browser, _ = site.browser(people.admin)
+    csv_page = browser.get("/admin/feedback.csv?period=all")
+    assert csv_page.status_code == 200 and csv_page.headers["content-type"].startswith("text/csv")
+    lines = csv_page.text.strip().splitlines()
+    assert len(lines) == 1 + len(cases) and "study_instance_uid" in lines[0]
+    assert [e.action for e in site.audit()].count("feedback.exported") == 1
+
 
 def test_unknown_studies_and_bad_findings_are_refused(site: Site, people: People) -> None:
     uid = record_scored(site.sessions, "1.2.1", logit=2.0, score=0.88, above=True)
