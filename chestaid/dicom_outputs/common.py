@@ -13,9 +13,10 @@ from highdicom import ContributingEquipment
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.valuerep import DA, DT, TM
+from pydicom.valuerep import DT
 
 from chestaid import __version__
+from chestaid.dicom_outputs.vr_rules import drop_non_conforming
 from chestaid.errors import OutputError
 
 logger = logging.getLogger(__name__)
@@ -160,9 +161,11 @@ def source_header(source: Dataset) -> Dataset:
 
     It holds the identification, patient, study and acquisition attributes (no pixel
     attributes, no pixel data, which is never read), with the type 2 patient and
-    study attributes present (empty when the source lacks them). A Patient's Sex, date
-    or time that highdicom would refuse is emptied, with a warning, rather than
-    losing the output.
+    study attributes present (empty when the source lacks them). An attribute whose
+    value breaks its VR's rules (length, characters, number of values, a date that is
+    no date) is left out, or emptied when it is type 2, with a warning naming it (see
+    :mod:`chestaid.dicom_outputs.vr_rules`); it is never shortened, since a cut
+    identifier names someone else. A Patient's Sex other than M, F or O is emptied.
 
     Args:
         source: the received dataset (pixel data may be deferred; it is not read).
@@ -181,6 +184,9 @@ def source_header(source: Dataset) -> Dataset:
     for tag in list(source.keys()):
         if tag.group in _HEADER_GROUPS:
             header.add(copy.deepcopy(source[tag]))
+    # Never the value itself in the log: it may be the patient's name or ID.
+    for name in drop_non_conforming(header, keep=_SOURCE_UIDS):
+        logger.warning("the source's %s breaks its VR's rules and is left out of the outputs", name)
     for keyword in _TYPE2_DEFAULTS:
         if keyword not in header or header[keyword].value is None:
             setattr(header, keyword, "")
@@ -189,19 +195,6 @@ def source_header(source: Dataset) -> Dataset:
         logger.warning("an invalid Patient's Sex is left empty in the outputs")
         sex = ""
     header.PatientSex = sex
-    for keyword, kind in (
-        ("PatientBirthDate", DA),
-        ("StudyDate", DA),
-        ("StudyTime", TM),
-    ):
-        value = header[keyword].value
-        if value in ("", None):
-            continue
-        try:
-            kind(value)
-        except ValueError:
-            logger.warning("an invalid %s is left empty in the outputs", keyword)
-            setattr(header, keyword, "")
     return header
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom import config
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     ComprehensiveSRStorage,
@@ -441,3 +443,25 @@ def test_an_object_derived_from_an_output_is_recognised_by_its_equipment(source:
     derived = make_dx(Manufacturer="Other PACS Vendor")
     derived.ContributingEquipmentSequence = list(sc.ContributingEquipmentSequence)
     assert is_chestaid_output(derived)
+
+
+@pytest.mark.parametrize("kind", BUILDERS)
+def test_a_value_breaking_its_vr_is_left_out_and_named_but_not_shown_in_the_log(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = make_dx(rows=64, cols=80, PatientID="12345", StudyDescription="Chest")
+    with config.disable_value_validation():
+        source.PatientName = "Longname" * 11  # 88 characters: PN takes 64
+        source.AccessionNumber = "A1234567890123456789"  # SH takes 16
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator = "x" * 20, "DCM"  # SH in an item
+        item.CodeMeaning = "Chest"
+        source.ProcedureCodeSequence = [item]
+    with caplog.at_level(logging.WARNING, logger="chestaid.dicom_outputs.common"):
+        ds = roundtrip(BUILDERS[kind](source, BELOW, new_identity()))
+    assert ds.PatientName == "" and ds.AccessionNumber == ""  # type 2: present, empty
+    assert (ds.PatientID, ds.StudyInstanceUID) == ("12345", source.StudyInstanceUID)
+    logged = caplog.text
+    assert "PatientName" in logged and "AccessionNumber" in logged
+    assert "ProcedureCodeSequence > CodeValue" in logged
+    assert "Longname" not in logged and "A1234567890123456789" not in logged
