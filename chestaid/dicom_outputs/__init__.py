@@ -3,9 +3,11 @@
 A Secondary Capture shows the image, downsampled, with the Grad-CAM overlay and a
 burned-in text band (score, threshold, priority band, model and calibration versions,
 and that this is triage support, not a diagnosis). A Comprehensive SR in the shape of
-TID 1500 holds the same result as coded content: the calibrated score as a measurement,
-pneumonia present or absent at the governed threshold as a qualitative evaluation,
-and the algorithm that produced them.
+TID 1500 holds the same result as coded content, as an AI triage result and never
+as a diagnosis: the calibrated score as the measurement "Probability of pneumonia",
+the triage flag "Pneumonia suspected by triage algorithm" (Yes at or above the
+governed threshold, No below it), and the algorithm that produced them with its
+threshold.
 
 Both objects belong to the source study (patient and study attributes copied from the
 source), each in a new series whose UIDs the caller chooses, and both reference the
@@ -16,7 +18,7 @@ passed in separately).
 An image that is not a judgeable frontal chest radiograph (see
 :mod:`chestaid.assessment`) gets the "not assessed" variants instead: a Secondary
 Capture of the image alone, with no heat map and a burned-in "NOT ASSESSED BY
-CHESTAID" band naming the reason, and an SR whose finding is Pneumonia: Presence
+CHESTAID" band naming the reason, and an SR whose triage flag is Presence
 Undetermined with the reason in its comment. Neither states a score or a band: a
 score on such an image means nothing. An image turned upright before it was scored
 is said to be so in both objects, and its map is shown on the image as received.

@@ -31,14 +31,21 @@ NOT_ASSESSED_SC_SERIES_DESCRIPTION = "ChestAid image NOT assessed (not a diagnos
 NOT_ASSESSED = "NOT ASSESSED BY CHESTAID"
 TRACKING_IDENTIFIER = "ChestAid pneumonia triage"
 # Coded concepts (SNOMED CT, DICOM and UCUM codes as PS3.16 lists them).
-PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
 CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
-PRESENT: Code = codes.SCT.Present  # 52101004
-ABSENT: Code = codes.SCT.Absent  # 272519000
 PRESENCE_UNDETERMINED: Code = codes.DCM.PresenceUndetermined  # 121059
-# "The likelihood that the finding detected is in fact the type of finding identified."
-CERTAINTY_OF_FINDING: Code = codes.DCM.CertaintyOfFinding  # 111012
-NO_UNITS: Code = codes.UCUM.NoUnits  # UCUM "1"
+YES: Code = codes.SCT.Yes  # 373066001
+NO: Code = codes.SCT.No  # 373067005
+# The SR states what ChestAid computes, not a diagnosis: a probability and a triage
+# flag. No standard code names either (DCM "Certainty of Finding" would qualify a
+# stated finding, SCT Present/Absent would state one), so they are ChestAid's own
+# codes, declared in the SR's Coding Scheme Identification Sequence.
+CHESTAID_SCHEME = "99CHESTAID"
+CHESTAID_SCHEME_NAME = "ChestAid triage codes"
+PNEUMONIA_PROBABILITY = Code("PNEUMONIA-PROB", CHESTAID_SCHEME, "Probability of pneumonia")
+PNEUMONIA_SUSPECTED = Code(
+    "PNEUMONIA-SUSP", CHESTAID_SCHEME, "Pneumonia suspected by triage algorithm"
+)
+RATIO = Code("{ratio}", "UCUM", "ratio")  # a probability, 0..1
 COMMENT: Code = codes.DCM.Comment  # 121106
 PROCESSING_EQUIPMENT: Code = codes.DCM.ProcessingEquipment  # 109102
 SOURCE_IMAGE_PURPOSE: Code = codes.DCM.SourceImageForImageProcessingOperation  # 121322

@@ -1,8 +1,8 @@
 """The outputs of an image ChestAid did not assess: no score, no map, the reason said.
 
 The Secondary Capture shows the image alone above a dark red "NOT ASSESSED BY
-CHESTAID" band; the SR's finding is Pneumonia: Presence Undetermined with the reason
-in its comment.
+CHESTAID" band; the SR's triage flag "Pneumonia suspected by triage algorithm" is
+Presence Undetermined, with the reason in its comment.
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ def not_assessed_report(
     """Build the Comprehensive SR (TID 1500) saying ChestAid did NOT assess the image.
 
     One measurement group references the source image and holds no score: its
-    qualitative evaluation is Pneumonia: Presence Undetermined (never Present or
-    Absent), and its comment "Not assessable: <reason>: <detail>", that the image
+    triage flag "Pneumonia suspected by triage algorithm" is Presence Undetermined
+    (never Yes or No, and no finding of pneumonia Present or Absent), and its comment "Not assessable: <reason>: <detail>", that the image
     must be read by a radiologist, and the disclaimer. The algorithm is identified
     as in :func:`structured_report`, without a threshold.
 
@@ -194,7 +194,7 @@ def not_assessed_report(
             f"calibration version {finding.calibration_version}",
             f"not assessable: {finding.reason}",
         ],
-        evaluation=PRESENCE_UNDETERMINED,
+        suspected=PRESENCE_UNDETERMINED,
         score=None,
         comments=[comment],
     )

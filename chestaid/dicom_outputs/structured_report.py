@@ -28,21 +28,23 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from chestaid import __version__
 from chestaid.dicom_outputs.common import (
-    ABSENT,
     ALGORITHM_NAME,
-    CERTAINTY_OF_FINDING,
     CHEST_XRAY,
+    CHESTAID_SCHEME,
+    CHESTAID_SCHEME_NAME,
     COMMENT,
     DISCLAIMER,
     MANUFACTURER,
     MODEL_NAME,
-    NO_UNITS,
-    PNEUMONIA,
-    PRESENT,
+    NO,
+    PNEUMONIA_PROBABILITY,
+    PNEUMONIA_SUSPECTED,
+    RATIO,
     REFUSALS,
     SCORED_CONTRIBUTION,
     SR_SERIES_DESCRIPTION,
     TRACKING_IDENTIFIER,
+    YES,
     OutputIdentity,
     TriageFinding,
     check_finding,
@@ -65,13 +67,16 @@ def structured_report(
 ) -> Dataset:
     """Build the Comprehensive SR (TID 1500 Measurement Report) for the source's study.
 
-    One measurement group (TID 1501) references the source image and holds the
-    calibrated score (Certainty of Finding, unitless), the qualitative evaluation
-    Pneumonia: Present or Absent at the governed threshold, the algorithm's name,
-    version and parameters (calibration version, threshold), and a comment with the
-    priority band and that this is triage support, not a diagnosis (and, for an image
-    turned upright before scoring, a second comment saying so). The report is marked
-    complete, unverified and preliminary.
+    One measurement group (TID 1501) references the source image and holds what the
+    algorithm computed, never a diagnosis: the measurement "Probability of pneumonia"
+    (the calibrated score, unit {ratio}), the triage flag "Pneumonia suspected by
+    triage algorithm": Yes when the probability is at or above the governed threshold,
+    otherwise No, the algorithm's identification (TID 4019: name, version and
+    parameters: the threshold, the rule of the flag and the calibration version), and
+    a comment with the priority band and that this is triage support, not a diagnosis
+    (and, for an image turned upright before scoring, a second comment saying so). It
+    states no finding of pneumonia (no Present or Absent) and no Certainty of Finding.
+    The report is marked complete, unverified and preliminary.
 
     Args:
         source: the received dataset; only its header is used.
@@ -98,10 +103,12 @@ def structured_report(
         identity,
         model_version=finding.model_version,
         parameters=[
-            f"calibration version {finding.calibration_version}",
             f"governed threshold {score_pair_text(finding.score, finding.threshold)[1]}",
+            "pneumonia suspected when the probability of pneumonia is at or above the "
+            "governed threshold",
+            f"calibration version {finding.calibration_version}",
         ],
-        evaluation=PRESENT if finding.above_threshold else ABSENT,
+        suspected=YES if finding.above_threshold else NO,
         score=finding.score,
         comments=comments,
     )
@@ -122,7 +129,7 @@ def measurement_group(
     *,
     model_version: str,
     parameters: Sequence[str],
-    evaluation: Code,
+    suspected: Code,
     score: float | None,
     comments: Sequence[str],
 ) -> MeasurementsAndQualitativeEvaluations:
@@ -133,8 +140,10 @@ def measurement_group(
         identity: the report's UIDs; its tracking UID is derived from them.
         model_version: the algorithm's version.
         parameters: the algorithm's parameters, as stated.
-        evaluation: the value of the Pneumonia qualitative evaluation.
-        score: the calibrated score as Certainty of Finding, or None for no measurement.
+        suspected: the value of the triage flag "Pneumonia suspected by triage
+            algorithm" (Yes, No, or Presence Undetermined for an image not assessed).
+        score: the calibrated score as "Probability of pneumonia", or None for no
+            measurement.
         comments: text items added to the group, in order.
 
     Raises:
@@ -155,9 +164,11 @@ def measurement_group(
             measurements=(
                 None
                 if score is None
-                else [Measurement(name=CERTAINTY_OF_FINDING, value=score, unit=NO_UNITS)]
+                else [Measurement(name=PNEUMONIA_PROBABILITY, value=score, unit=RATIO)]
             ),
-            qualitative_evaluations=[QualitativeEvaluation(name=PNEUMONIA, value=evaluation)],
+            qualitative_evaluations=[
+                QualitativeEvaluation(name=PNEUMONIA_SUSPECTED, value=suspected)
+            ],
             source_images=[
                 SourceImageForMeasurementGroup(
                     referenced_sop_class_uid=str(header.SOPClassUID),
@@ -221,15 +232,26 @@ def measurement_report_sr(
         )
     except REFUSALS as exc:
         raise OutputError(f"highdicom refused the structured report: {exc}") from exc
+    sr.CodingSchemeIdentificationSequence = [_chestaid_scheme()]
     logger.debug("structured report built", extra={"sop_instance_uid": identity.sop_instance_uid})
     return sr
 
 
+def _chestaid_scheme() -> Dataset:
+    item = Dataset()
+    item.CodingSchemeDesignator = CHESTAID_SCHEME
+    item.CodingSchemeName = CHESTAID_SCHEME_NAME
+    item.CodingSchemeResponsibleOrganization = MANUFACTURER
+    return item
+
+
 def _report_comment(finding: TriageFinding) -> str:
     relation = "at or above" if finding.above_threshold else "below"
+    suspected = "suspected" if finding.above_threshold else "not suspected"
     score, threshold = score_pair_text(finding.score, finding.threshold)
     return (
-        f"Priority band {finding.priority}: calibrated score {score} is {relation} "
-        f"the governed threshold {threshold}. {DISCLAIMER}; the image must be "
+        f"Priority band {finding.priority}: pneumonia {suspected} by triage. "
+        f"Probability of pneumonia: calibrated score {score} is {relation} the "
+        f"governed threshold {threshold}. {DISCLAIMER}; the image must be "
         "read by a qualified reader."
     )

@@ -6,8 +6,10 @@ import io
 import logging
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -32,6 +34,7 @@ from chestaid.dicom_outputs import (
     triage_image,
     triage_text,
 )
+from chestaid.display import score_pair_text
 from chestaid.errors import ChestAidError, ConfigurationError, OutputError
 from chestaid.imaging import dataset_to_grey
 from tests.dicom_factory import make_dx
@@ -269,29 +272,66 @@ def test_narrow_images_get_their_text_wrapped_into_a_taller_band() -> None:
     assert narrow.band_rows > wide.band_rows
 
 
+NOT_A_FINDING = {
+    ("111012", "DCM"),  # Certainty of Finding: would qualify a stated finding
+    ("233604007", "SCT"),  # Pneumonia, as a finding
+    ("52101004", "SCT"),  # Present
+    ("272519000", "SCT"),  # Absent
+}
+
+
+def _codes(ds: Dataset) -> set[tuple[str, str]]:
+    """Every (code value, scheme) an SR uses as a concept name or a coded value."""
+    found = set()
+    for item in content_items(ds):
+        for keyword in ("ConceptNameCodeSequence", "ConceptCodeSequence"):
+            for code in item.get(keyword, []):
+                found.add((code.CodeValue, code.CodingSchemeDesignator))
+    return found
+
+
 @pytest.mark.parametrize(
-    ("finding", "value"), [(ABOVE, "52101004"), (BELOW, "272519000")], ids=["present", "absent"]
+    "finding",
+    [ABOVE, BELOW, SATURATED_BELOW, replace(BELOW, score=0.42, above_threshold=True)],
+    ids=["above", "below", "saturated-below", "at-threshold"],
 )
-def test_sr_states_pneumonia_present_or_absent_at_the_threshold(
-    source: Dataset, finding: TriageFinding, value: str
+def test_sr_reads_back_as_a_probability_and_a_triage_flag_never_a_diagnosis(
+    source: Dataset, finding: TriageFinding
 ) -> None:
     ds = roundtrip(structured_report(source, finding, new_identity()))
-    (evaluation,) = items_named(ds, "233604007")
-    assert evaluation.ValueType == "CODE"
-    assert evaluation.ConceptNameCodeSequence[0].CodingSchemeDesignator == "SCT"
-    assert evaluation.ConceptCodeSequence[0].CodeValue == value
-    assert evaluation.ConceptCodeSequence[0].CodingSchemeDesignator == "SCT"
-
-
-@pytest.mark.parametrize("finding", [ABOVE, BELOW], ids=["above", "below"])
-def test_sr_holds_the_calibrated_score_unitless(source: Dataset, finding: TriageFinding) -> None:
-    ds = roundtrip(structured_report(source, finding, new_identity()))
+    (group,) = hd.sr.ComprehensiveSR.from_dataset(ds).content.get_image_measurement_groups()
+    # The probability is a numeric measurement named as such, a ratio in [0, 1].
+    (measurement,) = group.get_measurements()
+    assert measurement.name.meaning == "Probability of pneumonia"
+    assert (measurement.unit.value, measurement.unit.scheme_designator) == ("{ratio}", "UCUM")
+    assert measurement.value == pytest.approx(finding.score, abs=1e-9)
     (num,) = [i for i in content_items(ds) if i.ValueType == "NUM"]
-    measured = num.MeasuredValueSequence[0]
-    assert float(measured.NumericValue) == pytest.approx(finding.score, abs=1e-9)
-    assert measured.FloatingPointValue == finding.score
-    unit = measured.MeasurementUnitsCodeSequence[0]
-    assert (unit.CodeValue, unit.CodingSchemeDesignator) == ("1", "UCUM")
+    assert num.MeasuredValueSequence[0].FloatingPointValue == finding.score
+    # The triage flag: suspected (Yes) exactly when the score reaches the threshold.
+    (flag,) = group.get_qualitative_evaluations()
+    assert flag.name.meaning == "Pneumonia suspected by triage algorithm"
+    expected = ("373066001", "Yes") if finding.score >= finding.threshold else ("373067005", "No")
+    assert (flag.value.value, flag.value.meaning) == expected
+    assert flag.value.scheme_designator == "SCT"
+    # No stated finding of pneumonia, no certainty of one.
+    assert not _codes(ds) & NOT_A_FINDING
+    # ChestAid's own codes are declared.
+    schemes = {i.CodingSchemeDesignator for i in ds.CodingSchemeIdentificationSequence}
+    assert {c[1] for c in _codes(ds) if c[1].startswith("99")} <= schemes == {"99CHESTAID"}
+    # The algorithm (TID 4019): name, version and the threshold among its parameters.
+    (name,) = items_named(ds, "111001")
+    (version,) = items_named(ds, "111003")
+    assert (name.TextValue, version.TextValue) == ("ChestAid", finding.model_version)
+    parameters = [i.TextValue for i in items_named(ds, "111002")]
+    threshold = score_pair_text(finding.score, finding.threshold)[1]
+    assert f"governed threshold {threshold}" in parameters
+    assert float(threshold) == pytest.approx(finding.threshold, abs=1e-3)
+    # The statement that this is no diagnosis.
+    (comment,) = items_named(ds, "121106")
+    assert "not a diagnosis" in comment.TextValue
+    assert ("pneumonia suspected" if finding.above_threshold else "not suspected") in (
+        comment.TextValue
+    )
 
 
 def test_sr_identifies_the_algorithm_and_its_parameters(source: Dataset) -> None:

@@ -43,6 +43,8 @@ TURNED = TriageFinding(
     quarter_turns=1,
 )
 PRESENT, ABSENT, UNDETERMINED = "52101004", "272519000", "121059"
+YES, NO, PNEUMONIA, CERTAINTY = "373066001", "373067005", "233604007", "111012"
+SUSPECTED = "PNEUMONIA-SUSP"  # 99CHESTAID: Pneumonia suspected by triage algorithm
 
 
 def _identity() -> OutputIdentity:
@@ -107,11 +109,12 @@ def test_the_not_assessed_sr_gives_no_score_and_no_present_or_absent(source: Dat
     assert ds.SOPClassUID == ComprehensiveSRStorage
     assert ds.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     assert [i for i in _items(ds) if i.ValueType == "NUM"] == []
-    (evaluation,) = _named(ds, "233604007")  # Pneumonia
-    code = evaluation.ConceptCodeSequence[0]
+    (flag,) = _named(ds, SUSPECTED)
+    code = flag.ConceptCodeSequence[0]
     assert (code.CodeValue, code.CodingSchemeDesignator) == (UNDETERMINED, "DCM")
     codes = {i.ConceptCodeSequence[0].CodeValue for i in _items(ds) if i.ValueType == "CODE"}
-    assert not codes & {PRESENT, ABSENT}
+    assert not codes & {PRESENT, ABSENT, YES, NO}
+    assert _named(ds, PNEUMONIA) == [] and _named(ds, CERTAINTY) == []
     (comment,) = _named(ds, "121106")
     assert comment.TextValue.startswith(
         "Not assessable: noise: No image structure at the scale of anatomy."
@@ -151,5 +154,5 @@ def test_an_image_turned_upright_is_said_to_be_so_in_both_outputs(source: Datase
     sr = _roundtrip(structured_report(source, TURNED, _identity()))
     comments = [i.TextValue for i in _named(sr, "121106")]
     assert any(c.startswith("Scored after turning upright by 1 x 90 degrees") for c in comments)
-    (evaluation,) = _named(sr, "233604007")
-    assert evaluation.ConceptCodeSequence[0].CodeValue == PRESENT  # scored as usual
+    (flag,) = _named(sr, SUSPECTED)
+    assert flag.ConceptCodeSequence[0].CodeValue == YES  # scored as usual
