@@ -1,4 +1,4 @@
-"""TLS for DICOM associations: DICOM's non-downgrading BCP 195 profile (PS3.15 B.13).
+"""TLS for DICOM associations: DICOM's non-downgrading BCP 195 profile (PS3.15 Annex B).
 
 Both directions allow TLS 1.2 and 1.3 only, and in TLS 1.2 only forward-secret AEAD
 cipher suites (ECDHE or DHE with AES-GCM or ChaCha20-Poly1305; RFC 9325 4.2); every
