@@ -37,6 +37,7 @@ from daemon.sender import Sender
 from daemon.serving import ActiveModel, Serving
 from daemon.settings import Settings
 from daemon.spool import FileStore
+from daemon.tls import node_context
 from daemon.web.server import WebServer, first_start
 from daemon.worker import Worker
 
@@ -120,6 +121,8 @@ class Service:
         destinations = [d.name for d in s.destinations]
         serving = Serving(s.model, s.priority.bands, sessions)
         intake = IntakeMonitor() if "scp" in self.roles else None
+        # Made before any role starts, so an unusable certificate starts nothing.
+        scp_tls = node_context(s.node) if "scp" in self.roles else None
 
         if "sender" in self.roles:
             self._sender = Sender(
@@ -171,7 +174,10 @@ class Service:
             )
             ae = build_ae(s.node)
             self._server = ae.start_server(
-                (s.node.host, s.node.port), block=False, evt_handlers=handlers(handler)
+                (s.node.host, s.node.port),
+                block=False,
+                evt_handlers=handlers(handler),
+                ssl_context=scp_tls,
             )
         logger.info(
             "ChestAid daemon ready",

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -62,6 +63,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class NodeTLS(_Section):
+    """TLS on the node's port: DICOM's non-downgrading BCP 195 profile (TLS 1.2 or later).
+
+    With ``client_ca_file`` a client's certificate is asked for and verified against
+    those CAs (mutual TLS); ``require_client_certificate`` refuses clients without one.
+    """
+
+    certificate: FilePath  # PEM, the node's certificate (and any intermediates after it)
+    key: FilePath  # PEM, unencrypted: the daemon starts unattended
+    client_ca_file: FilePath | None = None
+    require_client_certificate: bool = False
+
+    @model_validator(mode="after")
+    def _ca_for_required(self) -> NodeTLS:
+        if self.require_client_certificate and self.client_ca_file is None:
+            raise ValueError(
+                "require_client_certificate needs client_ca_file "
+                "(the CAs that sign the clients' certificates)"
+            )
+        return self
+
+
 class NodeSettings(_Section):
     """ChestAid's own DICOM node: where it listens and how patient it is."""
 
@@ -74,6 +97,7 @@ class NodeSettings(_Section):
     acse_timeout: Seconds = 30.0
     dimse_timeout: Seconds = 60.0
     network_timeout: Seconds = 60.0
+    tls: NodeTLS | None = None  # plain DICOM on the port when absent
 
 
 class AllowSettings(_Section):
@@ -187,6 +211,23 @@ class PrioritySettings(_Section):
         return bands
 
 
+class DestinationTLS(_Section):
+    """TLS to a destination (TLS 1.2 or later); the destination's certificate is verified."""
+
+    ca_file: FilePath | None = None  # PEM; default: the system's trusted CAs
+    # This node's client certificate and key (PEM), for a destination that asks for one.
+    certificate: FilePath | None = None
+    key: FilePath | None = None
+    check_hostname: bool = True
+    server_name: str | None = None  # the name its certificate must carry; default: host
+
+    @model_validator(mode="after")
+    def _pair(self) -> DestinationTLS:
+        if (self.certificate is None) != (self.key is None):
+            raise ValueError("certificate and key go together")
+        return self
+
+
 class Destination(_Section):
     """A DICOM node that receives ChestAid's outputs (usually the PACS) by C-STORE.
 
@@ -200,6 +241,7 @@ class Destination(_Section):
     ae_title: AETitle
     host: str
     port: Port
+    tls: DestinationTLS | None = None  # plain DICOM when absent
 
 
 class SenderSettings(_Section):

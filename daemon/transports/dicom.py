@@ -7,6 +7,12 @@ maximum PDU size. Every failure is transient: a PACS that is down, refuses the
 association, or answers a C-STORE with an error status is tried again after the
 backoff, and the delivery is dead-lettered only after the last attempt, where an
 admin sees it (a refusal is often fixed on the PACS's side).
+
+A destination with a ``tls`` table is called over TLS 1.2 or later (:mod:`daemon.tls`):
+its certificate is verified against ``ca_file`` (or the system's CAs) and, unless
+``check_hostname`` is off, must name ``server_name`` (or ``host``); this node shows
+its own certificate when one is set. A failed handshake is a transient failure whose
+error says why (an expired or misnamed certificate is fixed on either side).
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from pydicom.uid import (
 from pynetdicom import AE
 from pynetdicom.association import Association
 
+from chestaid.errors import ConfigurationError
 from daemon.errors import DeliveryError
 from daemon.settings import Destination, NodeSettings, SenderSettings
+from daemon.tls import ClientContext, client_context
 from daemon.transports.base import (
     Outcome,
     Stored,
@@ -52,10 +60,28 @@ class DicomTransport(Transport[Destination]):
         ae.acse_timeout = node.acse_timeout
         ae.dimse_timeout = node.dimse_timeout
         ae.network_timeout = node.network_timeout
+        # Bounds the TCP connect and the TLS handshake (pynetdicom waits for ever without).
+        ae.connection_timeout = node.network_timeout
         ae.maximum_pdu_size = node.max_pdu_bytes
         for sop_class in OUTPUT_SOP_CLASSES:
             ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         self.ae = ae
+        self._contexts: dict[str, ClientContext] = {}
+
+    def _tls_args(self, destination: Destination) -> tuple[ClientContext, str] | None:
+        """The destination's TLS context (made once) and expected name; None: plain DICOM."""
+        if destination.tls is None:
+            return None
+        context = self._contexts.get(destination.name)
+        if context is None:
+            where = f"destinations[{destination.name}].tls"
+            try:
+                context = client_context(destination.tls, where=where)
+            except ConfigurationError as exc:
+                raise DeliveryError(str(exc)) from exc
+            self._contexts[destination.name] = context
+        context.last_failure = None
+        return context, destination.tls.server_name or destination.host
 
     def open(self, destination: Destination) -> DicomSession:
         """Associate with the destination.
@@ -64,12 +90,18 @@ class DicomTransport(Transport[Destination]):
             DeliveryError: the association could not be made, or was rejected or aborted.
         """
         where = f"{destination.ae_title}@{destination.host}:{destination.port}"
+        tls_args = self._tls_args(destination)
         try:
             assoc = self.ae.associate(
-                destination.host, destination.port, ae_title=destination.ae_title
+                destination.host,
+                destination.port,
+                ae_title=destination.ae_title,
+                tls_args=tls_args,
             )
         except (OSError, RuntimeError, ValueError) as exc:
             raise DeliveryError(f"cannot associate with {where}: {exc}") from exc
+        if tls_args is not None and tls_args[0].last_failure is not None:
+            raise DeliveryError(f"TLS handshake with {where} failed: {tls_args[0].last_failure}")
         if not assoc.is_established:
             why = (
                 "rejected"
