@@ -5,6 +5,11 @@ Library modules log with ``logging.getLogger(__name__)`` and put identifiers in
 entry points call :func:`configure`. Patient names and IDs are never passed to a
 logger, and pynetdicom's own logger is held at WARNING because at DEBUG it prints
 whole datasets, patient module included.
+
+Libraries that read datasets quote their values in warnings ("The string "DOE" is
+unlikely to represent the intended person name"): warnings (the ``warnings`` module)
+become log records, and the text of those raised by, and the records and exception
+texts logged by, such a library is withheld; the library and category stay.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from datetime import UTC, datetime
-from typing import Any
+from types import FrameType
+from typing import Any, TextIO
 
 import pydicom.config
 
@@ -46,6 +53,66 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+# Libraries that may quote dataset values (names, IDs, dates) in what they log or warn.
+DATASET_LIBRARIES = frozenset({"pydicom", "highdicom", "pynetdicom"})
+# Of those, the ones whose log messages themselves are withheld; pynetdicom's (held at
+# WARNING) are about the protocol and are kept, only its exception texts are withheld.
+_WITHHELD_MESSAGES = frozenset({"pydicom", "highdicom"})
+WITHHELD = "text withheld: it may quote dataset values"
+_warnings_logger = logging.getLogger("py.warnings")
+
+
+def _library(module: str) -> str:
+    return module.split(".", 1)[0] or "unknown"
+
+
+class WithholdDatasetValues(logging.Filter):
+    """Rewrites records of dataset libraries so no dataset value reaches the log.
+
+    pydicom's and highdicom's messages become a fixed description; an exception's text
+    (pynetdicom logs those of pydicom, which quote values) is kept as its type only.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        library = _library(record.name)
+        if library not in DATASET_LIBRARIES:
+            return True
+        if library in _WITHHELD_MESSAGES:
+            record.msg = f"{library} {record.levelname.lower()} ({WITHHELD})"
+            record.args = None
+        if record.exc_info:
+            exc_type = record.exc_info[0]
+            record.exception_type = exc_type.__name__ if exc_type is not None else "unknown"
+            record.exc_info = None
+            record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+def _raising_module(frame: FrameType | None) -> str:
+    """The module of the code that called ``warnings.warn`` (whatever its stacklevel)."""
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module not in ("warnings", __name__):
+            return module
+        frame = frame.f_back
+    return "unknown"
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning``: the warning as a log record, withheld text if need be."""
+    library = _library(_raising_module(sys._getframe(1)))
+    text = f"{library} warning ({WITHHELD})" if library in DATASET_LIBRARIES else str(message)
+    _warnings_logger.warning(text, extra={"category": category.__name__, "library": library})
+
+
 class TextFormatter(logging.Formatter):
     """Human-readable lines with the extra fields as key=value."""
 
@@ -62,9 +129,12 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     """Send every log to standard error in the chosen format (entry points only)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(WithholdDatasetValues())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Warnings are log records too: one JSON object a line, and no dataset values.
+    warnings.showwarning = _log_warning
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     # pydicom reports invalid values with the value itself (a birth date, a name):
     # received data is not validated on reading, and pydicom's logger stays quiet.

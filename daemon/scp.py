@@ -32,6 +32,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from chestaid.imaging import ACCEPTED_SOP_CLASSES, DECODABLE_TRANSFER_SYNTAXES
+from daemon.connections import GuardedAE, log_rejection
 from daemon.db import queue
 from daemon.db.session import SessionFactory, reading, writing
 from daemon.errors import DaemonError, SpoolError, SpoolFullError
@@ -302,8 +303,12 @@ def _mismatch(ds: Dataset, *, sop_class_uid: str, sop_instance_uid: str) -> str 
 
 
 def build_ae(node: NodeSettings) -> AE:
-    """The application entity from settings: contexts, limits and timeouts."""
-    ae = AE(ae_title=node.ae_title)
+    """The application entity from settings: contexts, limits and timeouts.
+
+    Its servers give each peer address a share of the associations and close
+    connections that send no complete A-ASSOCIATE-RQ in time (daemon.connections).
+    """
+    ae = GuardedAE(node.ae_title, per_address=node.per_address_limit)
     ae.maximum_associations = node.max_associations
     ae.maximum_pdu_size = node.max_pdu_bytes
     ae.acse_timeout = node.acse_timeout
@@ -326,6 +331,7 @@ def handlers(handler: StoreHandler) -> EventHandlers:
     """The event handlers to bind when starting the server."""
     return [
         (evt.EVT_REQUESTED, handler.on_requested),
+        (evt.EVT_REJECTED, log_rejection),
         (evt.EVT_C_STORE, handler.on_store),
         (evt.EVT_C_ECHO, lambda _event: SUCCESS),
     ]

@@ -98,6 +98,26 @@ class NodeSettings(_Section):
     dimse_timeout: Seconds = 60.0
     network_timeout: Seconds = 60.0
     tls: NodeTLS | None = None  # plain DICOM on the port when absent
+    # How many connections one peer address may hold at once (default: half of
+    # max_associations), so one host cannot lock every modality out.
+    max_associations_per_address: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _per_address_within_total(self) -> NodeSettings:
+        per_address = self.max_associations_per_address
+        if per_address is not None and per_address > self.max_associations:
+            raise ValueError(
+                f"max_associations_per_address ({per_address}) is more than "
+                f"max_associations ({self.max_associations})"
+            )
+        return self
+
+    @property
+    def per_address_limit(self) -> int:
+        """The connections one peer address may hold at once."""
+        if self.max_associations_per_address is not None:
+            return self.max_associations_per_address
+        return max(1, self.max_associations // 2)
 
 
 class AllowSettings(_Section):

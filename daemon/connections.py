@@ -1,0 +1,194 @@
+"""Accepting TCP connections fairly: a share per peer address and a deadline for the
+A-ASSOCIATE-RQ, so stalled or greedy peers cannot lock modalities out.
+
+pynetdicom counts an association against ``maximum_associations`` from the moment its
+connection is accepted, and reads the A-ASSOCIATE-RQ with a blocking ``recv`` that no
+ACSE timeout interrupts: a peer that sends the first bytes of a request and stops holds
+its slot for ever. Here each accepted connection
+
+* is refused before any PDU is read when its address already holds its share
+  (``node.max_associations_per_address``);
+* gets a socket timeout (``node.network_timeout``), so a PDU that stops half-way
+  ends the connection instead of blocking its thread;
+* is closed when no complete A-ASSOCIATE-RQ arrived within ``node.acse_timeout``.
+
+Each refusal and closure is logged with the peer's address, never with patient data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections import Counter
+from typing import Any, cast
+
+from pynetdicom import AE, evt
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+logger = logging.getLogger(__name__)
+
+
+class AddressShares:
+    """How many connections each peer address holds, against a per-address limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def take(self, address: str) -> bool:
+        """Count one more connection from ``address``; False (nothing counted) at the limit."""
+        with self._lock:
+            if self._held[address] >= self.limit:
+                return False
+            self._held[address] += 1
+            return True
+
+    def give_back(self, address: str) -> None:
+        """Count one connection from ``address`` fewer."""
+        with self._lock:
+            self._held[address] -= 1
+            if self._held[address] <= 0:
+                del self._held[address]
+
+    def held(self, address: str) -> int:
+        """The connections ``address`` holds now."""
+        with self._lock:
+            return self._held[address]
+
+
+def _peer(client_address: Any) -> str:
+    return str(client_address[0]) if isinstance(client_address, tuple) else str(client_address)
+
+
+def _note(_event: evt.Event, *flags: threading.Event) -> None:
+    for flag in flags:
+        flag.set()
+
+
+class GuardedRequestHandler(RequestHandler):
+    """pynetdicom's request handler, with the request deadline and the share given back.
+
+    The handler's thread stays with its connection until the association ends, so the
+    address's share is given back exactly when the connection is gone.
+    """
+
+    server: GuardedAssociationServer
+
+    def handle(self) -> None:
+        """Start the association, close it if no request comes in time, wait for its end."""
+        try:
+            self._handle()
+        finally:
+            self.server.shares.give_back(_peer(self.client_address))
+
+    def _handle(self) -> None:
+        sock = cast(socket.socket, self.request)
+        # A peer that stops half-way through a PDU: recv raises instead of blocking.
+        sock.settimeout(self.ae.network_timeout)
+        assoc = self._create_association()
+        requested = threading.Event()  # a whole PDU (the A-ASSOCIATE-RQ) arrived
+        settled = threading.Event()  # that, or the connection closed
+        assoc.bind(evt.EVT_PDU_RECV, _note, [requested, settled])
+        assoc.bind(evt.EVT_CONN_CLOSE, _note, [settled])
+        evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+        assoc.start()
+        timeout = self.ae.acse_timeout
+        settled.wait(timeout)
+        if not requested.is_set() and assoc.is_alive():
+            logger.warning(
+                "connection closed: no complete association request within the ACSE timeout",
+                extra={"peer": _peer(self.client_address), "acse_timeout": timeout},
+            )
+            # Wakes the association's blocked recv (it reads end-of-stream), which
+            # then ends the association and frees its slot.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        assoc.join()
+
+
+class GuardedAssociationServer(ThreadedAssociationServer):
+    """A threaded association server that gives each peer address a share of the slots."""
+
+    # Handler threads last as long as their associations: stopping the server does
+    # not wait for them (the service drains associations itself, with a deadline).
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args: Any, per_address: int, **kwargs: Any) -> None:
+        self.shares = AddressShares(per_address)
+        super().__init__(*args, **{**kwargs, "request_handler": GuardedRequestHandler})
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Refuse (close, before any PDU is read) a connection over its address's share."""
+        peer = _peer(client_address)
+        if self.shares.take(peer):
+            return True
+        logger.warning(
+            "connection refused: too many connections from this address",
+            extra={"peer": peer, "per_address_limit": self.shares.limit},
+        )
+        return False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start the connection's thread; give the share back if it cannot start."""
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.shares.give_back(_peer(client_address))
+            raise
+
+
+class GuardedAE(AE):
+    """An AE whose servers are :class:`GuardedAssociationServer`.
+
+    Args:
+        per_address: the connections one peer address may hold at once.
+    """
+
+    def __init__(self, ae_title: str, *, per_address: int) -> None:
+        super().__init__(ae_title=ae_title)
+        self.per_address = per_address
+
+    def make_server(
+        self,
+        address: tuple[str, int] | tuple[str, int, int, int],
+        ae_title: str | None = None,
+        contexts: Any = None,
+        ssl_context: Any = None,
+        evt_handlers: Any = None,
+        server_class: Any = None,
+        **kwargs: Any,
+    ) -> GuardedAssociationServer:
+        """The server pynetdicom's ``start_server`` runs: always a guarded one."""
+        return cast(
+            GuardedAssociationServer,
+            super().make_server(
+                address,
+                ae_title=ae_title,
+                contexts=contexts,
+                ssl_context=ssl_context,
+                evt_handlers=evt_handlers,
+                server_class=GuardedAssociationServer,
+                per_address=self.per_address,
+                **kwargs,
+            ),
+        )
+
+
+def log_rejection(event: evt.Event) -> None:
+    """EVT_REJECTED: log pynetdicom's own rejections (local limit, called AE title)."""
+    assoc = event.assoc
+    primitive = assoc.acceptor.primitive
+    reason = str(primitive.reason_str) if primitive is not None else "unknown"
+    calling = assoc.requestor.primitive
+    logger.warning(
+        "association rejected",
+        extra={
+            "calling_ae": str(calling.calling_ae_title).strip() if calling is not None else "",
+            "peer": str(assoc.requestor.address),
+            "reason": reason,
+        },
+    )
