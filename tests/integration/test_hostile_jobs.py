@@ -188,3 +188,31 @@ def test_a_failed_job_is_queued_again_by_the_command_or_by_sending_its_image_aga
         assert daemon.query("SELECT count(*) FROM instances") == [(3,)]
     finally:
         daemon.stop()
+
+
+def test_an_image_for_processing_is_received_and_skipped_with_no_outputs(
+    tmp_path: Path,
+) -> None:
+    daemon = Daemon(tmp_path / "node", sections={"worker": {"yield_to_intake_seconds": 0}})
+    daemon.start()
+    try:
+        uids = {}
+        for name, extra in {
+            "sop_class": {"sop_class": "1.2.840.10008.5.1.4.1.1.1.1.1"},  # DX For Processing
+            "intent": {"PresentationIntentType": "FOR PROCESSING"},
+            "presented": {"PresentationIntentType": "FOR PRESENTATION"},
+        }.items():
+            path = tmp_path / f"{name}.dcm"
+            ds = make_dx(path, **extra)  # type: ignore[arg-type]
+            sent = storescu([path], daemon.port)
+            assert "Received Store Response (Success)" in sent.stdout + sent.stderr
+            uids[name] = str(ds.SOPInstanceUID)
+        for name in ("sop_class", "intent"):
+            _until(daemon, uids[name], "skipped")
+            assert "For Processing" in _job(daemon, uids[name])[3]
+            assert _outputs_valid(daemon, uids[name]) == 0
+        _until(daemon, uids["presented"], "done")
+        assert _outputs_valid(daemon, uids["presented"]) == 2
+        assert daemon.query("SELECT count(*) FROM results") == [(1,)]
+    finally:
+        daemon.stop()
