@@ -171,10 +171,15 @@ class StoreHandler:
             "calling_ae": str(event.assoc.requestor.ae_title).strip(),
         }
         try:
-            with reading(self.sessions) as session:
-                if queue.instance_exists(session, sop_instance_uid=sop_instance_uid):
-                    logger.info("duplicate instance, first copy kept", extra=log)
-                    return SUCCESS
+            with writing(self.sessions) as session:
+                again = queue.receive_again(session, sop_instance_uid=sop_instance_uid)
+            if again is queue.Duplicate.REQUEUED:
+                logger.info("instance received again, its failed job queued again", extra=log)
+                self.on_queued()
+                return SUCCESS
+            if again is queue.Duplicate.KEPT:
+                logger.info("duplicate instance, first copy kept", extra=log)
+                return SUCCESS
         except SQLAlchemyError as exc:
             logger.error("database unavailable", extra={**log, "error": str(exc)})
             return OUT_OF_RESOURCES

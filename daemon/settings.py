@@ -182,6 +182,13 @@ class WorkerSettings(_Section):
     poll_seconds: Seconds = 2.0
     # A job whose processing raised an unexpected error this many times is failed.
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    # Storage or database trouble (the outbox full, the database busy) is not the
+    # image's fault and usually passes: it is retried after a pause doubling from
+    # retry_initial_seconds up to retry_max_seconds, up to retry_max_attempts claims
+    # (over an hour by default) before the job fails.
+    retry_initial_seconds: Seconds = 30.0
+    retry_max_seconds: Seconds = 600.0
+    retry_max_attempts: Annotated[int, Field(ge=1, le=1000)] = 12
     # Scoring runs at this nice value (0..19) so receiving wins the CPU in a burst.
     nice: Annotated[int, Field(ge=0, le=19)] = 10
     # Before each job, wait up to this long for associations in progress to end

@@ -176,8 +176,9 @@ class Worker:
             self._finish(claim, JobState.SKIPPED, str(exc), log)
             return
         except (SpoolError, OSError, SQLAlchemyError) as exc:
-            # Storage trouble (the outbox full, an I/O error): not the image's fault.
-            self._retry(claim, f"{type(exc).__name__}: {exc}", log)
+            # Storage or database trouble (the outbox full, the database busy): not the
+            # image's fault and usually passing, so retried for longer, after longer pauses.
+            self._retry(claim, f"{type(exc).__name__}: {exc}", log, transient=True)
             return
         except ChestAidError as exc:
             self._finish(claim, JobState.FAILED, f"{type(exc).__name__}: {exc}", log)
@@ -239,16 +240,31 @@ class Worker:
         if self.destinations:
             self.on_outputs()
 
-    def _retry(self, claim: queue.Claim, reason: str, log: dict[str, Any]) -> None:
-        """Give the job back to be retried after a growing pause, or fail it at the limit."""
-        if claim.attempts >= self.settings.max_attempts:
+    def _retry(
+        self, claim: queue.Claim, reason: str, log: dict[str, Any], *, transient: bool = False
+    ) -> None:
+        """Give the job back to be retried after a growing pause, or fail it at the limit.
+
+        A transient cause (storage or database trouble) has its own, longer pauses and
+        limit (``retry_*`` settings); an unexpected error is retried a few times soon.
+        """
+        settings = self.settings
+        if transient:
+            limit, initial, maximum = (
+                settings.retry_max_attempts,
+                settings.retry_initial_seconds,
+                settings.retry_max_seconds,
+            )
+        else:
+            limit, initial, maximum = (
+                settings.max_attempts,
+                2 * settings.poll_seconds,
+                settings.lease_seconds,
+            )
+        if claim.attempts >= limit:
             self._finish(claim, JobState.FAILED, f"{reason} (after {claim.attempts} attempts)", log)
             return
-        pause = queue.backoff(
-            claim.attempts,
-            initial=2 * self.settings.poll_seconds,
-            maximum=self.settings.lease_seconds,
-        )
+        pause = queue.backoff(claim.attempts, initial=initial, maximum=maximum)
         with writing(self.sessions) as session:
             queue.release_job(
                 session,

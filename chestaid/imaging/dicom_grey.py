@@ -18,7 +18,12 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import SecondaryCaptureImageStorage
+from pydicom.uid import (
+    DigitalIntraOralXRayImageStorageForProcessing,
+    DigitalMammographyXRayImageStorageForProcessing,
+    DigitalXRayImageStorageForProcessing,
+    SecondaryCaptureImageStorage,
+)
 
 from chestaid.errors import (
     CorruptImageError,
@@ -42,6 +47,16 @@ FRONTAL_VIEWS = frozenset({"PA", "AP", "APS", "PAS", "FRONTAL", "AP_SUPINE", "AP
 # Image Type values that mark an image as not a diagnostic projection.
 NON_DIAGNOSTIC_IMAGE_TYPES = frozenset({"LOCALIZER", "SCOUT"})
 CHEST_SOP_CLASSES = frozenset(uids.ACCEPTED_SOP_CLASSES)
+# Images "For Processing" are raw detector data, before the vendor's processing that
+# makes an image to look at: the model, trained on images For Presentation, scores
+# them as something else entirely (0.9999 against 0.0002 for the same exposure).
+FOR_PROCESSING_SOP_CLASSES = frozenset(
+    {
+        DigitalXRayImageStorageForProcessing,
+        DigitalMammographyXRayImageStorageForProcessing,
+        DigitalIntraOralXRayImageStorageForProcessing,
+    }
+)
 GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
 
@@ -51,11 +66,18 @@ def check_chest_radiograph(ds: Dataset) -> None:
     Absent attributes are not held against the image: only what is stated counts.
 
     Raises:
-        NotChestRadiographError: another modality, SOP class or body part, a view
-            position that is not frontal, or an image type marked localizer/scout.
+        NotChestRadiographError: an image For Processing (its SOP class or Presentation
+            Intent Type), another modality, SOP class or body part, a view position
+            that is not frontal, or an image type marked localizer/scout.
     """
     modality = str(ds.get("Modality", "") or "").strip().upper()
     sop_class = str(ds.get("SOPClassUID", "") or "")
+    intent = str(ds.get("PresentationIntentType", "") or "").strip().upper()
+    if sop_class in FOR_PROCESSING_SOP_CLASSES or intent == "FOR PROCESSING":
+        raise NotChestRadiographError(
+            "an image For Processing (SOP class or Presentation Intent Type):"
+            " only images For Presentation are scored"
+        )
     is_sc = sop_class == SecondaryCaptureImageStorage
     if modality and modality not in CHEST_MODALITIES and not (is_sc and modality in SC_MODALITIES):
         raise NotChestRadiographError(

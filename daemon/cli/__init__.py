@@ -4,6 +4,7 @@
     chestaid-daemon db upgrade | db current
     chestaid-daemon status
     chestaid-daemon outbox list [--state dead] | outbox retry (ID... | --all-dead)
+    chestaid-daemon jobs list [--state failed] | jobs retry (ID... | --all-failed) [--by NAME]
     chestaid-daemon worklist [--format table|json]
     chestaid-daemon study read STUDY_UID --user NAME
     chestaid-daemon feedback record STUDY_UID --label pneumonia|no_pneumonia|indeterminate --user NAME
@@ -26,7 +27,7 @@ from chestaid.errors import ChestAidError, ConfigurationError
 from daemon import logs
 from daemon.cli.administration import calibration, monitoring, users
 from daemon.cli.common import err, out
-from daemon.cli.operations import db, outbox, serve, status
+from daemon.cli.operations import db, jobs, outbox, serve, status
 from daemon.cli.parser import build_parser
 from daemon.cli.reading import reading_command
 from daemon.db.session import DatabaseError
@@ -51,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status(settings)
         if args.command == "outbox":
             return outbox(settings, args)
+        if args.command == "jobs":
+            return jobs(settings, args)
         if args.command in ("worklist", "study", "feedback", "audit"):
             return reading_command(settings, args)
         if args.command == "calibration":

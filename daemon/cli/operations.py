@@ -1,17 +1,20 @@
-"""The operator's commands: run the service, migrate the database, the queue and the outbox."""
+"""The operator's commands: run the service, migrate the database, the queue, the jobs and
+the outbox."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
 
 from chestaid.errors import ConfigurationError
+from daemon import audit
 from daemon.cli.common import database, out
 from daemon.db import queue
 from daemon.db.migrate import current_revision, head_revision, upgrade
-from daemon.db.models import DeliveryState
+from daemon.db.models import DeliveryState, JobState
 from daemon.db.session import make_engine, reading, writing
 from daemon.service import Service, parse_roles
 from daemon.settings import Settings
@@ -92,6 +95,48 @@ def outbox(settings: Settings, args: argparse.Namespace) -> int:
         out(json.dumps(items, indent=2))
         return 0
     columns = ["id", "destination", "state", "attempts", "kind", "next_attempt_at", "last_error"]
+    out("\t".join(columns))
+    for item in items:
+        out("\t".join(str(item[c]) for c in columns))
+    return 0
+
+
+def jobs(settings: Settings, args: argparse.Namespace) -> int:
+    """List jobs, or queue failed ones again (audited)."""
+    with database(settings, check=False) as sessions:
+        if args.jobs_command == "retry":
+            if not args.ids and not args.all_failed:
+                raise ConfigurationError("jobs retry: give job ids or --all-failed")
+            actor = args.by or getpass.getuser()
+            with writing(sessions) as session:
+                queued = queue.retry_failed_jobs(session, ids=args.ids, all_failed=args.all_failed)
+                if queued:
+                    audit.record(
+                        session,
+                        actor=actor,
+                        action="jobs.retried",
+                        subject=",".join(map(str, queued)),
+                        detail={"jobs": queued},
+                    )
+            out(f"{len(queued)} failed jobs queued again")
+            return 0
+        with reading(sessions) as session:
+            state = JobState(args.state) if args.state else None
+            items = [
+                {
+                    "id": job.id,
+                    "state": job.state.value,
+                    "attempts": job.attempts,
+                    "sop_instance_uid": job.instance.sop_instance_uid,
+                    "updated_at": job.updated_at.isoformat(timespec="seconds"),
+                    "reason": job.reason or "",
+                }
+                for job in queue.list_jobs(session, state=state, limit=args.limit)
+            ]
+    if args.format == "json":
+        out(json.dumps(items, indent=2))
+        return 0
+    columns = ["id", "state", "attempts", "updated_at", "reason"]
     out("\t".join(columns))
     for item in items:
         out("\t".join(str(item[c]) for c in columns))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from daemon.db.models import DeliveryState, FeedbackLabel, UserRole
+from daemon.db.models import DeliveryState, FeedbackLabel, JobState, UserRole
 from daemon.service import ROLES
 
 
@@ -44,6 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     retry = outbox_sub.add_parser("retry", parents=[common], help="retry dead-lettered deliveries")
     retry.add_argument("ids", nargs="*", type=int, help="delivery ids")
     retry.add_argument("--all-dead", action="store_true", help="every dead delivery")
+
+    jobs = sub.add_parser("jobs", help="scoring jobs of received instances")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    listing = jobs_sub.add_parser("list", parents=[common], help="list jobs")
+    listing.add_argument("--state", choices=[s.value for s in JobState], default=None)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    retry = jobs_sub.add_parser("retry", parents=[common], help="queue failed jobs again")
+    retry.add_argument("ids", nargs="*", type=int, help="job ids")
+    retry.add_argument("--all-failed", action="store_true", help="every failed job")
+    retry.add_argument(
+        "--by", default=None, help="who asks (for the audit trail; default: the login name)"
+    )
 
     wl = sub.add_parser("worklist", parents=[common], help="open studies in reading order")
     wl.add_argument("--format", choices=["table", "json"], default="table")

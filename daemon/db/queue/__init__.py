@@ -28,12 +28,16 @@ from daemon.db.queue.deliveries import (
 from daemon.db.queue.jobs import (
     TERMINAL_JOB_STATES,
     Claim,
+    Duplicate,
     claim_job,
     finish_job,
     instance_exists,
+    list_jobs,
+    receive_again,
     record_instance,
     release_job,
     release_owned_jobs,
+    retry_failed_jobs,
 )
 from daemon.db.queue.leases import backoff, expire_leases_of_dead_owners, process_owner
 from daemon.db.queue.results import ImageStatistics, NewOutput, NotAssessable, complete_job
@@ -42,6 +46,7 @@ __all__ = [
     "TERMINAL_JOB_STATES",
     "Claim",
     "DeliveryClaim",
+    "Duplicate",
     "ImageStatistics",
     "NewOutput",
     "NotAssessable",
@@ -55,12 +60,15 @@ __all__ = [
     "instance_exists",
     "job_counts",
     "list_deliveries",
+    "list_jobs",
     "mark_attempt_failed",
     "mark_delivered",
     "process_owner",
+    "receive_again",
     "record_instance",
     "release_job",
     "release_owned_deliveries",
     "release_owned_jobs",
     "retry_deliveries",
+    "retry_failed_jobs",
 ]

@@ -7,6 +7,8 @@ or goes back to the queue.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -203,3 +205,77 @@ def release_owned_jobs(session: Session, *, owner: str, now: datetime | None = N
         drop_lease(job, count_attempt=False)
         job.updated_at = now
     return len(jobs)
+
+
+def list_jobs(session: Session, *, state: JobState | None = None, limit: int = 100) -> list[Job]:
+    """Jobs (newest first), optionally in one state, with their instances."""
+    query = select(Job).options(joinedload(Job.instance)).order_by(Job.id.desc())
+    if state is not None:
+        query = query.where(Job.state == state)
+    return list(session.scalars(query.limit(limit)).all())
+
+
+def _requeue(job: Job, now: datetime) -> None:
+    """Put a failed job back in the queue with fresh attempts."""
+    job.state = JobState.QUEUED
+    job.attempts = 0
+    drop_lease(job)
+    job.reason = None
+    job.updated_at = now
+    job.finished_at = None
+
+
+def retry_failed_jobs(
+    session: Session,
+    *,
+    ids: Sequence[int] | None = None,
+    all_failed: bool = False,
+    now: datetime | None = None,
+) -> list[int]:
+    """Put failed jobs (those of ``ids``, or every one) back in the queue with fresh
+    attempts; returns the ids queued again (a job not failed is left as it is)."""
+    if not ids and not all_failed:
+        return []
+    now = now or utcnow()
+    query = select(Job).where(Job.state == JobState.FAILED).order_by(Job.id)
+    if ids:
+        query = query.where(Job.id.in_(list(ids)))
+    jobs = session.scalars(query.with_for_update()).all()
+    for job in jobs:
+        _requeue(job, now)
+    session.flush()
+    return [job.id for job in jobs]
+
+
+class Duplicate(enum.Enum):
+    """What to do with an instance received again (:func:`receive_again`)."""
+
+    NEW = "new"  # never received: store it
+    KEPT = "kept"  # received before: the first copy is kept and nothing more happens
+    REQUEUED = "requeued"  # its job had failed: queued again, on the first copy
+
+
+def receive_again(
+    session: Session, *, sop_instance_uid: str, now: datetime | None = None
+) -> Duplicate:
+    """Decide what a received instance's SOP Instance UID means for the queue.
+
+    An instance received before is kept as first received, except that one whose job
+    failed (storage trouble outlasted its retries, say) and whose spooled file is still
+    there is scored again: its job is queued again with fresh attempts. Sending an
+    image again is what a PACS administrator does to have it processed.
+    """
+    job = session.scalar(
+        select(Job)
+        .join(Instance, Job.instance_id == Instance.id)
+        .where(Instance.sop_instance_uid == sop_instance_uid)
+        .options(joinedload(Job.instance))
+        .limit(1)
+    )
+    if job is None:  # every recorded instance has its job
+        return Duplicate.NEW
+    if job.state != JobState.FAILED or job.instance.spool_name is None:
+        return Duplicate.KEPT
+    _requeue(job, now or utcnow())
+    session.flush()
+    return Duplicate.REQUEUED

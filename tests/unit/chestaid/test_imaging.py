@@ -401,3 +401,23 @@ def test_localizer_image_type_is_not_scored() -> None:
         dataset_to_grey(ds)
     ok = make_dx(ImageType=["ORIGINAL", "PRIMARY"])
     dataset_to_grey(ok)
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "modality", "intent"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.1.1.1", "DX", None),  # DX For Processing
+        ("1.2.840.10008.5.1.4.1.1.1.2.1", "DX", None),  # MG For Processing
+        ("1.2.840.10008.5.1.4.1.1.1.3.1", "DX", None),  # IO For Processing
+        ("1.2.840.10008.5.1.4.1.1.1.1", "DX", "FOR PROCESSING"),  # stated in the image
+    ],
+)
+def test_images_for_processing_are_not_scored(
+    sop_class: str, modality: str, intent: str | None
+) -> None:
+    extra = {} if intent is None else {"PresentationIntentType": intent}
+    ds = make_dx(sop_class=sop_class, modality=modality, **extra)
+    with pytest.raises(NotChestRadiographError, match="For Processing"):
+        dataset_to_grey(ds)
+    presented = make_dx(PresentationIntentType="FOR PRESENTATION")
+    assert dataset_to_grey(presented).pixels.shape == (64, 80)

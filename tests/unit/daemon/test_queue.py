@@ -226,3 +226,54 @@ def test_leases_of_dead_processes_on_this_host_end_at_once(sessions: SessionFact
     assert taken is not None and taken.job_id == first and taken.attempts == 2
     assert _claim(sessions, "here:333:worker:cc") is None  # 222 is alive: its lease holds
     assert second
+
+
+def _fail(sessions: SessionFactory, uid: str) -> int:
+    job_id = _receive(sessions, uid)
+    claim = _claim(sessions, "w")
+    assert claim is not None and claim.job_id == job_id
+    with writing(sessions) as s:
+        queue.finish_job(s, job_id=job_id, owner="w", state=JobState.FAILED, reason="outbox full")
+    return job_id
+
+
+def test_failed_jobs_are_queued_again_with_fresh_attempts(sessions: SessionFactory) -> None:
+    failed, other = _fail(sessions, "1.1"), _fail(sessions, "1.2")
+    running = _receive(sessions, "1.3")
+    assert _claim(sessions, "w") is not None
+    with writing(sessions) as s:
+        assert queue.retry_failed_jobs(s) == []  # neither ids nor all
+        assert queue.retry_failed_jobs(s, ids=[failed, running]) == [failed]
+    with writing(sessions) as s:
+        job = s.get(Job, failed)
+        assert job is not None
+        assert (job.state, job.attempts, job.reason, job.finished_at) == (
+            JobState.QUEUED,
+            0,
+            None,
+            None,
+        )
+        assert s.get(Job, running).state == JobState.RUNNING  # type: ignore[union-attr]
+        assert [j.id for j in queue.list_jobs(s, state=JobState.FAILED)] == [other]
+        assert queue.retry_failed_jobs(s, all_failed=True) == [other]
+
+
+def test_an_instance_received_again_is_requeued_only_if_its_job_failed(
+    sessions: SessionFactory,
+) -> None:
+    purged = _fail(sessions, "2.3")
+    with writing(sessions) as s:
+        s.get(Job, purged).instance.spool_name = None  # type: ignore[union-attr]
+    failed = _fail(sessions, "2.1")
+    _receive(sessions, "2.2")
+    with writing(sessions) as s:
+        assert queue.receive_again(s, sop_instance_uid="2.9") is queue.Duplicate.NEW
+        assert queue.receive_again(s, sop_instance_uid="2.2") is queue.Duplicate.KEPT
+        assert queue.receive_again(s, sop_instance_uid="2.1") is queue.Duplicate.REQUEUED
+    with writing(sessions) as s:
+        assert s.get(Job, failed).state == JobState.QUEUED  # type: ignore[union-attr]
+        # Queued again, it is no longer a failure to requeue.
+        assert queue.receive_again(s, sop_instance_uid="2.1") is queue.Duplicate.KEPT
+    with writing(sessions) as s:
+        # Its pixels are gone past retention: nothing to score again.
+        assert queue.receive_again(s, sop_instance_uid="2.3") is queue.Duplicate.KEPT

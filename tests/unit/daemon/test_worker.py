@@ -57,6 +57,7 @@ def _worker(
     *,
     outbox_free: int = 0,
     on_outputs: threading.Event | None = None,
+    settings: WorkerSettings | None = None,
 ) -> Worker:
     return Worker(
         sessions=sessions,
@@ -64,7 +65,7 @@ def _worker(
         outbox=FileStore(tmp_path / "outbox", min_free_bytes=outbox_free),
         model=lambda: model,
         destinations=["pacs", "archive"],
-        settings=WorkerSettings(poll_seconds=0.5, max_attempts=2),
+        settings=settings or WorkerSettings(poll_seconds=0.5, max_attempts=2),
         on_outputs=(on_outputs.set if on_outputs is not None else lambda: None),
         owner="host:1:worker:test",
     )
@@ -168,27 +169,35 @@ def test_a_lateral_view_is_skipped_and_corrupt_pixels_fail(
 def test_a_full_outbox_is_retried_after_a_pause_then_failed_at_the_limit(
     tmp_path: Path, sessions: SessionFactory, model: ActiveModel
 ) -> None:
-    worker = _worker(tmp_path, sessions, model, outbox_free=1 << 60)
+    # A storage fault has its own pauses and limit, beyond max_attempts (issue 13).
+    settings = WorkerSettings(
+        poll_seconds=0.5, max_attempts=2, retry_initial_seconds=30, retry_max_attempts=3
+    )
+    worker = _worker(tmp_path, sessions, model, outbox_free=1 << 60, settings=settings)
     data, uid = _dx_bytes()
     job_id = _receive(worker, sessions, data, uid)
     assert worker.process_next()
     job = _job(sessions, job_id)
     assert job.state == JobState.QUEUED and "SpoolFullError" in (job.reason or "")
     assert job.attempts == 1
-    assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+    assert job.lease_expires_at is not None
+    assert job.lease_expires_at > utcnow() + timedelta(seconds=25)  # minutes, not seconds
     assert not worker.process_next()  # not before its pause has passed
-    with writing(sessions) as s:
-        claim = queue.claim_job(
-            s,
-            owner=worker.owner,
-            lease_seconds=60,
-            max_attempts=2,
-            now=utcnow() + timedelta(seconds=5),
-        )
-    assert claim is not None and claim.attempts == 2
-    worker.process(claim)
-    job = _job(sessions, job_id)
-    assert job.state == JobState.FAILED and "after 2 attempts" in (job.reason or "")
+    for attempt in (2, 3):
+        with writing(sessions) as s:
+            claim = queue.claim_job(
+                s,
+                owner=worker.owner,
+                lease_seconds=60,
+                max_attempts=2,
+                now=utcnow() + timedelta(seconds=600),
+            )
+        assert claim is not None and claim.attempts == attempt
+        worker.process(claim)
+        job = _job(sessions, job_id)
+        if attempt == 2:  # past max_attempts, still waiting for the disk
+            assert job.state == JobState.QUEUED
+    assert job.state == JobState.FAILED and "after 3 attempts" in (job.reason or "")
     assert list((tmp_path / "outbox").rglob("*.dcm")) == []
 
 
