@@ -99,7 +99,7 @@ def read_dicom_dataset(
     except InvalidDicomError:
         ds = _read_bare_dataset(fp)
     except DECODE_ERRORS as exc:
-        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+        raise CorruptImageError(f"not a readable DICOM file ({type(exc).__name__})") from exc
     return ds
 
 
@@ -113,7 +113,7 @@ def _read_deflated(fp: str | os.PathLike[str] | BinaryIO, limit: int) -> Dataset
     try:
         fh = Path(fp).open("rb")  # noqa: SIM115 - closed below; only open's error is mapped here
     except OSError as exc:
-        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+        raise CorruptImageError(f"not a readable DICOM file ({type(exc).__name__})") from exc
     with fh:
         return _read_deflated_stream(fh, limit)
 
@@ -146,7 +146,7 @@ def _read_deflated_stream(fh: BinaryIO, limit: int) -> Dataset | None:
     try:
         dataset = read_dataset(cast(BinaryIO, buffer), False, True, defer_size=DEFER_SIZE)
     except DECODE_ERRORS as exc:
-        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+        raise CorruptImageError(f"not a readable DICOM file ({type(exc).__name__})") from exc
     if preamble is None and "SOPClassUID" not in dataset:
         # Without the prefix it is only taken as DICOM when it reads as a dataset, as
         # for any bare dataset.
@@ -198,7 +198,7 @@ def _read_bare_dataset(fp: str | os.PathLike[str] | BinaryIO) -> Dataset:
     try:
         ds = pydicom.dcmread(fp, force=True, defer_size=DEFER_SIZE)
     except DECODE_ERRORS as exc:
-        raise CorruptImageError(f"not a readable DICOM file: {exc}") from exc
+        raise CorruptImageError(f"not a readable DICOM file ({type(exc).__name__})") from exc
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if "SOPClassUID" not in ds or implicit is None or little is None:
         raise CorruptImageError("not a DICOM file: no DICM prefix and no readable dataset")

@@ -81,23 +81,22 @@ def check_chest_radiograph(ds: Dataset) -> None:
     is_sc = sop_class == SecondaryCaptureImageStorage
     if modality and modality not in CHEST_MODALITIES and not (is_sc and modality in SC_MODALITIES):
         raise NotChestRadiographError(
-            f"modality {modality} is not a radiograph ChestAid scores (CR, DX, DR, or SC)"
+            "Modality is not one of the radiographs ChestAid scores (CR, DX, DR, or SC)"
         )
     if sop_class and sop_class not in CHEST_SOP_CLASSES and modality not in CHEST_MODALITIES:
-        name = getattr(ds.SOPClassUID, "name", sop_class)
         raise NotChestRadiographError(
-            f"SOP class {name} is not a CR, DX or Secondary Capture image"
+            "SOP Class UID is not a CR, DX or Secondary Capture image storage class"
         )
     body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
     if body_part and body_part not in CHEST_BODY_PARTS:
-        raise NotChestRadiographError(f"body part examined is {body_part}, not the chest")
+        raise NotChestRadiographError("Body Part Examined is not the chest")
     view = str(ds.get("ViewPosition", "") or "").strip().upper()
     if view and view not in FRONTAL_VIEWS:
-        raise NotChestRadiographError(f"view position is {view}, not a frontal (PA/AP) view")
+        raise NotChestRadiographError("View Position is not a frontal (PA/AP) view")
     image_type = {str(v).strip().upper() for v in _values(ds.get("ImageType"))}
     marked = sorted(image_type & NON_DIAGNOSTIC_IMAGE_TYPES)
     if marked:
-        raise NotChestRadiographError(f"image type is {'/'.join(marked)}, not a radiograph")
+        raise NotChestRadiographError("Image Type marks a localizer or scout, not a radiograph")
 
 
 def _values(value: object) -> list[object]:
@@ -118,15 +117,15 @@ def _number(ds: Dataset, keyword: str, default: float) -> float:
     try:
         value = ds.get(keyword)
     except DECODE_ERRORS as exc:
-        raise CorruptImageError(f"{keyword} cannot be read: {exc}") from exc
+        raise CorruptImageError(f"{keyword} cannot be read ({type(exc).__name__})") from exc
     if value is None or value == "":
         return default
     try:
         number = _first(value)
     except (TypeError, ValueError, IndexError) as exc:
-        raise CorruptImageError(f"{keyword} is not a number: {value!r}") from exc
+        raise CorruptImageError(f"{keyword} is not a number") from exc
     if not math.isfinite(number):
-        raise CorruptImageError(f"{keyword} is not a finite number: {value!r}")
+        raise CorruptImageError(f"{keyword} is not a finite number")
     return number
 
 
@@ -147,8 +146,8 @@ def _check_geometry(ds: Dataset, max_pixels: int) -> tuple[int, int]:
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     if samples != 1 or photometric not in GREY_PHOTOMETRICS:
         raise UnsupportedImageError(
-            f"colour image ({photometric or 'no photometric interpretation'}, "
-            f"{samples} samples per pixel); a grey radiograph is expected"
+            "colour image (Photometric Interpretation or Samples per Pixel is not grey);"
+            " a grey radiograph is expected"
         )
     return rows, cols
 
@@ -159,7 +158,9 @@ def _lut_table(item: Dataset, which: str, *, little_endian: bool) -> tuple[np.nd
         entries, first, bits = (int(v) for v in item.LUTDescriptor)
         raw = item.LUTData
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise CorruptImageError(f"{which} LUT lacks a usable descriptor or data: {exc}") from exc
+        raise CorruptImageError(
+            f"{which} LUT lacks a usable descriptor or data ({type(exc).__name__})"
+        ) from exc
     entries = entries or 65536  # 0 means 2^16 entries (PS3.3 C.11.1.1)
     if isinstance(raw, bytes | bytearray):
         # LUT Data read as OW: 16-bit words in the dataset's byte order.
@@ -196,10 +197,10 @@ def _window(ds: Dataset) -> tuple[float, float, str] | None:
     try:
         centre, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
     except (TypeError, ValueError, IndexError) as exc:
-        raise CorruptImageError(f"unreadable window centre/width: {exc}") from exc
+        raise CorruptImageError("Window Center or Window Width is not a number") from exc
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-        raise UnsupportedImageError(f"unknown VOI LUT function {function}")
+        raise UnsupportedImageError("VOI LUT Function is not LINEAR, LINEAR_EXACT or SIGMOID")
     if not (math.isfinite(centre) and math.isfinite(width)):
         logger.warning("ignoring a window that is not finite (%s, %s)", centre, width)
         return None

@@ -69,9 +69,9 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
-        ({"body_part": "KNEE"}, "KNEE"),
-        ({"view_position": "LL"}, "view position"),
-        ({"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}, "LOCALIZER"),
+        ({"body_part": "KNEE"}, "Body Part Examined"),
+        ({"view_position": "LL"}, "View Position"),
+        ({"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}, "localizer"),
     ],
 )
 def test_a_non_chest_image_is_received_and_skipped_without_output(

@@ -34,7 +34,7 @@ from chestaid.errors import (
     UnknownFormatError,
     UnsupportedImageError,
 )
-from chestaid.imaging import dataset_to_grey, read_dicom, read_image, read_raster
+from chestaid.imaging import dataset_to_grey, read_dicom, read_for_scoring, read_image, read_raster
 from tests.dicom_factory import LOSSY, expected_grey, make_dx
 
 CASES: dict[str, dict[str, Any]] = {
@@ -177,14 +177,16 @@ def test_refusals_say_why() -> None:
     zero = make_dx()
     zero.Rows = 0
     _refused(zero, CorruptImageError, "zero-size")
-    _refused(make_dx(body_part="KNEE"), NotChestRadiographError, "KNEE")
+    _refused(make_dx(body_part="KNEE"), NotChestRadiographError, "Body Part Examined")
     _refused(
-        make_dx(modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2"), NotChestRadiographError, "CT"
+        make_dx(modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2"),
+        NotChestRadiographError,
+        "Modality",
     )
     _refused(
         make_dx(modality="MG", sop_class="1.2.840.10008.5.1.4.1.1.1.2"),
         NotChestRadiographError,
-        "MG",
+        "Modality",
     )
     truncated = make_dx()
     truncated.PixelData = truncated.PixelData[:1000]
@@ -385,7 +387,7 @@ def test_lut_data_written_as_ow_bytes_reads_like_the_list_form(
 @pytest.mark.parametrize("view", ["LL", "RL", "LLD", "RLO"])
 def test_lateral_and_oblique_views_are_not_scored(view: str) -> None:
     ds = make_dx(view_position=view)
-    with pytest.raises(NotChestRadiographError, match="view position"):
+    with pytest.raises(NotChestRadiographError, match="View Position"):
         dataset_to_grey(ds)
 
 
@@ -397,7 +399,7 @@ def test_frontal_or_unstated_views_are_scored(view: str | None) -> None:
 
 def test_localizer_image_type_is_not_scored() -> None:
     ds = make_dx(ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
-    with pytest.raises(NotChestRadiographError, match="LOCALIZER"):
+    with pytest.raises(NotChestRadiographError, match="localizer"):
         dataset_to_grey(ds)
     ok = make_dx(ImageType=["ORIGINAL", "PRIMARY"])
     dataset_to_grey(ok)
@@ -421,3 +423,40 @@ def test_images_for_processing_are_not_scored(
         dataset_to_grey(ds)
     presented = make_dx(PresentationIntentType="FOR PRESENTATION")
     assert dataset_to_grey(presented).pixels.shape == (64, 80)
+
+
+MARKER = "PLANTED-VALUE-7f3a"
+
+
+@pytest.mark.parametrize(
+    ("changes", "attribute"),
+    [
+        ({"RescaleSlope": MARKER}, "RescaleSlope"),
+        ({"RescaleIntercept": MARKER}, "RescaleIntercept"),
+        ({"WindowCenter": MARKER}, "Window Center"),
+        ({"VOILUTFunction": MARKER}, "VOI LUT Function"),
+        ({"PhotometricInterpretation": MARKER}, "Photometric Interpretation"),
+        ({"Modality": MARKER}, "Modality"),
+        ({"BodyPartExamined": MARKER}, "Body Part Examined"),
+        ({"ViewPosition": MARKER}, "View Position"),
+    ],
+)
+def test_a_reason_names_the_attribute_never_its_value(
+    changes: dict[str, str], attribute: str
+) -> None:
+    """A value a sender planted must not reach the log or the jobs table through a
+    reason: reasons name the attribute and the rule."""
+    ds = make_dx(rescale=(1.0, 0.0), window=(2000, 3000))
+    for keyword, value in changes.items():
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        assert tag is not None
+        raw = value.encode("ascii")
+        raw += b" " * (len(raw) % 2)
+        ds[tag] = RawDataElement(Tag(tag), "LO", len(raw), raw, 0, False, True)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(ChestAidError) as caught:
+        read_for_scoring(buffer.getvalue())
+    message = str(caught.value)
+    assert MARKER not in message and MARKER.lower() not in message.lower()
+    assert attribute in message
