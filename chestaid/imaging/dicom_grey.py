@@ -42,6 +42,7 @@ FRONTAL_VIEWS = frozenset({"PA", "AP", "APS", "PAS", "FRONTAL", "AP_SUPINE", "AP
 # Image Type values that mark an image as not a diagnostic projection.
 NON_DIAGNOSTIC_IMAGE_TYPES = frozenset({"LOCALIZER", "SCOUT"})
 CHEST_SOP_CLASSES = frozenset(uids.ACCEPTED_SOP_CLASSES)
+_REPORT_SOP_CLASSES = frozenset(uids.REPORT_SOP_CLASSES)
 GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
 
@@ -51,11 +52,15 @@ def check_chest_radiograph(ds: Dataset) -> None:
     Absent attributes are not held against the image: only what is stated counts.
 
     Raises:
-        NotChestRadiographError: another modality, SOP class or body part, a view
-            position that is not frontal, or an image type marked localizer/scout.
+        NotChestRadiographError: a structured report; another modality, SOP class or
+            body part, a view position that is not frontal, or an image type marked
+            localizer/scout.
     """
     modality = str(ds.get("Modality", "") or "").strip().upper()
     sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class in _REPORT_SOP_CLASSES:
+        # Received with the study a PACS forwards; whatever its Modality says.
+        raise NotChestRadiographError("a structured report, not an image")
     is_sc = sop_class == SecondaryCaptureImageStorage
     if modality and modality not in CHEST_MODALITIES and not (is_sc and modality in SC_MODALITIES):
         raise NotChestRadiographError(
