@@ -37,6 +37,19 @@ class CorruptImageError(ImageError):
     """The file is truncated, corrupt or has no usable pixel data."""
 
 
+class InvalidUIDError(ChestAidError):
+    """A UID is missing or breaks the UID syntax (PS3.5 9.1); names the attribute.
+
+    Args:
+        message: what is wrong, naming the attribute and never quoting the value.
+        attribute: the attribute's name, as a person reads it ("SOP Instance UID").
+    """
+
+    def __init__(self, message: str, *, attribute: str) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+
+
 class BundleError(ChestAidError):
     """A model bundle is missing, damaged, or does not match its manifest."""
 

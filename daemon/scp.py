@@ -6,9 +6,21 @@ records the instance and a queued job in one transaction, and only then answers
 success. It never runs the model. Statuses (PS3.4 B.2.3):
 
     0x0000  stored (or a copy already received: first wins, the sender is not punished)
+    0x0122  SOP class not supported: the request's SOP class is not its presentation
+            context's (PS3.7 9.1.1.1: the context names the class; one negotiated for
+            another class does not support it)
     0xA700  out of resources: the spool is full or the database failed; nothing is kept
-    0xA900  the dataset does not match the SOP class / the request (UIDs missing or wrong)
-    0xC210  cannot understand: the dataset cannot be parsed
+    0xA900  the dataset does not match the SOP class / the request (UIDs missing,
+            malformed or wrong); the Error Comment names the attribute
+    0xC210  cannot understand: the dataset cannot be parsed (PS3.4 B.2.3's Cxxx, "the SCP
+            cannot understand", is for data it cannot read; A900 is for data read and
+            found not to match)
+    0xC212  cannot understand: a deflated dataset inflates beyond the budget the worker
+            reads under. A failure, not 0xA700: out of resources invites the sender to
+            try again, and the same bytes would be refused again.
+
+Every status but success carries an Error Comment (at most 64 characters) naming what
+was wrong, never quoting a value the peer sent.
 """
 
 from __future__ import annotations
@@ -22,7 +34,6 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, cast
 
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
@@ -31,7 +42,15 @@ from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from chestaid.imaging import ACCEPTED_SOP_CLASSES, DECODABLE_TRANSFER_SYNTAXES
+from chestaid.errors import ChestAidError, ImageTooLargeError, InvalidUIDError
+from chestaid.imaging import (
+    ACCEPTED_SOP_CLASSES,
+    DECODABLE_TRANSFER_SYNTAXES,
+    NATIVE_TRANSFER_SYNTAXES,
+    REPORT_SOP_CLASSES,
+    check_uid,
+    read_dicom_header,
+)
 from daemon.connections import GuardedAE, log_rejection
 from daemon.db import queue
 from daemon.db.session import SessionFactory, reading, writing
@@ -43,9 +62,11 @@ logger = logging.getLogger(__name__)
 
 VERIFICATION = UID("1.2.840.10008.1.1")
 SUCCESS = 0x0000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
 OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC210
+INFLATES_TOO_FAR = 0xC212
 DIMSE_PRIORITIES = {0: "MEDIUM", 1: "HIGH", 2: "LOW"}
 
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, with this reason.
@@ -148,7 +169,7 @@ class StoreHandler:
             # is sent and the connection is closed, so the peer gets the reason.
             assoc.kill()
 
-    def on_store(self, event: evt.Event) -> int:
+    def on_store(self, event: evt.Event) -> int | Dataset:
         """EVT_C_STORE: spool, record, then answer."""
         if self.intake is not None:
             self.intake.touch()
@@ -158,7 +179,7 @@ class StoreHandler:
             if self.intake is not None:
                 self.intake.touch()
 
-    def _store(self, event: evt.Event) -> int:
+    def _store(self, event: evt.Event) -> int | Dataset:
         if self.draining.is_set():
             logger.info("stopping: instance refused, to be sent again")
             return OUT_OF_RESOURCES
@@ -212,20 +233,25 @@ class StoreHandler:
 
     def _record(
         self, event: evt.Event, request: C_STORE, stored: StoredFile, log: dict[str, Any]
-    ) -> int:
+    ) -> int | Dataset:
         """Check the spooled file's header and record it with its job (or refuse it)."""
         sop_instance_uid, sop_class_uid = log["sop_instance_uid"], str(request.AffectedSOPClassUID)
         try:
             ds = _read_header(stored.path)
-            problem = _mismatch(ds, sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid)
         except _HeaderError as exc:
             self.spool.remove(stored.name)
             logger.warning("unreadable dataset refused", extra={**log, "reason": str(exc)})
-            return CANNOT_UNDERSTAND
-        if problem is not None:
+            return exc.refusal.answer()
+        refusal = _mismatch(
+            ds,
+            request=request,
+            context_class=str(event.context.abstract_syntax),
+            transfer_syntax=str(event.context.transfer_syntax),
+        )
+        if refusal is not None:
             self.spool.remove(stored.name)
-            logger.warning("dataset refused", extra={**log, "reason": problem})
-            return DATASET_MISMATCH
+            logger.warning("dataset refused", extra={**log, "reason": refusal.comment})
+            return refusal.answer()
 
         try:
             with writing(self.sessions) as session:
@@ -278,32 +304,87 @@ class StoreHandler:
             return False
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    """A C-STORE refused: its status and an Error Comment naming what was wrong."""
+
+    status: int
+    comment: str  # names the attribute; never quotes a value the peer sent
+
+    def answer(self) -> Dataset:
+        """The status dataset for the C-STORE response."""
+        answer = Dataset()
+        answer.Status = self.status
+        answer.ErrorComment = self.comment[:64]  # LO: at most 64 characters
+        return answer
+
+
 class _HeaderError(DaemonError):
-    """The received dataset's header cannot be parsed (internal to this module)."""
+    """The received dataset's header cannot be read (internal to this module)."""
+
+    def __init__(self, message: str, refusal: _Refusal) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 def _read_header(path: Any) -> Dataset:
+    """The spooled dataset's header, read as the worker would, deflate under its budget."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        # Parsing is lazy: touch every element so a broken one fails here, not later.
-        for _ in ds.iterall():
-            pass
+        return read_dicom_header(path)
+    except ImageTooLargeError as exc:
+        raise _HeaderError(
+            str(exc), _Refusal(INFLATES_TOO_FAR, "inflates beyond the budget")
+        ) from exc
+    except ChestAidError as exc:
+        raise _HeaderError(
+            str(exc), _Refusal(CANNOT_UNDERSTAND, "dataset cannot be parsed")
+        ) from exc
     except Exception as exc:
-        # Whatever the parser raises on bytes from the network (an unknown VR, a
-        # length past the end, a bad struct) means the same: cannot understand.
-        raise _HeaderError(f"cannot parse the dataset: {type(exc).__name__}: {exc}") from exc
-    return ds
+        # Whatever else the parser raises on bytes from the network (an unknown VR, a
+        # bad struct) means the same: cannot understand.
+        raise _HeaderError(
+            f"cannot parse the dataset: {type(exc).__name__}: {exc}",
+            _Refusal(CANNOT_UNDERSTAND, "dataset cannot be parsed"),
+        ) from exc
 
 
-def _mismatch(ds: Dataset, *, sop_class_uid: str, sop_instance_uid: str) -> str | None:
-    """What is wrong with the dataset's identity, or None."""
-    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        if not str(ds.get(keyword) or "").strip():
-            return f"{keyword} is missing"
-    if str(ds.SOPInstanceUID) != sop_instance_uid:
-        return "SOP Instance UID differs from the C-STORE request's"
-    if str(ds.SOPClassUID) != sop_class_uid:
-        return "SOP Class UID differs from the C-STORE request's"
+# The UIDs ChestAid relies on: those of the request, then those of the dataset.
+_REQUEST_UIDS = (
+    ("AffectedSOPClassUID", "Affected SOP Class UID"),
+    ("AffectedSOPInstanceUID", "Affected SOP Instance UID"),
+)
+_DATASET_UIDS = (
+    ("SOPClassUID", "SOP Class UID"),
+    ("SOPInstanceUID", "SOP Instance UID"),
+    ("StudyInstanceUID", "Study Instance UID"),
+    ("SeriesInstanceUID", "Series Instance UID"),
+)
+
+
+def _mismatch(
+    ds: Dataset, *, request: C_STORE, context_class: str, transfer_syntax: str
+) -> _Refusal | None:
+    """Why the request and its dataset cannot be taken as they are, or None.
+
+    UID syntax first (0xA900), then the request's class against its presentation
+    context (0x0122), then the dataset against the request (0xA900).
+    """
+    try:
+        check_uid(transfer_syntax, "Transfer Syntax UID")
+        request_uids = [
+            check_uid(getattr(request, keyword, None), name) for keyword, name in _REQUEST_UIDS
+        ]
+        dataset_uids = [check_uid(ds.get(keyword), name) for keyword, name in _DATASET_UIDS]
+    except InvalidUIDError as exc:
+        return _Refusal(DATASET_MISMATCH, str(exc))
+    request_class, request_instance = request_uids
+    dataset_class, dataset_instance = dataset_uids[:2]
+    if request_class != context_class:
+        return _Refusal(SOP_CLASS_NOT_SUPPORTED, "SOP Class UID differs from the context's")
+    if dataset_instance != request_instance:
+        return _Refusal(DATASET_MISMATCH, "SOP Instance UID differs from the request's")
+    if dataset_class != request_class:
+        return _Refusal(DATASET_MISMATCH, "SOP Class UID differs from the request's")
     return None
 
 
@@ -323,6 +404,10 @@ def build_ae(node: NodeSettings) -> AE:
     ae.add_supported_context(VERIFICATION)
     for sop_class in ACCEPTED_SOP_CLASSES:
         ae.add_supported_context(sop_class, list(DECODABLE_TRANSFER_SYNTAXES))
+    # Reports a PACS forwards with a study (ChestAid's own among them): received and
+    # skipped by the worker, so the PACS's transfer of the study does not fail.
+    for sop_class in REPORT_SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(NATIVE_TRANSFER_SYNTAXES))
     return ae
 
 

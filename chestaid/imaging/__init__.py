@@ -5,11 +5,12 @@ The modules, by job:
 - :mod:`~chestaid.imaging.intake`: :func:`read_for_scoring`, the one way an image to
   be scored is read (worker, web, command line), and :func:`read_image`;
 - :mod:`~chestaid.imaging.dicom_file`: a DICOM file's dataset, pixel data deferred,
-  deflate inflated within a budget;
+  deflate inflated within a budget, and a receiver's strict read of its header;
 - :mod:`~chestaid.imaging.dicom_grey`: a dataset to a grey image through the Modality
   and VOI LUTs, and the check that it is a frontal chest radiograph;
 - :mod:`~chestaid.imaging.raster`: PNG and JPEG;
-- :mod:`~chestaid.imaging.uids`: the SOP classes accepted and transfer syntaxes decoded.
+- :mod:`~chestaid.imaging.uids`: the SOP classes accepted and transfer syntaxes decoded,
+  and :func:`check_uid`, the UID syntax check.
 
 Anything that cannot be scored is refused with a typed error saying why, and the
 pixel budget is checked from the header before any pixel is decoded.
@@ -19,6 +20,7 @@ from chestaid.imaging.dicom_file import (
     DEFAULT_MAX_INFLATED_BYTES,
     DEFER_SIZE,
     read_dicom_dataset,
+    read_dicom_header,
 )
 from chestaid.imaging.dicom_grey import (
     CHEST_BODY_PARTS,
@@ -45,7 +47,13 @@ from chestaid.imaging.raster import (
     PNG_MAGIC,
     read_raster,
 )
-from chestaid.imaging.uids import ACCEPTED_SOP_CLASSES, DECODABLE_TRANSFER_SYNTAXES
+from chestaid.imaging.uids import (
+    ACCEPTED_SOP_CLASSES,
+    DECODABLE_TRANSFER_SYNTAXES,
+    NATIVE_TRANSFER_SYNTAXES,
+    REPORT_SOP_CLASSES,
+    check_uid,
+)
 
 __all__ = [
     "ACCEPTED_SOP_CLASSES",
@@ -61,15 +69,19 @@ __all__ = [
     "FRONTAL_VIEWS",
     "GREY_PHOTOMETRICS",
     "JPEG_MAGIC",
+    "NATIVE_TRANSFER_SYNTAXES",
     "NON_DIAGNOSTIC_IMAGE_TYPES",
     "PNG_MAGIC",
+    "REPORT_SOP_CLASSES",
     "SC_MODALITIES",
     "GreyImage",
     "ScoringInput",
     "check_chest_radiograph",
+    "check_uid",
     "dataset_to_grey",
     "read_dicom",
     "read_dicom_dataset",
+    "read_dicom_header",
     "read_for_scoring",
     "read_image",
     "read_raster",

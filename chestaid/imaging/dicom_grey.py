@@ -57,6 +57,7 @@ FOR_PROCESSING_SOP_CLASSES = frozenset(
         DigitalIntraOralXRayImageStorageForProcessing,
     }
 )
+_REPORT_SOP_CLASSES = frozenset(uids.REPORT_SOP_CLASSES)
 GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
 
@@ -66,12 +67,15 @@ def check_chest_radiograph(ds: Dataset) -> None:
     Absent attributes are not held against the image: only what is stated counts.
 
     Raises:
-        NotChestRadiographError: an image For Processing (its SOP class or Presentation
-            Intent Type), another modality, SOP class or body part, a view position
-            that is not frontal, or an image type marked localizer/scout.
+        NotChestRadiographError: a structured report; an image For Processing (its SOP
+            class or Presentation Intent Type); another modality, SOP class or body part,
+            a view position that is not frontal, or an image type marked localizer/scout.
     """
     modality = str(ds.get("Modality", "") or "").strip().upper()
     sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class in _REPORT_SOP_CLASSES:
+        # Received with the study a PACS forwards; whatever its Modality says.
+        raise NotChestRadiographError("a structured report, not an image")
     intent = str(ds.get("PresentationIntentType", "") or "").strip().upper()
     if sop_class in FOR_PROCESSING_SOP_CLASSES or intent == "FOR PROCESSING":
         raise NotChestRadiographError(
