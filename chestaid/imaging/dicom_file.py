@@ -19,7 +19,7 @@ from typing import BinaryIO, cast
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.tag import BaseTag, Tag
@@ -46,6 +46,7 @@ _UNDEFINED_LENGTH = 0xFFFFFFFF
 # What pydicom, its decoders and the pylibjpeg plugins raise on truncated or corrupt input.
 DECODE_ERRORS = (
     InvalidDicomError,
+    BytesLengthException,  # a value whose length is not a whole number of its VR's values
     EOFError,
     OSError,
     ValueError,
@@ -59,6 +60,16 @@ DECODE_ERRORS = (
     zlib.error,
     MemoryError,
 )
+
+
+def is_decoder_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust decoder's panic on corrupt input (pylibjpeg-rle's, say).
+
+    PyO3 raises a panic in Rust code as ``pyo3_runtime.PanicException``, which derives
+    from BaseException (not Exception) and cannot be imported, so it is known by name.
+    """
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"
 
 
 def read_dicom_dataset(

@@ -32,7 +32,7 @@ from chestaid.errors import (
     UnsupportedImageError,
 )
 from chestaid.imaging import uids
-from chestaid.imaging.dicom_file import DECODE_ERRORS
+from chestaid.imaging.dicom_file import DECODE_ERRORS, is_decoder_panic
 from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage
 
 logger = logging.getLogger(__name__)
@@ -264,6 +264,12 @@ def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Gre
         raw = ds.pixel_array
     except DECODE_ERRORS as exc:
         raise CorruptImageError(f"pixel data cannot be decoded: {exc}") from exc
+    except BaseException as exc:
+        if not is_decoder_panic(exc):
+            raise
+        raise CorruptImageError(
+            f"pixel data cannot be decoded: the decoder failed ({exc})"
+        ) from exc
     if raw.shape != (rows, cols):
         raise CorruptImageError(
             f"decoded pixel data has shape {raw.shape}, expected {(rows, cols)}"

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from chestaid.errors import ChestAidError, CorruptImageError, UnknownFormatError
-from chestaid.imaging.dicom_file import read_dicom_dataset
+from chestaid.imaging.dicom_file import is_decoder_panic, read_dicom_dataset
 from chestaid.imaging.dicom_grey import dataset_to_grey
 from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage
 from chestaid.imaging.raster import JPEG_MAGIC, PNG_MAGIC, read_raster
@@ -50,6 +51,8 @@ _UNTRUSTED_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     MemoryError,
     struct.error,
     zlib.error,
+    InvalidDicomError,
+    BytesLengthException,
 )
 
 # A probe of an unknown file as a bare dataset fails with any of these.
@@ -105,6 +108,10 @@ def read_for_scoring(
         raise
     except _UNTRUSTED_INPUT_ERRORS as exc:
         raise CorruptImageError(f"the file cannot be decoded: {type(exc).__name__}") from exc
+    except BaseException as exc:  # a decoder's panic is a BaseException; all else goes on
+        if not is_decoder_panic(exc):
+            raise
+        raise CorruptImageError(f"the file cannot be decoded: the decoder failed ({exc})") from exc
 
 
 def _read(
