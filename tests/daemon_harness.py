@@ -333,6 +333,31 @@ def record_received(sessions: Any, uid: str, *, spool_name: str, size: int = 10)
         return job.id
 
 
+def complete_urgent(
+    sessions: Any, job_id: int, *, outputs: Sequence[Any], destinations: Sequence[str]
+) -> None:
+    """Complete a job held by owner "w" as an URGENT result with these outputs, one
+    delivery per output and destination."""
+    from daemon.db import queue
+    from daemon.db.session import writing
+
+    with writing(sessions) as s:
+        assert queue.complete_job(
+            s,
+            job_id=job_id,
+            owner="w",
+            logit=2.0,
+            score=0.9,
+            threshold=0.8,
+            above_threshold=True,
+            priority="URGENT",
+            model_version="m",
+            calibration_version=1,
+            outputs=list(outputs),
+            destinations=list(destinations),
+        )
+
+
 def record_scored(
     sessions: Any,
     uid: str,

@@ -8,6 +8,7 @@ import getpass
 import json
 import logging
 import signal
+from collections.abc import Mapping, Sequence
 
 from chestaid.errors import ConfigurationError
 from daemon import audit
@@ -91,14 +92,11 @@ def outbox(settings: Settings, args: argparse.Namespace) -> int:
                 }
                 for d in rows
             ]
-    if args.format == "json":
-        out(json.dumps(items, indent=2))
-        return 0
-    columns = ["id", "destination", "state", "attempts", "kind", "next_attempt_at", "last_error"]
-    out("\t".join(columns))
-    for item in items:
-        out("\t".join(str(item[c]) for c in columns))
-    return 0
+    return _listing(
+        items,
+        ["id", "destination", "state", "attempts", "kind", "next_attempt_at", "last_error"],
+        args.format,
+    )
 
 
 def jobs(settings: Settings, args: argparse.Namespace) -> int:
@@ -133,10 +131,14 @@ def jobs(settings: Settings, args: argparse.Namespace) -> int:
                 }
                 for job in queue.list_jobs(session, state=state, limit=args.limit)
             ]
-    if args.format == "json":
-        out(json.dumps(items, indent=2))
+    return _listing(items, ["id", "state", "attempts", "updated_at", "reason"], args.format)
+
+
+def _listing(items: Sequence[Mapping[str, object]], columns: list[str], fmt: str) -> int:
+    """Rows as JSON (every field), or as a tab-separated table of ``columns``."""
+    if fmt == "json":
+        out(json.dumps(list(items), indent=2))
         return 0
-    columns = ["id", "state", "attempts", "updated_at", "reason"]
     out("\t".join(columns))
     for item in items:
         out("\t".join(str(item[c]) for c in columns))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from daemon.db.models import DeliveryState, FeedbackLabel, JobState, UserRole
 from daemon.service import ROLES
@@ -35,24 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", parents=[common], help="jobs and deliveries by state")
 
-    outbox = sub.add_parser("outbox", help="deliveries of outputs to destinations")
-    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
-    listing = outbox_sub.add_parser("list", parents=[common], help="list deliveries")
-    listing.add_argument("--state", choices=[s.value for s in DeliveryState], default=None)
-    listing.add_argument("--limit", type=int, default=100)
-    listing.add_argument("--format", choices=["table", "json"], default="table")
-    retry = outbox_sub.add_parser("retry", parents=[common], help="retry dead-lettered deliveries")
-    retry.add_argument("ids", nargs="*", type=int, help="delivery ids")
+    retry = _queue_commands(
+        sub,
+        common,
+        "outbox",
+        help_text="deliveries of outputs to destinations",
+        states=[s.value for s in DeliveryState],
+        items="deliveries",
+        retry_help="retry dead-lettered deliveries",
+    )
     retry.add_argument("--all-dead", action="store_true", help="every dead delivery")
 
-    jobs = sub.add_parser("jobs", help="scoring jobs of received instances")
-    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
-    listing = jobs_sub.add_parser("list", parents=[common], help="list jobs")
-    listing.add_argument("--state", choices=[s.value for s in JobState], default=None)
-    listing.add_argument("--limit", type=int, default=100)
-    listing.add_argument("--format", choices=["table", "json"], default="table")
-    retry = jobs_sub.add_parser("retry", parents=[common], help="queue failed jobs again")
-    retry.add_argument("ids", nargs="*", type=int, help="job ids")
+    retry = _queue_commands(
+        sub,
+        common,
+        "jobs",
+        help_text="scoring jobs of received instances",
+        states=[s.value for s in JobState],
+        items="jobs",
+        retry_help="queue failed jobs again",
+    )
     retry.add_argument("--all-failed", action="store_true", help="every failed job")
     retry.add_argument(
         "--by", default=None, help="who asks (for the audit trail; default: the login name)"
@@ -132,3 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("show", parents=[common], help="print the validated settings as JSON")
     return parser
+
+
+def _queue_commands(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    *,
+    help_text: str,
+    states: list[str],
+    items: str,
+    retry_help: str,
+) -> argparse.ArgumentParser:
+    """A queue's ``list`` and ``retry`` subcommands (outbox, jobs); the retry parser, for
+    the options only one of them has."""
+    group: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    group_sub = group.add_subparsers(dest=f"{name}_command", required=True)
+    listing = group_sub.add_parser("list", parents=[common], help=f"list {items}")
+    listing.add_argument("--state", choices=states, default=None)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    retry: argparse.ArgumentParser = group_sub.add_parser(
+        "retry", parents=[common], help=retry_help
+    )
+    singular = items[:-3] + "y" if items.endswith("ies") else items[:-1]
+    retry.add_argument("ids", nargs="*", type=int, help=f"{singular} ids")
+    return retry

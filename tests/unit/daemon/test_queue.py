@@ -12,7 +12,7 @@ from daemon.db import queue
 from daemon.db.models import Delivery, DeliveryState, Job, JobState, OutputKind, Result, utcnow
 from daemon.db.session import SessionFactory, writing
 from daemon.heatmaps import ImageStatistics
-from tests.daemon_harness import record_received
+from tests.daemon_harness import complete_urgent, record_received
 
 
 def _receive(sessions: SessionFactory, uid: str) -> int:
@@ -99,21 +99,7 @@ def _complete(sessions: SessionFactory, destinations: list[str]) -> int:
         )
         for i, kind in enumerate(OutputKind)
     ]
-    with writing(sessions) as s:
-        assert queue.complete_job(
-            s,
-            job_id=job_id,
-            owner="w",
-            logit=2.0,
-            score=0.9,
-            threshold=0.8,
-            above_threshold=True,
-            priority="URGENT",
-            model_version="m",
-            calibration_version=1,
-            outputs=outputs,
-            destinations=destinations,
-        )
+    complete_urgent(sessions, job_id, outputs=outputs, destinations=destinations)
     return job_id
 
 

@@ -34,7 +34,7 @@ from daemon.transports import (
     TransportSession,
     register,
 )
-from tests.daemon_harness import record_received
+from tests.daemon_harness import complete_urgent, record_received
 
 
 @dataclass(frozen=True)
@@ -95,21 +95,7 @@ def _outputs(
                 size_bytes=8,
             )
         )
-    with writing(sessions) as s:
-        assert queue.complete_job(
-            s,
-            job_id=job_id,
-            owner="w",
-            logit=2.0,
-            score=0.9,
-            threshold=0.8,
-            above_threshold=True,
-            priority="URGENT",
-            model_version="m",
-            calibration_version=1,
-            outputs=outputs,
-            destinations=destinations,
-        )
+    complete_urgent(sessions, job_id, outputs=outputs, destinations=destinations)
     return [Path(o.file_name).name for o in outputs]
 
 
