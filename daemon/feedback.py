@@ -18,8 +18,6 @@ and never enter the confusion matrix, the rates or the ECE: their score means no
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from collections.abc import Sequence
@@ -32,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chestaid.metrics import ConfusionMatrix, ece, wilson_interval
-from daemon import audit
+from daemon import audit, exports
 from daemon.db.models import (
     Feedback,
     FeedbackChange,
@@ -51,7 +49,6 @@ TRUTH = {
     FeedbackLabel.INDETERMINATE: None,
 }
 MAX_COMMENT = 2000
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class FeedbackError(DaemonError):
@@ -63,20 +60,9 @@ class UnknownStudyError(FeedbackError):
 
 
 def csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows as CSV for spreadsheets: a text cell that a spreadsheet would run as a formula
-    (starting with =, +, -, @, tab or carriage return) is prefixed with an apostrophe."""
-    buffer = io.StringIO()
-    fields = list(rows[0]) if rows else ["study_instance_uid", "label", "score"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {
-                key: "'" + value if isinstance(value, str) and value[:1] in FORMULA_START else value
-                for key, value in row.items()
-            }
-        )
-    return buffer.getvalue()
+    """Feedback rows as CSV for spreadsheets (formula-like cells neutralised, see
+    :func:`daemon.exports.csv_text`)."""
+    return exports.csv_text(rows, empty_fields=("study_instance_uid", "label", "score"))
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:

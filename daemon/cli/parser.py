@@ -57,9 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
         retry_help="queue failed jobs again",
     )
     retry.add_argument("--all-failed", action="store_true", help="every failed job")
-    retry.add_argument(
-        "--by", default=None, help="who asks (for the audit trail; default: the login name)"
-    )
 
     wl = sub.add_parser("worklist", parents=[common], help="open studies in reading order")
     wl.add_argument("--format", choices=["table", "json"], default="table")
@@ -160,4 +157,7 @@ def _queue_commands(
     )
     singular = items[:-3] + "y" if items.endswith("ies") else items[:-1]
     retry.add_argument("ids", nargs="*", type=int, help=f"{singular} ids")
+    retry.add_argument(
+        "--by", default=None, help="who asks (for the audit trail; default: the login name)"
+    )
     return retry
