@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from daemon import exports
@@ -72,7 +72,7 @@ def search(
     """Entries newest first within ``days``, by one actor (exact name) and of actions
     starting with ``action_prefix``: one page (``limit`` from ``offset``) and how many
     match in all."""
-    where = []
+    where: list[ColumnElement[bool]] = []
     if days is not None and days.since is not None:
         where.append(AuditEntry.at >= days.since)
     if days is not None and days.until is not None:

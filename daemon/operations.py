@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
 
 from daemon import audit
 from daemon.days import DayRange
@@ -22,34 +21,14 @@ from daemon.db import queue
 from daemon.db.models import Delivery, DeliveryState, Job, JobState
 from daemon.db.session import Session
 from daemon.errors import DaemonError
+from daemon.paging import Page
 
-T = TypeVar("T")
 PROBLEM_STATES = (JobState.FAILED, JobState.SKIPPED)
 MAX_PAGE = 500
 
 
 class OperationsError(DaemonError):
     """A list or a retry asked for in a way that cannot be done (an unknown state)."""
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a list, and how many items the whole list has."""
-
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
-
-    @property
-    def number(self) -> int:
-        """This page's number, from 1."""
-        return self.offset // self.limit + 1
-
-    @property
-    def pages(self) -> int:
-        """How many pages the list has (at least 1)."""
-        return max(1, -(-self.total // self.limit))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from daemon.db.models import Delivery, DeliveryState, utcnow
@@ -154,7 +154,7 @@ def delivery_page(
 ) -> tuple[list[Delivery], int]:
     """Deliveries in ``states`` created in ``[since, until)``, newest first, with their
     outputs: one page (``limit`` from ``offset``) and how many there are in all."""
-    where = [Delivery.state.in_(list(states))]
+    where: list[ColumnElement[bool]] = [Delivery.state.in_(list(states))]
     if since is not None:
         where.append(Delivery.created_at >= since)
     if until is not None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from daemon.db.models import Instance, Job, JobState, utcnow
@@ -226,7 +226,7 @@ def job_page(
 ) -> tuple[list[Job], int]:
     """Jobs in ``states`` last changed in ``[since, until)``, newest change first, with
     their instances: one page (``limit`` from ``offset``) and how many there are in all."""
-    where = [Job.state.in_(list(states))]
+    where: list[ColumnElement[bool]] = [Job.state.in_(list(states))]
     if since is not None:
         where.append(Job.updated_at >= since)
     if until is not None:

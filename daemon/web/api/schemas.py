@@ -221,3 +221,67 @@ class AnalysisOut(BaseModel):
     image_png: str = Field(description="the image as shown, PNG, base64")
     heatmap_png: str = Field(description="the Grad-CAM colour map at the same size, PNG, base64")
     saved_id: int | None = Field(description="set when the analysis was kept (keep=true)")
+
+
+class ImageProblemOut(FromDomain):
+    job_id: int
+    state: Literal["failed", "skipped"]
+    at: datetime = Field(description="when the job ended (UTC)")
+    received_at: datetime
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    calling_ae_title: str
+    reason: str = Field(description="why it failed or was skipped, in one sentence")
+    attempts: int
+    retryable: bool = Field(description="only a failed image is queued again by a retry")
+
+
+class ImageProblemsOut(BaseModel):
+    total: int = Field(description="how many images match, over all pages")
+    limit: int
+    offset: int
+    items: list[ImageProblemOut]
+
+
+class DeadDeliveryOut(FromDomain):
+    delivery_id: int
+    kind: str = Field(description="sc (secondary capture) or sr (structured report)")
+    destination: str
+    attempts: int
+    last_status: int | None = Field(description="the destination's last DIMSE status")
+    last_error: str
+    created_at: datetime
+    sop_instance_uid: str = Field(description="of the output")
+
+
+class DeadDeliveriesOut(BaseModel):
+    total: int = Field(description="how many dead deliveries match, over all pages")
+    limit: int
+    offset: int
+    items: list[DeadDeliveryOut]
+
+
+class RetryIn(BaseModel):
+    ids: list[int] = Field(default_factory=list, max_length=10_000)
+    all: bool = Field(default=False, description="every failed image (or dead delivery)")
+
+
+class RetryOut(BaseModel):
+    queued: list[int] = Field(description="the ids queued again; others were left as they were")
+
+
+class AuditEntryOut(FromDomain):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    detail: str | None = Field(description="JSON text")
+
+
+class AuditEntriesOut(BaseModel):
+    total: int = Field(description="how many entries match, over all pages")
+    limit: int
+    offset: int
+    items: list[AuditEntryOut]

@@ -16,7 +16,7 @@ from daemon import audit, operations
 from daemon.cli import main
 from daemon.days import DayRange, DayRangeError, day_range
 from daemon.db.migrate import upgrade
-from daemon.db.models import AuditEntry, DeliveryState, JobState
+from daemon.db.models import JobState
 from daemon.db.session import (
     SessionFactory,
     make_engine,
@@ -149,8 +149,8 @@ def test_the_command_line_retries_are_audited_like_the_webs(
 
     with reading(sessions) as s:
         entries, _ = audit.search(s)
-        counts = {d.state for d in operations.dead_deliveries(s).items}
-    assert counts == set()
+        still_dead = operations.dead_deliveries(s).total
+    assert still_dead == 0
     by_action = {e.action: e for e in entries}
     assert set(by_action) == {"jobs.retried", "deliveries.retried"}
     outbox = by_action["deliveries.retried"]
@@ -161,7 +161,6 @@ def test_the_command_line_retries_are_audited_like_the_webs(
         "all_dead": True,
     }
     assert by_action["jobs.retried"].subject == str(job)
-    assert DeliveryState.DEAD.value == "dead"
 
 
 # --- the audit search and export ----------------------------------------------------------
@@ -240,4 +239,3 @@ def test_the_csv_export_neutralises_formulas_and_is_audited(sessions: SessionFac
     assert recorded[-1].actor == "anne"
     with writing(sessions) as s, pytest.raises(ValueError):
         audit.export(s, actor="anne", fmt="xlsx", days=DayRange())
-    assert isinstance(recorded[0], AuditEntry)
