@@ -100,6 +100,57 @@ def as_row(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
+def export_rows(
+    session: Session, *, days: DayRange, by: str = "", action_prefix: str = ""
+) -> tuple[list[dict[str, Any]], int]:
+    """The entries of a search as plain rows (up to :data:`EXPORT_MAX_ROWS`, newest
+    first), and how many match in all."""
+    found, total = search(
+        session, days=days, actor=by, action_prefix=action_prefix, limit=EXPORT_MAX_ROWS
+    )
+    return [as_row(entry) for entry in found], total
+
+
+def record_export(
+    session: Session,
+    *,
+    actor: str,
+    fmt: str,
+    days: DayRange,
+    rows: int,
+    matching: int,
+    by: str = "",
+    action_prefix: str = "",
+) -> AuditEntry:
+    """Record that ``actor`` exported ``rows`` entries of a search as ``fmt``."""
+    return record(
+        session,
+        actor=actor,
+        action="audit.exported",
+        detail={
+            "format": fmt,
+            "rows": rows,
+            "matching": matching,
+            **days.as_text(),
+            "actor": by,
+            "action": action_prefix,
+        },
+    )
+
+
+def export_text(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Rows of :func:`export_rows` as CSV (formula-like cells neutralised) or JSON.
+
+    Raises:
+        ValueError: ``fmt`` is neither ``csv`` nor ``json``.
+    """
+    if fmt == "json":
+        return json.dumps(rows, indent=1)
+    if fmt == "csv":
+        return exports.csv_text(rows, empty_fields=EXPORT_FIELDS)
+    raise ValueError(f"unknown export format {fmt!r}")
+
+
 def export(
     session: Session,
     *,
@@ -109,31 +160,23 @@ def export(
     by: str = "",
     action_prefix: str = "",
 ) -> str:
-    """The entries of a search (up to :data:`EXPORT_MAX_ROWS`, newest first) as CSV or
-    JSON text; the export itself is recorded as ``audit.exported`` by ``actor``.
+    """The entries of a search as CSV or JSON text, the export recorded as
+    ``audit.exported`` by ``actor``, in one unit of work (the command line's way; the
+    web reads first and records in a short writing unit of its own).
 
     Raises:
         ValueError: ``fmt`` is neither ``csv`` nor ``json``.
     """
-    if fmt not in ("csv", "json"):
-        raise ValueError(f"unknown export format {fmt!r}")
-    found, total = search(
-        session, days=days, actor=by, action_prefix=action_prefix, limit=EXPORT_MAX_ROWS
-    )
-    rows = [as_row(entry) for entry in found]
-    record(
+    rows, matching = export_rows(session, days=days, by=by, action_prefix=action_prefix)
+    text = export_text(rows, fmt)
+    record_export(
         session,
         actor=actor,
-        action="audit.exported",
-        detail={
-            "format": fmt,
-            "rows": len(rows),
-            "matching": total,
-            **days.as_text(),
-            "actor": by,
-            "action": action_prefix,
-        },
+        fmt=fmt,
+        days=days,
+        rows=len(rows),
+        matching=matching,
+        by=by,
+        action_prefix=action_prefix,
     )
-    if fmt == "json":
-        return json.dumps(rows, indent=1)
-    return exports.csv_text(rows, empty_fields=EXPORT_FIELDS)
+    return text

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from daemon.errors import DaemonError
 
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits only
 
 
 class DayRangeError(DaemonError):

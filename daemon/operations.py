@@ -211,6 +211,16 @@ def retry_deliveries(
     return queued
 
 
+def trouble_counts(session: Session) -> dict[str, int]:
+    """How many images are failed and skipped, and how many deliveries dead."""
+    jobs = queue.job_counts(session)
+    return {
+        "failed": jobs[JobState.FAILED.value],
+        "skipped": jobs[JobState.SKIPPED.value],
+        "dead": queue.delivery_counts(session)[DeliveryState.DEAD.value],
+    }
+
+
 def _subject(ids: list[int]) -> str:
     """The ids as the audit's subject (128 characters at most: a long list is cut)."""
     text = ",".join(map(str, ids))

@@ -134,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _row_id(text: str) -> int:
+    """A database id from the command line: a whole number from 1 to 2**62."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 2**62:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a whole number from 1)")
+    return value
+
+
 def _queue_commands(
     sub: Any,
     common: argparse.ArgumentParser,
@@ -156,7 +167,7 @@ def _queue_commands(
         "retry", parents=[common], help=retry_help
     )
     singular = items[:-3] + "y" if items.endswith("ies") else items[:-1]
-    retry.add_argument("ids", nargs="*", type=int, help=f"{singular} ids")
+    retry.add_argument("ids", nargs="*", type=_row_id, help=f"{singular} ids")
     retry.add_argument(
         "--by", default=None, help="who asks (for the audit trail; default: the login name)"
     )

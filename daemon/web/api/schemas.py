@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -263,7 +263,9 @@ class DeadDeliveriesOut(BaseModel):
 
 
 class RetryIn(BaseModel):
-    ids: list[int] = Field(default_factory=list, max_length=10_000)
+    ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(
+        default_factory=list, max_length=10_000
+    )
     all: bool = Field(default=False, description="every failed image (or dead delivery)")
 
 

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, Request, Response
 
 from daemon import audit
 from daemon.days import DayRangeError, day_range
-from daemon.db.session import Session
+from daemon.db.session import reading, writing
 from daemon.paging import Page
-from daemon.web.database import Reading, Writing
+from daemon.web.database import Reading
 from daemon.web.pages.common import Admin, paging_links
 from daemon.web.rendering import render
+from daemon.web.security import context
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -70,33 +71,30 @@ def audit_page(
 def audit_csv(
     request: Request,
     principal: Admin,
-    session: Writing,
     first: First = "",
     last: Last = "",
     actor: Actor = "",
     action: Action = "",
 ) -> Response:
     """The entries the filters select, as CSV for spreadsheets (audited)."""
-    return _export(request, session, principal.username, "csv", first, last, actor, action)
+    return _export(request, principal.username, "csv", first, last, actor, action)
 
 
 @router.get("/audit.json")
 def audit_json(
     request: Request,
     principal: Admin,
-    session: Writing,
     first: First = "",
     last: Last = "",
     actor: Actor = "",
     action: Action = "",
 ) -> Response:
     """The entries the filters select, as JSON (audited)."""
-    return _export(request, session, principal.username, "json", first, last, actor, action)
+    return _export(request, principal.username, "json", first, last, actor, action)
 
 
 def _export(
     request: Request,
-    session: Session,
     username: str,
     fmt: str,
     first: str,
@@ -110,14 +108,22 @@ def _export(
         return render(
             request, "error.html", status_code=422, title="Not exported", message=str(exc)
         )
-    text = audit.export(
-        session,
-        actor=username,
-        fmt=fmt,
-        days=days,
-        by=actor.strip(),
-        action_prefix=action.strip(),
-    )
+    by, prefix = actor.strip(), action.strip()
+    # Read outside the write lock (an export may be long); then record it, briefly.
+    with reading(context(request).sessions) as session:
+        rows, matching = audit.export_rows(session, days=days, by=by, action_prefix=prefix)
+    text = audit.export_text(rows, fmt)
+    with writing(context(request).sessions) as session:
+        audit.record_export(
+            session,
+            actor=username,
+            fmt=fmt,
+            days=days,
+            rows=len(rows),
+            matching=matching,
+            by=by,
+            action_prefix=prefix,
+        )
     return Response(
         text,
         media_type=MEDIA[fmt],

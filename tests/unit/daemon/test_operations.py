@@ -239,3 +239,15 @@ def test_the_csv_export_neutralises_formulas_and_is_audited(sessions: SessionFac
     assert recorded[-1].actor == "anne"
     with writing(sessions) as s, pytest.raises(ValueError):
         audit.export(s, actor="anne", fmt="xlsx", days=DayRange())
+
+
+@pytest.mark.parametrize("given", ["99999999999999999999999", "0", "-5", "seven"])
+def test_the_command_line_refuses_ids_that_are_not_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    config, _ = _cli_site(tmp_path)
+    for command in ("jobs", "outbox"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "retry", given, "--config", str(config)])
+        assert exited.value.code == 2
+        assert "is not an id" in capsys.readouterr().err

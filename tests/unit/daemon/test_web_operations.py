@@ -223,3 +223,27 @@ def test_the_audit_page_filters_by_days_pages_and_exports(site: Site) -> None:
         .json()
     )
     assert api["total"] == 2 and api["items"][0]["detail"]
+
+
+def test_ids_too_large_for_the_database_are_refused_not_a_500(site: Site) -> None:
+    bearer = site.bearer(site.add_user("admin", UserRole.ADMIN))
+    for path in (f"{API}/images/retry", f"{API}/deliveries/retry"):
+        for ids in ([2**64], [0], [-1]):
+            answer = site.client().post(path, json={"ids": ids}, headers=bearer)
+            assert answer.status_code == 422, (path, ids, answer.status_code)
+    huge_page = site.client().get(f"{API}/audit", params={"offset": 2**70}, headers=bearer)
+    assert huge_page.status_code == 422
+    assert site.audit() == []
+
+
+def test_the_dashboard_counts_what_needs_mending_and_links_to_it(site: Site) -> None:
+    ended_job(site.sessions, "6.1", state=JobState.FAILED, reason=FAIL_REASON)
+    ended_job(site.sessions, "6.2", state=JobState.SKIPPED, reason=SKIP_REASON)
+    ended_job(site.sessions, "6.3", state=JobState.SKIPPED, reason=SKIP_REASON)
+    dead_deliveries(site.sessions, "6.4")
+    browser, _ = site.browser(site.add_user("admin", UserRole.ADMIN))
+    text = browser.get("/admin").text
+    assert '<a href="/admin/images?state=failed" id="dash-failed">1 failed image</a>' in text
+    assert ">2 skipped</a>" in text and ">2 dead-lettered deliveries</a>" in text
+    nav = text.split("<nav>")[1].split("</nav>")[0]
+    assert 'href="/admin/images"' in nav and 'href="/admin/deliveries"' in nav
