@@ -171,7 +171,9 @@ function setupWorklistKeys() {
     if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "j") move(1);
     else if (event.key === "k") move(-1);
-    else if (event.key === "Enter" && selected) open(rows().find((row) => row.dataset.study === selected));
+    else if (event.key === "Enter" && selected && !event.target.closest("a, button")) {
+      open(rows().find((row) => row.dataset.study === selected));
+    }
     else if (event.key === "n") open(rows()[0]);
     else return;
     event.preventDefault();
