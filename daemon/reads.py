@@ -16,7 +16,6 @@ A read takes a study off the worklist, so a misclick must not lose it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon import audit, feedback
-from daemon.db.models import Feedback, StudyRead, utcnow
+from daemon.db.models import Feedback, FeedbackLabel, StudyRead, utcnow
 from daemon.errors import DaemonError
 from daemon.worklist import study_entries
 
@@ -268,23 +267,21 @@ def recent_read(
 def _recent(
     session: Session,
     read: StudyRead,
-    label: Any,
+    label: FeedbackLabel | None,
     *,
     user: str,
     admin: bool,
     window: timedelta,
     now: datetime,
 ) -> RecentRead:
-    entries: Sequence[Any] = study_entries(
-        session, open_only=False, study_instance_uid=read.study_instance_uid
-    )
+    entries = study_entries(session, open_only=False, study_instance_uid=read.study_instance_uid)
     entry = entries[0] if entries else None
     return RecentRead(
         study_instance_uid=read.study_instance_uid,
         read_by=read.read_by,
         read_at=read.read_at,
         via=read.via,
-        feedback_label=None if label is None else str(label.value),
+        feedback_label=None if label is None else label.value,
         band=entry.band if entry is not None else None,
         score=entry.score if entry is not None else None,
         threshold=entry.threshold if entry is not None else None,

@@ -27,6 +27,7 @@ from daemon.web.views import Id, study_place, viewer_url
 
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
+RECENT_HOURS = 24  # the recently-read page's span
 
 
 def undo_window(request: Request) -> timedelta:
@@ -56,17 +57,20 @@ def study_page(request: Request, uid: str, principal: User_) -> Response:
     ctx = context(request)
     with reading(ctx.sessions) as session:
         detail = study_detail(session, study_instance_uid=uid)
-        if detail is None:
-            return _no_such_study(request)
-        place = study_place(session, ctx, uid)
-        urgent = reads.urgent(session, study_instance_uid=uid, top_band=top_band(request, session))
-        undoable = reads.recent_read(
-            session,
-            study_instance_uid=uid,
-            user=principal.username,
-            admin=principal.is_admin,
-            window=undo_window(request),
-        )
+        if detail is not None:
+            place = study_place(session, ctx, uid)
+            urgent = reads.urgent(
+                session, study_instance_uid=uid, top_band=top_band(request, session)
+            )
+            undoable = reads.recent_read(
+                session,
+                study_instance_uid=uid,
+                user=principal.username,
+                admin=principal.is_admin,
+                window=undo_window(request),
+            )
+    if detail is None:
+        return _no_such_study(request)
     return render(
         request,
         "study.html",
@@ -213,9 +217,6 @@ def reads_page(request: Request, principal: Principal) -> dict[str, Any]:
         "undone": bool(request.query_params.get("undone")),
         "label_text": {label.value: text for label, text in views.LABEL_TEXT.items()},
     }
-
-
-RECENT_HOURS = 24
 
 
 @router.get("/studies/{uid}/images/{result_id}/source.png")
