@@ -181,6 +181,11 @@ def undo_read(
             )
     except reads.UndoNotAllowedError as exc:
         return _undo_refused(request, 403, str(exc))
+    except reads.NotReadError:
+        # A fixed text: the UID in the address may name no study at all.
+        return _undo_refused(
+            request, 409, "This study is not marked read (its read may have been undone already)."
+        )
     except reads.ReadError as exc:
         return _undo_refused(request, 409, str(exc))
     target = UNDO_BACK.get(back, UNDO_BACK["study"]).format(uid=url_part(uid))

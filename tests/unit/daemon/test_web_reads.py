@@ -122,6 +122,8 @@ def test_a_read_is_undone_from_the_worklist_the_study_page_and_recently_read(
     assert uid in _open(site, people)
     again = browser.post(f"/studies/{uid}/undo-read", data={"csrf_token": csrf})
     assert again.status_code == 409 and "not marked read" in again.text
+    forged = browser.post("/studies/Call%20the%20helpdesk/undo-read", data={"csrf_token": csrf})
+    assert forged.status_code == 409 and "helpdesk" not in forged.text
     actions = [(e.actor, e.action, e.subject) for e in site.audit()]
     assert ("reader", "study.read_undone", uid) in actions
 
