@@ -15,7 +15,9 @@ from daemon.web.context import WebContext
 from daemon.worklist import (
     WorklistItem,
     next_open_after,
+    order_worklist,
     placement_reasons,
+    study_entries,
     worklist,
 )
 
@@ -108,27 +110,41 @@ def _items(
 
 @dataclass(frozen=True)
 class StudyPlace:
-    """Where a study stands on the worklist (reasons empty when it is not open) and the
-    study to read after it."""
+    """Whether a study is open, the band of its score and why it stands where it does."""
 
     open: bool
     band: str | None
     reasons: tuple[str, ...]
-    next_study: str | None
 
 
 def study_place(
     session: Session, ctx: WebContext, study_instance_uid: str, *, now: datetime | None = None
 ) -> StudyPlace:
-    """The study's place in the current reading order, and the next open study after it."""
-    items, names = _items(session, ctx, now or utcnow())
-    mine = next((i for i in items if i.entry.study_instance_uid == study_instance_uid), None)
-    return StudyPlace(
-        open=mine is not None,
-        band=None if mine is None or mine.not_assessed else mine.entry.band,
-        reasons=() if mine is None else placement_reasons(mine, names[0]),
-        next_study=next_open_after(items, study_instance_uid),
+    """The study's own flags in the reading order (its entry alone: no whole worklist)."""
+    bands = ctx.serving.current(session).bands
+    entries = study_entries(session, study_instance_uid=study_instance_uid)
+    items = order_worklist(
+        entries,
+        bands,
+        now=now or utcnow(),
+        max_wait=timedelta(minutes=ctx.settings.worklist.max_wait_minutes),
     )
+    if not items:
+        return StudyPlace(open=False, band=None, reasons=())
+    mine = items[0]
+    return StudyPlace(
+        open=True,
+        band=None if mine.not_assessed else mine.entry.band,
+        reasons=placement_reasons(mine, bands.cutoffs[0][0]),
+    )
+
+
+def next_study(
+    session: Session, ctx: WebContext, study_instance_uid: str, *, now: datetime | None = None
+) -> str | None:
+    """The open study to read after this one, in the current reading order."""
+    items, _ = _items(session, ctx, now or utcnow())
+    return next_open_after(items, study_instance_uid)
 
 
 def worklist_rows(

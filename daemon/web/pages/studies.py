@@ -23,7 +23,7 @@ from daemon.web.security import (
     Principal,
     context,
 )
-from daemon.web.views import Id, study_place, viewer_url
+from daemon.web.views import Id, next_study, study_place, viewer_url
 
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -84,6 +84,15 @@ def study_page(request: Request, uid: str, principal: User_) -> Response:
         overlay_alpha=context(request).settings.worker.overlay_alpha,
         max_comment=feedback.MAX_COMMENT,
     )
+
+
+@router.get("/studies/{uid}/next")
+def next_study_page(request: Request, uid: str, principal: User_, session: Reading) -> Response:
+    """The next open study after this one in reading order (the first open one when this
+    one is read); the worklist when there is none."""
+    found = next_study(session, context(request), uid)
+    target = "/worklist" if found is None else f"/studies/{url_part(found)}"
+    return RedirectResponse(target, status_code=303)
 
 
 @router.post("/studies/{uid}/feedback")

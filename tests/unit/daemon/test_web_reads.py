@@ -220,10 +220,13 @@ def test_viewer_link_next_study_and_times_in_the_site_zone(site: Site, people: P
 
     study = browser.get("/studies/1.2.3%264").text
     assert f'href="{quoted}" id="viewer-link"' in study
-    assert f'id="next-study" data-study="{second}"' in study
+    assert 'href="/studies/1.2.3%264/next" id="next-study"' in study
     assert "Received (America/New_York)" in study and "2026-07-01 12:30:00" in study
-    last = browser.get(f"/studies/{second}").text
-    assert 'id="no-next-study"' in last and 'id="next-study"' not in last
+    assert browser.get("/studies/1.2.3%264/next").headers["location"] == f"/studies/{second}"
+    assert browser.get(f"/studies/{second}/next").headers["location"] == "/worklist"
+    browser.post(f"/studies/{second}/read", data={"csrf_token": hidden_csrf(study)})
+    # Read: the next study is the first open one.
+    assert browser.get(f"/studies/{second}/next").headers["location"] == "/studies/1.2.3%264"
     items = site.client().get(f"{API}/worklist", headers=site.bearer(people.reader)).json()
     assert items[0]["viewer_url"] == "https://pacs.example/viewer?StudyInstanceUIDs=1.2.3%264&x=1"
 
