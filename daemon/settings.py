@@ -13,10 +13,13 @@ bad key; unknown keys are refused, so a typo never passes silently.
 from __future__ import annotations
 
 import ipaddress
+import string
 import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -47,6 +50,29 @@ AETitle = Annotated[
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+VIEWER_FIELDS = frozenset({"study_instance_uid", "accession_number"})
+
+
+def _viewer_template(value: str) -> str:
+    """The template unchanged when it is empty or an http(s) URL naming known fields."""
+    if not value.strip():
+        return ""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"unbalanced braces in the viewer URL template: {exc}") from exc
+    unknown = names - VIEWER_FIELDS
+    if unknown or not names:
+        raise ValueError(
+            "the viewer URL template must name {study_instance_uid} or {accession_number}"
+            + (f" and nothing else (found {sorted(unknown)})" if unknown else "")
+        )
+    scheme = urlsplit(value.format(study_instance_uid="x", accession_number="x")).scheme
+    if scheme.lower() not in ("http", "https"):
+        raise ValueError(f"the viewer URL must be http or https, not {scheme or 'relative'!r}")
+    return value
 
 
 def _networks(value: list[str]) -> list[str]:
@@ -295,6 +321,9 @@ class WorklistSettings(_Section):
     # A study waiting longer than this goes to the top (oldest first), whatever its
     # score, so routine studies are never starved by a stream of urgent ones.
     max_wait_minutes: Annotated[float, Field(gt=0, le=10_080)] = 120.0
+    # How long after a read (explicit or by feedback) the reader, or an admin, may undo
+    # it and put the study back on the worklist.
+    undo_minutes: Annotated[float, Field(ge=0, le=1440)] = 10.0
 
 
 class MonitoringSettings(_Section):
@@ -350,11 +379,30 @@ class WebSettings(_Section):
     # proxy every user has the proxy's address, and the per-address sign-in limit
     # would lock everyone out together.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # A link that opens a study in the site's PACS viewer: an http(s) URL naming
+    # {study_instance_uid} or {accession_number}; empty for no link.
+    viewer_url_template: Annotated[str, Field(max_length=2000)] = ""
+    # Times on the pages are shown in this IANA time zone (e.g. "Europe/Berlin").
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
 
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
         return _networks(value)
+
+    @field_validator("viewer_url_template")
+    @classmethod
+    def _valid_viewer_url(cls, value: str) -> str:
+        return _viewer_template(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _valid_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from exc
+        return value
 
     @model_validator(mode="after")
     def _tls_beyond_loopback(self) -> WebSettings:

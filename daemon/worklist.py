@@ -208,3 +208,39 @@ def worklist(
 ) -> list[WorklistItem]:
     """The open studies in reading order."""
     return order_worklist(study_entries(session), bands, now=now or utcnow(), max_wait=max_wait)
+
+
+# Why a study stands where it does, as stable codes (the API's ``reasons``).
+URGENT_BY_SCORE = "urgent_by_score"
+OVERDUE = "overdue"
+SENDER_HIGH = "sender_high"
+NOT_ASSESSED = "not_assessed"
+
+
+def placement_reasons(item: WorklistItem, top_band: str) -> tuple[str, ...]:
+    """Why the study stands where it does: its score's band is the top one, it waited
+    too long, its sender asked for HIGH priority, or an image was not assessed.
+
+    An overdue study with a low score is overdue, not urgent by score: its place comes
+    from its wait alone.
+    """
+    reasons = []
+    if not item.not_assessed and item.entry.band == top_band:
+        reasons.append(URGENT_BY_SCORE)
+    if item.overdue:
+        reasons.append(OVERDUE)
+    if item.entry.requested_priority == "HIGH":
+        reasons.append(SENDER_HIGH)
+    if item.not_assessed:
+        reasons.append(NOT_ASSESSED)
+    return tuple(reasons)
+
+
+def next_open_after(items: Sequence[WorklistItem], study_instance_uid: str) -> str | None:
+    """The study to read after this one: the next open study in reading order, or the
+    first open one when this study is no longer open (just read); None at the end."""
+    uids = [item.entry.study_instance_uid for item in items]
+    if study_instance_uid not in uids:
+        return uids[0] if uids else None
+    position = uids.index(study_instance_uid)
+    return uids[position + 1] if position + 1 < len(uids) else None

@@ -5,13 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Path
 
 from daemon.db.models import FeedbackLabel, utcnow
 from daemon.db.session import Session
 from daemon.web.context import WebContext
-from daemon.worklist import WorklistItem, worklist
+from daemon.worklist import (
+    WorklistItem,
+    next_open_after,
+    order_worklist,
+    placement_reasons,
+    study_entries,
+    worklist,
+)
 
 # A database id in a path: bounded, so a huge number is a 422, not an overflow.
 Id = Annotated[int, Path(ge=1, le=2**62)]
@@ -42,8 +50,10 @@ def waited(delta: timedelta) -> str:
 class WorklistRow:
     """One worklist line as shown.
 
-    A study placed as not assessed has no band (unless overdue or raised by its
-    sender) and shows no score: ``not_assessed`` with the reason and its sentence.
+    ``band`` is the band of the study's score (None when it stands as not assessed, with
+    no score shown: ``not_assessed`` with the reason and its sentence); ``reasons`` say
+    why it stands where it does (see :func:`daemon.worklist.placement_reasons`): an
+    overdue study with a low score keeps its low band and is badged overdue.
     """
 
     position: int
@@ -65,13 +75,28 @@ class WorklistRow:
     not_assessed_reason: str | None = None
     not_assessed_detail: str | None = None
     not_assessed_images: int = 0  # images of the study ChestAid could not assess
+    reasons: tuple[str, ...] = ()
+    viewer_url: str | None = None  # the study in the site's PACS viewer, when configured
 
 
-def worklist_rows(
-    session: Session, ctx: WebContext, *, now: datetime | None = None
-) -> list[WorklistRow]:
-    """The open studies in reading order, ready to show."""
-    now = now or utcnow()
+def viewer_url(
+    template: str, *, study_instance_uid: str, accession_number: str | None = None
+) -> str | None:
+    """The site's viewer link for a study (values URL-quoted); None without a template, or
+    when the template names an accession number the study does not have."""
+    if not template:
+        return None
+    if "{accession_number}" in template and not accession_number:
+        return None
+    return template.format(
+        study_instance_uid=quote(study_instance_uid, safe=""),
+        accession_number=quote(accession_number or "", safe=""),
+    )
+
+
+def _items(
+    session: Session, ctx: WebContext, now: datetime
+) -> tuple[list[WorklistItem], list[str]]:
     bands = ctx.serving.current(session).bands
     names = [name for name, _ in bands.cutoffs]
     items = worklist(
@@ -80,18 +105,67 @@ def worklist_rows(
         max_wait=timedelta(minutes=ctx.settings.worklist.max_wait_minutes),
         now=now,
     )
-    return [_row(index, item, names) for index, item in enumerate(items, start=1)]
+    return items, names
 
 
-def _row(position: int, item: WorklistItem, names: list[str]) -> WorklistRow:
+@dataclass(frozen=True)
+class StudyPlace:
+    """Whether a study is open, the band of its score and why it stands where it does."""
+
+    open: bool
+    band: str | None
+    reasons: tuple[str, ...]
+
+
+def study_place(
+    session: Session, ctx: WebContext, study_instance_uid: str, *, now: datetime | None = None
+) -> StudyPlace:
+    """The study's own flags in the reading order (its entry alone: no whole worklist)."""
+    bands = ctx.serving.current(session).bands
+    entries = study_entries(session, study_instance_uid=study_instance_uid)
+    items = order_worklist(
+        entries,
+        bands,
+        now=now or utcnow(),
+        max_wait=timedelta(minutes=ctx.settings.worklist.max_wait_minutes),
+    )
+    if not items:
+        return StudyPlace(open=False, band=None, reasons=())
+    mine = items[0]
+    return StudyPlace(
+        open=True,
+        band=None if mine.not_assessed else mine.entry.band,
+        reasons=placement_reasons(mine, bands.cutoffs[0][0]),
+    )
+
+
+def next_study(
+    session: Session, ctx: WebContext, study_instance_uid: str, *, now: datetime | None = None
+) -> str | None:
+    """The open study to read after this one, in the current reading order."""
+    items, _ = _items(session, ctx, now or utcnow())
+    return next_open_after(items, study_instance_uid)
+
+
+def worklist_rows(
+    session: Session, ctx: WebContext, *, now: datetime | None = None
+) -> list[WorklistRow]:
+    """The open studies in reading order, ready to show."""
+    items, names = _items(session, ctx, now or utcnow())
+    template = ctx.settings.web.viewer_url_template
+    return [_row(index, item, names, template) for index, item in enumerate(items, start=1)]
+
+
+def _row(position: int, item: WorklistItem, names: list[str], template: str) -> WorklistRow:
     # A study standing as not assessed shows no score, even that of another image.
     score = None if item.not_assessed else item.entry.score
+    band = None if item.not_assessed else item.entry.band
     unjudged = item.entry.not_assessed
     return WorklistRow(
         position=position,
         study_instance_uid=item.entry.study_instance_uid,
-        band=item.band,
-        band_rank=names.index(item.band) if item.band in names else len(names) - 1,
+        band=band,
+        band_rank=names.index(band) if band in names else len(names) - 1,
         score=score,
         threshold=item.entry.threshold,
         above_threshold=None if score is None else score >= item.entry.threshold,
@@ -107,4 +181,6 @@ def _row(position: int, item: WorklistItem, names: list[str]) -> WorklistRow:
         not_assessed_reason=unjudged.reason if unjudged else None,
         not_assessed_detail=unjudged.detail if unjudged else None,
         not_assessed_images=unjudged.count if unjudged else 0,
+        reasons=placement_reasons(item, names[0]),
+        viewer_url=viewer_url(template, study_instance_uid=item.entry.study_instance_uid),
     )

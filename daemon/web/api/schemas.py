@@ -52,8 +52,8 @@ class WorklistItemOut(FromDomain):
     position: int
     study_instance_uid: str
     band: str | None = Field(
-        description="None when the study stands as not assessed (unless overdue or raised "
-        "by its sender)"
+        description="the band of the study's score; None when it stands as not assessed. An "
+        "overdue or sender-HIGH study keeps its score's band: see reasons for its place"
     )
     score: float | None = Field(
         description="calibrated probability of pneumonia (triage, not diagnosis); None when "
@@ -76,6 +76,15 @@ class WorklistItemOut(FromDomain):
     images: int
     model_version: str
     calibration_version: int
+    reasons: list[Literal["urgent_by_score", "overdue", "sender_high", "not_assessed"]] = Field(
+        description="why the study stands where it does: its score is in the top band, it "
+        "waited longer than the maximum, its sender asked for HIGH priority, an image was "
+        "not assessed"
+    )
+    viewer_url: str | None = Field(
+        description="the study in the site's PACS viewer (web.viewer_url_template); None "
+        "when not configured"
+    )
 
 
 class ImageOut(FromDomain):
@@ -137,6 +146,28 @@ class FeedbackIn(BaseModel):
 class ReadOut(BaseModel):
     study_instance_uid: str
     newly_read: bool
+
+
+class UndoneReadOut(FromDomain):
+    study_instance_uid: str
+    read_by: str
+    via: str = Field(description="explicit (marked read) or feedback")
+    feedback_removed: bool = Field(
+        description="a read made by feedback takes the feedback with it (kept in the audit log)"
+    )
+
+
+class RecentReadOut(FromDomain):
+    study_instance_uid: str
+    read_by: str
+    read_at: datetime
+    via: str = Field(description="explicit (marked read) or feedback")
+    feedback_label: str | None
+    band: str | None = Field(description="the band of the study's score")
+    score: float | None
+    threshold: float | None
+    undo_until: datetime
+    undoable: bool = Field(description="whether the caller may undo it now")
 
 
 class RateOut(BaseModel):

@@ -1,4 +1,5 @@
-// ChestAid's page scripts: worklist refresh, heatmap opacity, image analysis.
+// ChestAid's page scripts: worklist refresh, heatmap opacity, image analysis, the
+// confirmation before dismissing an urgent study, and keyboard shortcuts.
 "use strict";
 
 function setupViewers(root) {
@@ -116,8 +117,88 @@ function setupAnalyse() {
   });
 }
 
+// A form with data-confirm asks first; when confirmed it says so to the server, which
+// refuses an urgent study's dismissal without it (a page without this script is asked
+// again by the server).
+function setupConfirmations() {
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+        return;
+      }
+      const field = form.querySelector("input[name=confirm_urgent]");
+      if (field) field.value = "yes";
+    });
+  });
+}
+
+function typing(event) {
+  const target = event.target;
+  if (!(target instanceof HTMLElement)) return false;
+  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+}
+
+// Worklist: j/k move the selection, Enter opens it, n opens the first study. The
+// selection is kept by study UID across the periodic refresh.
+function setupWorklistKeys() {
+  const body = document.getElementById("worklist-rows");
+  if (!body) return;
+  let selected = null;
+  const rows = () => [...body.querySelectorAll("tr.row")];
+  const show = () => {
+    rows().forEach((row) => {
+      const on = row.dataset.study === selected;
+      row.classList.toggle("selected", on);
+      if (on) row.setAttribute("aria-selected", "true"); else row.removeAttribute("aria-selected");
+    });
+  };
+  const move = (step) => {
+    const all = rows();
+    if (all.length === 0) return;
+    const at = all.findIndex((row) => row.dataset.study === selected);
+    const next = at < 0 ? 0 : Math.min(Math.max(at + step, 0), all.length - 1);
+    selected = all[next].dataset.study;
+    show();
+    all[next].scrollIntoView({ block: "nearest" });
+  };
+  const open = (row) => {
+    const link = row && row.querySelector("a.open-study");
+    if (link) window.location.assign(link.href);
+  };
+  new MutationObserver(show).observe(body, { childList: true });
+  document.addEventListener("keydown", (event) => {
+    if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "j") move(1);
+    else if (event.key === "k") move(-1);
+    else if (event.key === "Enter" && selected && !event.target.closest("a, button")) {
+      open(rows().find((row) => row.dataset.study === selected));
+    }
+    else if (event.key === "n") open(rows()[0]);
+    else return;
+    event.preventDefault();
+  });
+}
+
+// Study page: n opens the next open study, w the worklist.
+function setupStudyKeys() {
+  const nav = document.getElementById("study-nav");
+  if (!nav) return;
+  document.addEventListener("keydown", (event) => {
+    if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+    const link = { n: "next-study", w: "back-to-worklist" }[event.key];
+    const target = link && document.getElementById(link);
+    if (!target) return;
+    event.preventDefault();
+    window.location.assign(target.href);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupViewers(document);
   setupWorklist();
   setupAnalyse();
+  setupConfirmations();
+  setupWorklistKeys();
+  setupStudyKeys();
 });

@@ -550,7 +550,7 @@ def test_pages_show_a_saturated_score_apart_from_its_threshold(site: Site, peopl
     assert score.group(1) != threshold.group(1)
     assert float(score.group(1).rstrip(" %")) < float(threshold.group(1).rstrip(" %"))
     row = reader.get("/worklist/rows").text
-    shown = re.search(r'data-score="[^"]*">([^<]+)<span class="muted"> / ([^<]+)</span>', row)
+    shown = re.search(r'data-score="[^"]*"[^>]*>([^<]+)<span class="muted"> / ([^<]+)</span>', row)
     assert shown is not None, row
     assert float(shown.group(1).rstrip(" %")) < float(shown.group(2).rstrip(" %"))
 
