@@ -156,8 +156,9 @@ PLAUSIBLE_FORM = {
     "current": PASSWORD,
     "new": "a forged new password",
     "again": "a forged new password",
-    "min_cases": "10",
+    "min_cases": "100",
     "target_sensitivity": "0.9",
+    "confirm_changes": "0",
 }
 
 
@@ -170,6 +171,7 @@ PLAUSIBLE_JSON = {
     "password": PASSWORD,
     "current": PASSWORD,
     "new": "a forged new password",
+    "confirm_changes": 0,
 }
 
 
@@ -214,6 +216,7 @@ def test_every_page_form_post_needs_the_sessions_csrf_token(
         "/admin/users",
         "/admin/users/{user_id}",
         "/admin/calibration/fit",
+        "/admin/calibration/{version}/activate",
     } <= paths
     before = _state(site)
     for route in posts:
@@ -318,6 +321,7 @@ def test_a_radiologist_reads_but_cannot_administer(site: Site, people: People) -
         f"{API}/feedback",
         f"{API}/calibrations",
         f"{API}/calibrations/{{version}}/activate",
+        f"{API}/calibrations/{{version}}/review",
     } <= {r.path for r in admin_api}
     for route in admin_api:
         for method in sorted(route.methods):
