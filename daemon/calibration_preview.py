@@ -26,6 +26,25 @@ from daemon.settings import Band
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A calibration that could be put in use: a local version, or the bundle's own (0)."""
+
+    version: int
+    model_version: str
+    calibrator: dict[str, Any]
+    threshold: float
+
+    @classmethod
+    def of_row(cls, row: CalibrationVersion) -> Candidate:
+        """A stored local version.
+
+        Raises:
+            ValueError: its calibrator is not JSON.
+        """
+        return cls(row.version, row.model_version, json.loads(row.calibrator), row.threshold)
+
+
+@dataclass(frozen=True)
 class Preview:
     """Studies of the last ``days`` days: how many would change band, and which way.
 
@@ -55,13 +74,13 @@ class Preview:
 
 def preview(
     session: Session,
-    row: CalibrationVersion,
+    row: Candidate,
     *,
     bands: Sequence[Band],
     days: int,
     now: datetime | None = None,
 ) -> Preview:
-    """Re-score the studies of the last ``days`` days with ``row`` and count the changes.
+    """Re-score the studies of the last ``days`` days with a candidate and count the changes.
 
     Raises:
         chestaid.errors.CalibrationError: the row's calibrator cannot be read.
@@ -80,7 +99,7 @@ def preview(
     ).all()
     resolved = PriorityBands.resolve(bands, row.threshold)
     names = [name for name, _ in resolved.cutoffs]  # highest first
-    calibrator = calibrator_from_dict(json.loads(row.calibrator))
+    calibrator = calibrator_from_dict(row.calibrator)
     scores = calibrator.predict_proba(np.array([r.logit for r in rows], dtype=np.float64))
     # Per study: (best rank before, best rank after, flagged before, flagged after);
     # rank 0 is the top band, None a stored band no longer configured.

@@ -46,7 +46,8 @@ from chestaid.errors import CalibrationError, ConfigurationError
 from chestaid.metrics import confusion_at, ece, wilson_interval
 from chestaid.threshold import RULE, governed_threshold
 from daemon import audit
-from daemon.calibration_preview import Preview, preview
+from daemon.calibration_preview import Candidate, Preview, preview
+from daemon.calibration_review import Review, review_row
 from daemon.db.models import CalibrationState, CalibrationVersion, utcnow
 from daemon.db.session import SessionFactory, reading, writing
 from daemon.errors import DaemonError
@@ -83,15 +84,6 @@ class ConfirmationMismatchError(RecalibrationError):
             f"studies of the last {found.days} days, but {given}; review the preview and "
             f"confirm {found.changed}"
         )
-
-
-def floors_of(settings: CalibrationSettings) -> Floors:
-    """The minimums in force: the settings' (never below the hard floors)."""
-    return Floors(
-        cases=max(settings.min_cases, HARD_FLOORS.cases),
-        positives=max(settings.min_positives, HARD_FLOORS.positives),
-        negatives=max(settings.min_negatives, HARD_FLOORS.negatives),
-    )
 
 
 @dataclass(frozen=True)
@@ -306,56 +298,11 @@ def store(session: Session, fitted: Fitted, *, user: str) -> CalibrationVersion:
     return row
 
 
-def version_reasons(row: CalibrationVersion, floors: Floors = HARD_FLOORS) -> list[str]:
-    """Why a stored version must not be activated (empty when it may), from its row alone."""
-    try:
-        calibrator = json.loads(row.calibrator)
-        report = json.loads(row.report)
-    except ValueError:
-        return ["the version's calibrator or report is not readable"]
-    if not isinstance(calibrator, dict) or not isinstance(report, dict):
-        return ["the version's calibrator or report is not readable"]
-    reasons = calibrator_reasons(calibrator)
-    try:
-        facts = FitFacts.from_dict(report["guardrail_facts"])
-    except (KeyError, TypeError, ValueError):
-        return [
-            *reasons,
-            "the version has no record of the cases it was fitted on and its cross-validated "
-            "sensitivity, so it cannot be checked; fit it again",
-        ]
-    if (facts.threshold, facts.cases, facts.target_sensitivity) != (
-        row.threshold,
-        row.n_cases,
-        row.target_sensitivity,
-    ):
-        reasons.append("the version's threshold or cases differ from the record it was checked on")
-    return reasons + fit_reasons(facts, floors)
-
-
 def _row(session: Session, version: int) -> CalibrationVersion:
     row = session.scalar(select(CalibrationVersion).where(CalibrationVersion.version == version))
     if row is None:
         raise NoSuchVersionError(f"no calibration version {version}")
     return row
-
-
-@dataclass(frozen=True)
-class Review:
-    """A version as it would be activated now: the guardrails' reasons and the preview."""
-
-    version: int
-    reasons: list[str]
-    preview: Preview | None  # None when refused: a refused version is never previewed
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values."""
-        return {
-            "version": self.version,
-            "refused": bool(self.reasons),
-            "reasons": self.reasons,
-            "preview": None if self.preview is None else self.preview.to_dict(),
-        }
 
 
 def review(
@@ -371,15 +318,7 @@ def review(
     Raises:
         NoSuchVersionError: no such version.
     """
-    row = _row(session, version)
-    reasons = version_reasons(row, floors_of(settings))
-    if reasons:
-        return Review(version, reasons, None)
-    try:
-        found = preview(session, row, bands=bands, days=settings.preview_days, now=now)
-    except (CalibrationError, ConfigurationError) as exc:
-        return Review(version, [f"the version cannot be applied: {exc}"], None)
-    return Review(version, [], found)
+    return review_row(session, _row(session, version), bands=bands, settings=settings, now=now)
 
 
 def activate(
@@ -435,18 +374,42 @@ def activate(
     return row, found.preview
 
 
-def deactivate(session: Session, *, model_version: str, user: str) -> int | None:
-    """Go back to the bundle's own calibration; returns the version retired, if any."""
+def deactivate(
+    session: Session,
+    *,
+    model_version: str,
+    user: str,
+    bundle: Candidate | None = None,
+    bands: Sequence[Band] = (),
+    settings: CalibrationSettings | None = None,
+    now: datetime | None = None,
+) -> int | None:
+    """Go back to the bundle's own calibration; returns the version retired, if any.
+
+    Never refused, nor held for a confirmation: it is the way back. With the bundle's
+    calibration (``bundle``), the bands and the settings, the audit entry also counts
+    the recent studies whose band it changes.
+    """
     current = active_version(session, model_version=model_version)
     if current is None:
         return None
     current.state = CalibrationState.RETIRED
+    detail: dict[str, Any] = {"version": "bundle", "previous": current.version, "now": "bundle"}
+    if bundle is not None and bands and settings is not None:
+        try:
+            found = preview(session, bundle, bands=bands, days=settings.preview_days, now=now)
+        except (CalibrationError, ConfigurationError) as exc:
+            # The way back is never blocked; the entry says why it has no counts.
+            detail["preview"] = f"not counted: {exc}"
+        else:
+            counts = found.to_dict()
+            detail["preview"] = {k: counts[k] for k in counts if k != "version"}
     audit.record(
         session,
         actor=user,
         action="calibration.deactivated",
         subject=f"v{current.version}",
-        detail={"version": "bundle", "previous": current.version, "now": "bundle"},
+        detail=detail,
     )
     return current.version
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from chestaid.display import interval_text, score_text
-from daemon import accounts, maintenance, recalibration
+from daemon import accounts, calibration_review, maintenance, recalibration
 from daemon import monitoring as monitoring_queries
 from daemon.cli.common import database, emit, out
 from daemon.db.models import UserRole
@@ -21,7 +21,7 @@ def _threshold_interval(report_json: str) -> str:
     return interval_text(*spread) if spread else interval_text(None, None)
 
 
-def _print_review(found: recalibration.Review) -> None:
+def _print_review(found: calibration_review.Review) -> None:
     """The guardrails' reasons, or the preview, one fact a line."""
     if found.preview is None:
         out(f"calibration version {found.version} cannot be activated:")
@@ -42,7 +42,8 @@ def _print_review(found: recalibration.Review) -> None:
 def calibration(settings: Settings, args: argparse.Namespace) -> int:
     """Fit, list, activate and deactivate local calibration versions."""
     with database(settings) as sessions:
-        served = Serving(settings.model, settings.priority.bands, sessions).current()
+        serving = Serving(settings.model, settings.priority.bands, sessions)
+        served = serving.current()
         command = args.calibration_command
         if command == "fit":
             target = args.target_sensitivity
@@ -55,7 +56,7 @@ def calibration(settings: Settings, args: argparse.Namespace) -> int:
                 bundle_calibration_version=served.bundle_calibration_version,
                 target_sensitivity=target,
                 min_cases=args.min_cases,
-                floors=recalibration.floors_of(settings.calibration),
+                floors=calibration_review.floors_of(settings.calibration),
                 user=args.user,
             )
             with reading(sessions) as session:
@@ -90,7 +91,12 @@ def calibration(settings: Settings, args: argparse.Namespace) -> int:
                 )
             elif command == "deactivate":
                 retired = recalibration.deactivate(
-                    session, model_version=served.model_version, user=args.user
+                    session,
+                    model_version=served.model_version,
+                    user=args.user,
+                    bundle=serving.bundle_candidate(),
+                    bands=settings.priority.bands,
+                    settings=settings.calibration,
                 )
                 out(
                     "the bundle's calibration in use"

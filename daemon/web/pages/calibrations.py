@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from chestaid.errors import BundleError, CalibrationError
 from chestaid.threshold import GovernedThreshold
-from daemon import recalibration
+from daemon import calibration_review, recalibration
 from daemon.db.session import writing
 from daemon.web.context import WebContext
 from daemon.web.database import Reading, Writing
@@ -85,7 +85,7 @@ def calibration_page(
         bundle_threshold=_bundle_threshold(ctx),
         active=next((r for r in rows if r["state"] == "active"), None),
         message=_banner(done, version),
-        floors=recalibration.floors_of(ctx.settings.calibration),
+        floors=calibration_review.floors_of(ctx.settings.calibration),
     )
 
 
@@ -154,6 +154,9 @@ def deactivate(request: Request, principal: AdminPost, session: Writing) -> Resp
         session,
         model_version=ctx.serving.current().model_version,
         user=principal.username,
+        bundle=ctx.serving.bundle_candidate(),
+        bands=ctx.settings.priority.bands,
+        settings=ctx.settings.calibration,
     )
     return RedirectResponse("/admin/calibration?done=bundle", status_code=303)
 
@@ -185,7 +188,7 @@ def fit(
             bundle_calibration_version=served.bundle_calibration_version,
             target_sensitivity=target,
             min_cases=min_cases,
-            floors=recalibration.floors_of(ctx.settings.calibration),
+            floors=calibration_review.floors_of(ctx.settings.calibration),
             user=principal.username,
         )
     except recalibration.RecalibrationError as exc:

@@ -21,7 +21,7 @@ from chestaid.calibration.guardrails import (
     calibrator_reasons,
     fit_reasons,
 )
-from daemon import audit, recalibration
+from daemon import audit, calibration_review, recalibration
 from daemon.db.models import CalibrationState, utcnow
 from daemon.db.session import SessionFactory, reading, writing
 from daemon.recalibration import (
@@ -94,7 +94,7 @@ def test_the_minimums_cannot_be_set_below_the_floors(sessions: SessionFactory) -
     for key, value in (("min_cases", 99), ("min_positives", 19), ("min_negatives", 10)):
         with pytest.raises(ValidationError):
             CalibrationSettings(**{key: value})
-    raised = recalibration.floors_of(CalibrationSettings(min_cases=150, min_positives=40))
+    raised = calibration_review.floors_of(CalibrationSettings(min_cases=150, min_positives=40))
     assert (raised.cases, raised.positives, raised.negatives) == (150, 40, 20)
     # A fit's own minimum may raise the floor, never lower it.
     with pytest.raises(RecalibrationError, match="cannot be set below 100"), reading(sessions) as s:

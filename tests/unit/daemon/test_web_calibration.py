@@ -111,6 +111,17 @@ def test_the_review_page_refuses_or_previews_and_activation_checks_the_count(
     audit_page = admin.get("/admin/audit").text
     assert "calibration.activated" in audit_page
 
+    # The way back is one click (never held), and audited with what it changes.
+    answer = admin.post("/admin/calibration/deactivate", data={"csrf_token": csrf})
+    assert answer.headers["location"] == "/admin/calibration?done=bundle"
+    (back,) = [e for e in site.audit() if e.action == "calibration.deactivated"]
+    detail = json.loads(back.detail or "{}")
+    assert (back.actor, detail["previous"], detail["version"]) == ("admin", 3, "bundle")
+    assert detail["preview"]["studies"] == 3
+    assert (
+        detail["preview"]["changed"] == detail["preview"]["raised"] + detail["preview"]["lowered"]
+    )
+
 
 def test_the_api_reviews_and_activates_with_the_same_confirmation(site: Site) -> None:
     _versions(site)
