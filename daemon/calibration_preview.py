@@ -98,40 +98,44 @@ def preview(
         )
     ).all()
     resolved = PriorityBands.resolve(bands, row.threshold)
-    names = [name for name, _ in resolved.cutoffs]  # highest first
+    names = [name for name, _ in resolved.cutoffs]  # highest first: rank 0 is the top band
+    minimums = np.array([minimum for _, minimum in resolved.cutoffs])
     calibrator = calibrator_from_dict(row.calibrator)
     scores = calibrator.predict_proba(np.array([r.logit for r in rows], dtype=np.float64))
-    # Per study: (best rank before, best rank after, flagged before, flagged after);
-    # rank 0 is the top band, None a stored band no longer configured.
-    per_study: dict[str, list[Any]] = {}
-    for r, score in zip(rows, scores, strict=True):
-        before = names.index(r.priority) if r.priority in names else None
-        after = names.index(resolved.assign(float(score)))
-        seen = per_study.get(r.study_instance_uid)
-        if seen is None:
-            per_study[r.study_instance_uid] = [
-                before,
-                after,
-                bool(r.above_threshold),
-                bool(score >= row.threshold),
-            ]
-            continue
-        seen[0] = None if seen[0] is None or before is None else min(seen[0], before)
-        seen[1] = min(seen[1], after)
-        seen[2] = seen[2] or bool(r.above_threshold)
-        seen[3] = seen[3] or bool(score >= row.threshold)
-    compared = [s for s in per_study.values() if s[0] is not None]
-    raised = sum(1 for s in compared if s[1] < s[0])
-    lowered = sum(1 for s in compared if s[1] > s[0])
+    # The candidate's band of each image: the first (highest) whose minimum it reaches,
+    # the lowest band when it reaches none (as PriorityBands.assign).
+    reached = scores[:, None] >= minimums[None, :]
+    after = np.where(reached.any(axis=1), reached.argmax(axis=1), len(names) - 1)
+    unknown = len(names)  # a stored band no longer configured
+    before = np.array([names.index(r.priority) if r.priority in names else unknown for r in rows])
+    flagged_before = np.array([bool(r.above_threshold) for r in rows])
+    flagged_after = scores >= row.threshold
+    # Per study (the highest band of its images, as on the worklist).
+    _, study = np.unique([r.study_instance_uid for r in rows], return_inverse=True)
+    n = int(study.max()) + 1 if rows else 0
+    best_before = np.full(n, unknown + 1)
+    best_after = np.full(n, unknown + 1)
+    np.minimum.at(best_before, study, before)
+    np.minimum.at(best_after, study, after)
+    # A study with any image in a band no longer configured is not compared.
+    has_unknown = np.zeros(n, dtype=bool)
+    np.logical_or.at(has_unknown, study, before == unknown)
+    any_before = np.zeros(n, dtype=bool)
+    any_after = np.zeros(n, dtype=bool)
+    np.logical_or.at(any_before, study, flagged_before)
+    np.logical_or.at(any_after, study, flagged_after)
+    compared = ~has_unknown
+    raised = int(np.sum(compared & (best_after < best_before)))
+    lowered = int(np.sum(compared & (best_after > best_before)))
     return Preview(
         version=row.version,
         days=days,
         since=since,
-        studies=len(per_study),
+        studies=n,
         changed=raised + lowered,
         raised=raised,
         lowered=lowered,
-        flagged_before=sum(1 for s in per_study.values() if s[2]),
-        flagged_after=sum(1 for s in per_study.values() if s[3]),
-        not_compared=len(per_study) - len(compared),
+        flagged_before=int(any_before.sum()),
+        flagged_after=int(any_after.sum()),
+        not_compared=int(has_unknown.sum()),
     )

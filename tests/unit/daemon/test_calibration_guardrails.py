@@ -253,6 +253,13 @@ def test_the_preview_counts_band_changes_both_ways(sessions: SessionFactory) -> 
     p = found.preview
     assert (p.studies, p.changed, p.raised, p.lowered) == (5, 3, 2, 1)
     assert (p.flagged_before, p.flagged_after, p.not_compared) == (2, 3, 0)
+    # A model with no recent studies: nothing would change.
+    stored_version(
+        sessions, version=3, model_version="unused", calibrator=PLATT_IDENTITY, threshold=0.5
+    )
+    with reading(sessions) as s:
+        empty = recalibration.review(s, version=3, bands=BANDS, settings=SETTINGS).preview
+    assert empty is not None and (empty.studies, empty.changed, empty.flagged_after) == (0, 0, 0)
 
 
 def test_activation_needs_the_count_confirmed_and_is_audited(sessions: SessionFactory) -> None:
