@@ -37,6 +37,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from chestaid.calibration.guardrails import HARD_FLOORS
 from chestaid.errors import ConfigurationError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "chestaid.toml"
@@ -350,6 +351,20 @@ class MonitoringSettings(_Section):
     retention_days: Annotated[int, Field(ge=0, le=36_500)] = 30
 
 
+class CalibrationSettings(_Section):
+    """Local recalibration: the cases a fit needs, and the preview before activation.
+
+    The minimums may be raised, never set below the hard floors of
+    :mod:`chestaid.calibration.guardrails` (100 cases, 20 of each class).
+    """
+
+    min_cases: Annotated[int, Field(ge=HARD_FLOORS.cases, le=1_000_000)] = HARD_FLOORS.cases
+    min_positives: Annotated[int, Field(ge=HARD_FLOORS.positives)] = HARD_FLOORS.positives
+    min_negatives: Annotated[int, Field(ge=HARD_FLOORS.negatives)] = HARD_FLOORS.negatives
+    # The preview re-scores the studies scored in this many days before activation.
+    preview_days: Annotated[int, Field(ge=1, le=365)] = 30
+
+
 class WebSettings(_Section):
     """The web interface and JSON API (the ``web`` role)."""
 
@@ -451,6 +466,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit = cal_sub.add_parser(
         "fit", parents=[common], help="fit a pending version on labelled studies"
     )
-    fit.add_argument("--min-cases", type=int, default=100)
+    fit.add_argument(
+        "--min-cases",
+        type=int,
+        default=None,
+        help="raise the minimum of labelled studies for this fit (never below [calibration])",
+    )
     fit.add_argument(
         "--target-sensitivity",
         type=float,
@@ -97,8 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--user", required=True)
     cal_sub.add_parser("list", parents=[common], help="every version and which is active")
+    rev = cal_sub.add_parser(
+        "review", parents=[common], help="the guardrails and what a version would change"
+    )
+    rev.add_argument("version", type=int)
     act = cal_sub.add_parser("activate", parents=[common], help="use a version for new studies")
     act.add_argument("version", type=int)
+    act.add_argument(
+        "--confirm-changes",
+        type=int,
+        required=True,
+        metavar="N",
+        help="the number of recent studies that would change band, as `review` counts it",
+    )
     act.add_argument("--user", required=True)
     deact = cal_sub.add_parser("deactivate", parents=[common], help="go back to the bundle's own")
     deact.add_argument("--user", required=True)

@@ -30,6 +30,10 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
+from chestaid.bundle import read_manifest
+from daemon.db.session import SessionFactory, make_engine, make_session_factory
+from tests.bundles import unchecked_default_bundle
+from tests.calibration_cases import informative, label_studies, uninformative
 from tests.daemon_harness import Daemon, storescu
 from tests.dicom_factory import chest_pixels, make_dx, require_tool
 
@@ -167,6 +171,16 @@ def choose_password(page: Page, current: str, new: str) -> None:
 
 def csrf_token(page: Page) -> str:
     return page.locator("input[name=csrf_token]").first.input_value()
+
+
+def daemon_sessions(daemon: Daemon) -> SessionFactory:
+    """Units of work on the running daemon's database (to make labelled studies)."""
+    return make_session_factory(make_engine(daemon.db_url))
+
+
+def served_model() -> str:
+    """The version of the model the test daemon serves."""
+    return read_manifest(unchecked_default_bundle()).version
 
 
 def chest_png(seed: int) -> bytes:
@@ -334,8 +348,12 @@ def test_reading_and_administering_in_a_browser(tmp_path: Path, daemon: Daemon, 
     shots.take(page, "feedback-report")
 
     page.goto("/admin/calibration")
-    page.locator("#fit-form input[name=min_cases]").fill("10")
     if shots.wanted:
+        # A fit needs 100 labelled studies: the rest are made up beside the phantoms.
+        logits, labels = informative(160)
+        label_studies(
+            daemon_sessions(daemon), logits, labels, model_version=served_model(), prefix="8"
+        )
         page.locator("#fit-form button[type=submit]").click()
         expect(page.locator("#calibration-message")).to_contain_text("fitted")
         expect(page.locator("#calibration-versions tbody tr")).to_have_count(1)
@@ -343,7 +361,9 @@ def test_reading_and_administering_in_a_browser(tmp_path: Path, daemon: Daemon, 
     else:
         errors.expected.add(("/admin/calibration/fit", 422))
         page.locator("#fit-form button[type=submit]").click()
-        expect(page.locator("#error-message")).to_contain_text("1 labelled studies")
+        expect(page.locator("#error-message")).to_contain_text(
+            "1 labelled studies; at least 100 are needed"
+        )
 
     # A radiologist account, with a one-time password shown once.
     page.goto("/admin/users")
@@ -414,3 +434,58 @@ def test_reading_and_administering_in_a_browser(tmp_path: Path, daemon: Daemon, 
     assert errors.seen == [], errors.seen
     if shots.wanted:
         assert sorted(shots.taken) == sorted(SCREENSHOTS)
+
+
+def test_an_admin_activates_only_a_sound_calibration_confirming_its_changes(
+    daemon: Daemon, page: Page
+) -> None:
+    """Issue 14, item 1: a degenerate fit is refused with its reason on the page; a
+    sound one shows how many recent studies would change band, activation needs that
+    number typed in (a wrong one is refused), and the audit page shows the activation."""
+    errors = ConsoleErrors()
+    errors.watch(page)
+    sessions = daemon_sessions(daemon)
+    logits, labels = uninformative(120)
+    label_studies(sessions, logits, labels, model_version=served_model(), prefix="7")
+    first_password = one_time_password(daemon)
+    sign_in(page, "admin", first_password)
+    choose_password(page, first_password, ADMIN_PASSWORD)
+
+    page.goto("/admin/calibration")
+    expect(page.locator("#calibration-floors")).to_contain_text("at least 100 labelled studies")
+    errors.expected.add(("/admin/calibration/fit", 422))
+    page.locator("#fit-form button[type=submit]").click()
+    expect(page.locator("#error-message")).to_contain_text("refused")
+    expect(page.locator("#error-message")).to_contain_text("Platt slope")
+
+    # More studies whose scores tell pneumonia apart: the fit now holds.
+    logits, labels = informative(200)
+    label_studies(sessions, logits, labels, model_version=served_model(), prefix="8")
+    page.goto("/admin/calibration")
+    page.locator("#fit-form button[type=submit]").click()
+    expect(page.locator("#calibration-message")).to_contain_text("fitted")
+    pending = page.locator("#calibration-versions tbody tr[data-state=pending]")
+    expect(pending).to_have_count(1)
+    version = pending.get_attribute("data-version")
+    pending.locator("a.review").click()
+    changed = int(page.locator("#preview-changed").inner_text())
+    assert changed > 0  # the studies were banded on the bundle's threshold
+    expect(page.locator("#preview")).to_contain_text("320 studies scored in the last 30 days")
+
+    errors.expected.add((f"/admin/calibration/{version}/activate", 422))
+    page.locator("#activate-form input[name=confirm_changes]").fill(str(changed + 1))
+    page.locator("#activate-form button[type=submit]").click()
+    expect(page.locator("#error-message")).to_contain_text(f"confirm {changed}")
+    page.goto(f"/admin/calibration/{version}/review")
+    page.locator("#activate-form input[name=confirm_changes]").fill(str(changed))
+    page.locator("#activate-form button[type=submit]").click()
+    expect(page.locator("#calibration-message")).to_have_text(
+        f"Version {version} is in use for the next study scored."
+    )
+    expect(page.locator("#calibration-in-use")).to_contain_text(f"local v{version}")
+
+    page.goto("/admin/audit")
+    trail = page.locator("#audit")
+    expect(trail).to_contain_text("calibration.refused")
+    expect(trail).to_contain_text("calibration.activated")
+    assert errors.seen == [], errors.seen

@@ -234,6 +234,30 @@ class CalibrationOut(FromDomain):
     activated_at: datetime | None
 
 
+class CalibrationPreviewOut(BaseModel):
+    days: int
+    since: datetime
+    studies: int
+    changed: int
+    raised: int
+    lowered: int
+    flagged_before: int
+    flagged_after: int
+    not_compared: int
+
+
+class CalibrationReviewOut(BaseModel):
+    version: int
+    refused: bool
+    reasons: list[str]
+    preview: CalibrationPreviewOut | None
+
+
+class CalibrationActivateIn(BaseModel):
+    # The number of recent studies that would change band, as the review counted it.
+    confirm_changes: int = Field(ge=0, le=10**9)
+
+
 class AnalysisOut(BaseModel):
     filename: str
     sha256: str

@@ -158,8 +158,9 @@ PLAUSIBLE_FORM = {
     "current": PASSWORD,
     "new": "a forged new password",
     "again": "a forged new password",
-    "min_cases": "10",
+    "min_cases": "100",
     "target_sensitivity": "0.9",
+    "confirm_changes": "0",
 }
 
 
@@ -172,6 +173,7 @@ PLAUSIBLE_JSON = {
     "password": PASSWORD,
     "current": PASSWORD,
     "new": "a forged new password",
+    "confirm_changes": 0,
 }
 
 
@@ -220,6 +222,7 @@ def test_every_page_form_post_needs_the_sessions_csrf_token(
         "/admin/images/{job_id}/retry",
         "/admin/deliveries/retry",
         "/admin/deliveries/{delivery_id}/retry",
+        "/admin/calibration/{version}/activate",
     } <= paths
     before = _state(site)
     for route in posts:
@@ -338,6 +341,7 @@ def test_a_radiologist_reads_but_cannot_administer(site: Site, people: People) -
         f"{API}/deliveries",
         f"{API}/deliveries/retry",
         f"{API}/audit",
+        f"{API}/calibrations/{{version}}/review",
     } <= {r.path for r in admin_api}
     for route in admin_api:
         for method in sorted(route.methods):
