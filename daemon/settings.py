@@ -343,6 +343,8 @@ class WebSettings(_Section):
     login_max_failures_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
     login_window_minutes: Annotated[float, Field(gt=0, le=1440)] = 15.0
     min_password_length: Annotated[int, Field(ge=8, le=128)] = 12
+    # The least zxcvbn strength score (0-4) a chosen password needs; below 2 is not allowed.
+    min_password_score: Annotated[int, Field(ge=2, le=4)] = 3
     worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15
     worklist_rows: Annotated[int, Field(ge=10, le=10_000)] = 200  # shown on the page
     upload_max_mb: Annotated[int, Field(ge=1, le=1024)] = 64

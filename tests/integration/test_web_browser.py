@@ -43,7 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ADMIN_PASSWORD = "admin-chooses-this-one"
+ADMIN_PASSWORD = "site-chief-picks-this-one"
 READER = "dr.reader"
 READER_PASSWORD = "reader-chooses-this-one"
 COMMENT = "right lower lobe consolidation"
