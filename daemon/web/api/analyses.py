@@ -90,6 +90,7 @@ async def analyse(
                 model=model,
                 max_pixels=ctx.settings.worker.max_pixels,
                 max_bytes=limit,
+                max_decoded_bytes=ctx.settings.web.upload_max_decoded_mb * 2**20,
             )
         except (ChestAidError, imaging.UploadError) as exc:
             raise HTTPException(imaging.http_status(exc), str(exc)) from exc
