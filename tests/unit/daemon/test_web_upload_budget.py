@@ -124,3 +124,28 @@ def test_the_api_answers_413_naming_the_budget_before_decoding(
     assert answer.status_code == 413, answer.text
     assert "2048 x 2048 pixels x 4 channel(s) x 16 bits = 32 MiB" in answer.json()["detail"]
     assert "at most 16 MiB" in answer.json()["detail"]
+
+
+def test_uploads_beyond_the_admitted_ones_are_refused_before_their_body_is_read(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    site = Site.build(tmp_path, sessions)
+    reader = site.bearer(site.add_user("reader", UserRole.RADIOLOGIST))
+    admission = site.context.upload_admission
+    held = 0
+    while admission.acquire(blocking=False):  # as if six uploads were being received
+        held += 1
+    assert held == 6
+    try:
+        answer = site.client().post(
+            "/api/v1/analyses?filename=x.png", content=b"\x89PNG", headers=reader
+        )
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "10"
+        assert "too many images are being uploaded" in answer.json()["detail"]
+    finally:
+        for _ in range(held):
+            admission.release()
+    answer = site.client().post("/api/v1/analyses?filename=x.png", content=b"", headers=reader)
+    assert answer.status_code == 422  # admitted: the (empty) upload itself is judged
+    assert admission.acquire(blocking=False)  # and its admission was given back
+    admission.release()
