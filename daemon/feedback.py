@@ -65,16 +65,25 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
     return exports.csv_text(rows, empty_fields=("study_instance_uid", "label", "score"))
 
 
+MAX_SINCE_DAYS = 36_600  # about a century: older than any record this node keeps
+
+
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     """A start time from ``30d``, ``12h``, ``90m`` or an ISO date/time (UTC when naive).
 
     Raises:
-        FeedbackError: none of these.
+        FeedbackError: none of these, or a span beyond :data:`MAX_SINCE_DAYS`.
     """
     now = now or utcnow()
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text)
     if match:
         amount, unit = float(match.group(1)), match.group(2)
+        per_day = {"d": 1, "h": 24, "m": 24 * 60}[unit]
+        # Bounded before the subtraction, which overflows a date far short of a float's range.
+        if amount > MAX_SINCE_DAYS * per_day:
+            raise FeedbackError(
+                f"since {text.strip()!r}: a span may reach at most {MAX_SINCE_DAYS} days back"
+            )
         units = {"d": "days", "h": "hours", "m": "minutes"}
         return now - timedelta(**{units[unit]: amount})
     try:

@@ -387,9 +387,15 @@ class WebSettings(_Section):
     login_max_failures_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
     login_window_minutes: Annotated[float, Field(gt=0, le=1440)] = 15.0
     min_password_length: Annotated[int, Field(ge=8, le=128)] = 12
+    # The least zxcvbn strength score (0-4) a chosen password needs; below 2 is not allowed.
+    min_password_score: Annotated[int, Field(ge=2, le=4)] = 3
     worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15
     worklist_rows: Annotated[int, Field(ge=10, le=10_000)] = 200  # shown on the page
     upload_max_mb: Annotated[int, Field(ge=1, le=1024)] = 64
+    # An upload whose header declares more decoded bytes than this (pixels x channels x
+    # bytes per sample) is refused (413) before decoding: a small, highly compressed file
+    # can declare hundreds of MiB. 160 MiB takes a 40-megapixel RGBA image of 8 bits.
+    upload_max_decoded_mb: Annotated[int, Field(ge=8, le=2048)] = 160
     # Reverse proxies (CIDR) whose X-Forwarded-For is believed. Without this, behind a
     # proxy every user has the proxy's address, and the per-address sign-in limit
     # would lock everyone out together.

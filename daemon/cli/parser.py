@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.db.models import DeliveryState, FeedbackLabel, JobState, UserRole
+from daemon.feedback import FeedbackError, parse_since
 from daemon.service import ROLES
+
+SINCE_HELP = "30d, 12h, 90m or an ISO date (default: all)"
+
+
+def since(text: str) -> datetime:
+    """A ``--since`` value as a time; a bad one is a usage error (one line, exit status 2)."""
+    try:
+        return parse_since(text)
+    except FeedbackError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = fb_sub.add_parser(
         "report", parents=[common], help="how the model does on labelled studies"
     )
-    rep.add_argument("--since", default=None, help="30d, 12h, 90m or an ISO date (default: all)")
+    rep.add_argument("--since", type=since, default=None, help=SINCE_HELP)
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
     exp = fb_sub.add_parser("export", parents=[common], help="every feedback with its prediction")
-    exp.add_argument("--since", default=None)
+    exp.add_argument("--since", type=since, default=None, help=SINCE_HELP)
     exp.add_argument("--format", choices=["csv", "json"], default="csv")
 
     cal = sub.add_parser("calibration", help="calibration versions fitted on local feedback")
@@ -125,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     mon_sub.add_parser("alerts", parents=[common], help="alerts raised, newest first")
 
     aud = sub.add_parser("audit", parents=[common], help="the audit trail")
-    aud.add_argument("--since", default=None)
+    aud.add_argument("--since", type=since, default=None, help=SINCE_HELP)
 
     usr = sub.add_parser("users", help="web accounts (also on the web: Users)")
     usr_sub = usr.add_subparsers(dest="users_command", required=True)

@@ -47,7 +47,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ADMIN_PASSWORD = "admin-chooses-this-one"
+ADMIN_PASSWORD = "site-chief-picks-this-one"
 READER = "dr.reader"
 READER_PASSWORD = "reader-chooses-this-one"
 COMMENT = "right lower lobe consolidation"
@@ -488,4 +488,60 @@ def test_an_admin_activates_only_a_sound_calibration_confirming_its_changes(
     trail = page.locator("#audit")
     expect(trail).to_contain_text("calibration.refused")
     expect(trail).to_contain_text("calibration.activated")
+    assert errors.seen == [], errors.seen
+
+
+def colour_png() -> bytes:
+    """A colour picture (red and blue halves): a PNG the analysis refuses (422)."""
+    pixels = np.zeros((128, 128, 3), dtype=np.uint8)
+    pixels[:, :64, 0] = 220
+    pixels[:, 64:, 2] = 220
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_refusals_say_why_and_leave_nothing_stale(daemon: Daemon, page: Page) -> None:
+    """Issue 14 items 5 and 8 in a browser: a weak password's refusal says why, an unknown
+    address is the error page, and a refused upload shows its error and no earlier result."""
+    errors = ConsoleErrors()
+    errors.watch(page)
+
+    first_password = one_time_password(daemon)
+    sign_in(page, "admin", first_password)
+    expect(page).to_have_url(re.compile(r"/account/password$"))
+    form = page.locator("#password-form")
+    form.locator("input[name=current]").fill(first_password)
+    form.locator("input[name=new]").fill("password1234")
+    form.locator("input[name=again]").fill("password1234")
+    errors.expected.add(("/account/password", 422))
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#password-error")).to_contain_text("too easy to guess")
+    expect(page.locator("#password-error")).to_contain_text("very common password")
+    choose_password(page, first_password, ADMIN_PASSWORD)
+
+    errors.expected.add(("/no/such/page", 404))
+    missing = page.goto("/no/such/page")
+    assert missing is not None and missing.status == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    expect(page.locator("#error-message")).to_have_text("There is no page at this address.")
+    expect(page.locator("#signed-in-as")).to_have_text("admin (admin)")
+
+    page.goto("/analyse")
+    page.locator("#analyse-file").set_input_files(
+        {"name": "chest.png", "mimeType": "image/png", "buffer": chest_png(seed=3)}
+    )
+    page.locator("#analyse-submit").click()
+    expect(page.locator("#analyse-result")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#result-file")).to_have_text("chest.png (png)")
+
+    errors.expected.add(("/api/v1/analyses?filename=colour.png&keep=false", 422))
+    page.locator("#analyse-file").set_input_files(
+        {"name": "colour.png", "mimeType": "image/png", "buffer": colour_png()}
+    )
+    page.locator("#analyse-submit").click()
+    expect(page.locator("#analyse-error")).to_contain_text("colour image", timeout=WAIT_MS)
+    expect(page.locator("#analyse-result")).to_be_hidden()
+    expect(page.locator("#result-file")).to_have_text("")
+    assert page.locator("#result-score").get_attribute("data-score") is None
     assert errors.seen == [], errors.seen

@@ -73,10 +73,31 @@ function setupAnalyse() {
     call.textContent = flagged ? "At this threshold: flagged for priority reading" : "At this threshold: below the threshold";
     call.className = `call ${flagged ? "flagged" : "below"}`;
   };
+  // A new upload first takes the previous result off the page: a refused upload must
+  // never leave an earlier image's score on screen as if it were this one's.
+  const clearResult = () => {
+    result.hidden = true;
+    score = null;
+    governed = null;
+    for (const img of result.querySelectorAll("img")) img.removeAttribute("src");
+    for (const id of ["result-file", "result-score", "result-governed", "result-model", "result-kept", "threshold-value", "threshold-call"]) {
+      document.getElementById(id).textContent = "";
+    }
+    delete document.getElementById("result-score").dataset.score;
+  };
+  const answerOf = async (response) => {
+    try {
+      return await response.json();
+    } catch {
+      return {};  // not JSON (a proxy's error page): the status says enough
+    }
+  };
   slider.addEventListener("input", showCall);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.hidden = true;
+    error.textContent = "";
+    clearResult();
     const file = document.getElementById("analyse-file").files[0];
     if (!file) return;
     const keep = document.getElementById("analyse-keep").checked;
@@ -91,8 +112,11 @@ function setupAnalyse() {
         headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": form.dataset.csrf },
         body: file,
       });
-      const data = await response.json();
-      if (!response.ok) throw new Error(data.detail || `HTTP ${response.status}`);
+      const data = await answerOf(response);
+      if (!response.ok) {
+        const detail = typeof data.detail === "string" ? data.detail : "";
+        throw new Error(detail || `The image was refused (HTTP ${response.status}).`);
+      }
       score = data.score;
       governed = { value: data.threshold, text: data.threshold_text };
       result.querySelector("img.source").src = `data:image/png;base64,${data.image_png}`;
