@@ -25,6 +25,7 @@ from collections import Counter
 from typing import Any, cast
 
 from pynetdicom import AE, evt
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,16 @@ class GuardedRequestHandler(RequestHandler):
         # A peer that stops half-way through a PDU: recv raises instead of blocking.
         sock.settimeout(self.ae.network_timeout)
         assoc = self._create_association()
+        if not self.server.admit(assoc):  # the node is stopping: nothing is started
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            return
+        try:
+            self._serve(sock, assoc)
+        finally:
+            self.server.forget(assoc)
+
+    def _serve(self, sock: socket.socket, assoc: Any) -> None:
         requested = threading.Event()  # a whole PDU (the A-ASSOCIATE-RQ) arrived
         settled = threading.Event()  # that, or the connection closed
         assoc.bind(evt.EVT_PDU_RECV, _note, [requested, settled])
@@ -119,7 +130,30 @@ class GuardedAssociationServer(ThreadedAssociationServer):
 
     def __init__(self, *args: Any, per_address: int, **kwargs: Any) -> None:
         self.shares = AddressShares(per_address)
+        # The associations started and not yet ended, and whether new ones may start:
+        # under one lock, so the stop sees every association that ever started.
+        self._admitted: set[Any] = set()
+        self._admitting = True
+        self._admission = threading.Lock()
         super().__init__(*args, **{**kwargs, "request_handler": GuardedRequestHandler})
+
+    def admit(self, assoc: Any) -> bool:
+        """Record an association about to start; False once the node is stopping."""
+        with self._admission:
+            if self._admitting:
+                self._admitted.add(assoc)
+            return self._admitting
+
+    def forget(self, assoc: Any) -> None:
+        """An association has ended."""
+        with self._admission:
+            self._admitted.discard(assoc)
+
+    def stop_admitting(self) -> list[Any]:
+        """Start no more associations; returns those started and not yet ended."""
+        with self._admission:
+            self._admitting = False
+            return list(self._admitted)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """Refuse (close, before any PDU is read) a connection over its address's share."""
@@ -192,3 +226,46 @@ def log_rejection(event: evt.Event) -> None:
             "reason": reason,
         },
     )
+
+
+def carrying_a_message(assoc: Any) -> bool:
+    """Whether an established association is part-way through a DIMSE message.
+
+    True while a message's P-DATA is arriving or a whole message waits to be handled;
+    the handler running a message is known to the service that registered it.
+    """
+    if not assoc.is_established:
+        return False
+    dimse = assoc.dimse
+    return dimse.message is not None or not dimse.msg_queue.empty()
+
+
+def close_at_once(assoc: Any) -> None:
+    """End an association that carries no message: an A-ABORT when it is established;
+    otherwise its socket shut, so that a read blocked mid-PDU (a stalled or failed
+    request) returns now instead of at the network timeout, and its DUL stopped."""
+    if assoc.is_established:
+        assoc.abort(block=False)
+        return
+    raw = getattr(assoc.dul.socket, "socket", None)
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+    # The association's own thread may wait out the ACSE timeout for a request that
+    # will never come, and would leave its (non-daemon) DUL thread holding the exit.
+    assoc.dul.kill_dul()
+
+
+def stop_acceptor_reactors() -> int:
+    """Tell every acceptor's DUL reactor still running to end; returns how many.
+
+    An association whose connection failed before its request (a stalled or broken
+    handshake) can leave its reactor, a non-daemon thread, running after the
+    association is gone, which would hold the process's exit.
+    """
+    stopped = 0
+    for thread in threading.enumerate():
+        if isinstance(thread, DULServiceProvider) and thread.assoc.is_acceptor:
+            thread.kill_dul()
+            stopped += 1
+    return stopped

@@ -150,6 +150,14 @@ class StoreHandler:
     on_queued: Callable[[], None] = lambda: None
     intake: IntakeMonitor | None = None
     draining: threading.Event = field(default_factory=threading.Event)
+    # Associations whose C-STORE is being handled now (by id): the stop waits for these.
+    _handling: set[int] = field(default_factory=set, init=False, repr=False)
+    _handling_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def handling(self, assoc: Any) -> bool:
+        """Whether a C-STORE of this association is being handled at this moment."""
+        with self._handling_lock:
+            return id(assoc) in self._handling
 
     def on_requested(self, event: evt.Event) -> None:
         """EVT_REQUESTED: reject an association from a peer the allowlist does not name."""
@@ -173,9 +181,14 @@ class StoreHandler:
         """EVT_C_STORE: spool, record, then answer."""
         if self.intake is not None:
             self.intake.touch()
+        key = id(event.assoc)
+        with self._handling_lock:
+            self._handling.add(key)
         try:
             return self._store(event)
         finally:
+            with self._handling_lock:
+                self._handling.discard(key)
             if self.intake is not None:
                 self.intake.touch()
 

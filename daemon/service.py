@@ -20,13 +20,18 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 
 from daemon import systemd
+from daemon.connections import (
+    GuardedAssociationServer,
+    carrying_a_message,
+    close_at_once,
+    stop_acceptor_reactors,
+)
 from daemon.db import queue
 from daemon.db.migrate import check_schema
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, writing
@@ -84,7 +89,7 @@ class Service:
     _stop: threading.Event = field(default_factory=threading.Event)
     _work_waiting: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _server: ThreadedAssociationServer | None = None
+    _server: GuardedAssociationServer | None = None
     _handler: StoreHandler | None = None
     _sender: Sender | None = None
     _scheduler: BackgroundScheduler | None = None
@@ -173,11 +178,14 @@ class Service:
                 intake=intake,
             )
             ae = build_ae(s.node)
-            self._server = ae.start_server(
-                (s.node.host, s.node.port),
-                block=False,
-                evt_handlers=handlers(handler),
-                ssl_context=scp_tls,
+            self._server = cast(
+                GuardedAssociationServer,
+                ae.start_server(
+                    (s.node.host, s.node.port),
+                    block=False,
+                    evt_handlers=handlers(handler),
+                    ssl_context=scp_tls,
+                ),
             )
         logger.info(
             "ChestAid daemon ready",
@@ -223,12 +231,32 @@ class Service:
             server.shutdown()  # no new associations
             if self._handler is not None:
                 self._handler.draining.set()  # C-STOREs still arriving are refused
-            # One deadline for all associations in flight, well inside systemd's stop time.
+            # Associations with no C-STORE on its way (idle, never established, or left
+            # behind by a failed TLS handshake) are aborted at once: nothing of theirs
+            # was acknowledged, and a sender sends again what was not. Those receiving or
+            # handling one get one deadline for all, well inside systemd's stop time.
+            in_flight: list[Any] = []
+            idle: list[Any] = []
+            for assoc in server.stop_admitting():
+                busy = carrying_a_message(assoc) or (
+                    self._handler is not None and self._handler.handling(assoc)
+                )
+                (in_flight if busy else idle).append(assoc)
+            established = [assoc for assoc in idle if assoc.is_established]
+            for assoc in idle:
+                close_at_once(assoc)
+            logger.info(
+                "stopping: open associations",
+                extra={"aborted_without_a_message": len(idle), "waited_for": len(in_flight)},
+            )
             deadline = time.monotonic() + min(30.0, self.settings.node.dimse_timeout)
-            for assoc in server.active_associations:
+            # An association never established has nothing to finish once its socket is
+            # shut (its thread may sit out the ACSE timeout; it is a daemon thread).
+            for assoc in in_flight + established:
                 assoc.join(timeout=max(0.0, deadline - time.monotonic()))
                 if assoc.is_alive():
                     assoc.abort()
+            stop_acceptor_reactors()
         if self._web is not None:
             self._web.stop()
         for thread in self._threads:

@@ -130,3 +130,23 @@ def test_one_address_cannot_take_every_slot(patient_node: Daemon) -> None:
     ]
     assert len(refused) == MAX_ASSOCIATIONS - share
     assert {line["peer"] for line in refused} == {"127.0.0.20"}
+
+
+def test_an_idle_association_does_not_hold_the_stop(patient_node: Daemon) -> None:
+    """Stopping waits only for associations part-way through a message: an idle
+    established association is aborted at once (it was acknowledged nothing), not
+    waited out to the drain deadline."""
+    node = patient_node
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(VERIFICATION)
+    idle = ae.associate("127.0.0.1", node.port, ae_title="CHESTAID")
+    assert idle.is_established
+    assert node.stop() == 0
+    stopping = [
+        line for line in _log_lines(node) if line["message"] == "stopping: open associations"
+    ]
+    assert len(stopping) == 1
+    assert stopping[0]["waited_for"] == 0
+    assert stopping[0]["aborted_without_a_message"] == 1
+    wait_until(lambda: not idle.is_alive(), timeout=10.0, what="the client to see the end")
+    assert idle.is_aborted
