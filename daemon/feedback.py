@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from chestaid.metrics import ConfusionMatrix, ece, wilson_interval
 from daemon import audit
+from daemon.db import studies
 from daemon.db.models import (
     Feedback,
     FeedbackChange,
@@ -125,6 +126,9 @@ def mark_read(
     now = now or utcnow()
     session.add(
         StudyRead(study_instance_uid=study_instance_uid, read_by=user, read_at=now, via=via)
+    )
+    studies.close_study(
+        session, study_instance_uid=study_instance_uid, reason="read", by=user, now=now
     )
     audit.record(
         session,
