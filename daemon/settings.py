@@ -295,6 +295,12 @@ class WorklistSettings(_Section):
     # A study waiting longer than this goes to the top (oldest first), whatever its
     # score, so routine studies are never starved by a stream of urgent ones.
     max_wait_minutes: Annotated[float, Field(gt=0, le=10_080)] = 120.0
+    # How a study leaves the open list besides being read here (which always takes it
+    # off): reported read elsewhere (``chestaid-daemon studies close --reason
+    # reported-elsewhere``, later an HL7 feed) when true; and, when above 0, after this
+    # many hours open (for a site that reads in its PACS and never marks reads here).
+    close_reported_elsewhere: bool = True
+    close_after_hours: Annotated[float, Field(ge=0, le=87_600)] = 0.0
 
 
 class MonitoringSettings(_Section):
@@ -344,7 +350,7 @@ class WebSettings(_Section):
     login_window_minutes: Annotated[float, Field(gt=0, le=1440)] = 15.0
     min_password_length: Annotated[int, Field(ge=8, le=128)] = 12
     worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15
-    worklist_rows: Annotated[int, Field(ge=10, le=10_000)] = 200  # shown on the page
+    worklist_rows: Annotated[int, Field(ge=10, le=500)] = 200  # rows per worklist page
     upload_max_mb: Annotated[int, Field(ge=1, le=1024)] = 64
     # Reverse proxies (CIDR) whose X-Forwarded-For is believed. Without this, behind a
     # proxy every user has the proxy's address, and the per-address sign-in limit

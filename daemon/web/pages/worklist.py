@@ -1,10 +1,11 @@
-"""The worklist page and its periodically refreshed rows."""
+"""The worklist page and its periodically refreshed rows: one page, filtered by a GET form."""
 
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from daemon.web import views
 from daemon.web.database import Reading
@@ -13,34 +14,107 @@ from daemon.web.rendering import render
 from daemon.web.security import (
     context,
 )
+from daemon.worklist import WorklistFilters, WorklistQueryError
 
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
+# The filters and the page as the form and the paging links send them; each is read as
+# text and checked in views.parse_filters, so a bad value is said on the page.
+Text = str | None
+
+
+def _view(
+    request: Request, session: Reading, params: dict[str, str | None]
+) -> tuple[views.WorklistView, str | None]:
+    """The page asked for, or the first unfiltered page and why the request was refused."""
+    ctx = context(request)
+    page = (params.pop("page") or "1").strip()
+    try:
+        if not (page.isdigit() and len(page) <= 6 and 1 <= int(page) <= 100_000):
+            raise WorklistQueryError("page must be a whole number from 1")
+        filters = views.parse_filters(**params)
+        limit = ctx.settings.web.worklist_rows
+        return views.worklist_view(
+            session, ctx, filters=filters, offset=(int(page) - 1) * limit
+        ), None
+    except WorklistQueryError as exc:
+        return views.worklist_view(session, ctx, filters=WorklistFilters()), str(exc)
+
 
 @router.get("/worklist")
-def worklist_page(request: Request, principal: User_, session: Reading) -> Response:
-    """The worklist, most urgent first."""
+def worklist_page(
+    request: Request,
+    principal: User_,
+    session: Reading,
+    band: Text = None,
+    waiting: Text = None,
+    modality: Text = None,
+    date_from: Annotated[str | None, Query(alias="from")] = None,
+    date_to: Annotated[str | None, Query(alias="to")] = None,
+    q: Text = None,
+    page: Text = None,
+) -> Response:
+    """The worklist, most urgent first, one page of it."""
     ctx = context(request)
-    rows = views.worklist_rows(session, ctx)
-    shown = ctx.settings.web.worklist_rows
+    view, error = _view(
+        request,
+        session,
+        {
+            "band": band,
+            "waiting": waiting,
+            "modality": modality,
+            "date_from": date_from,
+            "date_to": date_to,
+            "q": q,
+            "page": page,
+        },
+    )
     return render(
         request,
         "worklist.html",
-        rows=rows[:shown],
-        total=len(rows),
+        status_code=400 if error else 200,
+        rows=view.rows,
+        total=view.total,
+        view=view,
+        filter_error=error,
+        band_choices=views.band_choices(ctx, session),
         bands=ctx.serving.current(session).bands.cutoffs,
     )
 
 
 @router.get("/worklist/rows")
-def worklist_rows(request: Request, principal: User_, session: Reading) -> Response:
-    """The table body alone, for the page's periodic refresh."""
-    ctx = context(request)
-    rows = views.worklist_rows(session, ctx)
+def worklist_rows(
+    request: Request,
+    principal: User_,
+    session: Reading,
+    band: Text = None,
+    waiting: Text = None,
+    modality: Text = None,
+    date_from: Annotated[str | None, Query(alias="from")] = None,
+    date_to: Annotated[str | None, Query(alias="to")] = None,
+    q: Text = None,
+    page: Text = None,
+) -> Response:
+    """The table body alone, same filters and page, for the page's periodic refresh."""
+    view, error = _view(
+        request,
+        session,
+        {
+            "band": band,
+            "waiting": waiting,
+            "modality": modality,
+            "date_from": date_from,
+            "date_to": date_to,
+            "q": q,
+            "page": page,
+        },
+    )
     return render(
         request,
         "_worklist_rows.html",
-        rows=rows[: ctx.settings.web.worklist_rows],
-        total=len(rows),
+        status_code=400 if error else 200,
+        rows=view.rows,
+        total=view.total,
+        view=view,
     )
