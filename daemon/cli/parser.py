@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     read = study_sub.add_parser("read", parents=[common], help="mark a study read")
     read.add_argument("study_instance_uid")
     read.add_argument("--user", required=True)
+    close = study_sub.add_parser(
+        "close",
+        parents=[common],
+        help="take a study off the worklist: read elsewhere (audited)",
+    )
+    close.add_argument("study_instance_uid")
+    close.add_argument("--reason", required=True, choices=["reported-elsewhere"])
+    close.add_argument("--user", required=True, help="who says so (for the audit trail)")
 
     fb = sub.add_parser("feedback", help="radiologists' feedback and the report on it")
     fb_sub = fb.add_subparsers(dest="feedback_command", required=True)

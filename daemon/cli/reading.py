@@ -15,7 +15,7 @@ from daemon.db.session import reading, writing
 from daemon.feedback import labelled_cases, mark_read, parse_since, record_feedback, report
 from daemon.serving import Serving
 from daemon.settings import Settings
-from daemon.worklist import WorklistItem, worklist
+from daemon.worklist import WorklistItem, close_study, worklist
 
 
 def _worklist_row(item: WorklistItem) -> dict[str, object]:
@@ -70,15 +70,26 @@ def reading_command(settings: Settings, args: argparse.Namespace) -> int:
         writes = args.command == "study" or getattr(args, "feedback_command", "") == "record"
         with (writing if writes else reading)(sessions) as session:
             if args.command == "worklist":
+                hours = settings.worklist.close_after_hours
                 items = worklist(
                     session,
                     bands,
                     max_wait=timedelta(minutes=settings.worklist.max_wait_minutes),
+                    close_after=timedelta(hours=hours) if hours > 0 else None,
                 )
                 rows = _worklist_rows(items, for_people=args.format == "table")
                 if args.format != "json":
                     rows = [{k: "-" if v is None else v for k, v in r.items()} for r in rows]
                 emit(rows, args.format)
+            elif args.command == "study" and args.study_command == "close":
+                closed = close_study(
+                    session,
+                    study_instance_uid=args.study_instance_uid,
+                    reason=args.reason,
+                    actor=args.user,
+                    allowed=settings.worklist.close_reported_elsewhere,
+                )
+                out(f"closed: {args.reason}" if closed else "already off the worklist")
             elif args.command == "study":
                 done = mark_read(
                     session, study_instance_uid=args.study_instance_uid, user=args.user

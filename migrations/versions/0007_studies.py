@@ -92,9 +92,8 @@ def upgrade() -> None:
 
 def _when(value: Any) -> datetime:
     """A stored timestamp as aware UTC (SQLite gives text or naive datetimes)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _backfill(bind: sa.engine.Connection) -> None:
