@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp = fb_sub.add_parser("export", parents=[common], help="every feedback with its prediction")
     exp.add_argument("--since", default=None)
     exp.add_argument("--format", choices=["csv", "json"], default="csv")
+    exp.add_argument(
+        "--identified",
+        action="store_true",
+        help="add patient name and ID, accession and study date (audited; needs --user)",
+    )
+    exp.add_argument("--user", default=None, help="who asks for an identified export")
 
     cal = sub.add_parser("calibration", help="calibration versions fitted on local feedback")
     cal_sub = cal.add_subparsers(dest="calibration_command", required=True)

@@ -12,7 +12,14 @@ from daemon import audit
 from daemon.cli.common import database, emit, flat, out
 from daemon.db.models import FeedbackLabel
 from daemon.db.session import reading, writing
-from daemon.feedback import labelled_cases, mark_read, parse_since, record_feedback, report
+from daemon.feedback import (
+    export_rows,
+    labelled_cases,
+    mark_read,
+    parse_since,
+    record_feedback,
+    report,
+)
 from daemon.serving import Serving
 from daemon.settings import Settings
 from daemon.worklist import WorklistItem, close_study, worklist
@@ -67,7 +74,11 @@ def reading_command(settings: Settings, args: argparse.Namespace) -> int:
     since = parse_since(args.since) if getattr(args, "since", None) else None
     with database(settings) as sessions:
         bands = Serving(settings.model, settings.priority.bands, sessions).current().bands
-        writes = args.command == "study" or getattr(args, "feedback_command", "") == "record"
+        writes = (
+            args.command == "study"
+            or getattr(args, "feedback_command", "") == "record"
+            or getattr(args, "identified", False)
+        )
         with (writing if writes else reading)(sessions) as session:
             if args.command == "worklist":
                 hours = settings.worklist.close_after_hours
@@ -120,7 +131,11 @@ def reading_command(settings: Settings, args: argparse.Namespace) -> int:
                 )
                 out(f"feedback recorded: {args.label}")
             elif args.feedback_command == "export":
-                emit([c.to_dict() for c in labelled_cases(session, since=since)], args.format)
+                cases = labelled_cases(session, since=since)
+                emit(
+                    export_rows(session, cases, identified=args.identified, actor=args.user),
+                    args.format,
+                )
             else:
                 groups = [g.to_dict() for g in report(labelled_cases(session, since=since))]
                 if args.format == "json":

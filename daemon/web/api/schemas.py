@@ -204,6 +204,11 @@ class LabelledCaseOut(BaseModel):
     given_by: str
     given_at: datetime
     comment: str
+    # Only in an identified export (admins, audited); absent otherwise.
+    patient_name: str | None = None
+    patient_id: str | None = None
+    accession_number: str | None = None
+    study_date: str | None = None
 
 
 class AlertOut(FromDomain):
