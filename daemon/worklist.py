@@ -232,8 +232,9 @@ class WorklistQueryError(DaemonError):
 class WorklistFilters:
     """What a reader narrows the open list to; every field is optional.
 
-    ``band`` is a band's name (studies standing in it, after the sender's floor) or
-    :data:`NOT_ASSESSED_BAND`; ``waiting_minutes`` keeps the studies waiting longer;
+    ``band`` is a band's name (studies standing in it by score, after the sender's
+    floor; an overdue study is matched by this band too, not the top one it is shown
+    in) or :data:`NOT_ASSESSED_BAND`; ``waiting_minutes`` keeps the studies waiting longer;
     ``search`` matches the accession number or the patient ID, exactly or as a prefix.
     """
 
