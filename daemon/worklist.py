@@ -285,15 +285,32 @@ def _conditions(
         conditions.append(Study.study_date >= filters.study_date_from.strftime("%Y%m%d"))
     if filters.study_date_to is not None:
         conditions.append(Study.study_date <= filters.study_date_to.strftime("%Y%m%d"))
-    search = (filters.search or "").strip()
-    if search:
-        # Exact or prefix, as a range on the indexed columns (bound parameters only).
-        end = search + "\U0010ffff"
-        conditions.append(
-            (Study.accession_number >= search) & (Study.accession_number < end)
-            | (Study.patient_id >= search) & (Study.patient_id < end)
-        )
     return conditions
+
+
+# A search matching at most this many studies is narrowed to their ids first.
+SEARCH_NARROWING = 2000
+
+
+def _search(session: Session, text: str | None) -> ColumnElement[bool] | None:
+    """The search's condition: accession number or patient ID, exact or as a prefix.
+
+    Each column is searched alone on its index (a range: bound parameters, no LIKE
+    pattern), and the list is then narrowed to the studies found; so few matches among
+    many open studies cost two index lookups, not a scan of the open list.
+    """
+    search = (text or "").strip()
+    if not search:
+        return None
+    end = search + "\U0010ffff"
+    by_accession = (Study.accession_number >= search) & (Study.accession_number < end)
+    by_patient = (Study.patient_id >= search) & (Study.patient_id < end)
+    found: set[int] = set()
+    for condition in (by_accession, by_patient):
+        found.update(session.scalars(select(Study.id).where(condition).limit(SEARCH_NARROWING + 1)))
+        if len(found) > SEARCH_NARROWING:
+            return by_accession | by_patient
+    return Study.id.in_(sorted(found))
 
 
 def worklist_page(
@@ -327,7 +344,11 @@ def worklist_page(
     now = now or utcnow()
     names = [name for name, _ in bands.cutoffs]
     open_since = None if close_after is None else now - close_after
-    base = _conditions(filters or WorklistFilters(), names, now=now, open_since=open_since)
+    filters = filters or WorklistFilters()
+    base = _conditions(filters, names, now=now, open_since=open_since)
+    search = _search(session, filters.search)
+    if search is not None:
+        base.append(search)
     cutoff = now - max_wait
     overdue = Study.arrived_at < cutoff
     fresh = Study.arrived_at >= cutoff

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 
-from daemon import audit
+from daemon import audit, worklist
 from daemon.db.migrate import upgrade
 from daemon.db.models import Study
 from daemon.db.session import SessionFactory, make_engine, reading, writing
@@ -131,7 +131,13 @@ def _identify(sessions: SessionFactory, uid: str, **values: str) -> None:
             setattr(study, name, value)
 
 
-def test_filters_and_search_narrow_the_list_and_the_total(sessions: SessionFactory) -> None:
+@pytest.mark.parametrize("narrowing", [2000, 1], ids=["few-matches", "many-matches"])
+def test_filters_and_search_narrow_the_list_and_the_total(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch, narrowing: int
+) -> None:
+    # Few matches are narrowed to their ids first; many are searched within the list.
+    monkeypatch.setattr(worklist, "SEARCH_NARROWING", narrowing)
+
     def scored(uid: str, score: float, minutes: float, **kw: object) -> str:
         return record_scored(
             sessions,
