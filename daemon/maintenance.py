@@ -12,7 +12,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from daemon import accounts, worklist
+from daemon import accounts, closing
 from daemon.db import queue
 from daemon.db.models import utcnow
 from daemon.db.session import SessionFactory, reading, writing
@@ -74,7 +74,7 @@ def retention(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]
 def close_aged_studies(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
     """Take studies open longer than ``worklist.close_after_hours`` off the worklist."""
     with writing(sessions) as session:
-        return worklist.close_aged_studies(
+        return closing.close_aged_studies(
             session, older_than=timedelta(hours=settings.worklist.close_after_hours)
         )
 

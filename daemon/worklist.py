@@ -28,7 +28,7 @@ overdue-ness depends on the clock, so a page is two indexed queries: the overdue
 studies by arrival, then the others by rank, score, logit and arrival.
 
 A study leaves the open list when it is read here, when it is reported read elsewhere
-(:func:`close_study`), or, where the site chose so, when it has been open longer than
+(:func:`daemon.closing.close_study`), or, where the site chose so, when it has been open longer than
 ``worklist.close_after_hours`` (cut at query time and closed by a scheduled job);
 a closed study keeps why and when it left.
 """
@@ -38,12 +38,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
-from daemon import audit
 from daemon.db import studies
 from daemon.db.models import Instance, Job, JobState, Result, Study, StudyRead, utcnow
 from daemon.db.studies import NOT_ASSESSED_RANK, PRIORITY_ORDER, StudyIdentity
@@ -53,11 +51,6 @@ from daemon.priority import PriorityBands
 __all__ = ["NOT_ASSESSED_RANK", "PRIORITY_ORDER"]
 # The band filter's value for the studies placed as not assessed.
 NOT_ASSESSED_BAND = "NOT_ASSESSED"
-# Why a study left the open list.
-CLOSED_READ = "read"
-CLOSED_ELSEWHERE = "reported-elsewhere"
-CLOSED_AGED = "aged-out"
-CLOSE_REASONS = (CLOSED_READ, CLOSED_ELSEWHERE, CLOSED_AGED)
 MAX_PAGE_ROWS = 500
 
 
@@ -224,6 +217,26 @@ def study_entries(
     return entries
 
 
+# The two orders of the list, each served by an index of the study table: overdue
+# studies by arrival, the others by rank, score, logit and arrival.
+OVERDUE_ORDER = (
+    Study.arrived_at,
+    Study.band_rank,
+    Study.unscored,
+    Study.order_score,
+    Study.order_logit,
+    Study.id,
+)
+RANKED_ORDER = (
+    Study.band_rank,
+    Study.unscored,
+    Study.order_score,
+    Study.order_logit,
+    Study.arrived_at,
+    Study.id,
+)
+
+
 class WorklistQueryError(DaemonError):
     """A worklist filter or page that cannot be served (a clear message, never a 500)."""
 
@@ -354,37 +367,27 @@ def worklist_page(
     fresh = Study.arrived_at >= cutoff
     n_overdue = session.scalar(select(func.count()).select_from(Study).where(*base, overdue)) or 0
     n_fresh = session.scalar(select(func.count()).select_from(Study).where(*base, fresh)) or 0
-    rows: list[Study] = []
+    # The page's ids first (read from the indexes alone, however deep the page), then
+    # its rows.
+    ids: list[int] = []
     if offset < n_overdue:
-        rows += session.scalars(
-            select(Study)
+        ids += session.scalars(
+            select(Study.id)
             .where(*base, overdue)
-            .order_by(
-                Study.arrived_at,
-                Study.band_rank,
-                Study.unscored,
-                Study.order_score,
-                Study.order_logit,
-                Study.id,
-            )
+            .order_by(*OVERDUE_ORDER)
             .offset(offset)
             .limit(limit)
         ).all()
-    if len(rows) < limit:
-        rows += session.scalars(
-            select(Study)
+    if len(ids) < limit:
+        ids += session.scalars(
+            select(Study.id)
             .where(*base, fresh)
-            .order_by(
-                Study.band_rank,
-                Study.unscored,
-                Study.order_score,
-                Study.order_logit,
-                Study.arrived_at,
-                Study.id,
-            )
+            .order_by(*RANKED_ORDER)
             .offset(max(0, offset - n_overdue))
-            .limit(limit - len(rows))
+            .limit(limit - len(ids))
         ).all()
+    found = {row.id: row for row in session.scalars(select(Study).where(Study.id.in_(ids)))}
+    rows = [found[i] for i in ids]
     items = [_item(row, names, now=now, max_wait=max_wait) for row in rows]
     return WorklistPage(items=items, total=n_overdue + n_fresh, offset=offset, limit=limit)
 
@@ -464,75 +467,3 @@ def worklist(
         items += page.items
         if not page.items or len(items) >= page.total:
             return items
-
-
-class UnknownStudyToCloseError(DaemonError):
-    """A study to close that was never received."""
-
-
-class ClosingNotAllowedError(DaemonError):
-    """The site's rule does not let a study leave the list this way."""
-
-
-def close_study(
-    session: Session,
-    *,
-    study_instance_uid: str,
-    reason: str,
-    actor: str,
-    allowed: bool = True,
-    now: datetime | None = None,
-) -> bool:
-    """Take a study off the open list for a reason other than a read here (audited).
-
-    For a read reported from elsewhere (a PACS, and later an HL7 feed): the study
-    leaves the list, saying why, and the audit trail says who said so.
-
-    Args:
-        reason: one of :data:`CLOSE_REASONS`.
-        allowed: whether the site's rule lets studies leave this way.
-
-    Returns:
-        False when the study had already left the list.
-
-    Raises:
-        ClosingNotAllowedError: ``allowed`` is false.
-        UnknownStudyToCloseError: no image of the study was received.
-        WorklistQueryError: an unknown reason.
-    """
-    if reason not in CLOSE_REASONS:
-        raise WorklistQueryError(f"the reason must be one of {', '.join(CLOSE_REASONS)}")
-    if not allowed:
-        raise ClosingNotAllowedError(
-            f"this site does not close studies as {reason!r} (see the [worklist] settings)"
-        )
-    received = session.scalar(
-        select(Instance.id).where(Instance.study_instance_uid == study_instance_uid).limit(1)
-    )
-    if received is None:
-        raise UnknownStudyToCloseError(f"no study {study_instance_uid}")
-    now = now or utcnow()
-    closed = studies.close_study(
-        session, study_instance_uid=study_instance_uid, reason=reason, by=actor, now=now
-    )
-    if closed:
-        audit.record(
-            session,
-            actor=actor,
-            action="study.closed",
-            subject=study_instance_uid,
-            detail={"reason": reason},
-            now=now,
-        )
-    return closed
-
-
-def close_aged_studies(
-    session: Session, *, older_than: timedelta, now: datetime | None = None
-) -> dict[str, Any]:
-    """Close the studies open longer than the site's limit (the scheduled job)."""
-    now = now or utcnow()
-    closed = studies.close_arrived_before(
-        session, before=now - older_than, reason=CLOSED_AGED, by="scheduler", now=now
-    )
-    return {"closed": closed}

@@ -10,6 +10,7 @@ from datetime import timedelta
 from chestaid.display import score_pair_text
 from daemon import audit
 from daemon.cli.common import database, emit, flat, out
+from daemon.closing import close_study
 from daemon.db.models import FeedbackLabel
 from daemon.db.session import reading, writing
 from daemon.feedback import (
@@ -22,7 +23,7 @@ from daemon.feedback import (
 )
 from daemon.serving import Serving
 from daemon.settings import Settings
-from daemon.worklist import WorklistItem, close_study, worklist
+from daemon.worklist import WorklistItem, worklist
 
 
 def _worklist_row(item: WorklistItem) -> dict[str, object]:

@@ -236,7 +236,16 @@ class Study(Base):
 
     __tablename__ = "studies"
     __table_args__ = (
-        Index("ix_studies_listed_arrived", "listed", "arrived_at"),
+        # The overdue part's order, whole (its ties too), so a page is read from it.
+        Index(
+            "ix_studies_listed_arrived",
+            "listed",
+            "arrived_at",
+            "band_rank",
+            "unscored",
+            "order_score",
+            "order_logit",
+        ),
         Index(
             "ix_studies_listed_order",
             "listed",

@@ -70,7 +70,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("study_instance_uid"),
     )
-    op.create_index("ix_studies_listed_arrived", "studies", ["listed", "arrived_at"])
+    op.create_index(
+        "ix_studies_listed_arrived",
+        "studies",
+        ["listed", "arrived_at", "band_rank", "unscored", "order_score", "order_logit"],
+    )
     op.create_index(
         "ix_studies_listed_order",
         "studies",

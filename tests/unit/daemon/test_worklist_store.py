@@ -13,6 +13,12 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from daemon import audit, worklist
+from daemon.closing import (
+    ClosingNotAllowedError,
+    UnknownStudyToCloseError,
+    close_aged_studies,
+    close_study,
+)
 from daemon.db.migrate import upgrade
 from daemon.db.models import Study
 from daemon.db.session import SessionFactory, make_engine, reading, writing
@@ -21,12 +27,8 @@ from daemon.retention import blank_old_identities
 from daemon.serving import PriorityBands
 from daemon.settings import PrioritySettings
 from daemon.worklist import (
-    ClosingNotAllowedError,
-    UnknownStudyToCloseError,
     WorklistFilters,
     WorklistQueryError,
-    close_aged_studies,
-    close_study,
     order_worklist,
     study_entries,
     worklist_page,
