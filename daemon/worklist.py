@@ -28,9 +28,9 @@ overdue-ness depends on the clock, so a page is two indexed queries: the overdue
 studies by arrival, then the others by rank, score, logit and arrival.
 
 A study leaves the open list when it is read here, when it is reported read elsewhere
-(:func:`daemon.closing.close_study`), or, where the site chose so, when it has been open longer than
-``worklist.close_after_hours`` (cut at query time and closed by a scheduled job);
-a closed study keeps why and when it left.
+(:func:`daemon.closing.close_study`), or, where the site chose so, when it has been
+open longer than ``worklist.close_after_hours`` (cut at query time and closed by a
+scheduled job); a closed study keeps why and when it left.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ from sqlalchemy.orm import Session
 
 from daemon.db import studies
 from daemon.db.models import Instance, Job, JobState, Result, Study, StudyRead, utcnow
-from daemon.db.studies import NOT_ASSESSED_RANK, PRIORITY_ORDER, StudyIdentity
+from daemon.db.studies import NOT_ASSESSED_RANK as NOT_ASSESSED_RANK
+from daemon.db.studies import PRIORITY_ORDER as PRIORITY_ORDER
+from daemon.db.studies import StudyIdentity
 from daemon.errors import DaemonError
 from daemon.priority import PriorityBands
 
-__all__ = ["NOT_ASSESSED_RANK", "PRIORITY_ORDER"]
 # The band filter's value for the studies placed as not assessed.
 NOT_ASSESSED_BAND = "NOT_ASSESSED"
 MAX_PAGE_ROWS = 500

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
 
 from daemon import audit, worklist
 from daemon.closing import (
@@ -354,3 +355,14 @@ def test_the_migration_fills_the_study_table_from_scored_images(tmp_path: Path) 
         assert (c_.modality, c_.patient_name) == ("DX", None)
     finally:
         engine.dispose()
+
+
+def test_a_database_error_never_quotes_an_identifying_field(sessions: SessionFactory) -> None:
+    # The SCP and the worker log a failed write's error text: SQLAlchemy's would carry
+    # the statement's parameters, the patient's name among them.
+    with writing(sessions) as s:
+        s.add(Study(study_instance_uid="1.2.3", patient_name="Vantongeren^Wilhelmina"))
+    with pytest.raises(IntegrityError) as raised, writing(sessions) as s:
+        s.add(Study(study_instance_uid="1.2.3", patient_name="Vantongeren^Wilhelmina"))
+    assert "UNIQUE constraint failed: studies.study_instance_uid" in str(raised.value)
+    assert "Vantongeren" not in str(raised.value)
