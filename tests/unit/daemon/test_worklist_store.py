@@ -366,3 +366,23 @@ def test_a_database_error_never_quotes_an_identifying_field(sessions: SessionFac
         s.add(Study(study_instance_uid="1.2.3", patient_name="Vantongeren^Wilhelmina"))
     assert "UNIQUE constraint failed: studies.study_instance_uid" in str(raised.value)
     assert "Vantongeren" not in str(raised.value)
+
+
+def test_the_scheduler_closes_aged_studies_only_where_the_site_chose_so(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    from daemon import maintenance
+    from daemon.serving import Serving
+    from daemon.settings import WorklistSettings
+    from tests.web_fixtures import web_settings
+
+    settings = web_settings(tmp_path)
+    serving = Serving(settings.model, settings.priority.bands, sessions)
+    assert "close-aged-studies" not in {job.name for job in maintenance.registry(settings, serving)}
+    chosen = settings.model_copy(update={"worklist": WorklistSettings(close_after_hours=24)})
+    jobs = {job.name: job for job in maintenance.registry(chosen, serving)}
+    assert jobs["close-aged-studies"].seconds == 300.0
+    record_scored(sessions, "1", logit=1, score=0.9, above=True, when=NOW - timedelta(hours=25))
+    fresh = record_scored(sessions, "2", logit=1, score=0.9, above=True)
+    assert jobs["close-aged-studies"].function(sessions) == {"closed": 1}
+    assert _page(sessions) == ([fresh], 1)
