@@ -164,7 +164,20 @@ def main() -> int:
             ).stdout
             print(fitted)
             version = int(re.search(r"calibration version (\d+)", fitted).group(1))  # type: ignore[union-attr]
-            print(daemon.cli("calibration", "activate", str(version), "--user", "admin").stdout)
+            reviewed = daemon.cli("calibration", "review", str(version)).stdout
+            print(reviewed)
+            changes = re.search(r"--confirm-changes (\d+)", reviewed).group(1)  # type: ignore[union-attr]
+            print(
+                daemon.cli(
+                    "calibration",
+                    "activate",
+                    str(version),
+                    "--confirm-changes",
+                    changes,
+                    "--user",
+                    "admin",
+                ).stdout
+            )
             assert (
                 storescu(sorted((work / "held").iterdir()), daemon.port, timeout=600).returncode
                 == 0

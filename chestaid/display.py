@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 from chestaid.errors import ConfigurationError
 
@@ -206,3 +206,41 @@ def interval_text(low: float | None, high: float | None, *, percent: bool = Fals
         return NOT_AVAILABLE
     texts = _pair_texts(low, high, percent=percent)
     return f"[{texts[0]}, {texts[1]}]"
+
+
+# A reading decision needs whole percents: the worklist and the study page show a score
+# this way, with the precise texts above for when whole percents cannot tell it apart.
+_LOW_END, _HIGH_END = Decimal(1), Decimal(99)
+
+
+def reading_percent(score: float | None) -> str:
+    """A score in whole percents as a reader needs it: ``37 %``, ``<1 %`` below 1 %,
+    ``>99 %`` above 99 %; ``n/a`` for None or NaN.
+
+    Raises:
+        ConfigurationError: a finite value outside [0, 1].
+    """
+    if score is None or math.isnan(score):
+        return NOT_AVAILABLE
+    x = _checked(score, "score").scaleb(2)
+    if x < _LOW_END:
+        return "<1 %"
+    if x > _HIGH_END:
+        return ">99 %"
+    return f"{x.quantize(_ONE, rounding=ROUND_HALF_UP)} %"
+
+
+def reading_percent_pair(score: float, threshold: float | None) -> tuple[str, str]:
+    """A score and its threshold in whole percents (:func:`reading_percent`), unless that
+    prints them alike while they differ: then as :func:`percent_pair_text`, with the
+    digits that show on which side of the threshold the score is.
+
+    Raises:
+        ConfigurationError: a value outside [0, 1] or a score that is not a number.
+    """
+    if threshold is None or math.isnan(threshold):
+        return reading_percent(score), NOT_AVAILABLE
+    texts = reading_percent(score), reading_percent(threshold)
+    if texts[0] == texts[1] and float(score) != float(threshold):
+        return percent_pair_text(score, threshold)
+    return texts

@@ -33,6 +33,11 @@ class ImageTooLargeError(ImageError):
     """The image exceeds the configured pixel budget; refused before decoding."""
 
 
+class DecodedSizeError(ImageTooLargeError):
+    """The header declares more decoded bytes (pixels x channels x bytes per sample) than
+    the budget allows; refused before decoding."""
+
+
 class CorruptImageError(ImageError):
     """The file is truncated, corrupt or has no usable pixel data."""
 

@@ -18,8 +18,6 @@ and never enter the confusion matrix, the rates or the ECE: their score means no
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from collections.abc import Sequence
@@ -32,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chestaid.metrics import ConfusionMatrix, ece, wilson_interval
-from daemon import audit
+from daemon import audit, exports
 from daemon.db import studies
 from daemon.db.models import (
     Feedback,
@@ -53,7 +51,6 @@ TRUTH = {
     FeedbackLabel.INDETERMINATE: None,
 }
 MAX_COMMENT = 2000
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class FeedbackError(DaemonError):
@@ -65,32 +62,30 @@ class UnknownStudyError(FeedbackError):
 
 
 def csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows as CSV for spreadsheets: a text cell that a spreadsheet would run as a formula
-    (starting with =, +, -, @, tab or carriage return) is prefixed with an apostrophe."""
-    buffer = io.StringIO()
-    fields = list(rows[0]) if rows else ["study_instance_uid", "label", "score"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {
-                key: "'" + value if isinstance(value, str) and value[:1] in FORMULA_START else value
-                for key, value in row.items()
-            }
-        )
-    return buffer.getvalue()
+    """Feedback rows as CSV for spreadsheets (formula-like cells neutralised, see
+    :func:`daemon.exports.csv_text`)."""
+    return exports.csv_text(rows, empty_fields=("study_instance_uid", "label", "score"))
+
+
+MAX_SINCE_DAYS = 36_600  # about a century: older than any record this node keeps
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     """A start time from ``30d``, ``12h``, ``90m`` or an ISO date/time (UTC when naive).
 
     Raises:
-        FeedbackError: none of these.
+        FeedbackError: none of these, or a span beyond :data:`MAX_SINCE_DAYS`.
     """
     now = now or utcnow()
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text)
     if match:
         amount, unit = float(match.group(1)), match.group(2)
+        per_day = {"d": 1, "h": 24, "m": 24 * 60}[unit]
+        # Bounded before the subtraction, which overflows a date far short of a float's range.
+        if amount > MAX_SINCE_DAYS * per_day:
+            raise FeedbackError(
+                f"since {text.strip()!r}: a span may reach at most {MAX_SINCE_DAYS} days back"
+            )
         units = {"d": "days", "h": "hours", "m": "minutes"}
         return now - timedelta(**{units[unit]: amount})
     try:

@@ -30,6 +30,7 @@ from chestaid.calibration import calibrator_from_dict
 from chestaid.errors import BundleError
 from chestaid.inference import Scorer
 from daemon import recalibration
+from daemon.calibration_preview import Candidate
 from daemon.db.session import Session, SessionFactory, reading
 from daemon.priority import PriorityBands
 from daemon.settings import Band, ModelSettings
@@ -170,6 +171,17 @@ class Serving:
         if self._manifest is None:
             self._manifest = read_manifest(bundle_path(self.settings))
         return self._manifest
+
+    def bundle_candidate(self) -> Candidate | None:
+        """The bundle's own calibration, as :mod:`daemon.calibration_preview` re-scores with
+        it (None when the manifest cannot be read or has no calibrator or threshold)."""
+        try:
+            manifest = self.manifest()
+            calibrator = dict((manifest.calibration or {})["calibrator"])
+            threshold = float((manifest.threshold or {})["threshold"])
+        except (BundleError, KeyError, TypeError, ValueError):
+            return None
+        return Candidate(0, manifest.version, calibrator, threshold)
 
     def current(self, session: Session | None = None) -> InService:
         """The model version, calibration, threshold, target and bands in use right now.

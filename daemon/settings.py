@@ -13,10 +13,13 @@ bad key; unknown keys are refused, so a typo never passes silently.
 from __future__ import annotations
 
 import ipaddress
+import string
 import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -34,6 +37,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from chestaid.calibration.guardrails import HARD_FLOORS
 from chestaid.errors import ConfigurationError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "chestaid.toml"
@@ -47,6 +51,29 @@ AETitle = Annotated[
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+VIEWER_FIELDS = frozenset({"study_instance_uid", "accession_number"})
+
+
+def _viewer_template(value: str) -> str:
+    """The template unchanged when it is empty or an http(s) URL naming known fields."""
+    if not value.strip():
+        return ""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"unbalanced braces in the viewer URL template: {exc}") from exc
+    unknown = names - VIEWER_FIELDS
+    if unknown or not names:
+        raise ValueError(
+            "the viewer URL template must name {study_instance_uid} or {accession_number}"
+            + (f" and nothing else (found {sorted(unknown)})" if unknown else "")
+        )
+    scheme = urlsplit(value.format(study_instance_uid="x", accession_number="x")).scheme
+    if scheme.lower() not in ("http", "https"):
+        raise ValueError(f"the viewer URL must be http or https, not {scheme or 'relative'!r}")
+    return value
 
 
 def _networks(value: list[str]) -> list[str]:
@@ -301,6 +328,9 @@ class WorklistSettings(_Section):
     # many hours open (for a site that reads in its PACS and never marks reads here).
     close_reported_elsewhere: bool = True
     close_after_hours: Annotated[float, Field(ge=0, le=87_600)] = 0.0
+    # How long after a read (explicit or by feedback) the reader, or an admin, may undo
+    # it and put the study back on the worklist.
+    undo_minutes: Annotated[float, Field(ge=0, le=1440)] = 10.0
 
 
 class MonitoringSettings(_Section):
@@ -327,6 +357,20 @@ class MonitoringSettings(_Section):
     retention_days: Annotated[int, Field(ge=0, le=36_500)] = 30
 
 
+class CalibrationSettings(_Section):
+    """Local recalibration: the cases a fit needs, and the preview before activation.
+
+    The minimums may be raised, never set below the hard floors of
+    :mod:`chestaid.calibration.guardrails` (100 cases, 20 of each class).
+    """
+
+    min_cases: Annotated[int, Field(ge=HARD_FLOORS.cases, le=1_000_000)] = HARD_FLOORS.cases
+    min_positives: Annotated[int, Field(ge=HARD_FLOORS.positives)] = HARD_FLOORS.positives
+    min_negatives: Annotated[int, Field(ge=HARD_FLOORS.negatives)] = HARD_FLOORS.negatives
+    # The preview re-scores the studies scored in this many days before activation.
+    preview_days: Annotated[int, Field(ge=1, le=365)] = 30
+
+
 class WebSettings(_Section):
     """The web interface and JSON API (the ``web`` role)."""
 
@@ -349,18 +393,43 @@ class WebSettings(_Section):
     login_max_failures_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
     login_window_minutes: Annotated[float, Field(gt=0, le=1440)] = 15.0
     min_password_length: Annotated[int, Field(ge=8, le=128)] = 12
+    # The least zxcvbn strength score (0-4) a chosen password needs; below 2 is not allowed.
+    min_password_score: Annotated[int, Field(ge=2, le=4)] = 3
     worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15
     worklist_rows: Annotated[int, Field(ge=10, le=500)] = 200  # rows per worklist page
     upload_max_mb: Annotated[int, Field(ge=1, le=1024)] = 64
+    # An upload whose header declares more decoded bytes than this (pixels x channels x
+    # bytes per sample) is refused (413) before decoding: a small, highly compressed file
+    # can declare hundreds of MiB. 160 MiB takes a 40-megapixel RGBA image of 8 bits.
+    upload_max_decoded_mb: Annotated[int, Field(ge=8, le=2048)] = 160
     # Reverse proxies (CIDR) whose X-Forwarded-For is believed. Without this, behind a
     # proxy every user has the proxy's address, and the per-address sign-in limit
     # would lock everyone out together.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # A link that opens a study in the site's PACS viewer: an http(s) URL naming
+    # {study_instance_uid} or {accession_number}; empty for no link.
+    viewer_url_template: Annotated[str, Field(max_length=2000)] = ""
+    # Times on the pages are shown in this IANA time zone (e.g. "Europe/Berlin").
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
 
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
         return _networks(value)
+
+    @field_validator("viewer_url_template")
+    @classmethod
+    def _valid_viewer_url(cls, value: str) -> str:
+        return _viewer_template(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _valid_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from exc
+        return value
 
     @model_validator(mode="after")
     def _tls_beyond_loopback(self) -> WebSettings:
@@ -409,6 +478,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

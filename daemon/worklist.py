@@ -389,7 +389,7 @@ def worklist_page(
         ).all()
     found = {row.id: row for row in session.scalars(select(Study).where(Study.id.in_(ids)))}
     rows = [found[i] for i in ids]
-    items = [_item(row, names, now=now, max_wait=max_wait) for row in rows]
+    items = [item_of(row, names, now=now, max_wait=max_wait) for row in rows]
     return WorklistPage(items=items, total=n_overdue + n_fresh, offset=offset, limit=limit)
 
 
@@ -422,7 +422,7 @@ def entry_of(study: Study) -> StudyEntry:
 _IDENTITY_FIELDS = tuple(StudyIdentity.__dataclass_fields__)
 
 
-def _item(
+def item_of(
     study: Study, names: Sequence[str], *, now: datetime, max_wait: timedelta
 ) -> WorklistItem:
     """Where a listed study stands, as :func:`order_worklist` says it."""

@@ -33,7 +33,7 @@ from chestaid.imaging.dicom_grey import (
     check_chest_radiograph,
     dataset_to_grey,
 )
-from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage
+from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage, check_decoded_size
 from chestaid.imaging.intake import (
     ScoringInput,
     read_dicom,
@@ -77,6 +77,7 @@ __all__ = [
     "GreyImage",
     "ScoringInput",
     "check_chest_radiograph",
+    "check_decoded_size",
     "check_uid",
     "dataset_to_grey",
     "read_dicom",

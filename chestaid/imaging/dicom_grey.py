@@ -33,7 +33,7 @@ from chestaid.errors import (
 )
 from chestaid.imaging import uids
 from chestaid.imaging.dicom_file import DECODE_ERRORS, is_decoder_panic
-from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage
+from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage, check_decoded_size
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def _number(ds: Dataset, keyword: str, default: float) -> float:
     return number
 
 
-def _check_geometry(ds: Dataset, max_pixels: int) -> tuple[int, int]:
+def _check_geometry(ds: Dataset, max_pixels: int, max_decoded_bytes: int | None) -> tuple[int, int]:
     if "PixelData" not in ds:
         raise CorruptImageError("the dataset has no pixel data")
     rows, cols = int(_number(ds, "Rows", 0)), int(_number(ds, "Columns", 0))
@@ -144,6 +144,14 @@ def _check_geometry(ds: Dataset, max_pixels: int) -> tuple[int, int]:
             f"image of {rows} x {cols} = {rows * cols} pixels exceeds the budget of {max_pixels}"
         )
     frames = int(_number(ds, "NumberOfFrames", 1))
+    check_decoded_size(
+        rows=rows,
+        columns=cols,
+        samples=int(_number(ds, "SamplesPerPixel", 1)),
+        bits=int(_number(ds, "BitsAllocated", 16)),
+        frames=frames,
+        max_decoded_bytes=max_decoded_bytes,
+    )
     if frames > 1:
         raise UnsupportedImageError(f"multi-frame image ({frames} frames); one frame is expected")
     samples = int(_number(ds, "SamplesPerPixel", 1))
@@ -249,7 +257,12 @@ def _to_unit_range(x: np.ndarray, ds: Dataset) -> np.ndarray:
     return x
 
 
-def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> GreyImage:
+def dataset_to_grey(
+    ds: Dataset,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_bytes: int | None = None,
+) -> GreyImage:
     """Turn a DICOM dataset into a grey image in [0, 1] (pure: no disk, no network).
 
     Raises:
@@ -257,9 +270,11 @@ def dataset_to_grey(ds: Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Gre
         CorruptImageError: no pixel data, zero size, or pixel data that cannot be decoded.
         UnsupportedImageError: multi-frame or colour.
         ImageTooLargeError: Rows x Columns over ``max_pixels`` (checked before decoding).
+        DecodedSizeError: Rows x Columns x Samples per Pixel x Bits Allocated (in whole
+            bytes) x frames over ``max_decoded_bytes`` (checked before decoding).
     """
     check_chest_radiograph(ds)
-    rows, cols = _check_geometry(ds, max_pixels)
+    rows, cols = _check_geometry(ds, max_pixels, max_decoded_bytes)
     try:
         raw = ds.pixel_array
     except DECODE_ERRORS as exc:

@@ -74,6 +74,7 @@ def read_for_scoring(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     screen: Callable[[Dataset], None] | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> ScoringInput:
     """Read a DICOM, PNG or JPEG file to be scored, recognised by its content.
 
@@ -86,6 +87,9 @@ def read_for_scoring(
         source: a path, the file's bytes, or a binary stream at the file's start (kept
             open by the caller while the returned dataset is used).
         max_pixels: the pixel budget, checked before any pixel is decoded.
+        max_decoded_bytes: the budget of decoded bytes (pixels x channels x bytes per
+            sample, as the header declares them), checked before any pixel is decoded;
+            None for none.
         screen: called with a DICOM dataset before its pixels are decoded; it refuses
             the image by raising a :class:`~chestaid.errors.ChestAidError`, which is
             passed on as it is (the worker skips ChestAid's own outputs this way).
@@ -101,9 +105,10 @@ def read_for_scoring(
             radiograph.
         ImageTooLargeError: over ``max_pixels``, or a deflated dataset that inflates
             beyond its budget.
+        DecodedSizeError: over ``max_decoded_bytes``.
     """
     try:
-        return _read(source, max_pixels, screen)
+        return _read(source, max_pixels, screen, max_decoded_bytes)
     except ChestAidError:
         raise
     except _UNTRUSTED_INPUT_ERRORS as exc:
@@ -115,18 +120,23 @@ def read_for_scoring(
 
 
 def _read(
-    source: Source, max_pixels: int, screen: Callable[[Dataset], None] | None
+    source: Source,
+    max_pixels: int,
+    screen: Callable[[Dataset], None] | None,
+    max_decoded_bytes: int | None,
 ) -> ScoringInput:
     head, name = _head(source)
     if head[DICOM_PREFIX_OFFSET:_HEAD] == b"DICM":
         ds = read_dicom_dataset(source)
     elif head.startswith((PNG_MAGIC, JPEG_MAGIC)):
-        return ScoringInput(read_raster(source, max_pixels=max_pixels), None)
+        image = read_raster(source, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
+        return ScoringInput(image, None)
     else:
         ds = _bare_dataset(source, name)
     if screen is not None:
         screen(ds)
-    return ScoringInput(dataset_to_grey(ds, max_pixels=max_pixels), ds)
+    grey = dataset_to_grey(ds, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
+    return ScoringInput(grey, ds)
 
 
 def _head(source: Source) -> tuple[bytes, Path | None]:

@@ -3,7 +3,7 @@
     chestaid-daemon serve [--config FILE] [--roles scp,worker,sender,scheduler]
     chestaid-daemon db upgrade | db current
     chestaid-daemon status
-    chestaid-daemon outbox list [--state dead] | outbox retry (ID... | --all-dead)
+    chestaid-daemon outbox list [--state dead] | outbox retry (ID... | --all-dead) [--by NAME]
     chestaid-daemon jobs list [--state failed] | jobs retry (ID... | --all-failed) [--by NAME]
     chestaid-daemon worklist [--format table|json]
     chestaid-daemon study read STUDY_UID --user NAME

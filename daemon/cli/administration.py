@@ -6,7 +6,7 @@ import argparse
 import json
 
 from chestaid.display import interval_text, score_text
-from daemon import accounts, maintenance, recalibration
+from daemon import accounts, calibration_review, maintenance, recalibration
 from daemon import monitoring as monitoring_queries
 from daemon.cli.common import database, emit, out
 from daemon.db.models import UserRole
@@ -21,39 +21,82 @@ def _threshold_interval(report_json: str) -> str:
     return interval_text(*spread) if spread else interval_text(None, None)
 
 
+def _print_review(found: calibration_review.Review) -> None:
+    """The guardrails' reasons, or the preview, one fact a line."""
+    if found.preview is None:
+        out(f"calibration version {found.version} cannot be activated:")
+        for reason in found.reasons:
+            out(f"- {reason}")
+        return
+    p = found.preview
+    out(
+        f"calibration version {found.version}: of {p.studies} studies scored in the last "
+        f"{p.days} days, {p.changed} would change band ({p.raised} up, {p.lowered} down); "
+        f"flagged {p.flagged_before} as scored, {p.flagged_after} under v{found.version}"
+    )
+    out(
+        f"to activate: calibration activate {found.version} --confirm-changes {p.changed} --user NAME"
+    )
+
+
 def calibration(settings: Settings, args: argparse.Namespace) -> int:
     """Fit, list, activate and deactivate local calibration versions."""
     with database(settings) as sessions:
-        served = Serving(settings.model, settings.priority.bands, sessions).current()
+        serving = Serving(settings.model, settings.priority.bands, sessions)
+        served = serving.current()
         command = args.calibration_command
         if command == "fit":
             target = args.target_sensitivity
             if target is None:
                 target = served.target_sensitivity
             # Fitted while reading (the cross-validation holds no lock), stored briefly.
+            version = recalibration.fit_version(
+                sessions,
+                model_version=served.model_version,
+                bundle_calibration_version=served.bundle_calibration_version,
+                target_sensitivity=target,
+                min_cases=args.min_cases,
+                floors=calibration_review.floors_of(settings.calibration),
+                user=args.user,
+            )
             with reading(sessions) as session:
-                fitted = recalibration.fit(
-                    session,
-                    model_version=served.model_version,
-                    bundle_calibration_version=served.bundle_calibration_version,
-                    target_sensitivity=target,
-                    min_cases=args.min_cases,
-                )
-            with writing(sessions) as session:
-                row = recalibration.store(session, fitted, user=args.user)
-            out(f"calibration version {row.version} fitted (pending): {row.method}")
-            out(json.dumps(json.loads(row.report), indent=2))
+                (row,) = (r for r in recalibration.versions(session) if r.version == version)
+                out(f"calibration version {row.version} fitted (pending): {row.method}")
+                out(json.dumps(json.loads(row.report), indent=2))
             return 0
+        if command == "review":
+            with reading(sessions) as session:
+                found = recalibration.review(
+                    session,
+                    version=args.version,
+                    bands=settings.priority.bands,
+                    settings=settings.calibration,
+                )
+            _print_review(found)
+            return 0 if found.preview is not None else 1
         with (reading if command == "list" else writing)(sessions) as session:
             if command == "activate":
-                row = recalibration.activate(session, version=args.version, user=args.user)
+                row, seen = recalibration.activate(
+                    session,
+                    version=args.version,
+                    user=args.user,
+                    bands=settings.priority.bands,
+                    settings=settings.calibration,
+                    confirm_changes=args.confirm_changes,
+                )
                 out(
                     f"calibration version {row.version} active; threshold "
-                    f"{score_text(row.threshold)} (95% interval {_threshold_interval(row.report)})"
+                    f"{score_text(row.threshold)} (95% interval {_threshold_interval(row.report)}); "
+                    f"{seen.changed} studies of the last {seen.days} days would have changed band"
                 )
             elif command == "deactivate":
                 retired = recalibration.deactivate(
-                    session, model_version=served.model_version, user=args.user
+                    session,
+                    model_version=served.model_version,
+                    user=args.user,
+                    bundle=serving.bundle_candidate(),
+                    bands=settings.priority.bands,
+                    settings=settings.calibration,
                 )
                 out(
                     "the bundle's calibration in use"

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Mapping, Sequence
 
 from chestaid.errors import ConfigurationError
-from daemon import audit
+from daemon import operations
 from daemon.cli.common import database, out
 from daemon.db import queue
 from daemon.db.migrate import current_revision, head_revision, upgrade
@@ -68,13 +68,20 @@ def status(settings: Settings) -> int:
 
 
 def outbox(settings: Settings, args: argparse.Namespace) -> int:
+    """List deliveries, or queue dead ones again (audited)."""
     with database(settings, check=False) as sessions:
         if args.outbox_command == "retry":
             if not args.ids and not args.all_dead:
                 raise ConfigurationError("outbox retry: give delivery ids or --all-dead")
             with writing(sessions) as session:
-                n = queue.retry_deliveries(session, ids=args.ids, all_dead=args.all_dead)
-            out(f"{n} dead deliveries queued again")
+                queued = operations.retry_deliveries(
+                    session,
+                    actor=args.by or getpass.getuser(),
+                    via="cli",
+                    ids=args.ids,
+                    all_dead=args.all_dead,
+                )
+            out(f"{len(queued)} dead deliveries queued again")
             return 0
         with reading(sessions) as session:
             state = DeliveryState(args.state) if args.state else None
@@ -105,17 +112,14 @@ def jobs(settings: Settings, args: argparse.Namespace) -> int:
         if args.jobs_command == "retry":
             if not args.ids and not args.all_failed:
                 raise ConfigurationError("jobs retry: give job ids or --all-failed")
-            actor = args.by or getpass.getuser()
             with writing(sessions) as session:
-                queued = queue.retry_failed_jobs(session, ids=args.ids, all_failed=args.all_failed)
-                if queued:
-                    audit.record(
-                        session,
-                        actor=actor,
-                        action="jobs.retried",
-                        subject=",".join(map(str, queued)),
-                        detail={"jobs": queued},
-                    )
+                queued = operations.retry_images(
+                    session,
+                    actor=args.by or getpass.getuser(),
+                    via="cli",
+                    ids=args.ids,
+                    all_failed=args.all_failed,
+                )
             out(f"{len(queued)} failed jobs queued again")
             return 0
         with reading(sessions) as session:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.db.models import DeliveryState, FeedbackLabel, JobState, UserRole
+from daemon.feedback import FeedbackError, parse_since
 from daemon.service import ROLES
+
+SINCE_HELP = "30d, 12h, 90m or an ISO date (default: all)"
+
+
+def since(text: str) -> datetime:
+    """A ``--since`` value as a time; a bad one is a usage error (one line, exit status 2)."""
+    try:
+        return parse_since(text)
+    except FeedbackError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
         retry_help="queue failed jobs again",
     )
     retry.add_argument("--all-failed", action="store_true", help="every failed job")
-    retry.add_argument(
-        "--by", default=None, help="who asks (for the audit trail; default: the login name)"
-    )
 
     wl = sub.add_parser("worklist", parents=[common], help="open studies in reading order")
     wl.add_argument("--format", choices=["table", "json"], default="table")
@@ -88,10 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = fb_sub.add_parser(
         "report", parents=[common], help="how the model does on labelled studies"
     )
-    rep.add_argument("--since", default=None, help="30d, 12h, 90m or an ISO date (default: all)")
+    rep.add_argument("--since", type=since, default=None, help=SINCE_HELP)
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
     exp = fb_sub.add_parser("export", parents=[common], help="every feedback with its prediction")
-    exp.add_argument("--since", default=None)
+    exp.add_argument("--since", type=since, default=None, help=SINCE_HELP)
     exp.add_argument("--format", choices=["csv", "json"], default="csv")
     exp.add_argument(
         "--identified",
@@ -105,7 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit = cal_sub.add_parser(
         "fit", parents=[common], help="fit a pending version on labelled studies"
     )
-    fit.add_argument("--min-cases", type=int, default=100)
+    fit.add_argument(
+        "--min-cases",
+        type=int,
+        default=None,
+        help="raise the minimum of labelled studies for this fit (never below [calibration])",
+    )
     fit.add_argument(
         "--target-sensitivity",
         type=float,
@@ -114,8 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--user", required=True)
     cal_sub.add_parser("list", parents=[common], help="every version and which is active")
+    rev = cal_sub.add_parser(
+        "review", parents=[common], help="the guardrails and what a version would change"
+    )
+    rev.add_argument("version", type=int)
     act = cal_sub.add_parser("activate", parents=[common], help="use a version for new studies")
     act.add_argument("version", type=int)
+    act.add_argument(
+        "--confirm-changes",
+        type=int,
+        required=True,
+        metavar="N",
+        help="the number of recent studies that would change band, as `review` counts it",
+    )
     act.add_argument("--user", required=True)
     deact = cal_sub.add_parser("deactivate", parents=[common], help="go back to the bundle's own")
     deact.add_argument("--user", required=True)
@@ -126,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     mon_sub.add_parser("alerts", parents=[common], help="alerts raised, newest first")
 
     aud = sub.add_parser("audit", parents=[common], help="the audit trail")
-    aud.add_argument("--since", default=None)
+    aud.add_argument("--since", type=since, default=None, help=SINCE_HELP)
 
     usr = sub.add_parser("users", help="web accounts (also on the web: Users)")
     usr_sub = usr.add_subparsers(dest="users_command", required=True)
@@ -151,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _row_id(text: str) -> int:
+    """A database id from the command line: a whole number from 1 to 2**62."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 2**62:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a whole number from 1)")
+    return value
+
+
 def _queue_commands(
     sub: Any,
     common: argparse.ArgumentParser,
@@ -173,5 +209,8 @@ def _queue_commands(
         "retry", parents=[common], help=retry_help
     )
     singular = items[:-3] + "y" if items.endswith("ies") else items[:-1]
-    retry.add_argument("ids", nargs="*", type=int, help=f"{singular} ids")
+    retry.add_argument("ids", nargs="*", type=_row_id, help=f"{singular} ids")
+    retry.add_argument(
+        "--by", default=None, help="who asks (for the audit trail; default: the login name)"
+    )
     return retry

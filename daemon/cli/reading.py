@@ -13,14 +13,7 @@ from daemon.cli.common import database, emit, flat, out
 from daemon.closing import close_study
 from daemon.db.models import FeedbackLabel
 from daemon.db.session import reading, writing
-from daemon.feedback import (
-    export_rows,
-    labelled_cases,
-    mark_read,
-    parse_since,
-    record_feedback,
-    report,
-)
+from daemon.feedback import export_rows, labelled_cases, mark_read, record_feedback, report
 from daemon.serving import Serving
 from daemon.settings import Settings
 from daemon.worklist import WorklistItem, worklist
@@ -72,7 +65,7 @@ def _worklist_rows(items: Sequence[WorklistItem], *, for_people: bool) -> list[d
 
 def reading_command(settings: Settings, args: argparse.Namespace) -> int:
     """The worklist, reads, feedback, its report and export, and the audit trail."""
-    since = parse_since(args.since) if getattr(args, "since", None) else None
+    since = getattr(args, "since", None)  # parsed (and bounded) by the parser
     with database(settings) as sessions:
         bands = Serving(settings.model, settings.priority.bands, sessions).current().bands
         writes = (

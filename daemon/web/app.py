@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.web import api, api_docs, pages
@@ -97,6 +98,14 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+# The error page's title and text for HTTP errors raised outside a page's own handling
+# (an address no route has, a method a route does not take); others show their detail.
+PAGE_ERRORS = {
+    404: ("Not found", "There is no page at this address."),
+    405: ("Not allowed here", "This address does not take that kind of request."),
+}
+
+
 def create_app(context: WebContext) -> FastAPI:
     """The web application on ``context``."""
     app = FastAPI(
@@ -164,6 +173,19 @@ def create_app(context: WebContext) -> FastAPI:
         if _wants_json(request):
             return JSONResponse({"detail": str(exc)}, status_code=403)
         return render(request, "error.html", status_code=403, title="Refused", message=str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_json(request):
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
+        title, message = PAGE_ERRORS.get(exc.status_code, ("Refused", str(exc.detail)))
+        page = render(
+            request, "error.html", status_code=exc.status_code, title=title, message=message
+        )
+        page.headers.update(exc.headers or {})
+        return page
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -30,3 +30,9 @@ class WebContext:
     analysis_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(2)
     )
+    # Uploads admitted at all (being received, waiting for a slot, or analysed): each
+    # holds its body (up to web.upload_max_mb) while it waits, so beyond this many a new
+    # one is refused (503) before its body is read.
+    upload_admission: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(6)
+    )

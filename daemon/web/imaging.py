@@ -193,7 +193,13 @@ def _refuse_chestaid_output(ds: Dataset) -> None:
 
 
 def analyse_upload(
-    data: bytes, *, filename: str, model: ActiveModel, max_pixels: int, max_bytes: int
+    data: bytes,
+    *,
+    filename: str,
+    model: ActiveModel,
+    max_pixels: int,
+    max_bytes: int,
+    max_decoded_bytes: int | None = None,
 ) -> Analysis:
     """Score an uploaded DICOM, PNG or JPEG file in memory.
 
@@ -207,6 +213,8 @@ def analyse_upload(
         model: the model in service.
         max_pixels: the pixel budget (checked before the pixels are decoded).
         max_bytes: the largest upload accepted.
+        max_decoded_bytes: the most the image's header may declare decoded (pixels x
+            channels x bytes per sample), checked before the pixels are decoded.
 
     Returns:
         The analysis: the display image, the score and the Grad-CAM.
@@ -220,6 +228,7 @@ def analyse_upload(
             chest radiograph (modality, body part, lateral view, localizer).
         UnsupportedImageError: colour or multi-frame.
         ImageTooLargeError: more than ``max_pixels`` pixels.
+        DecodedSizeError: more than ``max_decoded_bytes`` declared decoded.
         CorruptImageError: truncated or corrupt.
     """
     if not data:
@@ -229,7 +238,12 @@ def analyse_upload(
             f"the upload has {len(data)} bytes; at most {max_bytes} are accepted"
         )
     digest = hashlib.sha256(data).hexdigest()
-    image = read_for_scoring(data, max_pixels=max_pixels, screen=_refuse_chestaid_output).image
+    image = read_for_scoring(
+        data,
+        max_pixels=max_pixels,
+        screen=_refuse_chestaid_output,
+        max_decoded_bytes=max_decoded_bytes,
+    ).image
     prediction = model.scorer.score_pixels(image.pixels)
     assessment = prediction.assessment
     if not assessment.assessable:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
-from chestaid.display import interval_text, percent_pair_text, percent_text
+from chestaid.display import (
+    interval_text,
+    percent_pair_text,
+    percent_text,
+    reading_percent_pair,
+)
 from daemon import monitoring
 from daemon.db.models import MonitoringAlert
 from daemon.db.session import reading
@@ -50,6 +59,27 @@ templates.env.filters["pct_interval"] = interval_percent
 templates.env.filters["interval"] = interval
 templates.env.globals["pct_pair"] = percent_pair_text
 templates.env.filters["urlpart"] = url_part
+# The worklist and study pages show a score at the resolution a reading decision needs.
+templates.env.globals["reading_pair"] = reading_percent_pair
+
+
+def local_time(value: datetime | None, time_zone: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A stored time (UTC; naive means UTC) in the site's time zone; empty for None."""
+    if value is None:
+        return ""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(ZoneInfo(time_zone)).strftime(fmt)
+
+
+@pass_context
+def _local_time_filter(
+    context: Context, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S"
+) -> str:
+    return local_time(value, context["settings"].web.time_zone, fmt)
+
+
+# ``{{ when|localtime }}``: in web.time_zone, which the column heading names.
+templates.env.filters["localtime"] = _local_time_filter
 
 
 def render(request: Request, name: str, *, status_code: int = 200, **values: Any) -> Response:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Path
 
+from daemon import placement
 from daemon.db.models import FeedbackLabel, utcnow
 from daemon.db.session import Session
 from daemon.web.context import WebContext
@@ -49,8 +50,10 @@ def waited(delta: timedelta) -> str:
 class WorklistRow:
     """One worklist line as shown.
 
-    A study placed as not assessed has no band (unless overdue or raised by its
-    sender) and shows no score: ``not_assessed`` with the reason and its sentence.
+    ``band`` is the band of the study's score (None when it stands as not assessed, with
+    no score shown: ``not_assessed`` with the reason and its sentence); ``reasons`` say
+    why it stands where it does (see :func:`daemon.worklist.placement_reasons`): an
+    overdue study with a low score keeps its low band and is badged overdue.
     """
 
     position: int
@@ -83,6 +86,24 @@ class WorklistRow:
     patient_sex: str | None = None
     study_description: str | None = None
     modality: str | None = None
+
+    reasons: tuple[str, ...] = ()
+    viewer_url: str | None = None  # the study in the site's PACS viewer, when configured
+
+
+def viewer_url(
+    template: str, *, study_instance_uid: str, accession_number: str | None = None
+) -> str | None:
+    """The site's viewer link for a study (values URL-quoted); None without a template, or
+    when the template names an accession number the study does not have."""
+    if not template:
+        return None
+    if "{accession_number}" in template and not accession_number:
+        return None
+    return template.format(
+        study_instance_uid=quote(study_instance_uid, safe=""),
+        accession_number=quote(accession_number or "", safe=""),
+    )
 
 
 @dataclass(frozen=True)
@@ -207,7 +228,11 @@ def worklist_view(
         close_after=timedelta(hours=hours) if hours > 0 else None,
         now=now,
     )
-    rows = [_row(index, item, names) for index, item in enumerate(page.items, start=offset + 1)]
+    template = ctx.settings.web.viewer_url_template
+    rows = [
+        _row(index, item, names, template)
+        for index, item in enumerate(page.items, start=offset + 1)
+    ]
     return WorklistView(
         rows=rows,
         total=page.total,
@@ -237,16 +262,72 @@ def _time(value: str | None) -> str | None:
     return value
 
 
-def _row(position: int, item: WorklistItem, names: list[str]) -> WorklistRow:
+@dataclass(frozen=True)
+class StudyPlace:
+    """Whether a study is open, the band of its score, why it stands where it does, and
+    its accession number (for the viewer link)."""
+
+    open: bool
+    band: str | None
+    reasons: tuple[str, ...]
+    accession_number: str | None = None
+
+
+def _close_after(ctx: WebContext) -> timedelta | None:
+    hours = ctx.settings.worklist.close_after_hours
+    return timedelta(hours=hours) if hours > 0 else None
+
+
+def study_place(
+    session: Session, ctx: WebContext, study_instance_uid: str, *, now: datetime | None = None
+) -> StudyPlace:
+    """The study's own flags in the reading order (its study row alone: no worklist)."""
+    bands = ctx.serving.current(session).bands
+    study, mine = placement.study_item(
+        session,
+        bands,
+        study_instance_uid,
+        max_wait=timedelta(minutes=ctx.settings.worklist.max_wait_minutes),
+        close_after=_close_after(ctx),
+        now=now,
+    )
+    accession = None if study is None else study.accession_number
+    if mine is None:
+        return StudyPlace(open=False, band=None, reasons=(), accession_number=accession)
+    return StudyPlace(
+        open=True,
+        band=None if mine.not_assessed else mine.entry.band,
+        reasons=placement.placement_reasons(mine, bands.cutoffs[0][0]),
+        accession_number=accession,
+    )
+
+
+def next_study(
+    session: Session, ctx: WebContext, study_instance_uid: str, *, now: datetime | None = None
+) -> str | None:
+    """The open study to read after this one, in the worklist's order (the first open
+    one when this one is no longer open)."""
+    return placement.next_after(
+        session,
+        ctx.serving.current(session).bands,
+        study_instance_uid,
+        max_wait=timedelta(minutes=ctx.settings.worklist.max_wait_minutes),
+        close_after=_close_after(ctx),
+        now=now,
+    )
+
+
+def _row(position: int, item: WorklistItem, names: list[str], template: str) -> WorklistRow:
     # A study standing as not assessed shows no score, even that of another image.
     score = None if item.not_assessed else item.entry.score
+    band = None if item.not_assessed else item.entry.band
     unjudged = item.entry.not_assessed
     identity = item.entry.identity
     return WorklistRow(
         position=position,
         study_instance_uid=item.entry.study_instance_uid,
-        band=item.band,
-        band_rank=names.index(item.band) if item.band in names else len(names) - 1,
+        band=band,
+        band_rank=names.index(band) if band in names else len(names) - 1,
         score=score,
         threshold=item.entry.threshold,
         above_threshold=None if score is None else score >= item.entry.threshold,
@@ -271,6 +352,12 @@ def _row(position: int, item: WorklistItem, names: list[str]) -> WorklistRow:
         patient_sex=identity.patient_sex,
         study_description=identity.study_description,
         modality=identity.modality,
+        reasons=placement.placement_reasons(item, names[0]),
+        viewer_url=viewer_url(
+            template,
+            study_instance_uid=item.entry.study_instance_uid,
+            accession_number=identity.accession_number,
+        ),
     )
 
 

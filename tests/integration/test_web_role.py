@@ -62,12 +62,12 @@ def test_a_web_process_serves_what_another_process_received(tmp_path: Path) -> N
             refused = client.get("/api/v1/worklist", headers=admin)
             assert refused.status_code == 403 and "password" in refused.json()["detail"]
             assert client.get("/api/v1/me", headers=admin).json()["username"] == "admin"
-            _change_password(client, admin, password, "the admin's own passphrase")
+            _change_password(client, admin, password, "a harbour lamp at dusk")
 
             added = web.cli("users", "add", "reader", "--role", "radiologist", "--by", "test")
             reader_once = added.stdout.strip().rsplit(" ", 1)[-1]
             reader = _sign_in(client, "reader", reader_once)
-            _change_password(client, reader, reader_once, "a long reader password")
+            _change_password(client, reader, reader_once, "violet kettles hum softly")
 
             listed = client.get("/api/v1/worklist", headers=reader).json()["items"]
             assert [item["study_instance_uid"] for item in listed] == [str(ds.StudyInstanceUID)]

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from daemon.db.models import Delivery, DeliveryState, utcnow
@@ -143,25 +143,59 @@ def list_deliveries(
     return list(session.scalars(query.limit(limit)).all())
 
 
+def delivery_page(
+    session: Session,
+    *,
+    states: Sequence[DeliveryState],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Delivery], int]:
+    """Deliveries in ``states`` created in ``[since, until)``, newest first, with their
+    outputs: one page (``limit`` from ``offset``) and how many there are in all."""
+    where: list[ColumnElement[bool]] = [Delivery.state.in_(list(states))]
+    if since is not None:
+        where.append(Delivery.created_at >= since)
+    if until is not None:
+        where.append(Delivery.created_at < until)
+    total = session.scalar(select(func.count()).select_from(Delivery).where(*where)) or 0
+    rows = session.scalars(
+        select(Delivery)
+        .where(*where)
+        .options(joinedload(Delivery.output))
+        .order_by(Delivery.created_at.desc(), Delivery.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(total)
+
+
 def retry_deliveries(
     session: Session,
     *,
     ids: Sequence[int] | None = None,
     all_dead: bool = False,
     now: datetime | None = None,
-) -> int:
-    """Put dead deliveries back in the queue with fresh attempts; returns how many."""
+) -> list[int]:
+    """Put dead deliveries (those of ``ids``, or every one) back in the queue with fresh
+    attempts; returns the ids queued again (a delivery not dead is left as it is)."""
     if not ids and not all_dead:
-        return 0
-    query = update(Delivery).where(Delivery.state == DeliveryState.DEAD)
+        return []
+    chosen = select(Delivery.id).where(Delivery.state == DeliveryState.DEAD)
     if ids:
-        query = query.where(Delivery.id.in_(list(ids)))
-    result = session.execute(
-        query.values(
+        chosen = chosen.where(Delivery.id.in_(list(ids)))
+    queued = sorted(session.scalars(chosen).all())
+    if not queued:
+        return []
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(queued), Delivery.state == DeliveryState.DEAD)
+        .values(
             state=DeliveryState.PENDING,
             attempts=0,
             next_attempt_at=now or utcnow(),
             last_error=None,
         )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return queued

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from daemon.db.models import Instance, Job, JobState, utcnow
@@ -223,6 +223,34 @@ def list_jobs(session: Session, *, state: JobState | None = None, limit: int = 1
     if state is not None:
         query = query.where(Job.state == state)
     return list(session.scalars(query.limit(limit)).all())
+
+
+def job_page(
+    session: Session,
+    *,
+    states: Sequence[JobState],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Job], int]:
+    """Jobs in ``states`` last changed in ``[since, until)``, newest change first, with
+    their instances: one page (``limit`` from ``offset``) and how many there are in all."""
+    where: list[ColumnElement[bool]] = [Job.state.in_(list(states))]
+    if since is not None:
+        where.append(Job.updated_at >= since)
+    if until is not None:
+        where.append(Job.updated_at < until)
+    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    rows = session.scalars(
+        select(Job)
+        .where(*where)
+        .options(joinedload(Job.instance))
+        .order_by(Job.updated_at.desc(), Job.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(total)
 
 
 def _requeue(job: Job, now: datetime) -> None:

@@ -18,6 +18,7 @@ from daemon.web import imaging
 from daemon.web.api.common import ERRORS, ApiUser
 from daemon.web.api.schemas import AnalysisOut
 from daemon.web.security import (
+    Principal,
     context,
 )
 
@@ -68,6 +69,21 @@ async def analyse(
     ``keep=true`` (then the displayed image, without any DICOM header, and the result).
     """
     ctx = context(request)
+    if not ctx.upload_admission.acquire(blocking=False):
+        raise HTTPException(
+            503, "too many images are being uploaded; try again shortly", {"Retry-After": "10"}
+        )
+    try:
+        return await _analyse(request, principal, filename, keep)
+    finally:
+        ctx.upload_admission.release()
+
+
+async def _analyse(
+    request: Request, principal: Principal, filename: str, keep: bool
+) -> AnalysisOut:
+    """The upload admitted: receive it, wait for an analysis slot, analyse it."""
+    ctx = context(request)
     limit = ctx.settings.web.upload_max_mb * 2**20
     data = await _read_capped(request, limit)
 
@@ -90,6 +106,7 @@ async def analyse(
                 model=model,
                 max_pixels=ctx.settings.worker.max_pixels,
                 max_bytes=limit,
+                max_decoded_bytes=ctx.settings.web.upload_max_decoded_mb * 2**20,
             )
         except (ChestAidError, imaging.UploadError) as exc:
             raise HTTPException(imaging.http_status(exc), str(exc)) from exc

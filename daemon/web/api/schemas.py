@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -52,8 +52,8 @@ class WorklistItemOut(FromDomain):
     position: int
     study_instance_uid: str
     band: str | None = Field(
-        description="None when the study stands as not assessed (unless overdue or raised "
-        "by its sender)"
+        description="the band of the study's score; None when it stands as not assessed. An "
+        "overdue or sender-HIGH study keeps its score's band: see reasons for its place"
     )
     score: float | None = Field(
         description="calibrated probability of pneumonia (triage, not diagnosis); None when "
@@ -76,6 +76,15 @@ class WorklistItemOut(FromDomain):
     images: int
     model_version: str
     calibration_version: int
+    reasons: list[Literal["urgent_by_score", "overdue", "sender_high", "not_assessed"]] = Field(
+        description="why the study stands where it does: its score is in the top band, it "
+        "waited longer than the maximum, its sender asked for HIGH priority, an image was "
+        "not assessed"
+    )
+    viewer_url: str | None = Field(
+        description="the study in the site's PACS viewer (web.viewer_url_template); None "
+        "when not configured"
+    )
     patient_name: str | None = Field(
         default=None,
         description="identifying fields of the study's header (None for studies received "
@@ -162,6 +171,28 @@ class ReadOut(BaseModel):
     newly_read: bool
 
 
+class UndoneReadOut(FromDomain):
+    study_instance_uid: str
+    read_by: str
+    via: str = Field(description="explicit (marked read) or feedback")
+    feedback_removed: bool = Field(
+        description="a read made by feedback takes the feedback with it (kept in the audit log)"
+    )
+
+
+class RecentReadOut(FromDomain):
+    study_instance_uid: str
+    read_by: str
+    read_at: datetime
+    via: str = Field(description="explicit (marked read) or feedback")
+    feedback_label: str | None
+    band: str | None = Field(description="the band of the study's score")
+    score: float | None
+    threshold: float | None
+    undo_until: datetime
+    undoable: bool = Field(description="whether the caller may undo it now")
+
+
 class RateOut(BaseModel):
     value: float | None = Field(description="None when undefined (no case in the denominator)")
     ci95: list[float | None] = Field(description="Wilson 95% interval [low, high]")
@@ -231,6 +262,30 @@ class CalibrationOut(FromDomain):
     activated_at: datetime | None
 
 
+class CalibrationPreviewOut(BaseModel):
+    days: int
+    since: datetime
+    studies: int
+    changed: int
+    raised: int
+    lowered: int
+    flagged_before: int
+    flagged_after: int
+    not_compared: int
+
+
+class CalibrationReviewOut(BaseModel):
+    version: int
+    refused: bool
+    reasons: list[str]
+    preview: CalibrationPreviewOut | None
+
+
+class CalibrationActivateIn(BaseModel):
+    # The number of recent studies that would change band, as the review counted it.
+    confirm_changes: int = Field(ge=0, le=10**9)
+
+
 class AnalysisOut(BaseModel):
     filename: str
     sha256: str
@@ -249,3 +304,69 @@ class AnalysisOut(BaseModel):
     image_png: str = Field(description="the image as shown, PNG, base64")
     heatmap_png: str = Field(description="the Grad-CAM colour map at the same size, PNG, base64")
     saved_id: int | None = Field(description="set when the analysis was kept (keep=true)")
+
+
+class ImageProblemOut(FromDomain):
+    job_id: int
+    state: Literal["failed", "skipped"]
+    at: datetime = Field(description="when the job ended (UTC)")
+    received_at: datetime
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    calling_ae_title: str
+    reason: str = Field(description="why it failed or was skipped, in one sentence")
+    attempts: int
+    retryable: bool = Field(description="only a failed image is queued again by a retry")
+
+
+class ImageProblemsOut(BaseModel):
+    total: int = Field(description="how many images match, over all pages")
+    limit: int
+    offset: int
+    items: list[ImageProblemOut]
+
+
+class DeadDeliveryOut(FromDomain):
+    delivery_id: int
+    kind: str = Field(description="sc (secondary capture) or sr (structured report)")
+    destination: str
+    attempts: int
+    last_status: int | None = Field(description="the destination's last DIMSE status")
+    last_error: str
+    created_at: datetime
+    sop_instance_uid: str = Field(description="of the output")
+
+
+class DeadDeliveriesOut(BaseModel):
+    total: int = Field(description="how many dead deliveries match, over all pages")
+    limit: int
+    offset: int
+    items: list[DeadDeliveryOut]
+
+
+class RetryIn(BaseModel):
+    ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+    all: bool = Field(default=False, description="every failed image (or dead delivery)")
+
+
+class RetryOut(BaseModel):
+    queued: list[int] = Field(description="the ids queued again; others were left as they were")
+
+
+class AuditEntryOut(FromDomain):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    detail: str | None = Field(description="JSON text")
+
+
+class AuditEntriesOut(BaseModel):
+    total: int = Field(description="how many entries match, over all pages")
+    limit: int
+    offset: int
+    items: list[AuditEntryOut]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from daemon import feedback
+from daemon import feedback, reads
+from daemon.db.models import utcnow
 from daemon.db.session import Session
 from daemon.studies import study_detail
 from daemon.web import views
@@ -18,7 +19,9 @@ from daemon.web.api.schemas import (
     FeedbackIn,
     NotAssessedOut,
     ReadOut,
+    RecentReadOut,
     StudyOut,
+    UndoneReadOut,
     WorklistItemOut,
     WorklistPageOut,
 )
@@ -140,11 +143,70 @@ def put_feedback(uid: str, body: FeedbackIn, principal: ApiUser, session: Writin
     return _study_out(session, uid)
 
 
-@router.post("/studies/{uid}/read", response_model=ReadOut, responses={**ERRORS, 404: {}})
-def post_read(request: Request, uid: str, principal: ApiUser, session: Writing) -> ReadOut:
-    """Mark a study read without feedback (it leaves the worklist)."""
+@router.post("/studies/{uid}/read", response_model=ReadOut, responses={**ERRORS, 404: {}, 409: {}})
+def post_read(
+    request: Request,
+    uid: str,
+    principal: ApiUser,
+    session: Writing,
+    confirm_urgent: bool = False,
+) -> ReadOut:
+    """Mark a study read without feedback (it leaves the worklist). A study in the top band
+    (by score or its sender's HIGH priority) needs ``confirm_urgent=true``: 409 without."""
+    ctx = context(request)
     try:
-        newly = feedback.mark_read(session, study_instance_uid=uid, user=principal.username)
+        newly = reads.mark_read(
+            session,
+            study_instance_uid=uid,
+            user=principal.username,
+            top_band=ctx.serving.current(session).bands.cutoffs[0][0],
+            confirmed=confirm_urgent,
+        )
     except feedback.UnknownStudyError as exc:
         raise HTTPException(404, str(exc)) from exc
+    except reads.ConfirmationRequiredError as exc:
+        raise HTTPException(409, str(exc)) from exc
     return ReadOut(study_instance_uid=uid, newly_read=newly)
+
+
+@router.delete("/studies/{uid}/read", response_model=UndoneReadOut, responses={**ERRORS, 409: {}})
+def delete_read(request: Request, uid: str, principal: ApiUser, session: Writing) -> UndoneReadOut:
+    """Undo a study's read within ``worklist.undo_minutes`` (its reader or an admin): it
+    comes back on the worklist; a read made by feedback removes that feedback too (kept in
+    the audit log). 403 for someone else's read, 409 when not read or too late."""
+    ctx = context(request)
+    try:
+        undone = reads.undo_read(
+            session,
+            study_instance_uid=uid,
+            user=principal.username,
+            admin=principal.is_admin,
+            window=timedelta(minutes=ctx.settings.worklist.undo_minutes),
+        )
+    except reads.UndoNotAllowedError as exc:
+        raise HTTPException(403, str(exc)) from exc
+    except reads.ReadError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return UndoneReadOut.model_validate(undone)
+
+
+@router.get("/reads", response_model=list[RecentReadOut], responses=ERRORS)
+def get_reads(
+    request: Request,
+    principal: ApiUser,
+    session: Reading,
+    hours: Annotated[float, Query(gt=0, le=24 * 31)] = 24,
+) -> list[RecentReadOut]:
+    """Everyone's reads of the last ``hours``, newest first (at most 200), with whether the
+    caller may still undo each."""
+    ctx = context(request)
+    now = utcnow()
+    found = reads.recent_reads(
+        session,
+        user=principal.username,
+        admin=principal.is_admin,
+        window=timedelta(minutes=ctx.settings.worklist.undo_minutes),
+        since=now - timedelta(hours=hours),
+        now=now,
+    )
+    return [RecentReadOut.model_validate(r) for r in found]

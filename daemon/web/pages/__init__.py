@@ -1,5 +1,6 @@
 """The HTML pages: for every signed-in user (sign-in, worklist, studies, image analysis)
-and for admins (dashboard, feedback report, calibration, users and audit)."""
+and for admins (dashboard, feedback report, calibration, users, failed images, dead
+deliveries and audit)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from fastapi import APIRouter
 
 from daemon.web.pages import (
     analyses,
+    audit,
     auth,
     calibrations,
     dashboard,
+    operations,
     reports,
     studies,
     users,
@@ -17,5 +20,16 @@ from daemon.web.pages import (
 )
 
 router = APIRouter()
-for _room in (auth, worklist, studies, analyses, dashboard, reports, calibrations, users):
+for _room in (
+    auth,
+    worklist,
+    studies,
+    analyses,
+    dashboard,
+    reports,
+    calibrations,
+    users,
+    operations,
+    audit,
+):
     router.include_router(_room.router)

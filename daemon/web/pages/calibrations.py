@@ -1,4 +1,8 @@
-"""Local calibration for admins: versions, fit, activate, back to the bundle's."""
+"""Local calibration for admins: versions, fit, review and activate, back to the bundle's.
+
+The banner after an action is one of a fixed set of sentences chosen by a code in the
+URL (:data:`MESSAGES`); nothing from the URL is shown as it came.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from fastapi.responses import RedirectResponse
 
 from chestaid.errors import BundleError, CalibrationError
 from chestaid.threshold import GovernedThreshold
-from daemon import recalibration
-from daemon.db.session import reading, writing
+from daemon import calibration_review, recalibration
+from daemon.db.session import writing
 from daemon.web.context import WebContext
 from daemon.web.database import Reading, Writing
 from daemon.web.pages.common import Admin, AdminPost, calibration_error
@@ -26,9 +30,33 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 
+# The banners after an action: a code in the URL picks one; {version} is a number.
+MESSAGES = {
+    "fitted": "Version {version} fitted; it is pending until activated.",
+    "activated": "Version {version} is in use for the next study scored.",
+    "bundle": "The bundle's own calibration is in use.",
+}
+
+
+def _banner(done: str | None, version: str | None) -> str | None:
+    """The fixed sentence for ``done`` (None for an unknown code or a version not a number)."""
+    template = MESSAGES.get(done or "")
+    if template is None:
+        return None
+    if "{version}" not in template:
+        return template
+    if version is None or not version.isdecimal() or len(version) > 9:
+        return None
+    return template.format(version=int(version))
+
+
 @router.get("/calibration")
 def calibration_page(
-    request: Request, principal: Admin, session: Reading, message: str | None = None
+    request: Request,
+    principal: Admin,
+    session: Reading,
+    done: str | None = None,
+    version: str | None = None,
 ) -> Response:
     """The calibration in use and every local version."""
     ctx = context(request)
@@ -56,7 +84,8 @@ def calibration_page(
         served=ctx.serving.current(session),
         bundle_threshold=_bundle_threshold(ctx),
         active=next((r for r in rows if r["state"] == "active"), None),
-        message=message,
+        message=_banner(done, version),
+        floors=calibration_review.floors_of(ctx.settings.calibration),
     )
 
 
@@ -71,16 +100,50 @@ def _bundle_threshold(ctx: WebContext) -> GovernedThreshold | None:
         return None
 
 
-@router.post("/calibration/{version}/activate")
-def activate(request: Request, version: Id, principal: AdminPost) -> Response:
-    """Put a calibration version in use for the next study."""
+@router.get("/calibration/{version}/review")
+def review_page(request: Request, version: Id, principal: Admin, session: Reading) -> Response:
+    """A version checked against the guardrails, and what it would change: before activation."""
     ctx = context(request)
     try:
+        found = recalibration.review(
+            session,
+            version=version,
+            bands=ctx.settings.priority.bands,
+            settings=ctx.settings.calibration,
+        )
+    except recalibration.NoSuchVersionError as exc:
+        return calibration_error(request, str(exc))
+    return render(request, "calibration_review.html", review=found)
+
+
+@router.post("/calibration/{version}/activate")
+def activate(
+    request: Request,
+    version: Id,
+    principal: AdminPost,
+    confirm_text: Annotated[str, Form(alias="confirm_changes", max_length=16)] = "",
+) -> Response:
+    """Put a calibration version in use for the next study, if the count confirmed is right."""
+    ctx = context(request)
+    confirmed = confirm_text.strip()
+    if not confirmed.isdecimal():
+        return calibration_error(
+            request,
+            "type the number of studies that would change band, as the review page shows it",
+        )
+    try:
         with writing(ctx.sessions) as session:
-            recalibration.activate(session, version=version, user=principal.username)
+            recalibration.activate(
+                session,
+                version=version,
+                user=principal.username,
+                bands=ctx.settings.priority.bands,
+                settings=ctx.settings.calibration,
+                confirm_changes=int(confirmed),
+            )
     except recalibration.RecalibrationError as exc:
         return calibration_error(request, str(exc))
-    return RedirectResponse(f"/admin/calibration?message=v{version}+active", status_code=303)
+    return RedirectResponse(f"/admin/calibration?done=activated&version={version}", status_code=303)
 
 
 @router.post("/calibration/deactivate")
@@ -91,8 +154,11 @@ def deactivate(request: Request, principal: AdminPost, session: Writing) -> Resp
         session,
         model_version=ctx.serving.current().model_version,
         user=principal.username,
+        bundle=ctx.serving.bundle_candidate(),
+        bands=ctx.settings.priority.bands,
+        settings=ctx.settings.calibration,
     )
-    return RedirectResponse("/admin/calibration?message=bundle+calibration+in+use", status_code=303)
+    return RedirectResponse("/admin/calibration?done=bundle", status_code=303)
 
 
 @router.post("/calibration/fit")
@@ -102,32 +168,29 @@ def fit(
     min_cases_text: Annotated[str, Form(alias="min_cases", max_length=16)] = "",
     target_text: Annotated[str, Form(alias="target_sensitivity", max_length=16)] = "",
 ) -> Response:
-    """Fit a pending calibration version on the labelled studies."""
+    """Fit a pending calibration version on the labelled studies (guardrails in the service)."""
     ctx = context(request)
     try:
-        min_cases = int(min_cases_text or 100)
+        min_cases = int(min_cases_text) if min_cases_text else None
         served = ctx.serving.current()
         target = float(target_text or served.target_sensitivity)
     except ValueError:
         return calibration_error(request, "minimum cases and target sensitivity are numbers")
-    if not (10 <= min_cases <= 100_000 and 0.5 <= target < 1.0):
+    if not ((min_cases is None or 1 <= min_cases <= 1_000_000) and 0.5 <= target < 1.0):
         return calibration_error(
-            request, "minimum cases from 10; target sensitivity from 0.5 to below 1"
+            request, "minimum cases up to 1000000; target sensitivity from 0.5 to below 1"
         )
     try:
         # Fitted while reading: the cross-validation holds no lock; stored in a short unit.
-        with reading(ctx.sessions) as session:
-            fitted = recalibration.fit(
-                session,
-                model_version=served.model_version,
-                bundle_calibration_version=served.bundle_calibration_version,
-                target_sensitivity=target,
-                min_cases=min_cases,
-            )
-        with writing(ctx.sessions) as session:
-            version = recalibration.store(session, fitted, user=principal.username).version
+        version = recalibration.fit_version(
+            ctx.sessions,
+            model_version=served.model_version,
+            bundle_calibration_version=served.bundle_calibration_version,
+            target_sensitivity=target,
+            min_cases=min_cases,
+            floors=calibration_review.floors_of(ctx.settings.calibration),
+            user=principal.username,
+        )
     except recalibration.RecalibrationError as exc:
         return calibration_error(request, str(exc))
-    return RedirectResponse(
-        f"/admin/calibration?message=v{version}+fitted+(pending)", status_code=303
-    )
+    return RedirectResponse(f"/admin/calibration?done=fitted&version={version}", status_code=303)

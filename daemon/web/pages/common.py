@@ -1,14 +1,17 @@
-"""What the pages share: who may see them, periods, error pages and heatmap responses."""
+"""What the pages share: who may see them, periods, paging, error pages and heatmap
+responses."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request, Response
 
 from daemon.heatmaps import CamError, decode_cam
+from daemon.paging import Page
 from daemon.web import imaging
 from daemon.web.rendering import render
 from daemon.web.security import (
@@ -57,3 +60,14 @@ def heatmap_response(cam: str, size: tuple[int, int], *, what: str) -> Response:
 
 def calibration_error(request: Request, message: str) -> Response:
     return render(request, "error.html", status_code=422, title="Not done", message=message)
+
+
+def paging_links(path: str, query: dict[str, str], page: Page[Any]) -> dict[str, str]:
+    """The previous and next pages' addresses, keeping the filters (absent at the ends)."""
+    links = {}
+    kept = {k: v for k, v in query.items() if v}
+    if page.number > 1:
+        links["previous"] = f"{path}?{urlencode({**kept, 'page': page.number - 1})}"
+    if page.number < page.pages:
+        links["next"] = f"{path}?{urlencode({**kept, 'page': page.number + 1})}"
+    return links

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from daemon import audit, feedback, maintenance, monitoring
+from daemon import audit, feedback, maintenance, monitoring, operations
 from daemon.db.models import utcnow
 from daemon.db.session import Session, writing
 from daemon.web import charts
@@ -53,6 +53,7 @@ def dashboard_data(session: Session, ctx: WebContext, *, period: str) -> dict[st
             for days, (ran_at, figures) in sorted(monitoring.latest_runs(session).items())
         ],
         "recent_alerts": monitoring.recent_alerts(session, limit=20),
+        "trouble": operations.trouble_counts(session),
         "reliability_svg": charts.reliability_diagram_svg(
             [x.score for x in definite], [int(feedback.TRUTH[x.label] or 0) for x in definite]
         ),

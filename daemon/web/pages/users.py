@@ -1,4 +1,4 @@
-"""Accounts for admins: create, disable, reset; and the audit trail."""
+"""Accounts for admins: create, disable, reset."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 
-from daemon import accounts, audit
+from daemon import accounts
 from daemon.db.models import UserRole
 from daemon.db.session import Session, reading, writing
-from daemon.web.database import Reading
 from daemon.web.pages.common import Admin, AdminPost
 from daemon.web.rendering import render
 from daemon.web.security import (
@@ -105,10 +104,3 @@ def change_user(
         return None
 
     return _account_change(request, change)
-
-
-@router.get("/audit")
-def audit_page(request: Request, principal: Admin, session: Reading, action: str = "") -> Response:
-    """The audit trail, newest first."""
-    entries = audit.entries(session, limit=500, action_prefix=action, newest_first=True)
-    return render(request, "audit.html", entries=entries, action=action)

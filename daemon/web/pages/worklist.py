@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from daemon import reads
 from daemon.web import views
 from daemon.web.database import Reading
 from daemon.web.pages.common import User_
@@ -54,8 +56,10 @@ def worklist_page(
     date_to: Annotated[str | None, Query(alias="to")] = None,
     q: Text = None,
     page: Text = None,
+    read: Text = None,
 ) -> Response:
-    """The worklist, most urgent first, one page of it."""
+    """The worklist, most urgent first, one page of it; after a read (``?read=UID``), a
+    button to undo it."""
     ctx = context(request)
     view, error = _view(
         request,
@@ -80,6 +84,16 @@ def worklist_page(
         filter_error=error,
         band_choices=views.band_choices(ctx, session),
         bands=ctx.serving.current(session).bands.cutoffs,
+        # Only the user's own read, still undoable: no text from the URL is shown.
+        just_read=None
+        if not read
+        else reads.recent_read(
+            session,
+            study_instance_uid=read[:128],
+            user=principal.username,
+            admin=False,  # the user's own read, just made
+            window=timedelta(minutes=ctx.settings.worklist.undo_minutes),
+        ),
     )
 
 

@@ -196,7 +196,7 @@ def test_deliveries_back_off_then_die_then_retry(sessions: SessionFactory) -> No
         assert again[0].attempts == 2
         assert queue.mark_delivered(s, delivery_id=again[0].delivery_id, owner="s", status=0)
     with writing(sessions) as s:
-        assert queue.retry_deliveries(s, all_dead=True) == 1
+        assert len(queue.retry_deliveries(s, all_dead=True)) == 1
         counts = queue.delivery_counts(s)
     assert counts == {"pending": 1, "sending": 0, "delivered": 1, "dead": 0}
 

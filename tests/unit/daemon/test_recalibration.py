@@ -9,25 +9,26 @@ import numpy as np
 import pytest
 import torch
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from chestaid.calibration import TemperatureScaling, calibrator_from_dict, sigmoid
+from chestaid.calibration import TemperatureScaling, calibrator_from_dict
 from chestaid.inference import Scorer
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
 from chestaid.threshold import governed_threshold
 from daemon import audit
-from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel
+from daemon.db.models import CalibrationState, CalibrationVersion
 from daemon.db.session import SessionFactory, writing
-from daemon.feedback import record_feedback
 from daemon.recalibration import (
     RecalibrationError,
     activate,
     deactivate,
     fit_local_calibration,
+    review,
 )
 from daemon.serving import ActiveModel, PriorityBands, Serving
-from daemon.settings import ModelSettings, PrioritySettings
-from tests.daemon_harness import record_scored
+from daemon.settings import CalibrationSettings, ModelSettings, PrioritySettings
+from tests.calibration_cases import informative, label_studies
 
 BANDS = list(PrioritySettings().bands)
 
@@ -38,23 +39,23 @@ def _site(sessions: SessionFactory, n: int, *, seed: int = 0) -> tuple[np.ndarra
     Returns:
         Their logits and labels.
     """
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    logits = (2 * labels - 1) * 2.0 + rng.normal(0, 1.2, n) + 3.0
-    for i, (y, z) in enumerate(zip(labels, logits, strict=True)):
-        score = float(sigmoid(z))
-        study = record_scored(
-            sessions,
-            f"9.{seed}.{i}",
-            logit=float(z),
-            score=score,
-            above=score >= 0.5,
-            model_version="test-1",
-        )
-        label = FeedbackLabel.PNEUMONIA if y else FeedbackLabel.NO_PNEUMONIA
-        with writing(sessions) as s:
-            record_feedback(s, study_instance_uid=study, label=label, user="dr")
+    logits, labels = informative(n, seed=seed)
+    label_studies(sessions, logits, labels, model_version="test-1", prefix=f"9.{seed}")
     return logits, labels
+
+
+def _activate(s: Session, version: int) -> None:
+    """Activate, confirming the count the review finds (as an admin would)."""
+    found = review(s, version=version, bands=BANDS, settings=CalibrationSettings())
+    assert found.preview is not None, found.reasons
+    activate(
+        s,
+        version=version,
+        user="admin",
+        bands=BANDS,
+        settings=CalibrationSettings(),
+        confirm_changes=found.preview.changed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: Acti
     assert provider() is base  # pending: nothing changes yet
 
     with writing(sessions) as s:
-        activate(s, version=version, user="admin")
+        _activate(s, version)
     in_use = provider()
     assert in_use.calibration_version == 2
     assert in_use.scorer.threshold == pytest.approx(row.threshold)
@@ -136,12 +137,12 @@ def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: Acti
             min_cases=100,
             user="admin",
         )
-        activate(s, version=newer.version, user="admin")
+        _activate(s, newer.version)
     switched = provider()
     assert switched.calibration_version == newer.version == 3
     assert switched.scorer.threshold == pytest.approx(newer.threshold)
     with writing(sessions) as s:
-        activate(s, version=version, user="admin")
+        _activate(s, version)
     assert provider().calibration_version == 2
     assert provider().scorer.threshold == pytest.approx(row.threshold)
 

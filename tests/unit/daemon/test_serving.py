@@ -15,7 +15,14 @@ from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel
 from daemon.db.session import SessionFactory, writing
 from daemon.feedback import record_feedback
 from daemon.serving import Serving
-from daemon.settings import MonitoringSettings, Settings, StorageSettings
+from daemon.settings import (
+    CalibrationSettings,
+    MonitoringSettings,
+    PrioritySettings,
+    Settings,
+    StorageSettings,
+)
+from tests.calibration_cases import facts
 from tests.daemon_harness import record_scored
 from tests.web_fixtures import Site
 
@@ -29,6 +36,7 @@ REPORT = {
     "specificity_estimate": 0.8,
     "specificity_ci95": [0.74, 0.85],
     "threshold_ci95": [0.35, 0.5],
+    "guardrail_facts": facts(LOCAL_THRESHOLD, target_sensitivity=LOCAL_TARGET),
 }
 
 
@@ -50,7 +58,17 @@ def _local_version(sessions: SessionFactory, model_version: str, *, activate: bo
         s.add(row)
         s.flush()
         if activate:
-            recalibration.activate(s, version=row.version, user="admin")
+            bands, settings = PrioritySettings().bands, CalibrationSettings()
+            found = recalibration.review(s, version=row.version, bands=bands, settings=settings)
+            assert found.preview is not None, found.reasons
+            recalibration.activate(
+                s,
+                version=row.version,
+                user="admin",
+                bands=bands,
+                settings=settings,
+                confirm_changes=found.preview.changed,
+            )
         return row.version
 
 

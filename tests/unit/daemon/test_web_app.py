@@ -143,6 +143,8 @@ def _path_values(site: Site, people: People, uid: str) -> dict[str, str]:
         "version": "1",
         "user_id": str(people.reader),
         "analysis_id": "1",
+        "job_id": "1",
+        "delivery_id": "1",
     }
 
 
@@ -156,8 +158,9 @@ PLAUSIBLE_FORM = {
     "current": PASSWORD,
     "new": "a forged new password",
     "again": "a forged new password",
-    "min_cases": "10",
+    "min_cases": "100",
     "target_sensitivity": "0.9",
+    "confirm_changes": "0",
 }
 
 
@@ -170,6 +173,7 @@ PLAUSIBLE_JSON = {
     "password": PASSWORD,
     "current": PASSWORD,
     "new": "a forged new password",
+    "confirm_changes": 0,
 }
 
 
@@ -214,6 +218,11 @@ def test_every_page_form_post_needs_the_sessions_csrf_token(
         "/admin/users",
         "/admin/users/{user_id}",
         "/admin/calibration/fit",
+        "/admin/images/retry",
+        "/admin/images/{job_id}/retry",
+        "/admin/deliveries/retry",
+        "/admin/deliveries/{delivery_id}/retry",
+        "/admin/calibration/{version}/activate",
     } <= paths
     before = _state(site)
     for route in posts:
@@ -303,9 +312,18 @@ def test_a_radiologist_reads_but_cannot_administer(site: Site, people: People) -
     values = _path_values(site, people, uid)
     before = _state(site)
     admin_pages = [r for r in routes if r.path == "/admin" or r.path.startswith("/admin/")]
-    assert {"/admin", "/admin/users", "/admin/audit", "/admin/calibration"} <= {
-        r.path for r in admin_pages
-    }
+    assert {
+        "/admin",
+        "/admin/users",
+        "/admin/audit",
+        "/admin/audit.csv",
+        "/admin/audit.json",
+        "/admin/calibration",
+        "/admin/images",
+        "/admin/images/{job_id}/retry",
+        "/admin/deliveries",
+        "/admin/deliveries/{delivery_id}/retry",
+    } <= {r.path for r in admin_pages}
     for route in admin_pages:
         for method in sorted(route.methods):
             data = {**PLAUSIBLE_FORM, "csrf_token": csrf} if method != "GET" else None
@@ -318,6 +336,12 @@ def test_a_radiologist_reads_but_cannot_administer(site: Site, people: People) -
         f"{API}/feedback",
         f"{API}/calibrations",
         f"{API}/calibrations/{{version}}/activate",
+        f"{API}/images",
+        f"{API}/images/retry",
+        f"{API}/deliveries",
+        f"{API}/deliveries/retry",
+        f"{API}/audit",
+        f"{API}/calibrations/{{version}}/review",
     } <= {r.path for r in admin_api}
     for route in admin_api:
         for method in sorted(route.methods):
@@ -450,6 +474,8 @@ def test_pages_need_no_inline_script_or_style_under_the_policy(site: Site, peopl
         "/admin/calibration",
         "/admin/users",
         "/admin/audit",
+        "/admin/images",
+        "/admin/deliveries",
     ]
     for path in pages:
         answer = admin.get(path)
@@ -528,7 +554,7 @@ def test_pages_show_a_saturated_score_apart_from_its_threshold(site: Site, peopl
     assert score.group(1) != threshold.group(1)
     assert float(score.group(1).rstrip(" %")) < float(threshold.group(1).rstrip(" %"))
     row = reader.get("/worklist/rows").text
-    shown = re.search(r'data-score="[^"]*">([^<]+)<span class="muted"> / ([^<]+)</span>', row)
+    shown = re.search(r'data-score="[^"]*"[^>]*>([^<]+)<span class="muted"> / ([^<]+)</span>', row)
     assert shown is not None, row
     assert float(shown.group(1).rstrip(" %")) < float(shown.group(2).rstrip(" %"))
 

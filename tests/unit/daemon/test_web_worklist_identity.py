@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,45 @@ def test_identified_export_is_for_admins_only_and_audited(site: Site) -> None:
     assert {r["patient_id"] for r in api_rows} == {"PID000", "PID001", "PID002"}
     identified = [e for e in site.audit() if e.action == "feedback.exported.identified"]
     assert [e.actor for e in identified] == ["admin", "admin"]
+
+
+def test_paged_rows_carry_reasons_the_score_band_and_the_accession_viewer_link(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    """The study table's rows keep the reading branch's badges, score band and viewer link
+    (by accession), and next study walks the paged order."""
+    site = Site.build(
+        tmp_path,
+        sessions,
+        worklist_rows=10,
+        time_zone="America/New_York",
+        viewer_url_template="https://pacs.example/v?acc={accession_number}",
+    )
+    order = _studies(site.sessions, 3)  # routine scores, with accession numbers
+    late = datetime.now(UTC) - timedelta(hours=5)
+    overdue = record_scored(site.sessions, "9.1", logit=-4.0, score=0.01, above=False, when=late)
+    urgent = record_scored(site.sessions, "9.2", logit=4.0, score=0.999, above=True)
+    reader_id = site.add_user("reader", UserRole.RADIOLOGIST)
+    reader, _ = site.browser(reader_id)
+    html = reader.get("/worklist").text
+    assert re.findall(r'data-study="([^"]+)"', html) == [overdue, urgent, *order]
+    assert "Arrived (America/New_York)" in html
+    row = html[html.index(f'data-study="{overdue}"') :]
+    row = row[: row.index("</tr>")]
+    # Overdue with a low score: its score's band, badged overdue, not urgent by score.
+    assert 'title="the band of the score">ROUTINE<' in row and 'data-reason="overdue"' in row
+    assert "urgent_by_score" not in row and "viewer-link" not in row  # no accession number
+    row = html[html.index(f'data-study="{order[0]}"') :]
+    assert 'href="https://pacs.example/v?acc=ACC002"' in row[: row.index("</tr>")]
+
+    items = site.client().get(f"{API}/worklist", headers=site.bearer(reader_id)).json()["items"]
+    assert [i["reasons"] for i in items[:3]] == [["overdue"], ["urgent_by_score"], []]
+    assert [i["band"] for i in items[:2]] == ["ROUTINE", "URGENT"]
+    assert items[2]["viewer_url"] == "https://pacs.example/v?acc=ACC002"
+    assert items[0]["viewer_url"] is None
+
+    study = reader.get(f"/studies/{order[1]}").text
+    assert 'href="https://pacs.example/v?acc=ACC001" id="viewer-link"' in study
+    walked = [reader.get(f"/studies/{uid}/next").headers["location"] for uid in order]
+    assert walked == [f"/studies/{order[1]}", f"/studies/{order[2]}", "/worklist"]
+    assert reader.get(f"/studies/{overdue}/next").headers["location"] == f"/studies/{urgent}"
