@@ -31,12 +31,14 @@ from sqlalchemy.orm import Session
 
 from chestaid.metrics import ConfusionMatrix, ece, wilson_interval
 from daemon import audit, exports
+from daemon.db import studies
 from daemon.db.models import (
     Feedback,
     FeedbackChange,
     FeedbackLabel,
     Instance,
     Result,
+    Study,
     StudyRead,
     utcnow,
 )
@@ -120,6 +122,9 @@ def mark_read(
     now = now or utcnow()
     session.add(
         StudyRead(study_instance_uid=study_instance_uid, read_by=user, read_at=now, via=via)
+    )
+    studies.close_study(
+        session, study_instance_uid=study_instance_uid, reason="read", by=user, now=now
     )
     audit.record(
         session,
@@ -236,6 +241,51 @@ class LabelledCase:
             "given_at": self.given_at.isoformat(timespec="seconds"),
             "comment": self.comment or "",
         }
+
+
+# The identifying fields an identified export adds (kept out of every other export).
+IDENTIFIED_COLUMNS = ("patient_name", "patient_id", "accession_number", "study_date")
+
+
+def export_rows(
+    session: Session,
+    cases: Sequence[LabelledCase],
+    *,
+    identified: bool = False,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The export's rows: without identifying fields, or, when an admin asks for an
+    identified export, with them (empty where retention blanked them), audited.
+
+    Raises:
+        FeedbackError: an identified export without the actor who asks for it.
+    """
+    rows = [case.to_dict() for case in cases]
+    if not identified:
+        return rows
+    if not (actor or "").strip():
+        raise FeedbackError("an identified export needs the user who asks for it (audited)")
+    uids = [case.study_instance_uid for case in cases]
+    found: dict[str, Study] = {}
+    for start in range(0, len(uids), 500):
+        chunk = uids[start : start + 500]
+        found.update(
+            (study.study_instance_uid, study)
+            for study in session.scalars(select(Study).where(Study.study_instance_uid.in_(chunk)))
+        )
+    for row in rows:
+        study = found.get(row["study_instance_uid"])
+        for name in IDENTIFIED_COLUMNS:
+            row[name] = (getattr(study, name) if study is not None else None) or ""
+    audit.record(
+        session,
+        actor=actor or "",
+        action="feedback.exported.identified",
+        detail={"rows": len(rows), "columns": list(IDENTIFIED_COLUMNS)},
+        now=now,
+    )
+    return rows
 
 
 def labelled_cases(session: Session, *, since: datetime | None = None) -> list[LabelledCase]:

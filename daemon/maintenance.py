@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from daemon import accounts
+from daemon import accounts, closing
 from daemon.db import queue
 from daemon.db.models import utcnow
 from daemon.db.session import SessionFactory, reading, writing
 from daemon.monitoring import evaluate_windows, send_alerts, store_runs
-from daemon.retention import purge_old_files
+from daemon.retention import blank_old_identities, purge_old_files
 from daemon.serving import Serving
 from daemon.settings import Settings
 from daemon.spool import FileStore
@@ -58,13 +59,24 @@ def monitor(sessions: SessionFactory, *, settings: Settings, serving: Serving) -
 
 
 def retention(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
-    """Delete old spooled images and outputs; the rows stay."""
-    return purge_old_files(
+    """Delete old spooled images and outputs and blank their studies' identifying
+    fields; the rows stay."""
+    days = settings.monitoring.retention_days
+    purged = purge_old_files(
         sessions,
         spool=FileStore(settings.storage.spool),
         outbox=FileStore(settings.storage.outbox),
-        older_than_days=settings.monitoring.retention_days,
+        older_than_days=days,
     )
+    return {**purged, **blank_old_identities(sessions, older_than_days=days)}
+
+
+def close_aged_studies(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
+    """Take studies open longer than ``worklist.close_after_hours`` off the worklist."""
+    with writing(sessions) as session:
+        return closing.close_aged_studies(
+            session, older_than=timedelta(hours=settings.worklist.close_after_hours)
+        )
 
 
 def sign_in_housekeeping(sessions: SessionFactory, *, settings: Settings) -> dict[str, Any]:
@@ -95,4 +107,8 @@ def registry(settings: Settings, serving: Serving) -> list[ScheduledJob]:
         ScheduledJob(
             "sign-in-housekeeping", partial(sign_in_housekeeping, settings=settings), 3600.0
         ),
-    ]
+    ] + (
+        [ScheduledJob("close-aged-studies", partial(close_aged_studies, settings=settings), 300.0)]
+        if settings.worklist.close_after_hours > 0
+        else []
+    )

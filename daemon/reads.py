@@ -24,6 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon import audit, feedback
+from daemon.closing import CLOSED_READ
+from daemon.db import studies
 from daemon.db.models import Feedback, FeedbackLabel, StudyRead, utcnow
 from daemon.errors import DaemonError
 from daemon.worklist import study_entries
@@ -154,6 +156,11 @@ def undo_read(
         now=now,
     )
     session.delete(read)
+    # The read closed the study in the study table; it goes back on the list (unless it
+    # left the list for another reason too, which an undo of the read does not undo).
+    study = studies.find_study(session, study_instance_uid=study_instance_uid)
+    if study is not None and study.closed_reason == CLOSED_READ:
+        studies.reopen_study(session, study_instance_uid=study_instance_uid)
     session.flush()
     return undone
 

@@ -1,7 +1,9 @@
-"""Retention: spooled images and generated outputs are deleted after a configured age.
+"""Retention: spooled images and generated outputs are deleted after a configured age,
+and the identifying fields of their studies (patient name and ID, accession number,
+study date and the like) are blanked at the same age.
 
 The database keeps every row (what was received, scored and delivered, and when);
-only the pixels go. An image is purged once its job is finished; an output once none
+only the pixels, and who the patient was, go. An image is purged once its job is finished; an output once none
 of its deliveries is pending or being sent. The rows are updated in one writing unit
 and the files removed after it commits: a rollback never leaves a row naming a file
 that is gone, and the write lock is never held across file-system work.
@@ -16,6 +18,7 @@ from sqlalchemy import select
 
 from daemon.db.models import DeliveryState, Instance, Job, JobState, Output, utcnow
 from daemon.db.session import SessionFactory, writing
+from daemon.db.studies import blank_identities
 from daemon.spool import FileStore
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,18 @@ def purge_old_files(
     removed_images = sum(_removed(spool, name) for name in images)
     removed_outputs = sum(_removed(outbox, name) for name in outputs)
     return {"images": removed_images, "outputs": removed_outputs}
+
+
+def blank_old_identities(
+    sessions: SessionFactory, *, older_than_days: int, now: datetime | None = None
+) -> dict[str, int]:
+    """Blank the identifying fields of studies whose last image is older than the given
+    age (kept only as long as the study's images are). Returns how many studies."""
+    if older_than_days <= 0:
+        return {"identities": 0}
+    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+    with writing(sessions) as session:
+        return {"identities": blank_identities(session, received_before=cutoff, now=now)}
 
 
 def _removed(store: FileStore, name: str) -> bool:

@@ -54,6 +54,7 @@ from chestaid.imaging import (
 from daemon.connections import GuardedAE, log_rejection
 from daemon.db import queue
 from daemon.db.session import SessionFactory, reading, writing
+from daemon.db.studies import StudyIdentity
 from daemon.errors import DaemonError, SpoolError, SpoolFullError
 from daemon.settings import AllowSettings, NodeSettings
 from daemon.spool import FileStore, StoredFile
@@ -281,6 +282,7 @@ class StoreHandler:
                     calling_ae_title=log["calling_ae"],
                     peer_address=str(event.assoc.requestor.address),
                     requested_priority=DIMSE_PRIORITIES.get(int(request.Priority or 0), "MEDIUM"),
+                    identity=study_identity(ds),
                 )
                 job_id = job.id
         except IntegrityError as exc:
@@ -315,6 +317,29 @@ class StoreHandler:
                 return queue.instance_exists(session, sop_instance_uid=sop_instance_uid)
         except SQLAlchemyError:
             return False
+
+
+def study_identity(ds: Dataset) -> StudyIdentity:
+    """The identifying fields a worklist shows, from the header already read (bounded).
+
+    Kept in the database only, for signed-in readers; never logged. Every element of
+    the header was read and converted by :func:`read_dicom_header`, so reading them
+    as text here cannot fail on the peer's bytes.
+    """
+    return StudyIdentity.bounded(**{name: ds.get(keyword) for name, keyword in _IDENTITY_KEYWORDS})
+
+
+_IDENTITY_KEYWORDS = (
+    ("patient_name", "PatientName"),
+    ("patient_id", "PatientID"),
+    ("accession_number", "AccessionNumber"),
+    ("study_date", "StudyDate"),
+    ("study_time", "StudyTime"),
+    ("patient_age", "PatientAge"),
+    ("patient_sex", "PatientSex"),
+    ("study_description", "StudyDescription"),
+    ("modality", "Modality"),
+)
 
 
 @dataclass(frozen=True)

@@ -322,6 +322,12 @@ class WorklistSettings(_Section):
     # A study waiting longer than this goes to the top (oldest first), whatever its
     # score, so routine studies are never starved by a stream of urgent ones.
     max_wait_minutes: Annotated[float, Field(gt=0, le=10_080)] = 120.0
+    # How a study leaves the open list besides being read here (which always takes it
+    # off): reported read elsewhere (``chestaid-daemon studies close --reason
+    # reported-elsewhere``, later an HL7 feed) when true; and, when above 0, after this
+    # many hours open (for a site that reads in its PACS and never marks reads here).
+    close_reported_elsewhere: bool = True
+    close_after_hours: Annotated[float, Field(ge=0, le=87_600)] = 0.0
     # How long after a read (explicit or by feedback) the reader, or an admin, may undo
     # it and put the study back on the worklist.
     undo_minutes: Annotated[float, Field(ge=0, le=1440)] = 10.0
@@ -390,7 +396,7 @@ class WebSettings(_Section):
     # The least zxcvbn strength score (0-4) a chosen password needs; below 2 is not allowed.
     min_password_score: Annotated[int, Field(ge=2, le=4)] = 3
     worklist_refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 15
-    worklist_rows: Annotated[int, Field(ge=10, le=10_000)] = 200  # shown on the page
+    worklist_rows: Annotated[int, Field(ge=10, le=500)] = 200  # rows per worklist page
     upload_max_mb: Annotated[int, Field(ge=1, le=1024)] = 64
     # An upload whose header declares more decoded bytes than this (pixels x channels x
     # bytes per sample) is refused (413) before decoding: a small, highly compressed file

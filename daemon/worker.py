@@ -74,6 +74,7 @@ class _Scored:
     cam: str | None  # the Grad-CAM map as JSON rows (daemon.heatmaps); None if not assessable
     image: ImageStatistics
     not_assessable: queue.NotAssessable | None = None
+    band_names: tuple[str, ...] = ()  # the bands in use, highest first
 
 
 class _SkipError(ChestAidError):
@@ -210,6 +211,7 @@ class Worker:
                 image=scored.image,
                 not_assessable=scored.not_assessable,
                 quarter_turns=turns,
+                band_names=scored.band_names,
             )
         if not kept:
             logger.warning("lease lost before the result was recorded", extra=log)
@@ -325,6 +327,7 @@ class Worker:
                 cam=None,  # no map of an image that was not judged: nothing may show one
                 image=statistics,
                 not_assessable=queue.NotAssessable(unjudged.reason, unjudged.detail),
+                band_names=tuple(name for name, _ in model.bands.cutoffs),
             )
         # The map of the image as scored (upright), turned back onto the image as received.
         cam = prediction.cam  # the ML core gives it on the image as received
@@ -356,6 +359,7 @@ class Worker:
             ),
             cam=encoded,
             image=statistics,
+            band_names=tuple(name for name, _ in model.bands.cutoffs),
         )
 
 

@@ -21,23 +21,38 @@ placed like the highest of its frontal images, with "not assessed" ranked there:
 study with an URGENT image stays URGENT (its reader sees the other image too), but a
 study whose assessable images are all below the top band stands as not assessed,
 because one of its images was not judged at all.
+
+The open list is read from the study table (:mod:`daemon.db.studies`), where each
+study's rank, score and logit are kept up to date as its images are scored. Only
+overdue-ness depends on the clock, so a page is two indexed queries: the overdue
+studies by arrival, then the others by rank, score, logit and arrival.
+
+A study leaves the open list when it is read here, when it is reported read elsewhere
+(:func:`daemon.closing.close_study`), or, where the site chose so, when it has been
+open longer than ``worklist.close_after_hours`` (cut at query time and closed by a
+scheduled job); a closed study keeps why and when it left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Instance, Job, JobState, Result, StudyRead, utcnow
+from daemon.db import studies
+from daemon.db.models import Instance, Job, JobState, Result, Study, StudyRead, utcnow
+from daemon.db.studies import NOT_ASSESSED_RANK as NOT_ASSESSED_RANK
+from daemon.db.studies import PRIORITY_ORDER as PRIORITY_ORDER
+from daemon.db.studies import StudyIdentity
+from daemon.errors import DaemonError
 from daemon.priority import PriorityBands
 
-PRIORITY_ORDER = {"HIGH": 0, "MEDIUM": 1, "LOW": 2}
-# Where a not-assessed study stands among the bands (0 is the top band, 1 the next).
-NOT_ASSESSED_RANK = 0.5
+# The band filter's value for the studies placed as not assessed.
+NOT_ASSESSED_BAND = "NOT_ASSESSED"
+MAX_PAGE_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,7 @@ class StudyEntry:
     model_version: str
     calibration_version: int
     not_assessed: NotAssessedImages | None = None
+    identity: StudyIdentity = field(default_factory=StudyIdentity)
 
 
 @dataclass(frozen=True)
@@ -138,18 +154,14 @@ def order_worklist(
 def _rank(entry: StudyEntry, names: Sequence[str]) -> float:
     """The study's rank among the bands (0 the top), not-assessed images counted at
     :data:`NOT_ASSESSED_RANK`: the highest of its images decides."""
-    ranks = []
-    if entry.band is not None:
-        ranks.append(float(names.index(entry.band) if entry.band in names else len(names) - 1))
-    if entry.not_assessed is not None or entry.band is None:
-        ranks.append(NOT_ASSESSED_RANK)
-    return min(ranks)
+    return studies.study_rank(entry.band, entry.not_assessed is not None, names)
 
 
 def study_entries(
     session: Session, *, open_only: bool = True, study_instance_uid: str | None = None
 ) -> list[StudyEntry]:
-    """Every study with a scored image (only the unread ones by default, or one study)."""
+    """Every study with a scored image (only the open ones by default, or one study),
+    summed up from its images (the worklist itself reads the study table)."""
     query = (
         select(Instance, Result)
         .join(Job, Job.instance_id == Instance.id)
@@ -160,7 +172,10 @@ def study_entries(
         query = query.where(Instance.study_instance_uid == study_instance_uid)
     if open_only:
         read = select(StudyRead.study_instance_uid)
-        query = query.where(Instance.study_instance_uid.not_in(read))
+        closed = select(Study.study_instance_uid).where(Study.closed_at.is_not(None))
+        query = query.where(
+            Instance.study_instance_uid.not_in(read), Instance.study_instance_uid.not_in(closed)
+        )
     studies: dict[str, list[tuple[Instance, Result]]] = {}
     for instance, result in session.execute(query).all():
         studies.setdefault(instance.study_instance_uid, []).append((instance, result))
@@ -203,44 +218,253 @@ def study_entries(
     return entries
 
 
-def worklist(
-    session: Session, bands: PriorityBands, *, max_wait: timedelta, now: datetime | None = None
-) -> list[WorklistItem]:
-    """The open studies in reading order."""
-    return order_worklist(study_entries(session), bands, now=now or utcnow(), max_wait=max_wait)
+# The two orders of the list, each served by an index of the study table: overdue
+# studies by arrival, the others by rank, score, logit and arrival.
+OVERDUE_ORDER = (
+    Study.arrived_at,
+    Study.band_rank,
+    Study.unscored,
+    Study.order_score,
+    Study.order_logit,
+    Study.id,
+)
+RANKED_ORDER = (
+    Study.band_rank,
+    Study.unscored,
+    Study.order_score,
+    Study.order_logit,
+    Study.arrived_at,
+    Study.id,
+)
 
 
-# Why a study stands where it does, as stable codes (the API's ``reasons``).
-URGENT_BY_SCORE = "urgent_by_score"
-OVERDUE = "overdue"
-SENDER_HIGH = "sender_high"
-NOT_ASSESSED = "not_assessed"
+class WorklistQueryError(DaemonError):
+    """A worklist filter or page that cannot be served (a clear message, never a 500)."""
 
 
-def placement_reasons(item: WorklistItem, top_band: str) -> tuple[str, ...]:
-    """Why the study stands where it does: its score's band is the top one, it waited
-    too long, its sender asked for HIGH priority, or an image was not assessed.
+@dataclass(frozen=True)
+class WorklistFilters:
+    """What a reader narrows the open list to; every field is optional.
 
-    An overdue study with a low score is overdue, not urgent by score: its place comes
-    from its wait alone.
+    ``band`` is a band's name (studies standing in it by score, after the sender's
+    floor; an overdue study is matched by this band too, not the top one it is shown
+    in) or :data:`NOT_ASSESSED_BAND`; ``waiting_minutes`` keeps the studies waiting longer;
+    ``search`` matches the accession number or the patient ID, exactly or as a prefix.
     """
-    reasons = []
-    if not item.not_assessed and item.entry.band == top_band:
-        reasons.append(URGENT_BY_SCORE)
-    if item.overdue:
-        reasons.append(OVERDUE)
-    if item.entry.requested_priority == "HIGH":
-        reasons.append(SENDER_HIGH)
-    if item.not_assessed:
-        reasons.append(NOT_ASSESSED)
-    return tuple(reasons)
+
+    band: str | None = None
+    waiting_minutes: float | None = None
+    modality: str | None = None
+    study_date_from: date | None = None
+    study_date_to: date | None = None
+    search: str | None = None
+
+    def active(self) -> bool:
+        """Whether any filter is set."""
+        return any(getattr(self, name) not in (None, "") for name in self.__dataclass_fields__)
 
 
-def next_open_after(items: Sequence[WorklistItem], study_instance_uid: str) -> str | None:
-    """The study to read after this one: the next open study in reading order, or the
-    first open one when this study is no longer open (just read); None at the end."""
-    uids = [item.entry.study_instance_uid for item in items]
-    if study_instance_uid not in uids:
-        return uids[0] if uids else None
-    position = uids.index(study_instance_uid)
-    return uids[position + 1] if position + 1 < len(uids) else None
+@dataclass(frozen=True)
+class WorklistPage:
+    """One page of the open list in reading order, with how many there are in all."""
+
+    items: list[WorklistItem]
+    total: int  # studies matching the filters
+    offset: int
+    limit: int
+
+
+def _conditions(
+    filters: WorklistFilters, names: Sequence[str], *, now: datetime, open_since: datetime | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Study.listed == true()]
+    if open_since is not None:
+        conditions.append(Study.arrived_at >= open_since)
+    if filters.band:
+        if filters.band == NOT_ASSESSED_BAND:
+            conditions.append(Study.band_rank == NOT_ASSESSED_RANK)
+        elif filters.band in names:
+            conditions.append(Study.band_rank == float(names.index(filters.band)))
+        else:
+            raise WorklistQueryError(
+                f"band must be one of {', '.join([*names, NOT_ASSESSED_BAND])}"
+            )
+    if filters.waiting_minutes is not None:
+        if not 0 <= filters.waiting_minutes <= 10_000_000:
+            raise WorklistQueryError("waiting must be between 0 and 10000000 minutes")
+        conditions.append(Study.arrived_at < now - timedelta(minutes=filters.waiting_minutes))
+    if filters.modality:
+        conditions.append(Study.modality == filters.modality.strip().upper())
+    if filters.study_date_from is not None:
+        conditions.append(Study.study_date >= filters.study_date_from.strftime("%Y%m%d"))
+    if filters.study_date_to is not None:
+        conditions.append(Study.study_date <= filters.study_date_to.strftime("%Y%m%d"))
+    return conditions
+
+
+# A search matching at most this many studies is narrowed to their ids first.
+SEARCH_NARROWING = 2000
+
+
+def _search(session: Session, text: str | None) -> ColumnElement[bool] | None:
+    """The search's condition: accession number or patient ID, exact or as a prefix.
+
+    Each column is searched alone on its index (a range: bound parameters, no LIKE
+    pattern), and the list is then narrowed to the studies found; so few matches among
+    many open studies cost two index lookups, not a scan of the open list.
+    """
+    search = (text or "").strip()
+    if not search:
+        return None
+    end = search + "\U0010ffff"
+    by_accession = (Study.accession_number >= search) & (Study.accession_number < end)
+    by_patient = (Study.patient_id >= search) & (Study.patient_id < end)
+    found: set[int] = set()
+    for condition in (by_accession, by_patient):
+        found.update(session.scalars(select(Study.id).where(condition).limit(SEARCH_NARROWING + 1)))
+        if len(found) > SEARCH_NARROWING:
+            return by_accession | by_patient
+    return Study.id.in_(sorted(found))
+
+
+def worklist_page(
+    session: Session,
+    bands: PriorityBands,
+    *,
+    max_wait: timedelta,
+    filters: WorklistFilters | None = None,
+    offset: int = 0,
+    limit: int = 50,
+    close_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> WorklistPage:
+    """One page of the open studies in reading order, and their number.
+
+    Two indexed queries stand for :func:`order_worklist`: the overdue studies, oldest
+    first, then the others by rank, score, logit and arrival.
+
+    Args:
+        close_after: studies open longer than this are left out (the site's rule),
+            whether or not the scheduled job has closed them yet.
+
+    Raises:
+        WorklistQueryError: a band the site does not have, a page out of bounds, or a
+            waiting time out of range.
+    """
+    if not 1 <= limit <= MAX_PAGE_ROWS:
+        raise WorklistQueryError(f"a page holds 1 to {MAX_PAGE_ROWS} rows")
+    if not 0 <= offset <= 10_000_000:
+        raise WorklistQueryError("the offset must be between 0 and 10000000")
+    now = now or utcnow()
+    names = [name for name, _ in bands.cutoffs]
+    open_since = None if close_after is None else now - close_after
+    filters = filters or WorklistFilters()
+    base = _conditions(filters, names, now=now, open_since=open_since)
+    search = _search(session, filters.search)
+    if search is not None:
+        base.append(search)
+    cutoff = now - max_wait
+    overdue = Study.arrived_at < cutoff
+    fresh = Study.arrived_at >= cutoff
+    n_overdue = session.scalar(select(func.count()).select_from(Study).where(*base, overdue)) or 0
+    n_fresh = session.scalar(select(func.count()).select_from(Study).where(*base, fresh)) or 0
+    # The page's ids first (read from the indexes alone, however deep the page), then
+    # its rows.
+    ids: list[int] = []
+    if offset < n_overdue:
+        ids += session.scalars(
+            select(Study.id)
+            .where(*base, overdue)
+            .order_by(*OVERDUE_ORDER)
+            .offset(offset)
+            .limit(limit)
+        ).all()
+    if len(ids) < limit:
+        ids += session.scalars(
+            select(Study.id)
+            .where(*base, fresh)
+            .order_by(*RANKED_ORDER)
+            .offset(max(0, offset - n_overdue))
+            .limit(limit - len(ids))
+        ).all()
+    found = {row.id: row for row in session.scalars(select(Study).where(Study.id.in_(ids)))}
+    rows = [found[i] for i in ids]
+    items = [item_of(row, names, now=now, max_wait=max_wait) for row in rows]
+    return WorklistPage(items=items, total=n_overdue + n_fresh, offset=offset, limit=limit)
+
+
+def entry_of(study: Study) -> StudyEntry:
+    """A study row as the worklist's entry."""
+    return StudyEntry(
+        study_instance_uid=study.study_instance_uid,
+        score=study.score,
+        logit=study.logit,
+        threshold=study.threshold if study.threshold is not None else 0.0,
+        band=study.band,
+        result_id=study.result_id or 0,
+        arrived_at=study.arrived_at,
+        requested_priority=study.requested_priority,
+        images=study.images,
+        model_version=study.model_version or "",
+        calibration_version=study.calibration_version or 0,
+        not_assessed=None
+        if not study.not_assessed_count
+        else NotAssessedImages(
+            reason=study.not_assessed_reason or "",
+            detail=study.not_assessed_detail or "",
+            result_id=study.not_assessed_result_id or 0,
+            count=study.not_assessed_count,
+        ),
+        identity=StudyIdentity(**{name: getattr(study, name) for name in _IDENTITY_FIELDS}),
+    )
+
+
+_IDENTITY_FIELDS = tuple(StudyIdentity.__dataclass_fields__)
+
+
+def item_of(
+    study: Study, names: Sequence[str], *, now: datetime, max_wait: timedelta
+) -> WorklistItem:
+    """Where a listed study stands, as :func:`order_worklist` says it."""
+    waiting = now - study.arrived_at
+    overdue = waiting > max_wait
+    if overdue or study.raised_by_sender:
+        band: str | None = names[0]
+    elif study.not_assessed:
+        band = None
+    else:
+        rank = int(study.band_rank)
+        band = names[rank] if rank < len(names) else names[-1]
+    return WorklistItem(
+        entry=entry_of(study),
+        band=band,
+        overdue=overdue,
+        raised_by_sender=study.raised_by_sender,
+        waiting=waiting,
+        not_assessed=study.not_assessed,
+    )
+
+
+def worklist(
+    session: Session,
+    bands: PriorityBands,
+    *,
+    max_wait: timedelta,
+    now: datetime | None = None,
+    close_after: timedelta | None = None,
+) -> list[WorklistItem]:
+    """Every open study in reading order (pages of :func:`worklist_page`, for the CLI)."""
+    items: list[WorklistItem] = []
+    while True:
+        page = worklist_page(
+            session,
+            bands,
+            max_wait=max_wait,
+            offset=len(items),
+            limit=MAX_PAGE_ROWS,
+            close_after=close_after,
+            now=now,
+        )
+        items += page.items
+        if not page.items or len(items) >= page.total:
+            return items

@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     read = study_sub.add_parser("read", parents=[common], help="mark a study read")
     read.add_argument("study_instance_uid")
     read.add_argument("--user", required=True)
+    close = study_sub.add_parser(
+        "close",
+        parents=[common],
+        help="take a study off the worklist: read elsewhere (audited)",
+    )
+    close.add_argument("study_instance_uid")
+    close.add_argument("--reason", required=True, choices=["reported-elsewhere"])
+    close.add_argument("--user", required=True, help="who says so (for the audit trail)")
 
     fb = sub.add_parser("feedback", help="radiologists' feedback and the report on it")
     fb_sub = fb.add_subparsers(dest="feedback_command", required=True)
@@ -94,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp = fb_sub.add_parser("export", parents=[common], help="every feedback with its prediction")
     exp.add_argument("--since", type=since, default=None, help=SINCE_HELP)
     exp.add_argument("--format", choices=["csv", "json"], default="csv")
+    exp.add_argument(
+        "--identified",
+        action="store_true",
+        help="add patient name and ID, accession and study date (audited; needs --user)",
+    )
+    exp.add_argument("--user", default=None, help="who asks for an identified export")
 
     cal = sub.add_parser("calibration", help="calibration versions fitted on local feedback")
     cal_sub = cal.add_subparsers(dest="calibration_command", required=True)

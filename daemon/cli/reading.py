@@ -10,9 +10,10 @@ from datetime import timedelta
 from chestaid.display import score_pair_text
 from daemon import audit
 from daemon.cli.common import database, emit, flat, out
+from daemon.closing import close_study
 from daemon.db.models import FeedbackLabel
 from daemon.db.session import reading, writing
-from daemon.feedback import labelled_cases, mark_read, record_feedback, report
+from daemon.feedback import export_rows, labelled_cases, mark_read, record_feedback, report
 from daemon.serving import Serving
 from daemon.settings import Settings
 from daemon.worklist import WorklistItem, worklist
@@ -67,18 +68,33 @@ def reading_command(settings: Settings, args: argparse.Namespace) -> int:
     since = getattr(args, "since", None)  # parsed (and bounded) by the parser
     with database(settings) as sessions:
         bands = Serving(settings.model, settings.priority.bands, sessions).current().bands
-        writes = args.command == "study" or getattr(args, "feedback_command", "") == "record"
+        writes = (
+            args.command == "study"
+            or getattr(args, "feedback_command", "") == "record"
+            or getattr(args, "identified", False)
+        )
         with (writing if writes else reading)(sessions) as session:
             if args.command == "worklist":
+                hours = settings.worklist.close_after_hours
                 items = worklist(
                     session,
                     bands,
                     max_wait=timedelta(minutes=settings.worklist.max_wait_minutes),
+                    close_after=timedelta(hours=hours) if hours > 0 else None,
                 )
                 rows = _worklist_rows(items, for_people=args.format == "table")
                 if args.format != "json":
                     rows = [{k: "-" if v is None else v for k, v in r.items()} for r in rows]
                 emit(rows, args.format)
+            elif args.command == "study" and args.study_command == "close":
+                closed = close_study(
+                    session,
+                    study_instance_uid=args.study_instance_uid,
+                    reason=args.reason,
+                    actor=args.user,
+                    allowed=settings.worklist.close_reported_elsewhere,
+                )
+                out(f"closed: {args.reason}" if closed else "already off the worklist")
             elif args.command == "study":
                 done = mark_read(
                     session, study_instance_uid=args.study_instance_uid, user=args.user
@@ -109,7 +125,11 @@ def reading_command(settings: Settings, args: argparse.Namespace) -> int:
                 )
                 out(f"feedback recorded: {args.label}")
             elif args.feedback_command == "export":
-                emit([c.to_dict() for c in labelled_cases(session, since=since)], args.format)
+                cases = labelled_cases(session, since=since)
+                emit(
+                    export_rows(session, cases, identified=args.identified, actor=args.user),
+                    args.format,
+                )
             else:
                 groups = [g.to_dict() for g in report(labelled_cases(session, since=since))]
                 if args.format == "json":

@@ -8,8 +8,11 @@ The way of one instance through the tables:
                image was not assessable (its reason, no priority, the score for audit)
     outputs    the objects a result produced (Secondary Capture, SR), in the outbox
     deliveries one per output per destination: pending -> sending -> delivered | dead
+    studies    one per Study Instance UID: what the worklist sorts and shows, kept up to
+               date as images are received and scored, and whether it left the list
 
-No table holds patient names or IDs; the DICOM files do, and only they.
+Only ``studies`` holds identifying fields (patient name and ID, accession number and
+the like, read from the header at receipt), and only until retention blanks them.
 """
 
 from __future__ import annotations
@@ -199,6 +202,107 @@ class Result(Base):
     image_cols: Mapped[int | None] = mapped_column(Integer)
 
     job: Mapped[Job] = relationship(back_populates="result")
+
+
+# Bounds of the identifying fields kept on a study (characters; longer values are cut).
+IDENTITY_LENGTHS = {
+    "patient_name": 64,
+    "patient_id": 64,
+    "accession_number": 64,
+    "study_date": 8,
+    "study_time": 16,
+    "patient_age": 4,
+    "patient_sex": 16,
+    "study_description": 64,
+    "modality": 16,
+}
+
+
+class Study(Base):
+    """A study as the worklist sees it: one row per Study Instance UID.
+
+    Created when its first image is received (with the identifying fields of that
+    image's header) and summed up again each time one of its images is scored:
+    ``images`` counts the scored ones, and the study is listed (open, on the worklist)
+    while it has one and has not left the list (``closed_at`` and why).
+
+    The ordering columns hold the worklist's rules (see :mod:`daemon.worklist`):
+    ``band_rank`` is the study's rank among the bands after the sender's floor (0 the
+    top band, 0.5 not assessed), ``unscored`` puts the studies placed as not assessed
+    after the scored ones of their rank, and ``order_score`` / ``order_logit`` (the
+    negated score and logit, so one ascending index serves; 0 when unscored) order the
+    rest; only overdue-ness depends on the clock, at query time.
+    """
+
+    __tablename__ = "studies"
+    __table_args__ = (
+        # The overdue part's order, whole (its ties too), so a page is read from it.
+        Index(
+            "ix_studies_listed_arrived",
+            "listed",
+            "arrived_at",
+            "band_rank",
+            "unscored",
+            "order_score",
+            "order_logit",
+        ),
+        Index(
+            "ix_studies_listed_order",
+            "listed",
+            "band_rank",
+            "unscored",
+            "order_score",
+            "order_logit",
+            "arrived_at",
+        ),
+        Index("ix_studies_accession", "accession_number"),
+        Index("ix_studies_patient_id", "patient_id"),
+        Index("ix_studies_closed_at", "closed_at"),
+        Index("ix_studies_last_received", "last_received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), unique=True)
+    # Identifying fields (bounded by IDENTITY_LENGTHS; blanked past retention).
+    patient_name: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_date: Mapped[str | None] = mapped_column(String(8))  # YYYYMMDD, as DICOM DA
+    study_time: Mapped[str | None] = mapped_column(String(16))  # DICOM TM
+    patient_age: Mapped[str | None] = mapped_column(String(4))  # DICOM AS, e.g. 042Y
+    patient_sex: Mapped[str | None] = mapped_column(String(16))
+    study_description: Mapped[str | None] = mapped_column(String(64))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    identity_blanked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The scored images summed up.
+    # Its latest image's receipt (retention blanks the identity after it), and its
+    # first scored image's (where it stands: the waiting time counts from it).
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    arrived_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    requested_priority: Mapped[str] = mapped_column(String(8), default="MEDIUM")
+    raised_by_sender: Mapped[bool] = mapped_column(Boolean, default=False)
+    band: Mapped[str | None] = mapped_column(String(16))  # of its best assessable image
+    band_rank: Mapped[float] = mapped_column(Float, default=0.0)
+    not_assessed: Mapped[bool] = mapped_column(Boolean, default=False)  # placed as not assessed
+    unscored: Mapped[bool] = mapped_column(Boolean, default=False)
+    score: Mapped[float | None] = mapped_column(Float)  # best assessable image's
+    logit: Mapped[float | None] = mapped_column(Float)
+    order_score: Mapped[float] = mapped_column(Float, default=0.0)
+    order_logit: Mapped[float] = mapped_column(Float, default=0.0)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    result_id: Mapped[int | None] = mapped_column(Integer)
+    not_assessed_count: Mapped[int] = mapped_column(Integer, default=0)
+    not_assessed_reason: Mapped[str | None] = mapped_column(String(16))
+    not_assessed_detail: Mapped[str | None] = mapped_column(Text)
+    not_assessed_result_id: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    calibration_version: Mapped[int | None] = mapped_column(Integer)
+    # On the worklist: a scored image, and not left the list.
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_reason: Mapped[str | None] = mapped_column(String(32))
+    closed_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class Output(Base):

@@ -42,11 +42,13 @@ _READ_ONLY = "chestaid_read_only"
 def make_engine(url: str, *, busy_timeout: float = 10.0) -> Engine:
     """Create the process's engine for ``url``.
 
-    A SQLite database's directory is created when missing.
+    A SQLite database's directory is created when missing. Statement parameters are
+    kept out of error messages (``hide_parameters``): an error's text is logged, and a
+    study's row holds the patient's name and ID.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     database = parsed.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +58,7 @@ def make_engine(url: str, *, busy_timeout: float = 10.0) -> Engine:
         # The pysqlite driver's own transaction handling is switched off below, so
         # SQLAlchemy's BEGIN is the only one.
         isolation_level=None,
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")

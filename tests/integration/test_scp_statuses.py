@@ -3,6 +3,7 @@ answer, the association rules, and what ends up in the spool and the database.""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +132,31 @@ def test_association_rules(node: Node) -> None:
     assert wrong_caller.is_rejected
     wrong_called = _associate(node).associate("127.0.0.1", node.port, ae_title="NOTCHESTAID")
     assert wrong_called.is_rejected
+
+
+def test_a_received_study_keeps_its_identifying_fields_bounded_and_never_logs_them(
+    node: Node, sessions: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A family name longer than PN allows: a warning about it (pydicom's) must not quote it.
+    name, patient_id, accession = "Zyxwquorth" * 7 + "^Ottoline", "PIDQ7731", "ACCZ99281"
+    ds = make_dx(
+        rows=64,
+        cols=64,
+        PatientName=name,
+        PatientID=patient_id,
+        AccessionNumber=accession,
+        PatientAge="047Y",
+        PatientSex="F",
+        StudyDescription="CHEST PA " + "X" * 80,  # longer than kept: cut to 64
+    )
+    with caplog.at_level(logging.DEBUG):
+        assert _send(node, ds) == 0x0000
+    assert "instance received" in caplog.text  # the log was captured
+    for value in ("Zyxwquorth", "Ottoline", patient_id, accession):
+        assert value not in caplog.text
+    rows = _rows(
+        sessions,
+        "SELECT patient_name, patient_id, accession_number, study_date, patient_age, "
+        "patient_sex, length(study_description), modality, images, listed FROM studies",
+    )
+    assert rows == [(name[:64], patient_id, accession, "20260101", "047Y", "F", 64, "DX", 0, 0)]

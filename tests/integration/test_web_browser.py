@@ -29,13 +29,17 @@ import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from sqlalchemy import select
 
 from chestaid.bundle import read_manifest
-from daemon.db.session import SessionFactory, make_engine, make_session_factory
+from daemon.db.models import Study, User, UserRole
+from daemon.db.session import SessionFactory, make_engine, make_session_factory, writing
+from daemon.web.server import WebServer
 from tests.bundles import unchecked_default_bundle
 from tests.calibration_cases import informative, label_studies, uninformative
-from tests.daemon_harness import Daemon, storescu
+from tests.daemon_harness import Daemon, free_port, record_scored, storescu
 from tests.dicom_factory import chest_pixels, make_dx, require_tool
+from tests.web_fixtures import PASSWORD, password_hash, web_settings
 
 pytestmark = pytest.mark.integration
 
@@ -436,6 +440,93 @@ def test_reading_and_administering_in_a_browser(tmp_path: Path, daemon: Daemon, 
         assert sorted(shots.taken) == sorted(SCREENSHOTS)
 
 
+@pytest.fixture
+def seeded_web(tmp_path: Path, sessions: SessionFactory) -> Iterator[str]:
+    """The real web role (uvicorn on loopback) over 13 open studies with identifying
+    fields, ten rows a page; yields its base URL. A reader signs in with PASSWORD."""
+    settings = web_settings(
+        tmp_path,
+        port=free_port(),
+        secure_cookies=False,
+        worklist_rows=10,
+        worklist_refresh_seconds=5,
+    )
+    for i in range(13):
+        uid = record_scored(sessions, f"7.{i}", logit=i / 10, score=0.3 + i / 100, above=False)
+        with writing(sessions) as s:
+            study = s.scalars(select(Study).where(Study.study_instance_uid == uid)).one()
+            study.patient_name, study.patient_id = f"Brightwater^Imogen{i:02d}", f"PID{i:03d}"
+            study.accession_number, study.study_date = f"ACC{i:03d}", "20261130"
+    with writing(sessions) as s:
+        s.add(
+            User(
+                username="reader",
+                password_hash=password_hash(),
+                role=UserRole.RADIOLOGIST,
+                active=True,
+                must_change_password=False,
+                created_by="test",
+            )
+        )
+    server = WebServer(settings, sessions)
+    server.start()
+    host, port = server.address
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_the_worklist_shows_patients_filters_by_accession_and_pages(
+    browser: Browser, seeded_web: str
+) -> None:
+    context = browser.new_context(base_url=seeded_web, viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors = ConsoleErrors()
+    errors.watch(page)
+    try:
+        sign_in(page, "reader", PASSWORD)
+        rows = page.locator("#worklist-rows tr.row")
+        expect(rows).to_have_count(10)
+        expect(page.locator("#worklist thead")).to_contain_text("Patient")
+        expect(page.locator("#worklist thead")).to_contain_text("Accession")
+        first = rows.first
+        expect(first.locator("td.patient")).to_contain_text("Brightwater, Imogen12")
+        expect(first.locator("td.patient")).to_contain_text("PID012")
+        expect(first.locator("td.accession")).to_have_text("ACC012")
+        expect(page.locator("#worklist-paging")).to_contain_text("Rows 1–10 of 13")
+
+        # Paging: next, then previous.
+        page.locator("#worklist-next").click()
+        expect(page).to_have_url(re.compile(r"/worklist\?page=2$"))
+        expect(rows).to_have_count(3)
+        expect(page.locator("#worklist-paging")).to_contain_text("Rows 11–13 of 13")
+        expect(rows.last.locator("td.accession")).to_have_text("ACC000")
+        page.locator("#worklist-previous").click()
+        expect(rows).to_have_count(10)
+
+        # Search by accession (the GET form); the periodic refresh keeps the filter.
+        form = page.locator("#worklist-filters")
+        form.locator("input[name=q]").fill("ACC01")
+        form.locator("button[type=submit]").click()
+        expect(page).to_have_url(re.compile(r"[?&]q=ACC01(&|$)"))
+        expect(rows).to_have_count(3)
+        expect(page.locator("#worklist-paging")).to_contain_text("Rows 1–3 of 3 (filtered)")
+        expect(page.locator("#worklist-updated")).to_contain_text("Updated", timeout=20_000)
+        expect(rows).to_have_count(3)
+        accessions = rows.locator("td.accession").all_inner_texts()
+        assert accessions == ["ACC012", "ACC011", "ACC010"]
+        expect(form.locator("input[name=q]")).to_have_value("ACC01")
+        form.locator("input[name=q]").fill("ACC007")
+        form.locator("button[type=submit]").click()
+        expect(rows).to_have_count(1)
+        expect(rows.first.locator("td.patient")).to_contain_text("Brightwater, Imogen07")
+        assert errors.seen == [], errors.seen
+    finally:
+        context.close()
+
+
 def test_an_admin_activates_only_a_sound_calibration_confirming_its_changes(
     daemon: Daemon, page: Page
 ) -> None:
@@ -484,7 +575,8 @@ def test_an_admin_activates_only_a_sound_calibration_confirming_its_changes(
     )
     expect(page.locator("#calibration-in-use")).to_contain_text(f"local v{version}")
 
-    page.goto("/admin/audit")
+    # The labelled studies' reads fill the first page; the action filter finds these.
+    page.goto("/admin/audit?action=calibration.")
     trail = page.locator("#audit")
     expect(trail).to_contain_text("calibration.refused")
     expect(trail).to_contain_text("calibration.activated")

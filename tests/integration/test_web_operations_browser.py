@@ -32,7 +32,8 @@ from tests.integration.test_web_browser import (
 
 pytestmark = pytest.mark.integration
 
-ADMIN_PASSWORD = "admin-chooses-this-one"
+# Without the user name in it, which the password rules refuse.
+ADMIN_PASSWORD = "chief-chooses-this-one"
 FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"  # DX Image Storage - For Processing
 
 

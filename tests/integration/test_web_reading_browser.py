@@ -1,10 +1,11 @@
 """Reading with the keyboard and undoing a dismissal, in a real browser (Debian Chromium).
 
 A web-only ``chestaid-daemon serve`` on a database holding three scored studies, one of
-them URGENT. A radiologist moves through the worklist with j/k, opens a study with Enter
-and the next one with n; dismissing the URGENT study without feedback asks first
-(cancelling keeps it), then it leaves the worklist; it is found under Recently read,
-undone, and is back on the worklist.
+them URGENT. A radiologist moves through the worklist with j/k (keys typed into the
+filter form are text, not shortcuts), opens a study with Enter and the next one with n;
+dismissing the URGENT study without feedback asks first (cancelling keeps it), then it
+leaves the worklist; it is found under Recently read, undone, and is back on the
+worklist.
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ def test_keys_confirmation_recently_read_and_undo(
         order = [uids["urgent"], uids["middle"], uids["low"]]
         assert [r.get_attribute("data-study") for r in rows.all()] == order
         expect(page.locator("#keyboard-help")).to_contain_text("j")
+
+        # Typing into the filter form is not a shortcut: no selection, no navigation.
+        search = page.locator("#worklist-filters input[name=q]")
+        search.type("jkn")
+        expect(search).to_have_value("jkn")
+        expect(page).to_have_url(re.compile(r"/worklist$"))
+        expect(page.locator("#worklist-rows tr.row.selected")).to_have_count(0)
+        search.fill("")
+        page.locator("h1").click()
 
         # j/k move the selection; Enter opens the selected study.
         selected = page.locator("#worklist-rows tr.row.selected")

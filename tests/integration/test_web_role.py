@@ -69,7 +69,7 @@ def test_a_web_process_serves_what_another_process_received(tmp_path: Path) -> N
             reader = _sign_in(client, "reader", reader_once)
             _change_password(client, reader, reader_once, "violet kettles hum softly")
 
-            listed = client.get("/api/v1/worklist", headers=reader).json()
+            listed = client.get("/api/v1/worklist", headers=reader).json()["items"]
             assert [item["study_instance_uid"] for item in listed] == [str(ds.StudyInstanceUID)]
             study = client.get(f"/api/v1/studies/{ds.StudyInstanceUID}", headers=reader).json()
             (image,) = study["images"]

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from daemon.db.models import Instance, Job, JobState, utcnow
 from daemon.db.queue.leases import drop_lease, held, take_lease
+from daemon.db.studies import StudyIdentity, note_received
 
 TERMINAL_JOB_STATES = (JobState.DONE, JobState.SKIPPED, JobState.FAILED)
 
@@ -43,9 +44,11 @@ def record_instance(
     calling_ae_title: str,
     peer_address: str,
     requested_priority: str,
+    identity: StudyIdentity | None = None,
     now: datetime | None = None,
 ) -> Job:
-    """Add a received instance and its queued job (flushed, not committed).
+    """Add a received instance and its queued job (flushed, not committed), and note
+    the study (with the identifying fields of its header, when given).
 
     Raises:
         sqlalchemy.exc.IntegrityError: the SOP Instance UID is already recorded.
@@ -67,6 +70,13 @@ def record_instance(
     )
     job = Job(instance=instance, state=JobState.QUEUED, attempts=0, created_at=now, updated_at=now)
     session.add_all([instance, job])
+    note_received(
+        session,
+        study_instance_uid=study_instance_uid,
+        identity=identity,
+        requested_priority=requested_priority,
+        now=now,
+    )
     session.flush()
     return job
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from daemon.db.models import Delivery, DeliveryState, JobState, Output, OutputKind, Result, utcnow
 from daemon.db.queue.jobs import finish, owned_job
+from daemon.db.studies import DEFAULT_BAND_NAMES, refresh_study
 
 
 class ImageStatistics(Protocol):
@@ -65,6 +66,7 @@ def complete_job(
     image: ImageStatistics | None = None,
     not_assessable: NotAssessable | None = None,
     quarter_turns: int = 0,
+    band_names: Sequence[str] = DEFAULT_BAND_NAMES,
     now: datetime | None = None,
 ) -> bool:
     """Record a held job's result, its outputs and one delivery per output per destination.
@@ -78,6 +80,8 @@ def complete_job(
         not_assessable: set when the image could not be judged: the result keeps
             the reason, no band, and its score for audit only.
         quarter_turns: counter-clockwise quarter turns given to the image before scoring.
+        band_names: the priority bands in use, highest first: the study's row is summed
+            up again with its band's rank among them.
 
     Returns:
         False (nothing written) when the lease was lost to another worker.
@@ -142,4 +146,7 @@ def complete_job(
             )
     finish(job, JobState.DONE, None, now)
     session.flush()
+    refresh_study(
+        session, study_instance_uid=job.instance.study_instance_uid, band_names=band_names
+    )
     return True

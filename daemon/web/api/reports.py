@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from daemon import feedback, monitoring
 from daemon.web.api.common import ERRORS, ApiAdmin, ApiUser, since_time
 from daemon.web.api.schemas import AlertOut, LabelledCaseOut, ReportGroupOut
-from daemon.web.database import Reading
+from daemon.web.database import Reading, Writing
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -29,16 +29,25 @@ def get_report(
     return [group.to_dict() for group in feedback.report(cases)]
 
 
-@router.get("/feedback", response_model=list[LabelledCaseOut], responses={**ERRORS, 422: {}})
+@router.get(
+    "/feedback",
+    response_model=list[LabelledCaseOut],
+    response_model_exclude_unset=True,
+    responses={**ERRORS, 422: {}},
+)
 def export_feedback(
     request: Request,
     principal: ApiAdmin,
-    session: Reading,
+    session: Writing,
     since: Annotated[str | None, Query(description="30d, 12h, 90m or an ISO date")] = None,
+    identified: Annotated[
+        bool, Query(description="add patient name and ID, accession and study date (audited)")
+    ] = False,
 ) -> list[dict[str, Any]]:
-    """Every feedback with its prediction (the export, admin)."""
+    """Every feedback with its prediction (the export, admin); identified only on request."""
     start = since_time(since)
-    return [case.to_dict() for case in feedback.labelled_cases(session, since=start)]
+    cases = feedback.labelled_cases(session, since=start)
+    return feedback.export_rows(session, cases, identified=identified, actor=principal.username)
 
 
 @router.get("/alerts", response_model=list[AlertOut], responses=ERRORS)

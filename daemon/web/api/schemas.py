@@ -85,6 +85,29 @@ class WorklistItemOut(FromDomain):
         description="the study in the site's PACS viewer (web.viewer_url_template); None "
         "when not configured"
     )
+    patient_name: str | None = Field(
+        default=None,
+        description="identifying fields of the study's header (None for studies received "
+        "before they were kept, and past retention)",
+    )
+    patient_id: str | None = None
+    accession_number: str | None = None
+    study_date: str | None = Field(default=None, description="YYYY-MM-DD")
+    study_time: str | None = Field(default=None, description="HH:MM")
+    patient_age: str | None = None
+    patient_sex: str | None = None
+    study_description: str | None = None
+    modality: str | None = None
+
+
+class WorklistPageOut(BaseModel):
+    items: list[WorklistItemOut]
+    total: int = Field(description="open studies matching the filters, on every page")
+    offset: int
+    limit: int
+    page: int = Field(description="this page's number, from 1")
+    per_page: int
+    pages: int
 
 
 class ImageOut(FromDomain):
@@ -212,6 +235,11 @@ class LabelledCaseOut(BaseModel):
     given_by: str
     given_at: datetime
     comment: str
+    # Only in an identified export (admins, audited); absent otherwise.
+    patient_name: str | None = None
+    patient_id: str | None = None
+    accession_number: str | None = None
+    study_date: str | None = None
 
 
 class AlertOut(FromDomain):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -23,28 +23,68 @@ from daemon.web.api.schemas import (
     StudyOut,
     UndoneReadOut,
     WorklistItemOut,
+    WorklistPageOut,
 )
 from daemon.web.database import Reading, Writing
 from daemon.web.security import (
     context,
 )
+from daemon.worklist import MAX_PAGE_ROWS, WorklistFilters, WorklistQueryError
+
+DEFAULT_PAGE_ROWS = 100
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.get("/worklist", response_model=list[WorklistItemOut], responses=ERRORS)
+@router.get("/worklist", response_model=WorklistPageOut, responses={**ERRORS, 422: {}})
 def get_worklist(
     request: Request,
     principal: ApiUser,
     session: Reading,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[WorklistItemOut]:
-    """Open studies (scored, not read) in reading order; ``limit`` from ``offset``."""
+    page: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    per_page: Annotated[int | None, Query(ge=1, le=MAX_PAGE_ROWS)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE_ROWS)] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    band: Annotated[
+        str | None, Query(max_length=16, description="a band's name or NOT_ASSESSED")
+    ] = None,
+    waiting: Annotated[
+        int | None, Query(ge=0, le=10_000_000, description="waiting longer than this many minutes")
+    ] = None,
+    modality: Annotated[str | None, Query(max_length=16)] = None,
+    date_from: Annotated[
+        date | None, Query(alias="from", description="study date from (YYYY-MM-DD)")
+    ] = None,
+    date_to: Annotated[
+        date | None, Query(alias="to", description="study date to (YYYY-MM-DD)")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=64, description="accession number or patient ID, exact or prefix"),
+    ] = None,
+) -> WorklistPageOut:
+    """Open studies (scored, not read) in reading order, one page, with the total.
+
+    ``page`` and ``per_page`` (or ``limit`` and ``offset``) choose the page, at most
+    500 rows; ``total`` counts every open study matching the filters.
+    """
     ctx = context(request)
-    rows = views.worklist_rows(session, ctx)[offset : offset + limit]
-    return [
+    size = per_page or limit or DEFAULT_PAGE_ROWS
+    start = (page - 1) * size if page is not None else offset
+    filters = WorklistFilters(
+        band=band.strip().upper() if band else None,
+        waiting_minutes=None if waiting is None else float(waiting),
+        modality=modality,
+        study_date_from=date_from,
+        study_date_to=date_to,
+        search=q,
+    )
+    try:
+        view = views.worklist_view(session, ctx, filters=filters, offset=start, limit=size)
+    except WorklistQueryError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    items = [
         WorklistItemOut.model_validate(
             {
                 **dataclasses.asdict(r),
@@ -57,8 +97,17 @@ def get_worklist(
                 ),
             }
         )
-        for r in rows
+        for r in view.rows
     ]
+    return WorklistPageOut(
+        items=items,
+        total=view.total,
+        offset=start,
+        limit=size,
+        page=start // size + 1,
+        per_page=size,
+        pages=view.pages,
+    )
 
 
 def _study_out(session: Session, uid: str) -> StudyOut:

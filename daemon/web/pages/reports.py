@@ -43,9 +43,14 @@ def feedback_report(
 
 @router.get("/feedback.csv")
 def feedback_export(
-    request: Request, principal: Admin, session: Writing, period: str = "all"
+    request: Request,
+    principal: Admin,
+    session: Writing,
+    period: str = "all",
+    identified: bool = False,
 ) -> Response:
-    """Every feedback of a period with its prediction, as CSV (audited)."""
+    """Every feedback of a period with its prediction, as CSV (audited); with the
+    patients' identifying fields only when ``identified`` (admins only, audited so)."""
     period = period if period in PERIODS else "all"
     since = period_start(period, now=utcnow())
     cases = feedback.labelled_cases(session, since=since)
@@ -53,10 +58,11 @@ def feedback_export(
         session,
         actor=principal.username,
         action="feedback.exported",
-        detail={"period": period, "rows": len(cases)},
+        detail={"period": period, "rows": len(cases), "identified": identified},
     )
+    rows = feedback.export_rows(session, cases, identified=identified, actor=principal.username)
     return Response(
-        feedback.csv_text([case.to_dict() for case in cases]),
+        feedback.csv_text(rows),
         media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="chestaid-feedback.csv"'},
     )

@@ -78,7 +78,11 @@ def study_page(request: Request, uid: str, principal: User_) -> Response:
         place=place,
         urgent=urgent,
         undoable=undoable,
-        viewer=viewer_url(ctx.settings.web.viewer_url_template, study_instance_uid=uid),
+        viewer=viewer_url(
+            ctx.settings.web.viewer_url_template,
+            study_instance_uid=uid,
+            accession_number=place.accession_number,
+        ),
         labels=[(label.value, views.LABEL_TEXT[label]) for label in FeedbackLabel],
         label_text={label.value: text for label, text in views.LABEL_TEXT.items()},
         overlay_alpha=context(request).settings.worker.overlay_alpha,

@@ -41,3 +41,40 @@ def test_the_worklist_table_shows_a_saturated_score_below_its_threshold(
     assert main(["worklist", "--config", str(config), "--format", "json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert (listed["score"], listed["threshold"]) == (0.999961, 0.999964)
+
+
+def test_study_close_takes_a_study_read_elsewhere_off_the_worklist_audited(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "chestaid.toml"
+    config.write_text(f'[storage]\nvar_dir = "{tmp_path / "var"}"\n', encoding="utf-8")
+    (tmp_path / "var").mkdir()
+    engine = make_engine(load_settings(config).storage.url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    uid = record_scored(sessions, "1.2.1", logit=1.0, score=0.9, above=True)
+    kept = record_scored(sessions, "1.2.2", logit=0.0, score=0.5, above=True)
+    close = ["study", "close", uid, "--reason", "reported-elsewhere", "--user", "ris"]
+    assert main([*close, "--config", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == "closed: reported-elsewhere"
+    assert main([*close, "--config", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == "already off the worklist"
+    assert main(["worklist", "--config", str(config), "--format", "json"]) == 0
+    assert [r["study_instance_uid"] for r in json.loads(capsys.readouterr().out)] == [kept]
+    assert main(["audit", "--config", str(config)]) == 0
+    assert "study.closed" in capsys.readouterr().out
+    # An unknown study, and a site that does not close studies this way: one line, exit 1.
+    unknown = ["study", "close", "9.9", "--reason", "reported-elsewhere", "--user", "ris"]
+    assert main([*unknown, "--config", str(config)]) == 1
+    assert "no study 9.9" in capsys.readouterr().err
+    config.write_text(
+        config.read_text(encoding="utf-8") + "[worklist]\nclose_reported_elsewhere = false\n",
+        encoding="utf-8",
+    )
+    refused = ["study", "close", kept, "--reason", "reported-elsewhere", "--user", "ris"]
+    assert main([*refused, "--config", str(config)]) == 1
+    assert "does not close studies" in capsys.readouterr().err
+    # An identified export needs the user who asks for it, and is audited.
+    assert main(["feedback", "export", "--identified", "--config", str(config)]) == 1
+    assert "needs the user" in capsys.readouterr().err
+    engine.dispose()

@@ -527,7 +527,7 @@ def test_the_worklist_lists_open_studies_most_urgent_first(site: Site, people: P
     high = record_scored(site.sessions, "1.2.2", logit=2.5, score=0.92, above=True)
     middle = record_scored(site.sessions, "1.2.3", logit=-0.5, score=0.38, above=False)
     bearer = site.bearer(people.reader)
-    items = site.client().get(f"{API}/worklist", headers=bearer).json()
+    items = site.client().get(f"{API}/worklist", headers=bearer).json()["items"]
     assert [i["study_instance_uid"] for i in items] == [high, middle, low]
     assert [i["position"] for i in items] == [1, 2, 3]
     assert [i["above_threshold"] for i in items] == [True, False, False]
@@ -604,7 +604,7 @@ def test_the_calibration_page_shows_thresholds_with_their_intervals(
         assert f"{name} {value:.3f} [{low:.3f}, {high:.3f}]" in bundle.group(1)
 
 
-def test_a_long_worklist_shows_its_head_and_says_how_many_are_open(
+def test_a_long_worklist_is_paged_and_says_how_many_are_open(
     tmp_path: Path, sessions: SessionFactory
 ) -> None:
     site = Site.build(tmp_path, sessions, worklist_rows=10)
@@ -617,9 +617,21 @@ def test_a_long_worklist_shows_its_head_and_says_how_many_are_open(
     for path in ("/worklist", "/worklist/rows"):
         html = client.get(path).text
         assert re.findall(r'data-study="([^"]+)"', html) == uids[::-1][:10], path
-        assert "The first 10 of 12 open studies are shown." in html
-    api = site.client().get(f"{API}/worklist?offset=10&limit=5", headers=site.bearer(reader))
-    assert [i["study_instance_uid"] for i in api.json()] == uids[::-1][10:]
+        assert "Rows 1–10 of 12." in html and 'href="/worklist?page=2"' in html
+        second = client.get(f"{path}?page=2").text
+        assert re.findall(r'data-study="([^"]+)"', second) == uids[::-1][10:], path
+        assert "Rows 11–12 of 12." in second and 'href="/worklist?page=1"' in second
+    bearer = site.bearer(reader)
+    api = site.client().get(f"{API}/worklist?offset=10&limit=5", headers=bearer).json()
+    assert [i["study_instance_uid"] for i in api["items"]] == uids[::-1][10:]
+    assert (api["total"], api["offset"], api["limit"], api["page"]) == (12, 10, 5, 3)
+    paged = site.client().get(f"{API}/worklist?page=2&per_page=5", headers=bearer).json()
+    assert [i["study_instance_uid"] for i in paged["items"]] == uids[::-1][5:10]
+    assert (paged["total"], paged["pages"]) == (12, 3)
+    # Beyond the bound is refused, never cut short silently.
+    for query in ("limit=501", "per_page=501", "page=0", "offset=-1", "band=NOPE", "from=x"):
+        refused = site.client().get(f"{API}/worklist?{query}", headers=bearer)
+        assert refused.status_code == 422, query
 
 
 def test_feedback_on_the_study_page_is_kept_with_its_history(site: Site, people: People) -> None:
@@ -639,7 +651,7 @@ def test_feedback_on_the_study_page_is_kept_with_its_history(site: Site, people:
     assert 'id="feedback-saved"' in shown and "Pneumonia confirmed" in shown
     assert "left lower lobe &lt;b&gt;x&lt;/b&gt;" in shown and "<b>x</b>" not in shown
     bearer = site.bearer(people.reader)
-    open_studies = site.client().get(f"{API}/worklist", headers=bearer).json()
+    open_studies = site.client().get(f"{API}/worklist", headers=bearer).json()["items"]
     assert [i["study_instance_uid"] for i in open_studies] == [other]
 
     changed = reader.post(
@@ -680,7 +692,7 @@ def test_feedback_through_the_api_is_counted_in_the_report(site: Site, people: P
         )
         put = client.put(f"{API}/studies/{uid}/feedback", json={"label": label}, headers=bearer)
         assert put.status_code == 200 and put.json()["feedback_label"] == label
-    assert client.get(f"{API}/worklist", headers=bearer).json() == []
+    assert client.get(f"{API}/worklist", headers=bearer).json()["items"] == []
 
     admin = site.bearer(people.admin)
     overall, *groups = client.get(f"{API}/report", headers=admin).json()
@@ -743,7 +755,7 @@ def test_an_unknown_study_cannot_be_marked_read_ahead_of_its_arrival(
     # Had the UIDs been recorded as read, these studies would never reach the worklist.
     record_scored(site.sessions, "1.2.1", logit=2.0, score=0.9, above=True, study_uid="9.9.9")
     record_scored(site.sessions, "1.2.2", logit=2.0, score=0.8, above=True, study_uid="9.9.8")
-    listed = client.get(f"{API}/worklist", headers=bearer).json()
+    listed = client.get(f"{API}/worklist", headers=bearer).json()["items"]
     assert [i["study_instance_uid"] for i in listed] == ["9.9.9", "9.9.8"]
     assert (by_api.status_code, by_page.status_code) == (404, 404)
     assert not [e for e in site.audit() if e.action == "study.read"]

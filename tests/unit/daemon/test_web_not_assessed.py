@@ -40,7 +40,7 @@ def test_the_worklist_shows_not_assessed_before_routine_with_its_badge(
     )
     # The default bundle's governed threshold is high: a score of 1.0 is URGENT.
     urgent = record_scored(site.sessions, "1.2.3", logit=9.0, score=1.0, above=True)
-    items = site.client().get(f"{API}/worklist", headers=site.bearer(reader)).json()
+    items = site.client().get(f"{API}/worklist", headers=site.bearer(reader)).json()["items"]
     assert [i["study_instance_uid"] for i in items] == [urgent, unjudged, routine]
     middle = items[1]
     assert middle["not_assessed"] is True
@@ -94,7 +94,7 @@ def test_the_study_page_and_api_give_the_reason_not_a_score_and_take_feedback(
     assert given.status_code == 303
     again = site.client().get(f"{API}/studies/{uid}", headers=bearer).json()
     assert again["feedback_label"] == "pneumonia" and again["read_by"] == "reader"
-    assert site.client().get(f"{API}/worklist", headers=bearer).json() == []
+    assert site.client().get(f"{API}/worklist", headers=bearer).json()["items"] == []
 
 
 def test_a_study_with_a_scored_and_a_not_assessed_image_shows_both(site: Site, reader: int) -> None:

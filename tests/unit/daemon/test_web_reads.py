@@ -41,7 +41,7 @@ def people(site: Site) -> People:
 
 
 def _open(site: Site, people: People) -> list[str]:
-    items = site.client().get(f"{API}/worklist", headers=site.bearer(people.reader)).json()
+    items = site.client().get(f"{API}/worklist", headers=site.bearer(people.reader)).json()["items"]
     return [i["study_instance_uid"] for i in items]
 
 
@@ -176,7 +176,7 @@ def test_rows_say_why_they_stand_where_they_do(site: Site, people: People) -> No
     sender = record_scored(
         site.sessions, "1.3", logit=-2.0, score=0.1, above=False, requested_priority="HIGH"
     )
-    items = site.client().get(f"{API}/worklist", headers=site.bearer(people.reader)).json()
+    items = site.client().get(f"{API}/worklist", headers=site.bearer(people.reader)).json()["items"]
     by_uid = {i["study_instance_uid"]: i for i in items}
     assert [i["study_instance_uid"] for i in items] == [overdue_low, urgent, sender]
     assert by_uid[overdue_low]["band"] == "ROUTINE"  # not URGENT: its score is 0
@@ -227,7 +227,7 @@ def test_viewer_link_next_study_and_times_in_the_site_zone(site: Site, people: P
     browser.post(f"/studies/{second}/read", data={"csrf_token": hidden_csrf(study)})
     # Read: the next study is the first open one.
     assert browser.get(f"/studies/{second}/next").headers["location"] == "/studies/1.2.3%264"
-    items = site.client().get(f"{API}/worklist", headers=site.bearer(people.reader)).json()
+    items = site.client().get(f"{API}/worklist", headers=site.bearer(people.reader)).json()["items"]
     assert items[0]["viewer_url"] == "https://pacs.example/viewer?StudyInstanceUIDs=1.2.3%264&x=1"
 
 

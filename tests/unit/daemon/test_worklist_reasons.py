@@ -1,18 +1,13 @@
-"""Why a study stands where it does, and the study to read after it (pure)."""
+"""Why a study stands where it does (pure; the study after it: test_placement.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from daemon.placement import placement_reasons
 from daemon.serving import PriorityBands
 from daemon.settings import PrioritySettings
-from daemon.worklist import (
-    NotAssessedImages,
-    StudyEntry,
-    next_open_after,
-    order_worklist,
-    placement_reasons,
-)
+from daemon.worklist import NotAssessedImages, StudyEntry, order_worklist
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 BANDS = PriorityBands.resolve(PrioritySettings().bands, 0.9)
@@ -61,14 +56,3 @@ def test_an_overdue_study_with_a_low_score_is_overdue_not_urgent_by_score() -> N
     assert reasons["sender-high"] == ("sender_high",)
     assert reasons["not-assessed"] == ("not_assessed",)
     assert reasons["routine"] == ()
-
-
-def test_the_next_study_is_the_next_open_one_in_reading_order() -> None:
-    entries = [_entry("a", 0.97, 1), _entry("b", 0.5, 1), _entry("c", 0.1, 1)]
-    items = order_worklist(entries, BANDS, now=NOW, max_wait=timedelta(minutes=120))
-    assert [i.entry.study_instance_uid for i in items] == ["a", "b", "c"]
-    assert next_open_after(items, "a") == "b"
-    assert next_open_after(items, "b") == "c"
-    assert next_open_after(items, "c") is None
-    assert next_open_after(items, "just-read") == "a"  # not open any more: the top one
-    assert next_open_after([], "x") is None
