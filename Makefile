@@ -52,9 +52,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/python -m mypy
 
-# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+# Tests run in one process per core (pytest-xdist), a file's tests in one process so its
+# module fixtures are built once. pytest exits 5 when it collected no test: that is a
+# failure here, never a pass.
 pytest: setup
-	$(BIN)/python -m pytest -q; rc=$$?; \
+	$(BIN)/python -m pytest -q -n auto --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 test: system-deps lint typecheck pytest
