@@ -54,6 +54,9 @@ class UndoExpiredError(ReadError):
     """The read is older than the undo window."""
 
 
+RECENT_LIMIT = 200  # reads the recently-read list looks at, newest first
+
+
 def urgent(session: Session, *, study_instance_uid: str, top_band: str) -> bool:
     """Whether the study stands in the top band: by its score's band or its sender's HIGH."""
     for entry in study_entries(session, open_only=False, study_instance_uid=study_instance_uid):
@@ -233,7 +236,7 @@ def recent_reads(
     window: timedelta,
     since: datetime,
     now: datetime | None = None,
-    limit: int = 200,
+    limit: int = RECENT_LIMIT,
 ) -> list[RecentRead]:
     """Everyone's reads since ``since``, newest first (at most ``limit``)."""
     now = now or utcnow()

@@ -28,6 +28,7 @@ from daemon.web.views import Id, next_study, study_place, viewer_url
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 RECENT_HOURS = 24  # the recently-read page's span
+READS_SHOWN = 50  # rows of each of its tables
 
 
 def undo_window(request: Request) -> timedelta:
@@ -227,9 +228,13 @@ def reads_page(request: Request, principal: Principal) -> dict[str, Any]:
             since=now - timedelta(hours=RECENT_HOURS),
             now=now,
         )
+    mine = [r for r in recent if r.read_by == principal.username]
     return {
-        "mine": [r for r in recent if r.read_by == principal.username],
-        "everyone": recent,
+        "mine": mine[:READS_SHOWN],
+        "mine_total": len(mine),
+        "everyone": recent[:READS_SHOWN],
+        "everyone_total": len(recent),
+        "listed_at_most": reads.RECENT_LIMIT,
         "hours": RECENT_HOURS,
         "undo_minutes": context(request).settings.worklist.undo_minutes,
         "undone": bool(request.query_params.get("undone")),

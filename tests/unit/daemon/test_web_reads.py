@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon import audit
 from daemon.db.models import StudyRead, UserRole
 from daemon.db.session import SessionFactory, writing
 from tests.daemon_harness import record_scored
@@ -241,3 +242,43 @@ def test_without_a_template_there_is_no_viewer_link(
     assert "viewer-link" not in browser.get("/worklist").text
     assert "viewer-link" not in browser.get(f"/studies/{uid}").text
     assert "Arrived (UTC)" in browser.get("/worklist").text
+
+
+def test_recently_read_shows_the_newest_fifty_of_each_list(site: Site, people: People) -> None:
+    now = datetime.now(UTC)
+    with writing(site.sessions) as session:
+        for n in range(55):
+            uid = f"5.{n}"
+            record_scored(site.sessions, uid, logit=-3.0, score=0.05, above=False)
+            session.add(
+                StudyRead(
+                    study_instance_uid=uid,
+                    read_by="reader",
+                    read_at=now - timedelta(minutes=n),
+                    via="explicit",
+                )
+            )
+    browser, _ = site.browser(people.reader)
+    page = browser.get("/reads").text
+    mine = page[page.index('id="my-reads"') : page.index('id="all-reads"')]
+    assert mine.count("<tr data-study=") == 50
+    assert 'data-study="5.0"' in mine and 'data-study="5.54"' not in mine
+    assert "The newest 50 of 55 are shown." in page
+
+
+def test_every_page_gives_times_in_the_site_zone(site: Site, people: People) -> None:
+    """Not only the worklist: the admin pages' times and headings follow web.time_zone."""
+    with writing(site.sessions) as session:
+        audit.record(session, actor="admin", action="test.marker", subject="zone")
+    browser, _ = site.browser(people.admin)
+    for path in ("/admin/audit", "/admin/users", "/admin/images", "/admin/deliveries"):
+        page = browser.get(path).text
+        assert "(America/New_York)</th>" in page, path
+        assert "(UTC)" not in page, path
+    trail = browser.get("/admin/audit").text
+    stamp = re.search(r'<td class="when">(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)</td>', trail)
+    assert stamp is not None
+    shown = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")
+    utc_now = datetime.now(UTC).replace(tzinfo=None)
+    # New York is 4 or 5 hours behind UTC; the entry was written moments ago.
+    assert timedelta(hours=3, minutes=55) < utc_now - shown < timedelta(hours=5, minutes=5)
