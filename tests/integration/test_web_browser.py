@@ -67,6 +67,8 @@ SCREENSHOTS = (
     "calibration",
     "users",
     "audit",
+    "recently-read",
+    "calibration-review",
 )
 WAIT_MS = 60_000  # scoring plus a worklist refresh, with room for a slow machine
 
@@ -285,7 +287,7 @@ def test_reading_and_administering_in_a_browser(tmp_path: Path, daemon: Daemon, 
         expect(page.locator("#worklist-rows tr.row")).to_have_count(
             1 + len(extras), timeout=WAIT_MS
         )
-        expect(page.locator("#worklist-rows .tag")).to_have_count(1)
+        expect(page.locator("#worklist-rows [data-reason=sender_high]")).to_have_count(1)
         shots.take(page, "worklist")
 
     # The study: radiograph and heatmap loaded; the slider sets the heatmap's opacity.
@@ -362,6 +364,11 @@ def test_reading_and_administering_in_a_browser(tmp_path: Path, daemon: Daemon, 
         expect(page.locator("#calibration-message")).to_contain_text("fitted")
         expect(page.locator("#calibration-versions tbody tr")).to_have_count(1)
         shots.take(page, "calibration")
+        page.locator("#calibration-versions tbody tr[data-state=pending] a.review").click()
+        expect(page.locator("#preview-changed")).to_be_visible()
+        shots.take(page, "calibration-review")
+        page.goto("/reads")
+        shots.take(page, "recently-read")
     else:
         errors.expected.add(("/admin/calibration/fit", 422))
         page.locator("#fit-form button[type=submit]").click()
@@ -381,15 +388,18 @@ def test_reading_and_administering_in_a_browser(tmp_path: Path, daemon: Daemon, 
     expect(page.locator(f'#users tr[data-user="{READER}"]')).to_contain_text("radiologist")
     shots.take(page, "users")
 
-    page.goto("/admin/audit")
     trail = page.locator("#audit")
+    # Each action by its filter: with the screenshots' labelled studies, feedback alone
+    # fills the first page.
     for action in (
         "login.succeeded",
         "user.password_changed",
         "feedback.given",
         "user.created",
     ):
+        page.goto(f"/admin/audit?action={action}")
         expect(trail).to_contain_text(action)
+    page.goto("/admin/audit")
     shots.take(page, "audit")
 
     # The radiologist: own password, no admin pages.
