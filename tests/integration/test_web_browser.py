@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from sqlalchemy import select
 
 from chestaid.bundle import read_manifest
@@ -43,14 +43,6 @@ from tests.web_fixtures import PASSWORD, password_hash, web_settings
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ADMIN_PASSWORD = "site-chief-picks-this-one"
 READER = "dr.reader"
 READER_PASSWORD = "reader-chooses-this-one"
@@ -110,17 +102,6 @@ class ConsoleErrors:
             if url.endswith(path) and f"status of {status}" in message.text:
                 return
         self.seen.append(f"{message.text} ({url})")
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    chromium = require_tool("chromium", "chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from daemon.spool import TEMP_DIR
 from tests.daemon_harness import Daemon, storescu, wait_until
 from tests.dicom_factory import make_dx, require_tool
 from tests.integration.test_web_browser import (
-    CHROMIUM_ARGS,
     ConsoleErrors,
     choose_password,
     one_time_password,
@@ -35,19 +34,6 @@ pytestmark = pytest.mark.integration
 # Without the user name in it, which the password rules refuse.
 ADMIN_PASSWORD = "chief-chooses-this-one"
 FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"  # DX Image Storage - For Processing
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    chromium = require_tool("chromium", "chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture

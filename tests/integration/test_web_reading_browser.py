@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from daemon.db.models import User, UserRole, utcnow
 from daemon.db.session import make_engine, make_session_factory, writing
 from tests.daemon_harness import Daemon, record_scored
-from tests.dicom_factory import require_tool
-from tests.integration.test_web_browser import CHROMIUM_ARGS, ConsoleErrors
+from tests.integration.test_web_browser import ConsoleErrors
 from tests.web_fixtures import PASSWORD, password_hash
 
 pytestmark = pytest.mark.integration
@@ -30,18 +29,7 @@ READER = "dr.keys"
 
 
 @pytest.fixture
-def chromium() -> Iterator[Browser]:
-    executable = require_tool("chromium", "chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def studies(tmp_path: Path, chromium: Browser) -> Iterator[tuple[Daemon, dict[str, str]]]:
+def studies(tmp_path: Path, browser: Browser) -> Iterator[tuple[Daemon, dict[str, str]]]:
     """A web-only daemon, a radiologist, and three scored studies: urgent, middle, low."""
     node = Daemon(tmp_path / "node", sections={"web": {"worklist_refresh_seconds": 5}})
     node.start(roles="web")
@@ -77,10 +65,10 @@ def studies(tmp_path: Path, chromium: Browser) -> Iterator[tuple[Daemon, dict[st
 
 
 def test_keys_confirmation_recently_read_and_undo(
-    chromium: Browser, studies: tuple[Daemon, dict[str, str]]
+    browser: Browser, studies: tuple[Daemon, dict[str, str]]
 ) -> None:
     node, uids = studies
-    context = chromium.new_context(
+    context = browser.new_context(
         base_url=f"http://127.0.0.1:{node.web_port}", viewport={"width": 1280, "height": 800}
     )
     context.set_default_timeout(15_000)
