@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from daemon import reads
 from daemon.web import views
@@ -24,6 +24,29 @@ router = APIRouter(include_in_schema=False)
 # The filters and the page as the form and the paging links send them; each is read as
 # text and checked in views.parse_filters, so a bad value is said on the page.
 Text = str | None
+
+
+def _params(
+    band: Text = None,
+    waiting: Text = None,
+    modality: Text = None,
+    date_from: Annotated[str | None, Query(alias="from")] = None,
+    date_to: Annotated[str | None, Query(alias="to")] = None,
+    q: Text = None,
+    page: Text = None,
+) -> dict[str, str | None]:
+    return {
+        "band": band,
+        "waiting": waiting,
+        "modality": modality,
+        "date_from": date_from,
+        "date_to": date_to,
+        "q": q,
+        "page": page,
+    }
+
+
+Params = Annotated[dict[str, str | None], Depends(_params)]
 
 
 def _view(
@@ -49,31 +72,13 @@ def worklist_page(
     request: Request,
     principal: User_,
     session: Reading,
-    band: Text = None,
-    waiting: Text = None,
-    modality: Text = None,
-    date_from: Annotated[str | None, Query(alias="from")] = None,
-    date_to: Annotated[str | None, Query(alias="to")] = None,
-    q: Text = None,
-    page: Text = None,
+    params: Params,
     read: Text = None,
 ) -> Response:
     """The worklist, most urgent first, one page of it; after a read (``?read=UID``), a
     button to undo it."""
     ctx = context(request)
-    view, error = _view(
-        request,
-        session,
-        {
-            "band": band,
-            "waiting": waiting,
-            "modality": modality,
-            "date_from": date_from,
-            "date_to": date_to,
-            "q": q,
-            "page": page,
-        },
-    )
+    view, error = _view(request, session, params)
     return render(
         request,
         "worklist.html",
@@ -102,28 +107,10 @@ def worklist_rows(
     request: Request,
     principal: User_,
     session: Reading,
-    band: Text = None,
-    waiting: Text = None,
-    modality: Text = None,
-    date_from: Annotated[str | None, Query(alias="from")] = None,
-    date_to: Annotated[str | None, Query(alias="to")] = None,
-    q: Text = None,
-    page: Text = None,
+    params: Params,
 ) -> Response:
     """The table body alone, same filters and page, for the page's periodic refresh."""
-    view, error = _view(
-        request,
-        session,
-        {
-            "band": band,
-            "waiting": waiting,
-            "modality": modality,
-            "date_from": date_from,
-            "date_to": date_to,
-            "q": q,
-            "page": page,
-        },
-    )
+    view, error = _view(request, session, params)
     return render(
         request,
         "_worklist_rows.html",
