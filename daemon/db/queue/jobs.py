@@ -271,14 +271,20 @@ def retry_failed_jobs(
     now: datetime | None = None,
 ) -> list[int]:
     """Put failed jobs (those of ``ids``, or every one) back in the queue with fresh
-    attempts; returns the ids queued again (a job not failed is left as it is)."""
+    attempts; returns the ids queued again. A job not failed is left as it is, and so is
+    one whose image retention has deleted: queued again, it could only fail again."""
     if not ids and not all_failed:
         return []
     now = now or utcnow()
-    query = select(Job).where(Job.state == JobState.FAILED).order_by(Job.id)
+    query = (
+        select(Job)
+        .join(Instance, Job.instance_id == Instance.id)
+        .where(Job.state == JobState.FAILED, Instance.spool_name.is_not(None))
+        .order_by(Job.id)
+    )
     if ids:
         query = query.where(Job.id.in_(list(ids)))
-    jobs = session.scalars(query.with_for_update()).all()
+    jobs = session.scalars(query.with_for_update(of=Job)).all()
     for job in jobs:
         _requeue(job, now)
     session.flush()

@@ -244,6 +244,20 @@ def test_failed_jobs_are_queued_again_with_fresh_attempts(sessions: SessionFacto
         assert queue.retry_failed_jobs(s, all_failed=True) == [other]
 
 
+def test_a_failed_job_whose_image_is_purged_is_not_queued_again(
+    sessions: SessionFactory,
+) -> None:
+    purged, kept = _fail(sessions, "3.1"), _fail(sessions, "3.2")
+    with writing(sessions) as s:
+        s.get(Job, purged).instance.spool_name = None  # type: ignore[union-attr]
+    with writing(sessions) as s:
+        assert queue.retry_failed_jobs(s, ids=[purged]) == []
+        assert queue.retry_failed_jobs(s, all_failed=True) == [kept]
+    with writing(sessions) as s:
+        job = s.get(Job, purged)
+        assert job is not None and (job.state, job.reason) == (JobState.FAILED, "outbox full")
+
+
 def test_an_instance_received_again_is_requeued_only_if_its_job_failed(
     sessions: SessionFactory,
 ) -> None:
