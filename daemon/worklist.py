@@ -46,7 +46,7 @@ from daemon.db import studies
 from daemon.db.models import Instance, Job, JobState, Result, Study, StudyRead, utcnow
 from daemon.db.studies import NOT_ASSESSED_RANK as NOT_ASSESSED_RANK
 from daemon.db.studies import PRIORITY_ORDER as PRIORITY_ORDER
-from daemon.db.studies import StudyIdentity
+from daemon.db.studies import StudyIdentity, summarise_images
 from daemon.errors import DaemonError
 from daemon.priority import PriorityBands
 
@@ -181,14 +181,8 @@ def study_entries(
         studies.setdefault(instance.study_instance_uid, []).append((instance, result))
     entries = []
     for uid, rows in studies.items():
-        assessed = [result for _, result in rows if result.assessable]
-        unjudged = sorted(
-            ((i.received_at, r.id, r) for i, r in rows if not r.assessable),
-            key=lambda item: (item[0], item[1]),
-        )
-        best = max(assessed, key=lambda r: (r.score, r.logit)) if assessed else None
-        lead = best if best is not None else unjudged[0][2]
-        first = unjudged[0][2] if unjudged else None
+        summary = summarise_images(rows)
+        best, lead, first = summary.best, summary.lead, summary.first_unjudged
         entries.append(
             StudyEntry(
                 study_instance_uid=uid,
@@ -203,14 +197,11 @@ def study_entries(
                     reason=first.not_assessable_reason or "",
                     detail=first.not_assessable_detail or "",
                     result_id=first.id,
-                    count=len(unjudged),
+                    count=summary.unjudged,
                 ),
-                arrived_at=min(i.received_at for i, _ in rows),
-                requested_priority=min(
-                    (i.requested_priority for i, _ in rows),
-                    key=lambda p: PRIORITY_ORDER.get(p, 1),
-                ),
-                images=len(rows),
+                arrived_at=summary.arrived_at,
+                requested_priority=summary.requested_priority,
+                images=summary.images,
                 model_version=lead.model_version,
                 calibration_version=lead.calibration_version,
             )

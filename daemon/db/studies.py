@@ -102,6 +102,49 @@ def study_rank(band: str | None, not_assessed: bool, names: Sequence[str]) -> fl
     return min(ranks)
 
 
+@dataclass(frozen=True)
+class ImagesSummary:
+    """A study's scored images summed up: its best assessable image decides its score.
+
+    ``lead`` is the study's prediction: the best assessable image, else the first image
+    that could not be assessed; ``first_unjudged`` is that first one (None when every
+    image was assessed) and ``unjudged`` how many could not be.
+    """
+
+    best: Result | None
+    lead: Result
+    first_unjudged: Result | None
+    unjudged: int
+    requested_priority: str
+    arrived_at: datetime
+    last_received_at: datetime
+    images: int
+
+
+def summarise_images(rows: Sequence[tuple[Instance, Result]]) -> ImagesSummary:
+    """Sum up a study's (instance, result) pairs; there must be at least one."""
+    assessed = [result for _, result in rows if result.assessable]
+    unjudged = sorted(
+        ((i.received_at, r.id, r) for i, r in rows if not r.assessable),
+        key=lambda item: (item[0], item[1]),
+    )
+    best = max(assessed, key=lambda r: (r.score, r.logit)) if assessed else None
+    first_unjudged = unjudged[0][2] if unjudged else None
+    received = [i.received_at for i, _ in rows]
+    return ImagesSummary(
+        best=best,
+        lead=best if best is not None else unjudged[0][2],
+        first_unjudged=first_unjudged,
+        unjudged=len(unjudged),
+        requested_priority=min(
+            (i.requested_priority for i, _ in rows), key=lambda p: PRIORITY_ORDER.get(p, 1)
+        ),
+        arrived_at=min(received),
+        last_received_at=max(received),
+        images=len(rows),
+    )
+
+
 def refresh_study(
     session: Session,
     *,
@@ -126,23 +169,17 @@ def refresh_study(
         first = min(instance.received_at for instance, _ in rows)
         study = Study(study_instance_uid=study_instance_uid, last_received_at=first)
         session.add(study)
-    assessed = [result for _, result in rows if result.assessable]
-    unjudged = sorted(
-        ((i.received_at, r.id, r) for i, r in rows if not r.assessable),
-        key=lambda item: (item[0], item[1]),
-    )
-    best = max(assessed, key=lambda r: (r.score, r.logit)) if assessed else None
-    lead = best if best is not None else unjudged[0][2]
-    first_unjudged = unjudged[0][2] if unjudged else None
-    priority = min((i.requested_priority for i, _ in rows), key=lambda p: PRIORITY_ORDER.get(p, 1))
+    summary = summarise_images(rows)
+    best, lead, first_unjudged = summary.best, summary.lead, summary.first_unjudged
+    priority = summary.requested_priority
     band = best.priority if best is not None else None
     rank = study_rank(band, first_unjudged is not None, band_names or DEFAULT_BAND_NAMES)
     not_assessed = rank == NOT_ASSESSED_RANK
     raised = priority == "HIGH" and rank > 0
     unscored = not_assessed or best is None
-    study.arrived_at = min(i.received_at for i, _ in rows)
-    study.last_received_at = max([i.received_at for i, _ in rows] + [study.last_received_at])
-    study.images = len(rows)
+    study.arrived_at = summary.arrived_at
+    study.last_received_at = max(summary.last_received_at, study.last_received_at)
+    study.images = summary.images
     study.requested_priority = priority
     study.raised_by_sender = raised
     study.band = band
@@ -155,7 +192,7 @@ def refresh_study(
     study.order_logit = 0.0 if unscored or best is None else -best.logit
     study.threshold = lead.threshold
     study.result_id = lead.id
-    study.not_assessed_count = len(unjudged)
+    study.not_assessed_count = summary.unjudged
     study.not_assessed_reason = (
         None if first_unjudged is None else first_unjudged.not_assessable_reason
     )
