@@ -111,11 +111,15 @@ class ImageStatistics:
     cols: int
 
 
-def image_statistics(pixels: np.ndarray) -> ImageStatistics:
+def image_statistics(
+    pixels: np.ndarray, *, shape: tuple[int, int] | None = None
+) -> ImageStatistics:
     """Mean, (population) standard deviation and size of a grey image.
 
     Args:
         pixels: the decoded image, shape (rows, cols), normally float in [0, 1].
+        shape: the image's stored (rows, cols) when it was decoded at a reduced
+            resolution; None when ``pixels`` is the image at its stored size.
 
     Returns:
         The statistics, accumulated in float64.
@@ -129,5 +133,5 @@ def image_statistics(pixels: np.ndarray) -> ImageStatistics:
     std = float(np.std(pixels, dtype=np.float64))
     if not (math.isfinite(mean) and math.isfinite(std)):
         raise ImageStatisticsError("the image holds values that are not finite")
-    rows, cols = pixels.shape
+    rows, cols = pixels.shape if shape is None else shape
     return ImageStatistics(mean=mean, std=std, rows=int(rows), cols=int(cols))

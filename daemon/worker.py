@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from chestaid.dicom_outputs import NotAssessedFinding, TriageFinding, is_chestaid_output
 from chestaid.errors import ChestAidError, NotChestRadiographError, UnsupportedImageError
-from chestaid.imaging import read_for_scoring
+from chestaid.imaging import needed_size, read_for_scoring
 from chestaid.inference import Prediction
 from daemon.db import queue
 from daemon.db.models import JobState
@@ -294,16 +294,21 @@ class Worker:
         path = self.spool.path(claim.spool_name)
         if not path.is_file():
             raise _SpoolMissingError(f"the spooled file {claim.spool_name} is missing")
+        model = self.model()
+        # Decoded no finer than the model and the Secondary Capture need (JPEG 2000 and
+        # JPEG baseline skip the rest); the statistics keep the stored size.
+        need = needed_size(
+            input_size=model.scorer.spec.input_size, picture_side=self.settings.output_max_side
+        )
         read = read_for_scoring(
-            path, max_pixels=self.settings.max_pixels, screen=_skip_chestaid_output
+            path, max_pixels=self.settings.max_pixels, screen=_skip_chestaid_output, need=need
         )
         source, image = read.dataset, read.image
         if source is None:
             raise UnsupportedImageError(f"the spooled file {claim.spool_name} is not DICOM")
-        model = self.model()
         prediction = model.scorer.score_pixels(image.pixels)
         assessment = prediction.assessment
-        statistics = image_statistics(image.pixels)
+        statistics = image_statistics(image.pixels, shape=image.full_shape)
         if not assessment.assessable:
             unjudged = NotAssessedFinding(
                 reason=str(assessment.reason),

@@ -8,6 +8,8 @@ The modules, by job:
   deflate inflated within a budget, and a receiver's strict read of its header;
 - :mod:`~chestaid.imaging.dicom_grey`: a dataset to a grey image through the Modality
   and VOI LUTs, and the check that it is a frontal chest radiograph;
+- :mod:`~chestaid.imaging.reduced`: decoding at the lowest resolution the image's uses
+  need, where the codec can (JPEG 2000, 8-bit JPEG baseline);
 - :mod:`~chestaid.imaging.raster`: PNG and JPEG;
 - :mod:`~chestaid.imaging.uids`: the SOP classes accepted and transfer syntaxes decoded,
   and :func:`check_uid`, the UID syntax check.
@@ -47,6 +49,13 @@ from chestaid.imaging.raster import (
     PNG_MAGIC,
     read_raster,
 )
+from chestaid.imaging.reduced import (
+    INPUT_OVERSAMPLING,
+    NeededSize,
+    decode_reduced,
+    needed_size,
+    reduction_level,
+)
 from chestaid.imaging.uids import (
     ACCEPTED_SOP_CLASSES,
     DECODABLE_TRANSFER_SYNTAXES,
@@ -68,6 +77,7 @@ __all__ = [
     "DEFER_SIZE",
     "FRONTAL_VIEWS",
     "GREY_PHOTOMETRICS",
+    "INPUT_OVERSAMPLING",
     "JPEG_MAGIC",
     "NATIVE_TRANSFER_SYNTAXES",
     "NON_DIAGNOSTIC_IMAGE_TYPES",
@@ -75,15 +85,19 @@ __all__ = [
     "REPORT_SOP_CLASSES",
     "SC_MODALITIES",
     "GreyImage",
+    "NeededSize",
     "ScoringInput",
     "check_chest_radiograph",
     "check_decoded_size",
     "check_uid",
     "dataset_to_grey",
+    "decode_reduced",
+    "needed_size",
     "read_dicom",
     "read_dicom_dataset",
     "read_dicom_header",
     "read_for_scoring",
     "read_image",
     "read_raster",
+    "reduction_level",
 ]

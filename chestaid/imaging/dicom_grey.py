@@ -34,6 +34,7 @@ from chestaid.errors import (
 from chestaid.imaging import uids
 from chestaid.imaging.dicom_file import DECODE_ERRORS, is_decoder_panic
 from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage, check_decoded_size
+from chestaid.imaging.reduced import NeededSize, decode_reduced
 
 logger = logging.getLogger(__name__)
 
@@ -262,8 +263,18 @@ def dataset_to_grey(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_decoded_bytes: int | None = None,
+    need: NeededSize | None = None,
 ) -> GreyImage:
     """Turn a DICOM dataset into a grey image in [0, 1] (pure: no disk, no network).
+
+    Args:
+        ds: the dataset.
+        max_pixels: the pixel budget, checked from Rows and Columns before decoding.
+        max_decoded_bytes: the budget of decoded bytes, checked likewise; None for none.
+        need: the least resolution the image's consumers need; when given, an image
+            whose codec can decode a lower resolution directly (JPEG 2000, 8-bit JPEG
+            baseline) is decoded at the lowest that still has it (see
+            :mod:`chestaid.imaging.reduced`). None decodes at full size.
 
     Raises:
         NotChestRadiographError: the attributes say it is not a chest radiograph.
@@ -275,20 +286,8 @@ def dataset_to_grey(
     """
     check_chest_radiograph(ds)
     rows, cols = _check_geometry(ds, max_pixels, max_decoded_bytes)
-    try:
-        raw = ds.pixel_array
-    except DECODE_ERRORS as exc:
-        raise CorruptImageError(f"pixel data cannot be decoded: {exc}") from exc
-    except BaseException as exc:
-        if not is_decoder_panic(exc):
-            raise
-        raise CorruptImageError(
-            f"pixel data cannot be decoded: the decoder failed ({exc})"
-        ) from exc
-    if raw.shape != (rows, cols):
-        raise CorruptImageError(
-            f"decoded pixel data has shape {raw.shape}, expected {(rows, cols)}"
-        )
+    reduced = None if need is None else decode_reduced(ds, rows=rows, columns=cols, need=need)
+    raw, level = reduced if reduced is not None else (_decode_full(ds, rows, cols), 0)
     modality_seq = ds.get("ModalityLUTSequence")
     if modality_seq:
         table, first, _ = _lut_table(modality_seq[0], "Modality", little_endian=_little_endian(ds))
@@ -314,4 +313,29 @@ def dataset_to_grey(
         modality=str(ds.get("Modality", "") or "") or None,
         photometric=photometric,
         bits_stored=int(_number(ds, "BitsStored", 0)) or None,
+        reduction=level,
+        stored_shape=(rows, cols) if level else None,
     )
+
+
+def _decode_full(ds: Dataset, rows: int, cols: int) -> np.ndarray:
+    """The stored values at full size, by pydicom and its decoder plugins.
+
+    Raises:
+        CorruptImageError: the pixel data cannot be decoded, or not to Rows x Columns.
+    """
+    try:
+        raw: np.ndarray = ds.pixel_array
+    except DECODE_ERRORS as exc:
+        raise CorruptImageError(f"pixel data cannot be decoded: {exc}") from exc
+    except BaseException as exc:
+        if not is_decoder_panic(exc):
+            raise
+        raise CorruptImageError(
+            f"pixel data cannot be decoded: the decoder failed ({exc})"
+        ) from exc
+    if raw.shape != (rows, cols):
+        raise CorruptImageError(
+            f"decoded pixel data has shape {raw.shape}, expected {(rows, cols)}"
+        )
+    return raw

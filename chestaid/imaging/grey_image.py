@@ -61,3 +61,15 @@ class GreyImage:
     modality: str | None
     photometric: str | None
     bits_stored: int | None
+    # Decoded at 1/2**reduction of the stored size per side (0: at full size), and the
+    # stored (rows, columns) when reduced.
+    reduction: int = 0
+    stored_shape: tuple[int, int] | None = None
+
+    @property
+    def full_shape(self) -> tuple[int, int]:
+        """The image's (rows, columns) as stored, whatever resolution it was decoded at."""
+        if self.stored_shape is not None:
+            return self.stored_shape
+        rows, columns = self.pixels.shape
+        return int(rows), int(columns)

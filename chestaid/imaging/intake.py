@@ -26,6 +26,7 @@ from chestaid.imaging.dicom_file import is_decoder_panic, read_dicom_dataset
 from chestaid.imaging.dicom_grey import dataset_to_grey
 from chestaid.imaging.grey_image import DEFAULT_MAX_PIXELS, GreyImage
 from chestaid.imaging.raster import JPEG_MAGIC, PNG_MAGIC, read_raster
+from chestaid.imaging.reduced import NeededSize
 
 Source = str | os.PathLike[str] | bytes | BinaryIO
 
@@ -75,6 +76,7 @@ def read_for_scoring(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     screen: Callable[[Dataset], None] | None = None,
     max_decoded_bytes: int | None = None,
+    need: NeededSize | None = None,
 ) -> ScoringInput:
     """Read a DICOM, PNG or JPEG file to be scored, recognised by its content.
 
@@ -93,6 +95,11 @@ def read_for_scoring(
         screen: called with a DICOM dataset before its pixels are decoded; it refuses
             the image by raising a :class:`~chestaid.errors.ChestAidError`, which is
             passed on as it is (the worker skips ChestAid's own outputs this way).
+        need: the least resolution the caller's uses of the image need (see
+            :func:`~chestaid.imaging.reduced.needed_size`): a DICOM image whose codec
+            can decode a lower resolution directly is decoded at the lowest that still
+            has it (:attr:`GreyImage.full_shape` keeps its stored size). None decodes
+            at full size.
 
     Returns:
         The grey image, and the dataset when the source is DICOM.
@@ -108,7 +115,7 @@ def read_for_scoring(
         DecodedSizeError: over ``max_decoded_bytes``.
     """
     try:
-        return _read(source, max_pixels, screen, max_decoded_bytes)
+        return _read(source, max_pixels, screen, max_decoded_bytes, need)
     except ChestAidError:
         raise
     except _UNTRUSTED_INPUT_ERRORS as exc:
@@ -124,6 +131,7 @@ def _read(
     max_pixels: int,
     screen: Callable[[Dataset], None] | None,
     max_decoded_bytes: int | None,
+    need: NeededSize | None,
 ) -> ScoringInput:
     head, name = _head(source)
     if head[DICOM_PREFIX_OFFSET:_HEAD] == b"DICM":
@@ -135,7 +143,9 @@ def _read(
         ds = _bare_dataset(source, name)
     if screen is not None:
         screen(ds)
-    grey = dataset_to_grey(ds, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
+    grey = dataset_to_grey(
+        ds, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes, need=need
+    )
     return ScoringInput(grey, ds)
 
 

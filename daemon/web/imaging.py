@@ -32,7 +32,7 @@ from chestaid.errors import (
     ImageTooLargeError,
     UnknownFormatError,
 )
-from chestaid.imaging import GreyImage, read_for_scoring
+from chestaid.imaging import GreyImage, NeededSize, needed_size, read_for_scoring
 from chestaid.overlay import colour_map, default_lut, display_image
 from daemon.errors import DaemonError
 from daemon.serving import ActiveModel
@@ -157,7 +157,10 @@ def heatmap_png(cam: np.ndarray, *, size: tuple[int, int]) -> bytes:
 
 
 def study_image(path: Path, *, max_pixels: int) -> GreyImage:
-    """Read a spooled DICOM file for display, at full size.
+    """Read a spooled DICOM file for display, no finer than :data:`DISPLAY_MAX_SIDE` needs.
+
+    A JPEG 2000 or JPEG baseline image is decoded at the lowest resolution whose
+    longer side is still at least :data:`DISPLAY_MAX_SIDE`; any other at full size.
 
     The same reading as the worker's, so the same refusals apply: a study the worker
     skipped (not a frontal chest radiograph, a ChestAid output) is refused here too.
@@ -182,7 +185,12 @@ def study_image(path: Path, *, max_pixels: int) -> GreyImage:
         raise ImagePurgedError(f"the spooled file {path.name} has been deleted") from exc
     # Decode inside the open file: the pixel data is deferred and read from it on use.
     with fh:
-        read = read_for_scoring(fh, max_pixels=max_pixels, screen=_refuse_chestaid_output)
+        read = read_for_scoring(
+            fh,
+            max_pixels=max_pixels,
+            screen=_refuse_chestaid_output,
+            need=NeededSize(longer_side=DISPLAY_MAX_SIDE, shorter_side=1),
+        )
     return read.image
 
 
@@ -238,11 +246,14 @@ def analyse_upload(
             f"the upload has {len(data)} bytes; at most {max_bytes} are accepted"
         )
     digest = hashlib.sha256(data).hexdigest()
+    # Decoded no finer than the model and the display need, as the worker does.
+    need = needed_size(input_size=model.scorer.spec.input_size, picture_side=DISPLAY_MAX_SIDE)
     image = read_for_scoring(
         data,
         max_pixels=max_pixels,
         screen=_refuse_chestaid_output,
         max_decoded_bytes=max_decoded_bytes,
+        need=need,
     ).image
     prediction = model.scorer.score_pixels(image.pixels)
     assessment = prediction.assessment
