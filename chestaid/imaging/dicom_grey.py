@@ -273,8 +273,9 @@ def dataset_to_grey(
         max_decoded_bytes: the budget of decoded bytes, checked likewise; None for none.
         need: the least resolution the image's consumers need; when given, an image
             whose codec can decode a lower resolution directly (JPEG 2000, 8-bit JPEG
-            baseline) is decoded at the lowest that still has it (see
-            :mod:`chestaid.imaging.reduced`). None decodes at full size.
+            baseline) and that has a VOI (a window or a VOI LUT) is decoded at the
+            lowest resolution that still has it (see :mod:`chestaid.imaging.reduced`).
+            None decodes at full size.
 
     Raises:
         NotChestRadiographError: the attributes say it is not a chest radiograph.
@@ -286,7 +287,12 @@ def dataset_to_grey(
     """
     check_chest_radiograph(ds)
     rows, cols = _check_geometry(ds, max_pixels, max_decoded_bytes)
-    reduced = None if need is None else decode_reduced(ds, rows=rows, columns=cols, need=need)
+    # Without a VOI the grey range is the image's own minimum to maximum, which a
+    # reduced (low-passed) decode narrows: such an image is decoded at full size.
+    if need is not None and (ds.get("VOILUTSequence") or _window(ds) is not None):
+        reduced = decode_reduced(ds, rows=rows, columns=cols, need=need)
+    else:
+        reduced = None
     raw, level = reduced if reduced is not None else (_decode_full(ds, rows, cols), 0)
     modality_seq = ds.get("ModalityLUTSequence")
     if modality_seq:
