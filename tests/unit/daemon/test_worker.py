@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import JPEG2000Lossless
 from sqlalchemy import select
 
 from chestaid.dicom_outputs import TriageFinding, triage_image
-from chestaid.imaging import read_dicom
+from chestaid.imaging import needed_size, read_dicom, read_for_scoring
 from chestaid.inference import Scorer
 from chestaid.models import ChestNet
+from chestaid.overlay import display_image
 from daemon.db import queue
 from daemon.db.models import Delivery, Job, JobState, Output, OutputKind, Result, utcnow
 from daemon.db.session import SessionFactory, writing
@@ -135,6 +137,36 @@ def test_the_result_keeps_the_map_and_the_image_statistics(
         assert result.image_mean == pytest.approx(float(pixels.mean(dtype=np.float64)))
         assert result.image_std == pytest.approx(float(pixels.std(dtype=np.float64)))
         assert result.image_std is not None and result.image_std > 0
+
+
+def test_a_jpeg2000_image_is_decoded_no_finer_than_the_model_and_the_sc_need(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    # The model takes 64 px (128 needed a side) and the SC 128 px: a 300 x 260 JPEG 2000
+    # image is decoded one level down, at 150 x 130.
+    settings = WorkerSettings(poll_seconds=0.5, max_attempts=2, output_max_side=128)
+    worker = _worker(tmp_path, sessions, model, settings=settings)
+    ds = make_dx(rows=300, cols=260, transfer_syntax=JPEG2000Lossless, window=(2000, 3000))
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    _receive(worker, sessions, data, str(ds.SOPInstanceUID))
+    assert worker.process_next()
+    need = needed_size(input_size=64, picture_side=128)
+    reduced = read_for_scoring(data, need=need).image
+    assert reduced.reduction == 1 and reduced.pixels.shape == (150, 130)
+    full = read_dicom(data).pixels
+    with writing(sessions) as s:
+        result = s.scalars(select(Result)).one()
+        # Scored from the reduced decode; the stored size is the image's own.
+        assert result.score == pytest.approx(model.scorer.score_pixels(reduced.pixels).score)
+        assert (result.image_rows, result.image_cols) == (300, 260)
+        assert result.image_mean == pytest.approx(float(reduced.pixels.mean(dtype=np.float64)))
+        sc = s.scalars(select(Output).where(Output.kind == OutputKind.SECONDARY_CAPTURE)).one()
+        picture = pydicom.dcmread(tmp_path / "outbox" / sc.file_name)
+    # The SC shows the image as wide as from the full decode, 128 px on its longer side.
+    assert display_image(full, max_side=128).shape == (128, 111)
+    assert picture.Columns == 111
 
 
 def test_chestaid_outputs_sent_back_are_skipped(
