@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pydicom.uid import JPEG2000Lossless
 
 from chestaid.calibration import TemperatureScaling
 from chestaid.errors import (
@@ -21,13 +22,14 @@ from chestaid.errors import (
     UnsupportedImageError,
 )
 from chestaid.gradcam import colormap_lut, display_image, render_overlay
-from chestaid.imaging import dataset_to_grey
+from chestaid.imaging import dataset_to_grey, needed_size
 from chestaid.inference import Scorer
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
 from daemon.serving import ActiveModel, PriorityBands
 from daemon.settings import PrioritySettings
 from daemon.web.imaging import (
+    DISPLAY_MAX_SIDE,
     Analysis,
     ChestAidOutputError,
     EmptyUploadError,
@@ -127,6 +129,25 @@ def test_the_analysis_scores_full_size_pixels_and_keeps_a_display_copy(
     assert analysis.score == pytest.approx(expected.score, abs=1e-9)
     assert analysis.logit == pytest.approx(expected.logit, abs=1e-9)
     assert analysis.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_jpeg2000_upload_and_study_image_are_decoded_no_finer_than_shown(
+    model: ActiveModel, tmp_path: Path
+) -> None:
+    # 2100 x 300: one level down (1050 x 150) still has the display's 1024 and twice the
+    # model's 64; the pictures come out as from the full decode.
+    path = tmp_path / "study.dcm"
+    ds = make_dx(path, rows=2100, cols=300, transfer_syntax=JPEG2000Lossless, window=(2000, 3000))
+    full = dataset_to_grey(ds).pixels
+    need = needed_size(input_size=64, picture_side=DISPLAY_MAX_SIDE)
+    reduced = dataset_to_grey(ds, need=need)
+    assert reduced.reduction == 1 and reduced.pixels.shape == (1050, 150)
+    analysis = _analyse(path.read_bytes(), model)
+    assert analysis.logit == pytest.approx(model.scorer.score_pixels(reduced.pixels).logit)
+    assert analysis.pixels.shape == display_image(full, max_side=DISPLAY_MAX_SIDE).shape
+    shown = study_image(path, max_pixels=MAX_PIXELS)
+    assert shown.reduction == 1 and shown.full_shape == (2100, 300)
+    assert _decode_png(grey_png(shown.pixels)).size == _decode_png(grey_png(full)).size
 
 
 def test_a_dicom_without_preamble_is_recognised_by_content(model: ActiveModel) -> None:
