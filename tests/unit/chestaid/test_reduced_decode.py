@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless
 
 from chestaid.bundle import default_bundle_path, load_bundle
-from chestaid.errors import ConfigurationError, CorruptImageError
+from chestaid.errors import ChestAidError, ConfigurationError, CorruptImageError
 from chestaid.imaging import (
     NeededSize,
     dataset_to_grey,
@@ -26,18 +27,20 @@ from chestaid.imaging.reduced import _decode_j2k
 from chestaid.inference import Scorer
 from chestaid.preprocess import preprocess
 from tests.dicom_factory import make_dx
+from tests.intake_fuzz_target import CRASHERS, FUZZ_MAX_PIXELS, worker_screen
 
 # Small enough that the test images (300 x 240) are decoded two levels down, at 75 x 60.
 SMALL_NEED = NeededSize(longer_side=64, shorter_side=48)
 
 
 def _area_down(values: np.ndarray, level: int) -> np.ndarray:
-    """The mean of each 2**level square block (edge blocks cut to the image)."""
+    """The mean of each 2**level square block (blocks at the edge padded with its values)."""
     step = 1 << level
     x = values.astype(np.float64)
     rows, cols = -(-x.shape[0] // step), -(-x.shape[1] // step)
     padded = np.pad(x, ((0, rows * step - x.shape[0]), (0, cols * step - x.shape[1])), mode="edge")
-    return padded.reshape(rows, step, cols, step).mean(axis=(1, 3))
+    blocks: np.ndarray = padded.reshape(rows, step, cols, step).mean(axis=(1, 3))
+    return blocks
 
 
 @pytest.mark.parametrize(
@@ -254,3 +257,41 @@ def test_the_logit_of_a_reduced_decode_agrees_with_the_full_one(scorer: Scorer, 
     assert float(torch.abs(inputs[0] - inputs[1]).mean()) < 0.02 / scorer.spec.std
     logits = [scorer.score_pixels(image.pixels).logit for image in (full, reduced)]
     assert abs(logits[0] - logits[1]) <= 0.05, logits
+
+
+@pytest.mark.parametrize("crasher", sorted(CRASHERS.glob("*.bin")), ids=lambda p: p.stem)
+def test_a_stored_crasher_ends_in_a_typed_error_on_the_reduced_path(crasher: Path) -> None:
+    with pytest.raises(ChestAidError):
+        read_for_scoring(
+            crasher.read_bytes(),
+            max_pixels=FUZZ_MAX_PIXELS,
+            screen=worker_screen,
+            need=NeededSize(1, 1),
+        )
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEG2000, JPEGBaseline8Bit])
+def test_damaged_pixel_data_on_the_reduced_path_ends_in_an_image_or_a_typed_error(
+    syntax: str,
+) -> None:
+    bits = 8 if syntax == JPEGBaseline8Bit else 12
+    ds = make_dx(rows=64, cols=48, bits_stored=bits, transfer_syntax=syntax, window=(100, 200))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    rng = np.random.default_rng(7)
+    outcomes = set()
+    for _ in range(60):
+        damaged = bytearray(frame)
+        # A few bytes anywhere, the codestream's own header included.
+        for position in rng.integers(0, len(damaged), size=int(rng.integers(1, 6))):
+            damaged[position] = int(rng.integers(0, 256))
+        ds.PixelData = encapsulate([bytes(damaged)])
+        try:
+            image = dataset_to_grey(ds, need=NeededSize(1, 1))
+        except ChestAidError as exc:
+            outcomes.add(type(exc).__name__)
+            continue
+        assert image.pixels.dtype == np.float32 and np.isfinite(image.pixels).all()
+        assert image.pixels.min() >= 0.0 and image.pixels.max() <= 1.0
+        outcomes.add("reduced" if image.reduction else "image")
+    assert "reduced" in outcomes, "most damage is decoded on the reduced path: it was tried"
+    assert outcomes <= {"reduced", "image", "CorruptImageError"}
