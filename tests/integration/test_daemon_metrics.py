@@ -111,3 +111,55 @@ def test_a_scrape_counts_what_the_daemon_received_scored_and_delivered(tmp_path:
     finally:
         daemon.stop()
         pacs.stop()
+
+
+def test_with_roles_split_each_process_serves_the_counts_of_its_own_work(tmp_path: Path) -> None:
+    pacs = StoreSCP(tmp_path / "pacs").start()
+    intake_metrics, scoring_metrics = free_port(), free_port()
+    intake = Daemon(
+        tmp_path / "node",
+        destinations=[pacs.destination()],
+        sections={"metrics": {"listen": True, "port": intake_metrics, "database_gauges": False}},
+    )
+    scoring = Daemon(
+        tmp_path / "scoring",
+        destinations=[pacs.destination()],
+        sections={
+            "storage": {"var_dir": str(tmp_path / "node" / "var")},  # one database and spool
+            "metrics": {"listen": True, "port": scoring_metrics},
+        },
+    )
+    intake.start(roles="scp")
+    try:
+        scoring.starts = 1  # the database is already migrated
+        scoring.start(roles="worker,sender")
+        try:
+            make_dx(tmp_path / "a.dcm", rows=128, cols=128)
+            assert storescu([tmp_path / "a.dcm"], intake.port).returncode == 0
+            wait_until(
+                lambda: (
+                    intake.query("SELECT count(*) FROM deliveries WHERE state = 'delivered'")[0][0]
+                    == 2
+                ),
+                timeout=90,
+                what="both outputs delivered",
+            )
+            received = scrape(f"http://127.0.0.1:{intake_metrics}/metrics")
+            scored = scrape(f"http://127.0.0.1:{scoring_metrics}/metrics")
+        finally:
+            assert scoring.stop() == 0
+    finally:
+        assert intake.stop() == 0
+        pacs.stop()
+    ok = ("chestaid_cstore_total", (("status", "0x0000"),))
+    assert received[ok] == 1 and scored[ok] == 0
+    assert received[("chestaid_end_to_end_seconds_count", ())] == 0
+    assert scored[("chestaid_end_to_end_seconds_count", ())] == 1
+    delivered = (
+        "chestaid_delivery_attempts_total",
+        (("destination", "pacs"), ("outcome", "delivered")),
+    )
+    assert scored[delivered] == 2 and received.get(delivered, 0) == 0
+    # The database gauges where asked for only.
+    assert not any(name == "chestaid_jobs" for name, _ in received)
+    assert scored[("chestaid_jobs", (("state", "queued"),))] == 0
