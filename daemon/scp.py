@@ -51,6 +51,7 @@ from chestaid.imaging import (
     check_uid,
     read_dicom_header,
 )
+from daemon import metrics
 from daemon.connections import GuardedAE, log_rejection
 from daemon.db import queue
 from daemon.db.session import SessionFactory, reading, writing
@@ -186,7 +187,9 @@ class StoreHandler:
         with self._handling_lock:
             self._handling.add(key)
         try:
-            return self._store(event)
+            answer = self._store(event)
+            metrics.count_store(answer)
+            return answer
         finally:
             with self._handling_lock:
                 self._handling.discard(key)

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from daemon import metrics
 from daemon.db import queue
 from daemon.db.models import DeliveryState
 from daemon.db.session import SessionFactory, writing
@@ -202,6 +203,7 @@ class Sender:
         for name, group in by_destination.items():
             for state in self._send_group(self.destinations[name], group):
                 counts[state] += 1
+                metrics.DELIVERY_ATTEMPTS.labels(destination=name, outcome=state).inc()
         return counts
 
     def _send_group(
@@ -249,6 +251,7 @@ class Sender:
             # object is sent again (same SOP Instance UID; the destination keeps one).
             logger.error("delivered but not recorded", extra={**log, "error": str(exc)})
             return "retrying"
+        metrics.observe_since(metrics.DELIVERY_LATENCY, claim.received_at)
         logger.info(
             "output delivered",
             extra={**log, "status": f"0x{outcome.status:04X}", "lease_kept": kept},

@@ -25,7 +25,7 @@ from typing import Any, cast
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
-from daemon import systemd
+from daemon import metrics, systemd
 from daemon.connections import (
     GuardedAssociationServer,
     carrying_a_message,
@@ -95,6 +95,7 @@ class Service:
     _scheduler: BackgroundScheduler | None = None
     _watchdog: systemd.Watchdog | None = None
     _web: WebServer | None = None
+    _metrics: metrics.Listener | None = None
 
     def start(self) -> None:
         """Start every role; raises (and starts nothing that stays running) on bad setup.
@@ -129,6 +130,10 @@ class Service:
         # Made before any role starts, so an unusable certificate starts nothing.
         scp_tls = node_context(s.node) if "scp" in self.roles else None
 
+        exported = metrics.exported(s.metrics, sessions, serving) if s.metrics.enabled else None
+        if exported is not None and s.metrics.listen:
+            # First: a port in use fails the start before any role runs.
+            self._metrics = metrics.Listener(s.metrics, exported)
         if "sender" in self.roles:
             self._sender = Sender(
                 sessions=sessions,
@@ -167,7 +172,7 @@ class Service:
             self._scheduler = start_scheduler(registry(s, serving), sessions)
         if "web" in self.roles:
             first_start(sessions)
-            self._web = WebServer(s, sessions, serving=serving)
+            self._web = WebServer(s, sessions, serving=serving, metrics=exported)
             self._web.start()
         if "scp" in self.roles:
             handler = self._handler = StoreHandler(
@@ -208,6 +213,8 @@ class Service:
         if self._sender is not None and not self._sender.running:
             return False
         if self._web is not None and not self._web.alive:
+            return False
+        if self._metrics is not None and not self._metrics.alive:
             return False
         return self._scheduler is None or bool(self._scheduler.running)
 
@@ -266,6 +273,9 @@ class Service:
             self._sender.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
+        if self._metrics is not None:
+            self._metrics.stop()
+            self._metrics = None
         if self.engine is not None:
             self.engine.dispose()
         logger.info("ChestAid daemon stopped")

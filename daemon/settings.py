@@ -453,6 +453,52 @@ class WebSettings(_Section):
         return self.tls_certificate is not None
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether a listening address is on loopback (``localhost`` counts)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics: ``/metrics`` on the web role, and each process's own listener.
+
+    ``/metrics`` on the web interface answers a signed-in admin, or a bearer token equal
+    to the contents of ``token_file`` (what Prometheus presents); nobody else. With
+    ``listen``, every daemon process also serves its own metrics on ``host:port`` (roles
+    split over processes: each process counts its own work). That listener has no
+    passwords, so beyond loopback it must use mutual TLS (``tls_certificate``,
+    ``tls_key`` and ``client_ca_file``, the CAs of the scrapers' client certificates).
+    """
+
+    enabled: bool = True
+    token_file: FilePath | None = None
+    listen: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 9464
+    tls_certificate: FilePath | None = None
+    tls_key: FilePath | None = None
+    client_ca_file: FilePath | None = None
+    # Queue, delivery and model gauges are read from the database at each scrape; with
+    # roles split, one process exporting them is enough (they are the same everywhere).
+    database_gauges: bool = True
+
+    @model_validator(mode="after")
+    def _protected_beyond_loopback(self) -> MetricsSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
+        if self.client_ca_file is not None and self.tls_certificate is None:
+            raise ValueError("client_ca_file needs tls_certificate and tls_key")
+        if self.listen and not _is_loopback(self.host) and self.client_ca_file is None:
+            raise ValueError(
+                f"a metrics listener on {self.host} needs mutual TLS (tls_certificate, "
+                "tls_key and client_ca_file), or keep host on loopback: it has no other "
+                "protection"
+            )
+        return self
+
+
 class LoggingSettings(_Section):
     """Logs go to standard error (the journal under systemd)."""
 
@@ -480,6 +526,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

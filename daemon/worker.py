@@ -35,6 +35,7 @@ from chestaid.dicom_outputs import NotAssessedFinding, TriageFinding, is_chestai
 from chestaid.errors import ChestAidError, NotChestRadiographError, UnsupportedImageError
 from chestaid.imaging import needed_size, read_for_scoring
 from chestaid.inference import Prediction
+from daemon import metrics
 from daemon.db import queue
 from daemon.db.models import JobState
 from daemon.db.session import SessionFactory, writing
@@ -172,7 +173,8 @@ class Worker:
         """Score, skip or fail one claimed job and record the outcome."""
         log: dict[str, Any] = {"job_id": claim.job_id, "sop_instance_uid": claim.sop_instance_uid}
         try:
-            scored = self._score(claim)
+            with metrics.SCORING.time():
+                scored = self._score(claim)
         except (_SkipError, NotChestRadiographError) as exc:
             self._finish(claim, JobState.SKIPPED, str(exc), log)
             return
@@ -216,6 +218,8 @@ class Worker:
         if not kept:
             logger.warning("lease lost before the result was recorded", extra=log)
             return
+        metrics.JOBS_FINISHED.labels(state=JobState.DONE.value).inc()
+        metrics.observe_since(metrics.END_TO_END, claim.received_at)
         turned = {"quarter_turns": turns} if turns else {}
         if scored.not_assessable is not None:
             # The reason code only: the detail is for the page and the PACS.
@@ -285,6 +289,8 @@ class Worker:
             kept = queue.finish_job(
                 session, job_id=claim.job_id, owner=self.owner, state=state, reason=reason
             )
+        if kept:
+            metrics.JOBS_FINISHED.labels(state=state.value).inc()
         level = logging.INFO if state == JobState.SKIPPED else logging.WARNING
         logger.log(level, f"job {state.value}", extra={**log, "reason": reason, "lease_kept": kept})
 

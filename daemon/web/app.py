@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from daemon.web import api, api_docs, pages
+from daemon.web import api, api_docs, metrics, pages
 from daemon.web.context import WebContext
 from daemon.web.rendering import HERE, render
 from daemon.web.security import (
@@ -126,6 +126,7 @@ def create_app(context: WebContext) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(api_docs.router)
+    app.include_router(metrics.router)
 
     @app.middleware("http")
     async def security_headers(

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from daemon.db.session import SessionFactory
+from daemon.metrics import Exported
 from daemon.serving import Serving
 from daemon.settings import Settings
 
@@ -20,11 +21,15 @@ class WebContext:
         serving: the model in service: its threshold, target and bands are asked for per
             request (an activated local calibration shows at once); its weights are
             loaded on the first image analysis unless the worker role loaded them.
+        metrics: what ``/metrics`` exports (None: metrics are disabled).
+        metrics_token: the bearer token Prometheus presents for ``/metrics``, if any.
     """
 
     settings: Settings
     sessions: SessionFactory
     serving: Serving
+    metrics: Exported | None = None
+    metrics_token: str | None = None
     # Uploaded images analysed at once: each holds a decoded image and a forward pass
     # (about 1 GB at full size), so a burst of uploads queues instead of exhausting memory.
     analysis_slots: threading.BoundedSemaphore = field(

@@ -16,6 +16,7 @@ import uvicorn
 
 from daemon import accounts
 from daemon.db.session import SessionFactory, writing
+from daemon.metrics import Exported, read_token
 from daemon.serving import Serving
 from daemon.settings import Settings
 from daemon.web.app import create_app
@@ -61,6 +62,7 @@ class WebServer:
         sessions: SessionFactory,
         *,
         serving: Serving | None = None,
+        metrics: Exported | None = None,
     ) -> None:
         web = settings.web
         context = WebContext(
@@ -69,6 +71,8 @@ class WebServer:
             serving=serving
             if serving is not None
             else Serving(settings.model, settings.priority.bands, sessions),
+            metrics=metrics,
+            metrics_token=read_token(settings.metrics.token_file) if metrics else None,
         )
         self.app = create_app(context)
         self._socket = _bind(web.host, web.port)

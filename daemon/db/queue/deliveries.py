@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from daemon.db.models import Delivery, DeliveryState, utcnow
+from daemon.db.models import Delivery, DeliveryState, Output, utcnow
 from daemon.db.queue.leases import drop_lease, held, take_lease
 
 
@@ -23,6 +23,7 @@ class DeliveryClaim:
     file_name: str
     sop_instance_uid: str
     sop_class_uid: str
+    received_at: datetime | None = None  # when the image the output is of was received
 
 
 def claim_deliveries(
@@ -46,7 +47,7 @@ def claim_deliveries(
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
-        .options(joinedload(Delivery.output))
+        .options(joinedload(Delivery.output).joinedload(Output.job))
     ).all()
     claims = []
     for delivery in rows:
@@ -60,6 +61,7 @@ def claim_deliveries(
                 file_name=delivery.output.file_name,
                 sop_instance_uid=delivery.output.sop_instance_uid,
                 sop_class_uid=delivery.output.sop_class_uid,
+                received_at=delivery.output.job.created_at,
             )
         )
     session.flush()

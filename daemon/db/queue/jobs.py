@@ -90,6 +90,7 @@ class Claim:
     instance_id: int
     sop_instance_uid: str
     spool_name: str | None
+    received_at: datetime | None = None  # when the job was queued (the image received)
 
 
 def claim_job(
@@ -139,6 +140,7 @@ def claim_job(
             instance_id=job.instance_id,
             sop_instance_uid=job.instance.sop_instance_uid,
             spool_name=job.instance.spool_name,
+            received_at=job.created_at,
         )
 
 
