@@ -23,7 +23,10 @@ def alembic_config(engine: Engine) -> Config:
     """An Alembic configuration running on ``engine``'s database."""
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # The option is read through configparser's interpolation: a literal "%" (as in a
+    # URL-quoted socket directory, host=%2Frun%2Fpostgresql) must be doubled.
+    url = engine.url.render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
