@@ -11,6 +11,7 @@ with no candidate left, the reference is.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -85,6 +86,11 @@ class _Exported:
         return self.onnx
 
 
+def _unavailable(error: RuntimeUnavailableError) -> Runtime:
+    """A candidate that cannot be built here: it raises why."""
+    raise error
+
+
 def _candidates(
     model: ChestNet,
     *,
@@ -111,7 +117,7 @@ def _candidates(
         try:
             native = openvino_bf16_native(openvino_capabilities())
         except RuntimeUnavailableError as exc:
-            logger.info("runtime openvino not available: %s", exc)
+            yield "openvino", functools.partial(_unavailable, exc)
         else:
             for p in _precisions(precision, native, "OpenVINO"):
                 yield (
