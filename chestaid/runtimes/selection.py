@@ -91,7 +91,7 @@ def _unavailable(error: RuntimeUnavailableError) -> Runtime:
     raise error
 
 
-def _candidates(
+def candidates(
     model: ChestNet,
     *,
     runtime: RuntimeName,
@@ -192,7 +192,7 @@ def select_runtime(
         eligible.append((reference, Trial(reference.label, None, None, None)))
     trials: list[Trial] = []
     for label, build in (
-        *_candidates(
+        *candidates(
             model,
             runtime=runtime,
             precision=precision,
