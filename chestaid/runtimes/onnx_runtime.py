@@ -42,6 +42,9 @@ class OnnxRuntime(Runtime):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Its threads would otherwise spin between passes, taking the cores the node's
+        # other work (receiving, sending, the web pages) needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped failures
