@@ -4,6 +4,14 @@ One forward pass gives both the logit and the last feature map; the Grad-CAM map
 is computed from that map and the head's weights (exact for the pooled-linear heads
 of every ChestAid backbone), so explaining a score costs almost nothing on top of
 scoring it.
+
+The pass is run by a :class:`~chestaid.runtimes.Runtime`: PyTorch as it is by default,
+or the engine :func:`~chestaid.runtimes.select_runtime` chose for this CPU (OpenVINO,
+ONNX Runtime, bfloat16 where native). Every runtime returns the feature map from the
+same pass as the logit, so the map stays exact. The calibrator maps the runtime's
+logits; a runtime other than PyTorch float32 is used only when its logits agree with
+the ones the calibrator was fitted on within 0.05 and its decisions at the governed
+threshold are identical, which is what keeps the calibration valid for it.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +41,14 @@ from chestaid.gradcam import class_activation_map, normalise_map
 from chestaid.imaging import DEFAULT_MAX_PIXELS, GreyImage, read_for_scoring
 from chestaid.models import ChestNet
 from chestaid.preprocess import PreprocessSpec, preprocess
+from chestaid.runtimes import (
+    PrecisionChoice,
+    Runtime,
+    RuntimeName,
+    TorchRuntime,
+    Trial,
+    select_runtime,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +86,14 @@ class Scorer:
         device: str | torch.device = "cpu",
         assessment: AssessmentSettings | None = None,
         density: FeatureDensity | None = None,
+        runtime: Runtime | None = None,
+        runtime_trials: tuple[Trial, ...] = (),
     ) -> None:
         self.model = model.to(device).eval()
+        # What runs the forward pass (PyTorch eager float32 unless given), and the
+        # candidates tried when it was chosen.
+        self.runtime = runtime if runtime is not None else TorchRuntime(self.model, device=device)
+        self.runtime_trials = runtime_trials
         self.calibrator = calibrator
         self.spec = spec
         self.threshold = UNGOVERNED_THRESHOLD if threshold is None else float(threshold)
@@ -81,10 +104,40 @@ class Scorer:
         self.assessment = assessment
         self.density = density
 
+    @property
+    def runtime_name(self) -> str:
+        """The runtime and precision scoring, e.g. ``openvino-f32`` or ``torch-f32``."""
+        return self.runtime.label
+
+    def decide(self, logits: np.ndarray) -> np.ndarray:
+        """The decisions (above the governed threshold) for these logits; all False without one."""
+        probs = self.calibrator.predict_proba(np.asarray(logits, dtype=np.float64))
+        return np.asarray(probs >= self.threshold)
+
     @classmethod
-    def from_bundle(cls, bundle: Bundle, *, device: str | torch.device = "cpu") -> Scorer:
-        """A scorer using a loaded bundle's model, calibrator and threshold."""
-        return cls(
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        *,
+        device: str | torch.device = "cpu",
+        runtime: RuntimeName = "torch",
+        precision: PrecisionChoice = "f32",
+        threads: int | None = None,
+        cache_dir: Path | None = None,
+    ) -> Scorer:
+        """A scorer using a loaded bundle's model, calibrator and threshold.
+
+        Args:
+            bundle: the loaded bundle.
+            device: where PyTorch runs (a device other than the CPU runs PyTorch only).
+            runtime: "torch" (the default), a named runtime or "auto"; see
+                :func:`chestaid.runtimes.select_runtime`. A runtime that is not installed
+                or does not agree with PyTorch float32 is refused and PyTorch is used.
+            precision: "f32" (the default), "bf16" or "auto" (bfloat16 where native).
+            threads: threads for OpenVINO and ONNX Runtime (default: PyTorch's count).
+            cache_dir: where OpenVINO may keep compiled networks between starts.
+        """
+        scorer = cls(
             bundle.model,
             bundle.calibrator,
             spec=bundle.manifest.preprocessing,
@@ -94,6 +147,21 @@ class Scorer:
             assessment=bundle.assessment,
             density=bundle.density,
         )
+        if runtime == "torch" and precision == "f32":
+            return scorer
+        selection = select_runtime(
+            scorer.model,
+            scorer.spec,
+            decide=scorer.decide,
+            runtime=runtime,
+            precision=precision,
+            device=device,
+            threads=threads,
+            cache_dir=cache_dir,
+        )
+        scorer.runtime = selection.runtime
+        scorer.runtime_trials = selection.trials
+        return scorer
 
     def with_calibration(self, calibrator: Calibrator, threshold: float) -> Scorer:
         """A scorer sharing this one's network but another calibration and threshold."""
@@ -106,13 +174,18 @@ class Scorer:
             device=self.device,
             assessment=self.assessment,
             density=self.density,
+            runtime=self.runtime,
+            runtime_trials=self.runtime_trials,
         )
 
     @torch.inference_mode()
     def logits_and_cams(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Logits (N,) and normalised Grad-CAM maps (N, h, w) from one forward pass."""
-        logits, fmap = self.model.forward_with_features(batch.to(self.device))
-        cams = normalise_map(class_activation_map(fmap, self.model.classifier.weight, 0))
+        heads = self.runtime.forward_heads(batch)
+        cams = normalise_map(
+            class_activation_map(heads.feature_map, self.model.classifier.weight, 0)
+        )
+        logits = heads.logits
         return (
             logits[:, 0].float().cpu().numpy().astype(np.float64),
             cams.cpu().numpy().astype(np.float32),
@@ -121,13 +194,13 @@ class Scorer:
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """Logits (N,) only: the plain forward pass."""
-        out: np.ndarray = self.model(batch.to(self.device))[:, 0].float().cpu().numpy()
+        out: np.ndarray = self.runtime.forward_heads(batch).logits[:, 0].float().cpu().numpy()
         return out.astype(np.float64)
 
     @torch.inference_mode()
     def _passes(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[Evidence]]:
         """Logits, Grad-CAM maps and the assessment evidence of one forward pass."""
-        heads = self.model.forward_heads(batch.to(self.device))
+        heads = self.runtime.forward_heads(batch)
         cams = normalise_map(
             class_activation_map(heads.feature_map, self.model.classifier.weight, 0)
         )

@@ -114,7 +114,13 @@ def load_active_model(model: ModelSettings, bands: Sequence[Band]) -> ActiveMode
     if model.threads:
         torch.set_num_threads(model.threads)
     bundle = load_bundle(bundle_path(model))
-    scorer = Scorer.from_bundle(bundle, device=model.device)
+    scorer = Scorer.from_bundle(
+        bundle,
+        device=model.device,
+        runtime=model.runtime,
+        precision=model.precision,
+        cache_dir=model.runtime_cache,
+    )
     version, _, _ = _bundle_facts(bundle.manifest)
     active = ActiveModel(
         scorer=scorer,
@@ -125,6 +131,7 @@ def load_active_model(model: ModelSettings, bands: Sequence[Band]) -> ActiveMode
         "model loaded",
         extra={
             "model_version": scorer.model_version,
+            "runtime": scorer.runtime_name,
             "calibration_version": version,
             "threshold": scorer.threshold,
             "bands": dict(active.bands.cutoffs),

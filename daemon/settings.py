@@ -199,6 +199,12 @@ class ModelSettings(_Section):
     bundle: Path | None = None  # default: the bundled model
     device: str = "cpu"
     threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: PyTorch's default
+    # What runs the network (chestaid.runtimes): "auto" measures the runtimes installed
+    # here at start and uses the fastest that agrees with PyTorch float32; bfloat16 is
+    # only ever used where the CPU has it natively.
+    runtime: Literal["auto", "torch", "openvino", "onnxruntime"] = "auto"
+    precision: Literal["auto", "f32", "bf16"] = "auto"
+    runtime_cache: Path | None = None  # where OpenVINO may keep compiled networks
 
 
 class WorkerSettings(_Section):

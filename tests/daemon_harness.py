@@ -108,7 +108,13 @@ class Daemon:
                 "backoff_max_seconds": 2.0,
             },
             # The scored path on phantoms; a test wants the checks: bundle=default_bundle_path().
-            "model": {"threads": 1, "bundle": str(unchecked_default_bundle())},
+            # PyTorch as it is: choosing a runtime measures each installed one at start.
+            "model": {
+                "threads": 1,
+                "bundle": str(unchecked_default_bundle()),
+                "runtime": "torch",
+                "precision": "f32",
+            },
             "web": {"host": "127.0.0.1", "port": self.web_port},
         }
         for section, values in self.sections.items():

@@ -34,6 +34,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument(
         "--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help="refuse larger images"
     )
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "openvino", "onnxruntime"),
+        default="torch",
+        help="what runs the network: torch (default), a named runtime, or auto (measure the "
+        "installed ones and use the fastest that agrees with PyTorch float32)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "f32", "bf16"),
+        default="f32",
+        help="f32 (default), or bf16 / auto: bfloat16 where this CPU has it natively",
+    )
 
     s = sub.add_parser(
         "sample", help="write a synthetic DX chest radiograph (DICOM) for trying ChestAid"
@@ -70,7 +83,7 @@ def run_predict(args: argparse.Namespace) -> int:
             "bundle %s is not calibrated: scores are raw sigmoid outputs and no threshold is governed",
             bundle.path,
         )
-    scorer = Scorer.from_bundle(bundle)
+    scorer = Scorer.from_bundle(bundle, runtime=args.runtime, precision=args.precision)
     calibration_version = (bundle.manifest.calibration or {}).get("calibration_version")
     if args.cam is not None:
         args.cam.mkdir(parents=True, exist_ok=True)
@@ -96,6 +109,7 @@ def run_predict(args: argparse.Namespace) -> int:
             above_threshold=pred.above_threshold,
             logit=pred.logit,
             model_version=pred.model_version,
+            runtime=scorer.runtime_name,
             calibrator=scorer.calibrator.name,
             calibration_version=calibration_version,
             assessable=pred.assessment.assessable,

@@ -49,7 +49,8 @@ def settings_path(tmp_path: Path, pacs: StoreSCP) -> Path:
             "storage": {"var_dir": str(tmp_path / "var"), "min_free_mb": 0},
             "worker": {"poll_seconds": 0.5},
             "sender": {"poll_seconds": 0.5, "backoff_initial_seconds": 0.5},
-            "model": {"threads": 1},  # no bundle named: the bundled model, checks on
+            # No bundle named: the bundled model, checks on; PyTorch as it is.
+            "model": {"threads": 1, "runtime": "torch", "precision": "f32"},
         },
         [pacs.destination()],
     )

@@ -128,5 +128,6 @@ def test_the_quick_start_predicts_on_a_generated_dicom(tmp_path: Path) -> None:
     record = json.loads(proc.stdout)
     manifest = json.loads((default_bundle_path() / MANIFEST_NAME).read_text())
     assert record["model_version"] == manifest["version"]
+    assert record["runtime"] == "torch-f32"  # what scored it: PyTorch unless asked otherwise
     assert record["threshold"] == pytest.approx(manifest["threshold"]["threshold"])
     assert SAMPLE_PATIENT_ID not in proc.stdout + proc.stderr

@@ -8,20 +8,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from chestaid.calibration import TemperatureScaling
 from chestaid.display import percent_text
+from chestaid.errors import ConfigurationError
+from chestaid.inference import Scorer
+from chestaid.runtimes import LOGIT_TOLERANCE
+from chestaid.sample import synthetic_chest
 from daemon import maintenance, recalibration
 from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel, UserRole
 from daemon.db.session import SessionFactory, writing
 from daemon.feedback import record_feedback
-from daemon.serving import Serving
+from daemon.serving import Serving, load_active_model
 from daemon.settings import (
     CalibrationSettings,
+    ModelSettings,
     MonitoringSettings,
     PrioritySettings,
     Settings,
     StorageSettings,
+    load_settings,
 )
+from tests.bundles import unchecked_default_bundle
 from tests.calibration_cases import facts
 from tests.daemon_harness import record_scored
 from tests.web_fixtures import Site
@@ -142,3 +152,37 @@ def test_the_dashboard_draws_the_threshold_in_use(tmp_path: Path, sessions: Sess
     assert "local calibration v7" in page
     calibration = client.get("/admin/calibration").text
     assert "v7" in calibration and percent_text(LOCAL_THRESHOLD) in calibration
+
+
+def test_the_configured_runtime_scores_the_served_model() -> None:
+    # ONNX Runtime named in the settings: the served scorer runs it after it agreed with
+    # PyTorch at load, and says so (what the logs and metrics report).
+    pytest.importorskip("onnxruntime")
+    model = ModelSettings(
+        bundle=unchecked_default_bundle(), threads=1, runtime="onnxruntime", precision="f32"
+    )
+    active = load_active_model(model, PrioritySettings().bands)
+    assert active.scorer.runtime_name == "onnxruntime-f32"
+    (trial,) = active.scorer.runtime_trials
+    assert trial.agreement is not None and trial.agreement.agrees
+    reference = Scorer(
+        active.scorer.model,
+        active.scorer.calibrator,
+        spec=active.scorer.spec,
+        threshold=active.scorer.threshold,
+        model_version="reference",
+    )
+    pixels = synthetic_chest(300, 260).astype(np.float32) / 4095.0
+    assert active.scorer.score_pixels(pixels).logit == pytest.approx(
+        reference.score_pixels(pixels).logit, abs=LOGIT_TOLERANCE
+    )
+
+
+def test_an_unknown_runtime_fails_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHESTAID_MODEL__RUNTIME", raising=False)  # the suite's own choice
+    config = tmp_path / "chestaid.toml"
+    config.write_text('[model]\nruntime = "tensorrt"\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"model\.runtime"):
+        load_settings(config)

@@ -1,0 +1,41 @@
+"""Inference runtimes: the network's every head from one forward pass, by the fastest
+engine on this CPU that gives the reference's answers.
+
+PyTorch eager in float32 is the reference; OpenVINO and ONNX Runtime (optional
+packages) and reduced precision (bfloat16, only where the CPU has it natively) are
+used only after agreeing with it at load (:mod:`chestaid.runtimes.agreement`).
+"""
+
+from chestaid.runtimes.agreement import LOGIT_TOLERANCE, MIN_CAM_CORRELATION, Agreement
+from chestaid.runtimes.base import Precision, Runtime, RuntimeUnavailableError
+from chestaid.runtimes.cpu import openvino_bf16_native, parse_cpu_flags, torch_bf16_native
+from chestaid.runtimes.selection import (
+    PRECISION_CHOICES,
+    RUNTIME_NAMES,
+    PrecisionChoice,
+    RuntimeName,
+    Selection,
+    Trial,
+    select_runtime,
+)
+from chestaid.runtimes.torch_eager import TorchRuntime
+
+__all__ = [
+    "LOGIT_TOLERANCE",
+    "MIN_CAM_CORRELATION",
+    "PRECISION_CHOICES",
+    "RUNTIME_NAMES",
+    "Agreement",
+    "Precision",
+    "PrecisionChoice",
+    "Runtime",
+    "RuntimeName",
+    "RuntimeUnavailableError",
+    "Selection",
+    "TorchRuntime",
+    "Trial",
+    "openvino_bf16_native",
+    "parse_cpu_flags",
+    "select_runtime",
+    "torch_bf16_native",
+]
