@@ -53,9 +53,11 @@ def empty_database(postgres_server: PostgresServer) -> Iterator[str]:
 
 def _burst(tmp_path: Path) -> tuple[list[Path], list[Path], dict[str, str]]:
     """Two lists of files, image a and image b of each study; SOP Instance UID -> study."""
-    first, second, study_of = [], [], {}
+    first: list[Path] = []
+    second: list[Path] = []
+    study_of: dict[str, str] = {}
     for i in range(STUDIES):
-        study = pydicom.uid.generate_uid()
+        study = str(pydicom.uid.generate_uid())
         for half, files in (("a", first), ("b", second)):
             path = tmp_path / "send" / f"{i:02d}{half}.dcm"
             path.parent.mkdir(exist_ok=True)
