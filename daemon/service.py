@@ -111,11 +111,12 @@ class Service:
         sessions = self.sessions = make_session_factory(self.engine)
         spool = FileStore(s.storage.spool, min_free_bytes=s.storage.min_free_mb * 2**20)
         outbox = FileStore(s.storage.outbox)
-        # Temporary files are cleared only by the role that writes them.
+        # Temporary files are cleared only by the role that writes them, and only those
+        # of dead processes: the stores may be shared with other processes and hosts.
         if "scp" in self.roles:
-            spool.clear_incomplete()
+            spool.clear_incomplete(alive=_process_alive)
         if "worker" in self.roles:
-            outbox.clear_incomplete()
+            outbox.clear_incomplete(alive=_process_alive)
         with writing(sessions) as session:
             ended = queue.expire_leases_of_dead_owners(
                 session, host=socket.gethostname(), alive=_process_alive

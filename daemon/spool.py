@@ -4,6 +4,11 @@ A file is written to a temporary name in the same file system, fsynced, renamed 
 final name and its directory fsynced, so after a crash it is either whole under its
 final name or not there at all. Names are made here (random, grouped by day), never
 derived from UIDs, which come from the network.
+
+A temporary file's name says which process writes it (host and pid), because the
+spool and the outbox may be shared by several processes and machines: a process
+starting after a crash clears what dead processes of its own host left, never a
+file another live process is writing.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import errno
 import logging
 import os
 import shutil
+import socket
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +30,23 @@ from daemon.errors import SpoolError, SpoolFullError
 logger = logging.getLogger(__name__)
 
 TEMP_DIR = ".incoming"
+# A temporary file of another host older than this is a leftover: no write takes a day.
+FOREIGN_STALE_SECONDS = 24 * 3600
+
+
+def temp_name(host: str | None = None, pid: int | None = None) -> str:
+    """A new temporary file name naming its writer: ``host+pid+random.part``."""
+    host = host or socket.gethostname()
+    pid = os.getpid() if pid is None else pid
+    return f"{host}+{pid}+{uuid.uuid4().hex}.part"
+
+
+def _writer(name: str) -> tuple[str, int] | None:
+    """The (host, pid) a temporary file's name gives, or None (an earlier version's)."""
+    parts = name.removesuffix(".part").rsplit("+", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
 
 
 @dataclass(frozen=True)
@@ -64,7 +88,7 @@ def write_durably(path: Path, parts: Sequence[Buffer], *, temp_dir: Path) -> Non
     Raises:
         OSError: the write failed; no partial file is left behind.
     """
-    temp = temp_dir / f"{uuid.uuid4().hex}.part"
+    temp = temp_dir / temp_name()
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
@@ -99,10 +123,30 @@ class FileStore:
         self.temp_dir = root / TEMP_DIR
         self.temp_dir.mkdir(parents=True, exist_ok=True)
 
-    def clear_incomplete(self) -> int:
-        """Remove temporary files a crash left behind (never acknowledged); returns how many."""
+    def clear_incomplete(
+        self, *, alive: Callable[[int], bool], host: str | None = None, now: float | None = None
+    ) -> int:
+        """Remove temporary files a crash left behind (never acknowledged); returns how many.
+
+        Removed: files of this host whose writing process no longer runs (``alive``
+        says, by pid), files of an earlier version that named no writer, and files of
+        other hosts untouched for :data:`FOREIGN_STALE_SECONDS`. A file another live
+        process is writing, here or on another machine sharing the store, stays.
+        """
+        host = host or socket.gethostname()
+        now = time.time() if now is None else now
         removed = 0
         for stale in self.temp_dir.glob("*.part"):
+            writer = _writer(stale.name)
+            if writer is not None:
+                if writer[0] == host and alive(writer[1]):
+                    continue
+                try:
+                    age = now - stale.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if writer[0] != host and age < FOREIGN_STALE_SECONDS:
+                    continue
             stale.unlink(missing_ok=True)
             removed += 1
         if removed:

@@ -39,3 +39,21 @@ def unchecked_default_bundle() -> Path:
     manifest = dataclasses.replace(read_manifest(source), assessment=None)
     (target / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2), "utf-8")
     return target
+
+
+@functools.cache
+def fast_unchecked_bundle() -> Path:
+    """:func:`unchecked_default_bundle` scoring at 64 x 64 instead of its own size (about
+    half the model's time), for tests that score many images and judge no score."""
+    source = unchecked_default_bundle()
+    target = Path(tempfile.mkdtemp(prefix="chestaid-fast-bundle-"))
+    atexit.register(shutil.rmtree, target, True)
+    for item in source.iterdir():
+        if item.name != MANIFEST_NAME:
+            (target / item.name).symlink_to(item.resolve())
+    manifest = read_manifest(source)
+    manifest = dataclasses.replace(
+        manifest, preprocessing=dataclasses.replace(manifest.preprocessing, input_size=64)
+    )
+    (target / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2), "utf-8")
+    return target

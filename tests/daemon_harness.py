@@ -95,6 +95,9 @@ class Daemon:
     web_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    # Migrate before the first start; off for a process joining a database already
+    # migrated by another (several role processes on one PostgreSQL database).
+    migrate: bool = True
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -124,7 +127,8 @@ class Daemon:
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{self.root / 'var' / 'chestaid.db'}"
+        configured = self.sections.get("storage", {}).get("database_url")
+        return str(configured) if configured else f"sqlite:///{self.root / 'var' / 'chestaid.db'}"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run an admin command against this daemon's configuration."""
@@ -144,12 +148,13 @@ class Daemon:
 
     def start(self, *, roles: str = "all", timeout: float = 120.0) -> None:
         """Start and wait for READY=1 on the notify socket."""
-        if self.starts == 0:
+        if self.starts == 0 and self.migrate:
             self.cli("db", "upgrade")
         notify_path = self.root / f"notify-{self.starts}.sock"
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.bind(str(notify_path))
-            notify.settimeout(timeout)
+            # Short waits, so a daemon that exits during its start fails the test at once.
+            notify.settimeout(1.0)
             env = {**self.env(), "NOTIFY_SOCKET": str(notify_path)}
             log = self.log_path.open("ab")
             self.process = subprocess.Popen(
@@ -166,12 +171,15 @@ class Daemon:
                 try:
                     message = notify.recv(4096).decode()
                 except TimeoutError:
-                    self.kill()
-                    pytest.fail(f"daemon not ready in {timeout} s:\n{self.logs()[-3000:]}")
+                    message = ""
                 if "READY=1" in message.split("\n"):
                     return
-                if time.monotonic() > deadline or self.process.poll() is not None:
+                if self.process.poll() is not None:
+                    self.process = None
                     pytest.fail(f"daemon exited before ready:\n{self.logs()[-3000:]}")
+                if time.monotonic() > deadline:
+                    self.kill()
+                    pytest.fail(f"daemon not ready in {timeout} s:\n{self.logs()[-3000:]}")
         notify_path.unlink(missing_ok=True)
 
     def stop(self, timeout: float = 60.0) -> int:
