@@ -132,6 +132,12 @@ def main() -> int:
         if args.compare:
             theirs = {k: v for k, v in records[trees[1]].items() if k not in ("file", "cam")}
             print("records of the two trees: " + ("identical" if mine == theirs else "DIFFERENT"))
+            cams = [records[tree].get("cam") for tree in trees]
+            if all(cams):
+                same = Path(str(cams[0])).read_bytes() == Path(str(cams[1])).read_bytes()
+                print(
+                    "Grad-CAM overlays of the two trees: " + ("identical" if same else "DIFFERENT")
+                )
             if mine != theirs:
                 print(f"other tree's record: {json.dumps(theirs)}")
         source = args.image.name if args.image else "the synthetic sample"
