@@ -273,9 +273,9 @@ def run_tree(
         },
         tree=tree,
     )
-    settings = settings_of(tree, daemon.config)
-    daemon.start()
     try:
+        settings = settings_of(tree, daemon.config)
+        daemon.start()
         # 1. latency, one study at a time
         for path, uid in latency_files:
             t0 = time.monotonic()
