@@ -7,7 +7,9 @@ for every backbone is what makes Grad-CAM computable from the forward pass alone
 (see :mod:`chestaid.gradcam`).
 
 Weights start random, or from a local file the user passes (for example torchvision's
-ImageNet weights); nothing is ever downloaded.
+ImageNet weights); nothing is ever downloaded. A network whose weights are all loaded
+next (a bundle's) is built without torchvision where ChestAid lays the body out itself
+(:mod:`chestaid.densenet`): torchvision is imported only when it is needed.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
+from chestaid.densenet import NUM_FEATURES as DENSENET121_FEATURES
+from chestaid.densenet import densenet121_features
 from chestaid.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -86,33 +90,61 @@ class Heads:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone and find its parts."""
+    """How to build one backbone and find its parts.
+
+    ``grey_body``, where given, builds the one-channel body (and its feature count)
+    without torchvision, for a network whose weights are all loaded next.
+    """
 
     name: str
     constructor: Callable[..., nn.Module]
     stem_path: tuple[str | int, ...]
     body: Callable[[nn.Module], tuple[nn.Module, int]]
+    grey_body: Callable[[], tuple[nn.Module, int]] | None = None
+
+
+def _torchvision() -> Any:
+    import torchvision
+
+    return torchvision
+
+
+def _constructor(name: str) -> Callable[..., nn.Module]:
+    """torchvision's ``models.<name>``, imported when first called."""
+
+    def build(**kwargs: Any) -> nn.Module:
+        net: nn.Module = getattr(_torchvision().models, name)(**kwargs)
+        return net
+
+    return build
 
 
 def _densenet_body(net: nn.Module) -> tuple[nn.Module, int]:
     # torchvision's DenseNet applies its last ReLU in forward(), after `features`;
     # the pool sees the post-ReLU map, so it belongs in the body.
-    assert isinstance(net, torchvision.models.DenseNet)
+    assert isinstance(net, _torchvision().models.DenseNet)
     classifier = net.classifier
     assert isinstance(classifier, nn.Linear)
-    body = nn.Sequential(OrderedDict([("body", net.features), ("relu", nn.ReLU())]))
-    return body, classifier.in_features
+    return _densenet_with_relu(net.features), classifier.in_features
+
+
+def _densenet_with_relu(features: nn.Module) -> nn.Sequential:
+    return nn.Sequential(OrderedDict([("body", features), ("relu", nn.ReLU())]))
+
+
+def _densenet_grey_body() -> tuple[nn.Module, int]:
+    return _densenet_with_relu(densenet121_features(in_channels=1)), DENSENET121_FEATURES
 
 
 def _resnet_body(net: nn.Module) -> tuple[nn.Module, int]:
-    assert isinstance(net, torchvision.models.ResNet)
+    assert isinstance(net, _torchvision().models.ResNet)
     names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
     body = nn.Sequential(OrderedDict((n, getattr(net, n)) for n in names))
     return body, net.fc.in_features
 
 
 def _efficientnet_body(net: nn.Module) -> tuple[nn.Module, int]:
-    assert isinstance(net, torchvision.models.EfficientNet)
+    assert isinstance(net, _torchvision().models.EfficientNet)
     linear = net.classifier[1]
     assert isinstance(linear, nn.Linear)
     return net.features, linear.in_features
@@ -122,12 +154,16 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         BackboneSpec(
-            "densenet121", torchvision.models.densenet121, ("features", "conv0"), _densenet_body
+            "densenet121",
+            _constructor("densenet121"),
+            ("features", "conv0"),
+            _densenet_body,
+            grey_body=_densenet_grey_body,
         ),
-        BackboneSpec("resnet50", torchvision.models.resnet50, ("conv1",), _resnet_body),
+        BackboneSpec("resnet50", _constructor("resnet50"), ("conv1",), _resnet_body),
         BackboneSpec(
             "efficientnet_b0",
-            torchvision.models.efficientnet_b0,
+            _constructor("efficientnet_b0"),
             ("features", 0, 0),
             _efficientnet_body,
         ),
@@ -215,6 +251,7 @@ def build_model(
     dropout: float = 0.0,
     pretrained_path: str | os.PathLike[str] | None = None,
     orientation_outputs: int = 0,
+    weights_follow: bool = False,
 ) -> ChestNet:
     """Build a one-channel :class:`ChestNet` with random weights or local pretrained ones.
 
@@ -225,6 +262,9 @@ def build_model(
         pretrained_path: optional local file with the torchvision model's own state
             dict (e.g. ImageNet weights, RGB stem and 1000-class head); its stem is
             summed to one channel and its head is discarded.
+        weights_follow: the caller loads every weight next (a bundle's), so the
+            starting weights do not matter: the body is built without torchvision
+            where the backbone allows (the same layers, names and outputs).
 
     Returns:
         The network, in training mode.
@@ -239,6 +279,11 @@ def build_model(
         )
     if num_outputs < 1:
         raise ModelError(f"num_outputs must be at least 1, got {num_outputs}")
+    if weights_follow and pretrained_path is None and spec.grey_body is not None:
+        body, num_features = spec.grey_body()
+        return ChestNet(
+            body, num_features, num_outputs, dropout, orientation_outputs=orientation_outputs
+        )
     net = spec.constructor(weights=None)
     if pretrained_path is not None:
         state = load_state_dict_file(pretrained_path)

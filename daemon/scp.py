@@ -209,8 +209,13 @@ class StoreHandler:
             "calling_ae": str(event.assoc.requestor.ae_title).strip(),
         }
         try:
-            with writing(self.sessions) as session:
-                again = queue.receive_again(session, sop_instance_uid=sop_instance_uid)
+            # Almost every instance is new: a read (no lock) says so without a write unit.
+            with reading(self.sessions) as session:
+                known = queue.instance_exists(session, sop_instance_uid=sop_instance_uid)
+            again = queue.Duplicate.NEW
+            if known:
+                with writing(self.sessions) as session:
+                    again = queue.receive_again(session, sop_instance_uid=sop_instance_uid)
             if again is queue.Duplicate.REQUEUED:
                 logger.info("instance received again, its failed job queued again", extra=log)
                 self.on_queued()

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 
 import chestaid
 from chestaid.assessment import AssessmentSettings, FeatureDensity
@@ -57,6 +56,10 @@ class Bundle:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that determine what a bundle computes."""
+    # Imported here, for saving a bundle: loading one no longer needs torchvision,
+    # whose import costs about 190 MiB of memory.
+    import torchvision
+
     return {
         "chestaid": chestaid.__version__,
         "torch": torch.__version__,
@@ -170,6 +173,7 @@ def _verified_model(p: Path, manifest: Manifest) -> ChestNet:
             manifest.architecture,
             num_outputs=manifest.num_outputs,
             orientation_outputs=manifest.orientation_outputs,
+            weights_follow=True,
         )
     except ModelError as exc:
         raise BundleError(f"bundle {p}: {exc}") from exc

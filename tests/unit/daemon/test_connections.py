@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 from pydantic import ValidationError
+from pynetdicom import AE
 
-from daemon.connections import AddressShares, GuardedAE
-from daemon.scp import build_ae
+from daemon.connections import AddressShares, BulkReadSocket, GuardedAE
+from daemon.scp import VERIFICATION, build_ae
 from daemon.settings import NodeSettings
 
 
@@ -37,3 +41,51 @@ def test_the_ae_from_settings_guards_its_servers() -> None:
     ae = build_ae(NodeSettings(max_associations=6))
     assert isinstance(ae, GuardedAE)
     assert ae.per_address == 3
+
+
+def _bulk_reader(sock: socket.socket) -> BulkReadSocket:
+    reader = BulkReadSocket.__new__(BulkReadSocket)  # no association: only recv is used
+    reader.socket = sock
+    return reader
+
+
+def test_a_pdu_is_read_whole_into_one_buffer() -> None:
+    ours, peer = socket.socketpair()
+    payload = bytes(range(256)) * (3 * 2**20 // 256)  # larger than the socket buffers
+    sender = threading.Thread(target=peer.sendall, args=(payload,))
+    sender.start()
+    try:
+        head = _bulk_reader(ours).recv(6)
+        rest = _bulk_reader(ours).recv(len(payload) - 6)
+    finally:
+        sender.join()
+        ours.close()
+        peer.close()
+    assert bytes(head + rest) == payload
+
+
+def test_a_connection_closed_mid_pdu_gives_what_arrived() -> None:
+    ours, peer = socket.socketpair()
+    peer.sendall(b"abc")
+    peer.close()
+    try:
+        assert _bulk_reader(ours).recv(10) == bytearray(b"abc")
+    finally:
+        ours.close()
+
+
+def test_accepted_associations_read_with_the_bulk_socket() -> None:
+    ae = build_ae(NodeSettings(max_associations=2))
+    server = ae.start_server(("127.0.0.1", 0), block=False)
+    try:
+        port = server.server_address[1]
+        client = AE("PEER")
+        client.add_requested_context(VERIFICATION)
+        assoc = client.associate("127.0.0.1", port, ae_title=ae.ae_title)
+        assert assoc.is_established
+        (accepted,) = server.active_associations
+        assert isinstance(accepted.dul.socket, BulkReadSocket)
+        assert assoc.send_c_echo().Status == 0
+        assoc.release()
+    finally:
+        server.shutdown()

@@ -3,6 +3,7 @@ a writing unit holds the write lock from its start."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,35 @@ def test_pages_are_served_while_another_role_holds_the_write_lock(
         assert client.get(f"/studies/{uid}").status_code == 200
         assert client.get("/admin").status_code == 200
         assert client.get(f"/api/v1/studies/{uid}", headers=bearer).status_code == 200
+
+
+def test_writers_of_one_process_take_turns_and_a_failed_unit_lets_the_next_in(
+    engine: Engine, sessions: SessionFactory
+) -> None:
+    """Writing units of one process queue on the engine's lock (no polling of SQLite's):
+    every unit commits, one that fails rolls back and hands the lock on."""
+    errors: list[BaseException] = []
+
+    def write(first: int) -> None:
+        try:
+            for version in range(first, first + 5):
+                with writing(sessions) as s:
+                    s.add(_row(version))
+                with pytest.raises(RuntimeError), writing(sessions) as s:
+                    s.add(_row(version + 1000))
+                    raise RuntimeError("rolled back")
+        except BaseException as exc:  # reported below, with the thread's name
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i * 10 + 1,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with reading(sessions) as s:
+        versions = sorted(v.version for v in recalibration.versions(s))
+    assert versions == sorted(i * 10 + 1 + k for i in range(4) for k in range(5))
+    # No unit left the lock held: another process's impatient writer gets in at once.
+    with writing(_impatient(engine)) as w:
+        w.add(_row(99))
