@@ -14,7 +14,6 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from daemon.db.models import IDENTITY_LENGTHS, Instance, Job, JobState, Result, Study, utcnow
@@ -71,16 +70,18 @@ def note_received(
     A later image never overwrites a field already kept (the first header wins).
     """
     now = now or utcnow()
-    study = _locked_row(
-        session,
-        study_instance_uid=study_instance_uid,
-        last_received_at=now,
-        arrived_at=now,
-        images=0,
-        requested_priority=requested_priority,
-        band_rank=0.0,
-        listed=False,
-    )
+    study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
+    if study is None:
+        study = Study(
+            study_instance_uid=study_instance_uid,
+            last_received_at=now,
+            arrived_at=now,
+            images=0,
+            requested_priority=requested_priority,
+            band_rank=0.0,
+            listed=False,
+        )
+        session.add(study)
     study.last_received_at = max(study.last_received_at, now)
     if identity is not None and study.identity_blanked_at is None:
         for name, value in identity.values().items():
@@ -88,33 +89,6 @@ def note_received(
                 setattr(study, name, value)
     session.flush()
     return study
-
-
-def _locked_row(session: Session, *, study_instance_uid: str, **first: object) -> Study:
-    """The study's row, locked until the unit ends; inserted with ``first`` when missing.
-
-    Two units may meet a new study at once (two of its images received by two SCP
-    processes on PostgreSQL): the insert does nothing when the other unit's row is
-    there, and this one then waits for that row and carries on with it, instead of
-    failing on the unique study UID.
-    """
-    locked = (
-        select(Study)
-        .where(Study.study_instance_uid == study_instance_uid)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    study = session.scalar(locked)
-    if study is not None:
-        return study
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Study)
-        .values(study_instance_uid=study_instance_uid, **first)
-        .on_conflict_do_nothing(index_elements=[Study.study_instance_uid])
-    )
-    return session.scalars(locked).one()
 
 
 def study_rank(band: str | None, not_assessed: bool, names: Sequence[str]) -> float:
@@ -190,8 +164,11 @@ def refresh_study(
     ).all()
     if not rows:
         return None
-    first = min(instance.received_at for instance, _ in rows)
-    study = _locked_row(session, study_instance_uid=study_instance_uid, last_received_at=first)
+    study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
+    if study is None:
+        first = min(instance.received_at for instance, _ in rows)
+        study = Study(study_instance_uid=study_instance_uid, last_received_at=first)
+        session.add(study)
     summary = summarise_images(rows)
     best, lead, first_unjudged = summary.best, summary.lead, summary.first_unjudged
     priority = summary.requested_priority
@@ -244,10 +221,11 @@ def close_study(
     the list (as a read recorded ahead of the study did before).
     """
     now = now or utcnow()
-    study = _locked_row(
-        session, study_instance_uid=study_instance_uid, last_received_at=now, arrived_at=now
-    )
-    if study.closed_at is not None:
+    study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
+    if study is None:
+        study = Study(study_instance_uid=study_instance_uid, last_received_at=now, arrived_at=now)
+        session.add(study)
+    elif study.closed_at is not None:
         return False
     study.closed_at, study.closed_reason, study.closed_by = now, reason, by
     study.listed = False
