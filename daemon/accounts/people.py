@@ -12,6 +12,7 @@ import re
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from daemon import audit
@@ -104,10 +105,23 @@ def create_user(
 
 
 def ensure_first_admin(session: Session) -> str | None:
-    """Create the ``admin`` account when there is no user; its one-time password, else None."""
+    """Create the ``admin`` account when there is no user; its one-time password, else None.
+
+    Two web processes starting together on one database may both find no user: the
+    second one's insert waits for the first's and, finding ``admin`` made, gives way
+    (None) instead of failing its start.
+    """
     if session.scalar(select(func.count(User.id))):
         return None
-    _, password = create_user(session, username=FIRST_ADMIN, role=UserRole.ADMIN, actor="system")
+    try:
+        with session.begin_nested():
+            _, password = create_user(
+                session, username=FIRST_ADMIN, role=UserRole.ADMIN, actor="system"
+            )
+    except IntegrityError:
+        if find_user(session, username=FIRST_ADMIN) is None:
+            raise
+        return None
     return password
 
 

@@ -5,6 +5,11 @@ scored, so the worklist reads one indexed table instead of summing images per re
 the header), :func:`refresh_study` in the worker's (the scored images summed up),
 :func:`close_study` / :func:`reopen_study` when a study leaves or comes back to the
 list, and :func:`blank_identities` by retention.
+
+Several processes may write one study's row at once (two associations bringing its
+first images, two workers scoring two of its images): each takes the row through
+:func:`locked_study`, which creates it without a unique-key clash and locks it, so
+the second waits for the first and then sums up what the first committed.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, Select, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from daemon.db.models import IDENTITY_LENGTHS, Instance, Job, JobState, Result, Study, utcnow
@@ -57,6 +63,45 @@ class StudyIdentity:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def _locking(study_instance_uid: str) -> Select[tuple[Study]]:
+    """Select the study's row for update, refreshing a copy the session already holds."""
+    return (
+        select(Study)
+        .where(Study.study_instance_uid == study_instance_uid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def locked_study(
+    session: Session, *, study_instance_uid: str, now: datetime, requested_priority: str = "MEDIUM"
+) -> Study:
+    """The study's row, locked until the transaction ends; created (arrived ``now``, at
+    ``requested_priority``) when missing.
+
+    A row another transaction is creating at the same moment is waited for and used,
+    not created twice (PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING``, then ``FOR
+    UPDATE``, which reads the row committed meanwhile; SQLite's writers are one at a
+    time anyway).
+    """
+    query = _locking(study_instance_uid)
+    study = session.scalar(query)
+    if study is not None:
+        return study
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(Study)
+        .values(
+            study_instance_uid=study_instance_uid,
+            last_received_at=now,
+            arrived_at=now,
+            requested_priority=requested_priority,
+        )
+        .on_conflict_do_nothing(index_elements=[Study.study_instance_uid])
+    )
+    return session.scalars(query).one()
+
+
 def note_received(
     session: Session,
     *,
@@ -70,18 +115,12 @@ def note_received(
     A later image never overwrites a field already kept (the first header wins).
     """
     now = now or utcnow()
-    study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
-    if study is None:
-        study = Study(
-            study_instance_uid=study_instance_uid,
-            last_received_at=now,
-            arrived_at=now,
-            images=0,
-            requested_priority=requested_priority,
-            band_rank=0.0,
-            listed=False,
-        )
-        session.add(study)
+    study = locked_study(
+        session,
+        study_instance_uid=study_instance_uid,
+        now=now,
+        requested_priority=requested_priority,
+    )
     study.last_received_at = max(study.last_received_at, now)
     if identity is not None and study.identity_blanked_at is None:
         for name, value in identity.values().items():
@@ -145,6 +184,17 @@ def summarise_images(rows: Sequence[tuple[Instance, Result]]) -> ImagesSummary:
     )
 
 
+def _scored_images(
+    session: Session, study_instance_uid: str
+) -> Sequence[Row[tuple[Instance, Result]]]:
+    return session.execute(
+        select(Instance, Result)
+        .join(Job, Job.instance_id == Instance.id)
+        .join(Result, Result.job_id == Job.id)
+        .where(Job.state == JobState.DONE, Instance.study_instance_uid == study_instance_uid)
+    ).all()
+
+
 def refresh_study(
     session: Session,
     *,
@@ -153,22 +203,23 @@ def refresh_study(
 ) -> Study | None:
     """Sum up the study's scored images onto its row (created when missing).
 
+    The row is locked first, so that a worker scoring another image of the study at the
+    same moment sums up after this one commits, seeing both results.
+
     Returns:
         The row, or None when the study has no scored image.
     """
-    rows = session.execute(
-        select(Instance, Result)
-        .join(Job, Job.instance_id == Instance.id)
-        .join(Result, Result.job_id == Job.id)
-        .where(Job.state == JobState.DONE, Instance.study_instance_uid == study_instance_uid)
-    ).all()
+    study = session.scalar(_locking(study_instance_uid))
+    rows = _scored_images(session, study_instance_uid)
     if not rows:
         return None
-    study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
-    if study is None:
-        first = min(instance.received_at for instance, _ in rows)
-        study = Study(study_instance_uid=study_instance_uid, last_received_at=first)
-        session.add(study)
+    if study is None:  # a study received before the table kept one
+        study = locked_study(
+            session,
+            study_instance_uid=study_instance_uid,
+            now=min(instance.received_at for instance, _ in rows),
+        )
+        rows = _scored_images(session, study_instance_uid)  # again, under the lock
     summary = summarise_images(rows)
     best, lead, first_unjudged = summary.best, summary.lead, summary.first_unjudged
     priority = summary.requested_priority
@@ -221,11 +272,8 @@ def close_study(
     the list (as a read recorded ahead of the study did before).
     """
     now = now or utcnow()
-    study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
-    if study is None:
-        study = Study(study_instance_uid=study_instance_uid, last_received_at=now, arrived_at=now)
-        session.add(study)
-    elif study.closed_at is not None:
+    study = locked_study(session, study_instance_uid=study_instance_uid, now=now)
+    if study.closed_at is not None:
         return False
     study.closed_at, study.closed_reason, study.closed_by = now, reason, by
     study.listed = False
