@@ -8,13 +8,15 @@ run as root, so as root the server runs as the package's ``postgres`` account.
 Each test gets a database of its own, copied from a template migrated once
 (``CREATE DATABASE ... TEMPLATE``), so tests never see each other's rows.
 
-When the binaries are missing, :func:`require_postgres` skips naming the package;
-under ``CI=true`` that is a failure, as for every other missing peer.
+When the binaries are missing, :func:`require_postgres` skips naming the package (and
+when the psycopg driver is, naming the ``postgresql`` extra); under ``CI=true`` that
+is a failure, as for every other missing peer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -25,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -44,14 +47,20 @@ def _binaries() -> Path | None:
     return Path(pg_ctl).parent if pg_ctl else None
 
 
+def _missing(message: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; under CI=true a missing peer is a failure")
+    pytest.skip(message)
+
+
 def require_postgres() -> Path:
-    """The PostgreSQL bin directory; skips naming the package when absent (fails under CI)."""
+    """The PostgreSQL bin directory; skips naming the package when absent, or when the
+    driver is (fails under CI)."""
     bindir = _binaries()
     if bindir is None:
-        message = f"PostgreSQL is not installed (Debian package {PACKAGE!r})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; under CI=true a missing peer is a failure")
-        pytest.skip(message)
+        _missing(f"PostgreSQL is not installed (Debian package {PACKAGE!r})")
+    if importlib.util.find_spec("psycopg") is None:
+        _missing("the psycopg driver is not installed (ChestAid's extra 'postgresql')")
     return bindir
 
 
@@ -144,7 +153,9 @@ def _account() -> str:
     return "postgres"
 
 
-def _run_as(user: str, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def _run_as(
+    user: str, argv: list[str], *, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     if os.geteuid() == 0 and user != "root":
         argv = ["runuser", "-u", user, "--", *argv]
     return subprocess.run(argv, check=check, capture_output=True, timeout=_START_TIMEOUT_S)
