@@ -63,7 +63,7 @@ class StudyIdentity:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _locking(study_instance_uid: str) -> Select[tuple[Study]]:
+def _locking(study_instance_uid: str) -> Select[Study]:
     """Select the study's row for update, refreshing a copy the session already holds."""
     return (
         select(Study)
@@ -184,9 +184,7 @@ def summarise_images(rows: Sequence[tuple[Instance, Result]]) -> ImagesSummary:
     )
 
 
-def _scored_images(
-    session: Session, study_instance_uid: str
-) -> Sequence[Row[tuple[Instance, Result]]]:
+def _scored_images(session: Session, study_instance_uid: str) -> Sequence[Row[Instance, Result]]:
     return session.execute(
         select(Instance, Result)
         .join(Job, Job.instance_id == Instance.id)
