@@ -1,7 +1,8 @@
 """A real PostgreSQL server for the tests, started in a temporary directory.
 
 Debian's ``postgresql`` package supplies the binaries; the server is initialised
-afresh in a temporary directory, listens on a free loopback port with trust
+afresh in a temporary directory (in en_US.UTF-8 when the system has it, see
+:func:`_locale`), listens on a free loopback port with trust
 authentication, and is stopped when the test session ends. PostgreSQL refuses to
 run as root, so as root the server runs as the package's ``postgres`` account.
 
@@ -142,6 +143,15 @@ class PostgresServer:
         )
 
 
+def _locale() -> str:
+    """A language collation when the system has one, as a site's server would have
+    (Debian's default cluster takes the system's locale): it sorts and compares text
+    unlike bytes, which is what a test on it should see. Else C.UTF-8."""
+    listed = subprocess.run(["locale", "-a"], capture_output=True, text=True, check=False)
+    names = {name.lower().replace("-", "") for name in listed.stdout.split()}
+    return "en_US.UTF-8" if "en_us.utf8" in names else "C.UTF-8"
+
+
 def _account() -> str:
     """The account the server runs as: this user, or ``postgres`` when this is root."""
     if os.geteuid() != 0:
@@ -184,6 +194,8 @@ def running_server() -> Iterator[PostgresServer]:
                 user,
                 "--auth=trust",
                 "--encoding=UTF8",
+                f"--locale={_locale()}",
+                "--lc-messages=C",
                 "--no-sync",
             ],
         )
