@@ -220,7 +220,28 @@ def running_server() -> Iterator[PostgresServer]:
                 "start",
             ],
         )
-        yield server
+        watchdog = _watchdog(server)
+        try:
+            yield server
+        finally:
+            watchdog.kill()
+            watchdog.wait()
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _watchdog(server: PostgresServer) -> subprocess.Popen[bytes]:
+    """A process that stops the server and removes its directory once this test process
+    is gone, when it ends without its teardown (killed, or interrupted under xdist)."""
+    stop = [str(server.bindir / "pg_ctl"), "-D", str(server.root / "data"), "-m", "immediate"]
+    if os.geteuid() == 0 and server.user != "root":
+        stop = ["runuser", "-u", server.user, "--", *stop]
+    script = 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; shift 2; "$@" stop; rm -rf "$0"'
+    return subprocess.Popen(
+        ["sh", "-c", script, str(server.root), str(os.getpid()), "--", *stop],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C to the test run's group does not end it
+    )
