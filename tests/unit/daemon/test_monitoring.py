@@ -124,6 +124,7 @@ def _drifted_scores(sessions: SessionFactory, model_version: str = "m") -> None:
 
 
 def test_drift_without_labels_alerts_and_posts_to_the_webhook(sessions: SessionFactory) -> None:
+    _Receiver.received.clear()  # the class keeps what an earlier run (the other engine) got
     _drifted_scores(sessions)
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.handle_request)
@@ -167,6 +168,8 @@ def test_a_slow_webhook_never_holds_the_database(
     """The alert is posted after the monitoring run has committed: while the webhook
     hangs, the SCP and the worker can still write (a write lock held across the POST
     made the SCP answer 0xA700 to modalities)."""
+    _Stalling.arrived.clear()  # set by an earlier run (the other engine)
+    _Stalling.release.clear()
     server = HTTPServer(("127.0.0.1", 0), _Stalling)
     settings = Settings(
         storage=StorageSettings(var_dir=tmp_path / "var"),
