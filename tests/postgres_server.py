@@ -33,6 +33,10 @@ from typing import NoReturn
 import pytest
 
 PACKAGE = "postgresql"
+
+# For a test whose weight is computation, not the database (image statistics, fitting
+# a calibration): it runs on SQLite only, keeping the suite's time in bounds.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 _START_TIMEOUT_S = 60
 
 

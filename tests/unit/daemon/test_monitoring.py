@@ -28,6 +28,7 @@ from daemon.serving import Serving
 from daemon.settings import MonitoringSettings, Settings, StorageSettings
 from daemon.spool import FileStore
 from tests.daemon_harness import record_scored
+from tests.postgres_server import SQLITE_ONLY
 
 NOW = utcnow()
 
@@ -270,6 +271,7 @@ def _alert_messages(sessions: SessionFactory) -> list[tuple[str, str]]:
         return [(a.kind, a.message) for a in s.scalars(select(MonitoringAlert))]
 
 
+@SQLITE_ONLY
 def test_brighter_images_raise_a_drift_alert_naming_the_statistic(
     sessions: SessionFactory,
 ) -> None:
@@ -291,6 +293,7 @@ def test_brighter_images_raise_a_drift_alert_naming_the_statistic(
     assert "over 7 days" in message and "first 200" in message
 
 
+@SQLITE_ONLY
 def test_images_of_the_same_distribution_raise_no_alert(sessions: SessionFactory) -> None:
     # 200 against 200: sampling noise alone gives a PSI around 0.1 (10 bins).
     _images(sessions, "1", count=200, brightness=0.5, days_ago=60, seed=1)
