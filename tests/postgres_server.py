@@ -1,20 +1,23 @@
 """A real PostgreSQL server for the tests, started in a temporary directory.
 
 Debian's ``postgresql`` package supplies the binaries; the server is initialised
-afresh in a temporary directory, listens on a free loopback port with trust
+afresh in a temporary directory (in en_US.UTF-8 when the system has it, see
+:func:`_locale`), listens on a free loopback port with trust
 authentication, and is stopped when the test session ends. PostgreSQL refuses to
 run as root, so as root the server runs as the package's ``postgres`` account.
 
 Each test gets a database of its own, copied from a template migrated once
 (``CREATE DATABASE ... TEMPLATE``), so tests never see each other's rows.
 
-When the binaries are missing, :func:`require_postgres` skips naming the package;
-under ``CI=true`` that is a failure, as for every other missing peer.
+When the binaries are missing, :func:`require_postgres` skips naming the package (and
+when the psycopg driver is, naming the ``postgresql`` extra); under ``CI=true`` that
+is a failure, as for every other missing peer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -25,10 +28,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 PACKAGE = "postgresql"
+
+# For a test whose weight is computation, not the database (image statistics, fitting
+# a calibration): it runs on SQLite only, keeping the suite's time in bounds.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 _START_TIMEOUT_S = 60
 
 
@@ -44,14 +52,20 @@ def _binaries() -> Path | None:
     return Path(pg_ctl).parent if pg_ctl else None
 
 
+def _missing(message: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; under CI=true a missing peer is a failure")
+    pytest.skip(message)
+
+
 def require_postgres() -> Path:
-    """The PostgreSQL bin directory; skips naming the package when absent (fails under CI)."""
+    """The PostgreSQL bin directory; skips naming the package when absent, or when the
+    driver is (fails under CI)."""
     bindir = _binaries()
     if bindir is None:
-        message = f"PostgreSQL is not installed (Debian package {PACKAGE!r})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; under CI=true a missing peer is a failure")
-        pytest.skip(message)
+        _missing(f"PostgreSQL is not installed (Debian package {PACKAGE!r})")
+    if importlib.util.find_spec("psycopg") is None:
+        _missing("the psycopg driver is not installed (ChestAid's extra 'postgresql')")
     return bindir
 
 
@@ -133,6 +147,15 @@ class PostgresServer:
         )
 
 
+def _locale() -> str:
+    """A language collation when the system has one, as a site's server would have
+    (Debian's default cluster takes the system's locale): it sorts and compares text
+    unlike bytes, which is what a test on it should see. Else C.UTF-8."""
+    listed = subprocess.run(["locale", "-a"], capture_output=True, text=True, check=False)
+    names = {name.lower().replace("-", "") for name in listed.stdout.split()}
+    return "en_US.UTF-8" if "en_us.utf8" in names else "C.UTF-8"
+
+
 def _account() -> str:
     """The account the server runs as: this user, or ``postgres`` when this is root."""
     if os.geteuid() != 0:
@@ -144,7 +167,9 @@ def _account() -> str:
     return "postgres"
 
 
-def _run_as(user: str, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def _run_as(
+    user: str, argv: list[str], *, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     if os.geteuid() == 0 and user != "root":
         argv = ["runuser", "-u", user, "--", *argv]
     return subprocess.run(argv, check=check, capture_output=True, timeout=_START_TIMEOUT_S)
@@ -173,6 +198,8 @@ def running_server() -> Iterator[PostgresServer]:
                 user,
                 "--auth=trust",
                 "--encoding=UTF8",
+                f"--locale={_locale()}",
+                "--lc-messages=C",
                 "--no-sync",
             ],
         )
@@ -197,7 +224,28 @@ def running_server() -> Iterator[PostgresServer]:
                 "start",
             ],
         )
-        yield server
+        watchdog = _watchdog(server)
+        try:
+            yield server
+        finally:
+            watchdog.kill()
+            watchdog.wait()
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _watchdog(server: PostgresServer) -> subprocess.Popen[bytes]:
+    """A process that stops the server and removes its directory once this test process
+    is gone, when it ends without its teardown (killed, or interrupted under xdist)."""
+    stop = [str(server.bindir / "pg_ctl"), "-D", str(server.root / "data"), "-m", "immediate"]
+    if os.geteuid() == 0 and server.user != "root":
+        stop = ["runuser", "-u", server.user, "--", *stop]
+    script = 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; shift 2; "$@" stop; rm -rf "$0"'
+    return subprocess.Popen(
+        ["sh", "-c", script, str(server.root), str(os.getpid()), "--", *stop],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C to the test run's group does not end it
+    )

@@ -205,6 +205,9 @@ class Result(Base):
 
 
 # Bounds of the identifying fields kept on a study (characters; longer values are cut).
+# A worklist search key (migration 0008): PostgreSQL's "C" collation, SQLite's bytes.
+_SEARCH_KEY = String(64).with_variant(String(64, collation="C"), "postgresql")
+
 IDENTITY_LENGTHS = {
     "patient_name": 64,
     "patient_id": 64,
@@ -265,8 +268,9 @@ class Study(Base):
     study_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), unique=True)
     # Identifying fields (bounded by IDENTITY_LENGTHS; blanked past retention).
     patient_name: Mapped[str | None] = mapped_column(String(64))
-    patient_id: Mapped[str | None] = mapped_column(String(64))
-    accession_number: Mapped[str | None] = mapped_column(String(64))
+    # Searched by prefix as a range (daemon.worklist): compared byte by byte, as on SQLite.
+    patient_id: Mapped[str | None] = mapped_column(_SEARCH_KEY)
+    accession_number: Mapped[str | None] = mapped_column(_SEARCH_KEY)
     study_date: Mapped[str | None] = mapped_column(String(8))  # YYYYMMDD, as DICOM DA
     study_time: Mapped[str | None] = mapped_column(String(16))  # DICOM TM
     patient_age: Mapped[str | None] = mapped_column(String(4))  # DICOM AS, e.g. 042Y

@@ -7,7 +7,9 @@ transaction instead of failing half-way when two of them upgrade a read lock. A 
 unit begins deferred and takes no lock at all (WAL readers never block the writer), so
 a page, a report or a monitoring query can never make the SCP wait; SQLite's
 ``query_only`` makes any write attempted in it fail at once instead of upgrading.
-On PostgreSQL both are ordinary transactions, the reading one ``READ ONLY``.
+On PostgreSQL a writing unit is an ordinary transaction (rows are locked as they are
+claimed, see :mod:`daemon.db.queue`) and a reading unit is ``REPEATABLE READ, READ ONLY``:
+one snapshot for the whole unit, as on SQLite, and never a serialisation failure.
 
 Within a process, SQLite writing units also queue on one lock of the engine's before
 their ``BEGIN IMMEDIATE``: a writer waiting on SQLite's own lock polls it, sleeping up
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,11 +60,14 @@ def make_engine(url: str, *, busy_timeout: float = 10.0) -> Engine:
 
     A SQLite database's directory is created when missing. Statement parameters are
     kept out of error messages (``hide_parameters``): an error's text is logged, and a
-    study's row holds the patient's name and ID.
+    study's row holds the patient's name and ID. So is PostgreSQL's detail line, which
+    quotes the values of a failing row (``Failing row contains (...)``).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        event.listen(engine, "handle_error", _without_server_detail)
+        return engine
     database = parsed.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +103,24 @@ def make_engine(url: str, *, busy_timeout: float = 10.0) -> Engine:
     return engine
 
 
+def _without_server_detail(context: ExceptionContext) -> None:
+    """Drop the server's DETAIL (row and key values) from a driver error and its wrapper.
+
+    Both are cut in place: the wrapper is raised ``from`` the driver's error, and a
+    logged traceback prints the two.
+    """
+    original = context.original_exception
+    diag = getattr(original, "diag", None)
+    if diag is None or not getattr(diag, "message_detail", None):
+        return
+    full = str(original)
+    primary = getattr(diag, "message_primary", None) or full.split("\n", 1)[0]
+    original.args = (primary,)
+    wrapper = context.sqlalchemy_exception
+    if wrapper is not None and wrapper.args and isinstance(wrapper.args[0], str):
+        wrapper.args = (wrapper.args[0].replace(full, primary), *wrapper.args[1:])
+
+
 def make_session_factory(engine: Engine) -> SessionFactory:
     """The session factory bound to ``engine``; objects stay readable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
@@ -128,7 +151,15 @@ def reading(factory: SessionFactory) -> Iterator[Session]:
     PostgreSQL: a read-only transaction).
     """
     with factory() as session, session.begin():
-        connection = session.connection(execution_options={_READ_ONLY: True})
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        if session.get_bind().dialect.name == "postgresql":
+            # READ COMMITTED, the default, takes a new snapshot per statement: a page
+            # counting rows then listing them could see a commit in between.
+            session.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
+        else:
+            session.connection(execution_options={_READ_ONLY: True})
         yield session

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 from argon2 import Type, extract_parameters
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from daemon import accounts
 from daemon.db.models import LoginAttempt, User, UserRole, WebSession, utcnow
 from daemon.db.session import SessionFactory, writing
 from daemon.settings import WebSettings
 from daemon.web.server import first_start
+from tests.postgres_server import PostgresServer
 from tests.web_fixtures import (
     PASSWORD,
     Site,
@@ -459,8 +460,31 @@ def test_an_admin_cannot_disable_or_demote_themselves_when_last_through_the_page
 # --- what is stored ---------------------------------------------------------------------------------
 
 
+def _stored_bytes(
+    request: pytest.FixtureRequest, sessions: SessionFactory, tmp_path: Path
+) -> bytes:
+    """The database's files as a copy of them would be: SQLite's file and its write-ahead
+    log; PostgreSQL's data files of the database, written out by a checkpoint."""
+    with sessions() as session:
+        bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        files = sorted(tmp_path.glob("chestaid.db*"))
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        with bind.connect() as connection:
+            oid = connection.execute(
+                text("SELECT oid FROM pg_database WHERE datname = current_database()")
+            ).scalar_one()
+            connection.execute(text("CHECKPOINT"))
+        files = sorted(
+            p for p in (server.root / "data" / "base" / str(oid)).iterdir() if p.is_file()
+        )
+    assert files
+    return b"".join(path.read_bytes() for path in files)
+
+
 def test_passwords_and_tokens_are_stored_only_hashed(
-    tmp_path: Path, site: Site, sessions: SessionFactory
+    request: pytest.FixtureRequest, tmp_path: Path, site: Site, sessions: SessionFactory
 ) -> None:
     with writing(sessions) as session:
         one_time = accounts.ensure_first_admin(session)
@@ -486,10 +510,7 @@ def test_passwords_and_tokens_are_stored_only_hashed(
     assert extract_parameters(stored).type is Type.ID
     assert accounts.verify_password(stored, chosen)
 
-    # The database file and its write-ahead log, as a copy of them would be.
-    files = sorted(tmp_path.glob("chestaid.db*"))
-    assert files
-    data = b"".join(path.read_bytes() for path in files)
+    data = _stored_bytes(request, sessions, tmp_path)
     assert b"admin" in data  # the search sees the stored rows
     assert accounts.token_hash(cookie).encode() in data
     assert accounts.token_hash(bearer).encode() in data

@@ -39,6 +39,7 @@ from tests.calibration_cases import (
     uninformative,
 )
 from tests.daemon_harness import record_scored
+from tests.postgres_server import SQLITE_ONLY
 
 MODEL = "test-1"
 BANDS = list(PrioritySettings().bands)
@@ -71,6 +72,7 @@ def _refused(sessions: SessionFactory) -> list[str]:
     return refused.value.reasons
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize(
     ("positives", "negatives", "expected"),
     [
@@ -107,6 +109,7 @@ def test_the_minimums_cannot_be_set_below_the_floors(sessions: SessionFactory) -
         )
 
 
+@SQLITE_ONLY
 def test_a_threshold_of_one_is_refused(sessions: SessionFactory) -> None:
     # The finding: separable cases gave a threshold of exactly 1.0, activated in one click.
     logits, labels = separable(40, 80)
@@ -115,6 +118,7 @@ def test_a_threshold_of_one_is_refused(sessions: SessionFactory) -> None:
     assert any("at an end of the 0-1 score scale" in r for r in reasons), reasons
 
 
+@SQLITE_ONLY
 def test_a_flat_slope_and_a_sensitivity_interval_below_target_are_refused(
     sessions: SessionFactory,
 ) -> None:

@@ -1,4 +1,5 @@
-"""Alembic's migrations against the ORM models, on a real SQLite file."""
+"""Alembic's migrations against the ORM models, on a real SQLite file and a real
+PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _scored_row_at_0005(engine: Engine) -> None:
             text(
                 "INSERT INTO results (id, job_id, logit, score, threshold, above_threshold,"
                 " priority, model_version, calibration_version, scored_at) VALUES"
-                " (1, 1, 2.0, 0.9, 0.5, 1, 'URGENT', 'm', 1, :now)"
+                " (1, 1, 2.0, 0.9, 0.5, TRUE, 'URGENT', 'm', 1, :now)"
             ),
             {"now": now},
         )
@@ -86,20 +87,22 @@ def test_0006_keeps_earlier_results_assessable_and_refuses_a_band_without_an_out
     not_assessed = (
         "INSERT INTO results (id, job_id, logit, score, threshold, above_threshold, priority,"
         " assessable, not_assessable_reason, model_version, calibration_version, scored_at)"
-        " VALUES (2, 1, 0.1, 0.5, 0.5, :above, :priority, 0, :reason, 'm', 1, '2026-11-24')"
+        " VALUES (2, 1, 0.1, 0.5, 0.5, :above, :priority, FALSE, :reason, 'm', 1, '2026-11-24')"
     )
     # A not-assessable result with a band, without a reason, or flagged: refused.
     for values in (
-        {"above": 0, "priority": "ROUTINE", "reason": "noise"},
-        {"above": 0, "priority": None, "reason": None},
-        {"above": 1, "priority": None, "reason": "noise"},
+        {"above": False, "priority": "ROUTINE", "reason": "noise"},
+        {"above": False, "priority": None, "reason": None},
+        {"above": True, "priority": None, "reason": "noise"},
     ):
         with pytest.raises(IntegrityError), engine.begin() as connection:
             connection.execute(text("DELETE FROM results WHERE id = 1"))
             connection.execute(text(not_assessed), values)
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM results WHERE id = 1"))
-        connection.execute(text(not_assessed), {"above": 0, "priority": None, "reason": "noise"})
+        connection.execute(
+            text(not_assessed), {"above": False, "priority": None, "reason": "noise"}
+        )
 
 
 def test_0006_will_not_go_down_while_not_assessable_results_exist(engine: Engine) -> None:
@@ -109,7 +112,7 @@ def test_0006_will_not_go_down_while_not_assessable_results_exist(engine: Engine
     with engine.begin() as connection:
         connection.execute(
             text(
-                "UPDATE results SET assessable = 0, priority = NULL, above_threshold = 0,"
+                "UPDATE results SET assessable = FALSE, priority = NULL, above_threshold = FALSE,"
                 " not_assessable_reason = 'featureless', not_assessable_detail = 'blank'"
             )
         )
@@ -120,7 +123,7 @@ def test_0006_will_not_go_down_while_not_assessable_results_exist(engine: Engine
     with engine.begin() as connection:
         connection.execute(
             text(
-                "UPDATE results SET assessable = 1, priority = 'ROUTINE',"
+                "UPDATE results SET assessable = TRUE, priority = 'ROUTINE',"
                 " not_assessable_reason = NULL, not_assessable_detail = NULL"
             )
         )

@@ -28,6 +28,7 @@ from daemon.serving import Serving
 from daemon.settings import MonitoringSettings, Settings, StorageSettings
 from daemon.spool import FileStore
 from tests.daemon_harness import record_scored
+from tests.postgres_server import SQLITE_ONLY
 
 NOW = utcnow()
 
@@ -124,6 +125,7 @@ def _drifted_scores(sessions: SessionFactory, model_version: str = "m") -> None:
 
 
 def test_drift_without_labels_alerts_and_posts_to_the_webhook(sessions: SessionFactory) -> None:
+    _Receiver.received.clear()  # the class keeps what an earlier run (the other engine) got
     _drifted_scores(sessions)
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.handle_request)
@@ -167,6 +169,8 @@ def test_a_slow_webhook_never_holds_the_database(
     """The alert is posted after the monitoring run has committed: while the webhook
     hangs, the SCP and the worker can still write (a write lock held across the POST
     made the SCP answer 0xA700 to modalities)."""
+    _Stalling.arrived.clear()  # set by an earlier run (the other engine)
+    _Stalling.release.clear()
     server = HTTPServer(("127.0.0.1", 0), _Stalling)
     settings = Settings(
         storage=StorageSettings(var_dir=tmp_path / "var"),
@@ -267,6 +271,7 @@ def _alert_messages(sessions: SessionFactory) -> list[tuple[str, str]]:
         return [(a.kind, a.message) for a in s.scalars(select(MonitoringAlert))]
 
 
+@SQLITE_ONLY
 def test_brighter_images_raise_a_drift_alert_naming_the_statistic(
     sessions: SessionFactory,
 ) -> None:
@@ -288,6 +293,7 @@ def test_brighter_images_raise_a_drift_alert_naming_the_statistic(
     assert "over 7 days" in message and "first 200" in message
 
 
+@SQLITE_ONLY
 def test_images_of_the_same_distribution_raise_no_alert(sessions: SessionFactory) -> None:
     # 200 against 200: sampling noise alone gives a PSI around 0.1 (10 bins).
     _images(sessions, "1", count=200, brightness=0.5, days_ago=60, seed=1)

@@ -1,5 +1,6 @@
-"""Units of work on a real SQLite file: a reading unit takes no lock and cannot write;
-a writing unit holds the write lock from its start."""
+"""Units of work on a real SQLite file and a real PostgreSQL database: a reading unit
+takes no lock, keeps one snapshot and cannot write; on SQLite a writing unit holds the
+write lock from its start, on PostgreSQL writers on different rows proceed side by side."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from daemon import recalibration
 from daemon.db.models import CalibrationVersion, UserRole
@@ -53,6 +54,8 @@ def test_a_reading_unit_never_holds_up_a_writer(engine: Engine, sessions: Sessio
 def test_a_writing_unit_holds_the_lock_from_its_start(
     engine: Engine, sessions: SessionFactory
 ) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's database-wide write lock; PostgreSQL locks rows (next test)")
     other = _impatient(engine)
     with writing(sessions) as s:
         recalibration.versions(s)  # the unit has begun (IMMEDIATE), nothing written yet
@@ -63,8 +66,23 @@ def test_a_writing_unit_holds_the_lock_from_its_start(
         assert [v.version for v in recalibration.versions(s)] == [1]
 
 
+def test_writing_units_on_different_rows_proceed_side_by_side_on_postgresql(
+    engine: Engine, sessions: SessionFactory
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time (previous test)")
+    other = _impatient(engine)
+    with writing(sessions) as s:
+        s.add(_row(1))
+        s.flush()
+        with writing(other) as w:  # commits while the first unit is still open
+            w.add(_row(2))
+    with reading(sessions) as s:
+        assert [v.version for v in recalibration.versions(s)] == [2, 1]
+
+
 def test_a_reading_unit_refuses_to_write(sessions: SessionFactory) -> None:
-    with pytest.raises(OperationalError, match=r"readonly"), reading(sessions) as s:
+    with pytest.raises(DBAPIError, match=r"readonly|read-only"), reading(sessions) as s:
         s.add(_row(1))
         s.flush()
     with reading(sessions) as s:
