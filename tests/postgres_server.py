@@ -37,6 +37,7 @@ PACKAGE = "postgresql"
 # For a test whose weight is computation, not the database (image statistics, fitting
 # a calibration): it runs on SQLite only, keeping the suite's time in bounds.
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 _START_TIMEOUT_S = 60
 
 

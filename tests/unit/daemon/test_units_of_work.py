@@ -15,6 +15,7 @@ from daemon import recalibration
 from daemon.db.models import CalibrationVersion, UserRole
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, reading, writing
 from tests.daemon_harness import record_scored
+from tests.postgres_server import POSTGRESQL_ONLY, SQLITE_ONLY
 from tests.web_fixtures import Site
 
 
@@ -51,11 +52,10 @@ def test_a_reading_unit_never_holds_up_a_writer(engine: Engine, sessions: Sessio
         assert [v.version for v in recalibration.versions(s)] == [1]
 
 
+@SQLITE_ONLY  # SQLite's database-wide write lock; PostgreSQL locks rows (next test)
 def test_a_writing_unit_holds_the_lock_from_its_start(
     engine: Engine, sessions: SessionFactory
 ) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's database-wide write lock; PostgreSQL locks rows (next test)")
     other = _impatient(engine)
     with writing(sessions) as s:
         recalibration.versions(s)  # the unit has begun (IMMEDIATE), nothing written yet
@@ -66,11 +66,10 @@ def test_a_writing_unit_holds_the_lock_from_its_start(
         assert [v.version for v in recalibration.versions(s)] == [1]
 
 
+@POSTGRESQL_ONLY  # SQLite has one writer at a time (previous test)
 def test_writing_units_on_different_rows_proceed_side_by_side_on_postgresql(
     engine: Engine, sessions: SessionFactory
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time (previous test)")
     other = _impatient(engine)
     with writing(sessions) as s:
         s.add(_row(1))
