@@ -6,6 +6,14 @@ packages) and reduced precision (bfloat16, only where the CPU has it natively) a
 used only after agreeing with it at load (:mod:`chestaid.runtimes.agreement`).
 """
 
+import os
+
+# The PyPI build of ONNX Runtime carries Microsoft's telemetry, which writes a device ID
+# and an event store under the home directory when its first session starts. A node on
+# a hospital network sends and keeps nothing it was not configured to. The switch is
+# read when the library loads, so it is set here, before any runtime can import it.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
 from chestaid.runtimes.agreement import LOGIT_TOLERANCE, MIN_CAM_CORRELATION, Agreement
 from chestaid.runtimes.base import Precision, Runtime, RuntimeUnavailableError
 from chestaid.runtimes.cpu import openvino_bf16_native, parse_cpu_flags, torch_bf16_native

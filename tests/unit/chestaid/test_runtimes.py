@@ -4,7 +4,10 @@ tried on a CPU without it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,3 +246,24 @@ def test_pytorch_in_float32_asked_for_is_the_reference_without_checks() -> None:
     chosen = select_runtime(tiny_net(), SPEC, decide=never, runtime="torch", precision="f32")
     assert chosen.runtime.label == "torch-f32"
     assert [t.label for t in chosen.trials] == ["torch-f32"]
+
+
+def test_onnx_runtime_writes_no_telemetry_under_the_home_directory(tmp_path: Path) -> None:
+    # The PyPI build wrote a device ID and an event store to ~/.cache/Microsoft/... when
+    # its first session ran; a fresh process is needed, the switch is read at import.
+    pytest.importorskip("onnxruntime")
+    script = (
+        "from tests.unit.chestaid.test_runtimes import _engine, tiny_net, SPEC\n"
+        "from chestaid.runtimes.agreement import agreement_inputs\n"
+        "net = tiny_net()\n"
+        "print(_engine('onnxruntime', net).forward_heads(agreement_inputs(SPEC)).logits.shape)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORT_", "XDG_"))}
+    env["HOME"] = str(tmp_path)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[3])
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "torch.Size" in done.stdout
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == []
