@@ -180,6 +180,8 @@ class TreeDaemon(Daemon):
     """The harness's daemon, run from the given source tree (``PYTHONPATH``)."""
 
     tree: Path = ROOT
+    # Each tree scores as it would in service: its own default runtime.
+    pin_runtime: bool = False
 
     def env(self) -> dict[str, str]:
         return {**super().env(), "PYTHONPATH": str(self.tree)}

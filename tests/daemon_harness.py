@@ -98,6 +98,9 @@ class Daemon:
     # Migrate before the first start; off for a process joining a database already
     # migrated by another (several role processes on one PostgreSQL database).
     migrate: bool = True
+    # The suite's daemons score with PyTorch as it is (choosing a runtime measures each
+    # installed one at start); a benchmark runs the node's own default instead.
+    pin_runtime: bool = True
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -111,12 +114,10 @@ class Daemon:
                 "backoff_max_seconds": 2.0,
             },
             # The scored path on phantoms; a test wants the checks: bundle=default_bundle_path().
-            # PyTorch as it is: choosing a runtime measures each installed one at start.
             "model": {
                 "threads": 1,
                 "bundle": str(unchecked_default_bundle()),
-                "runtime": "torch",
-                "precision": "f32",
+                **({"runtime": "torch", "precision": "f32"} if self.pin_runtime else {}),
             },
             "web": {"host": "127.0.0.1", "port": self.web_port},
         }
