@@ -18,18 +18,18 @@ from daemon.db.migrate import upgrade
 from daemon.db.session import SessionFactory, make_engine, make_session_factory
 from tests.postgres_server import PostgresServer, running_server
 
+# The nodes the suite starts (in process and as daemons, which inherit this) score with
+# PyTorch as it is: choosing a runtime measures every one installed, seconds per start.
+# The choice itself has its own tests (tests/unit/chestaid/test_runtimes.py).
+os.environ.setdefault("CHESTAID_MODEL__RUNTIME", "torch")
+os.environ.setdefault("CHESTAID_MODEL__PRECISION", "f32")
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server for this test process, in a temporary directory."""
     with running_server() as server:
         yield server
-
-# The nodes the suite starts (in process and as daemons, which inherit this) score with
-# PyTorch as it is: choosing a runtime measures every one installed, seconds per start.
-# The choice itself has its own tests (tests/unit/chestaid/test_runtimes.py).
-os.environ.setdefault("CHESTAID_MODEL__RUNTIME", "torch")
-os.environ.setdefault("CHESTAID_MODEL__PRECISION", "f32")
 
 
 @pytest.fixture
