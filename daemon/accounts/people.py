@@ -108,8 +108,9 @@ def ensure_first_admin(session: Session) -> str | None:
     """Create the ``admin`` account when there is no user; its one-time password, else None.
 
     Two web processes starting together on one database may both find no user: the
-    second one's insert waits for the first's and, finding ``admin`` made, gives way
-    (None) instead of failing its start.
+    second one, finding ``admin`` made by the first (its insert waited for the first's
+    commit, or the first committed before it looked the name up), gives way (None)
+    instead of failing its start.
     """
     if session.scalar(select(func.count(User.id))):
         return None
@@ -118,7 +119,7 @@ def ensure_first_admin(session: Session) -> str | None:
             _, password = create_user(
                 session, username=FIRST_ADMIN, role=UserRole.ADMIN, actor="system"
             )
-    except IntegrityError:
+    except (IntegrityError, AccountError):
         if find_user(session, username=FIRST_ADMIN) is None:
             raise
         return None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from daemon import accounts
@@ -163,5 +163,29 @@ def test_two_web_processes_starting_together_make_one_first_admin(
 
     _second_after_first(pg_engine, first, lambda: first_start(pg_sessions))
     first.close()
+    with pg_sessions() as session:
+        assert session.scalars(select(User.username)).all() == ["admin"]
+
+
+def test_a_first_admin_made_between_the_count_and_the_insert_is_given_way_to(
+    pg_engine: Engine, pg_sessions: SessionFactory
+) -> None:
+    # The other order: the second process counts no user, the first commits its admin,
+    # and only then does the second look the name up. It found "admin" taken and failed
+    # its start ("the user name 'admin' is taken"), seen in the roles-apart test.
+    second = pg_sessions()
+    second.begin()
+    made: list[str | None] = []
+
+    @event.listens_for(second.connection(), "after_execute")
+    def _after(conn: Any, clause: Any, *_args: Any) -> None:
+        if "count" in str(clause).lower() and not made:
+            with writing(pg_sessions) as first:
+                made.append(accounts.ensure_first_admin(first))
+
+    assert accounts.ensure_first_admin(second) is None
+    second.commit()
+    second.close()
+    assert made and made[0] is not None
     with pg_sessions() as session:
         assert session.scalars(select(User.username)).all() == ["admin"]
