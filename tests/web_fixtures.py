@@ -25,7 +25,7 @@ from daemon import accounts
 from daemon.db.models import AuditEntry, User, UserRole, utcnow
 from daemon.db.session import SessionFactory, writing
 from daemon.serving import Serving
-from daemon.settings import ModelSettings, Settings, StorageSettings, WebSettings
+from daemon.settings import Settings, StorageSettings, WebSettings
 from daemon.web.app import create_app
 from daemon.web.context import WebContext
 from daemon.web.security import COOKIE
@@ -44,12 +44,18 @@ def password_hash() -> str:
 
 
 def web_settings(tmp_path: Path, **web: Any) -> Settings:
-    """Settings with the var directory under ``tmp_path`` and these ``[web]`` values."""
-    return Settings(
-        storage=StorageSettings(var_dir=tmp_path / "var"),
-        web=WebSettings(**web),
-        model=ModelSettings(bundle=unchecked_default_bundle()),
-    )
+    """Settings with the var directory under ``tmp_path`` and these ``[web]`` values.
+
+    ``[model]`` is given as values, as a TOML file gives it, so that the suite's
+    ``CHESTAID_MODEL__*`` variables are merged into it: given as a ``ModelSettings``,
+    the variables replaced it whole, bundle and all.
+    """
+    values: dict[str, Any] = {
+        "storage": StorageSettings(var_dir=tmp_path / "var"),
+        "web": WebSettings(**web),
+        "model": {"bundle": unchecked_default_bundle()},
+    }
+    return Settings(**values)
 
 
 def hidden_csrf(html: str) -> str:
