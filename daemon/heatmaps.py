@@ -130,8 +130,33 @@ def image_statistics(
     if pixels.ndim != 2 or pixels.size == 0:
         raise ImageStatisticsError(f"expected a non-empty 2-D image, got shape {pixels.shape}")
     mean = float(np.mean(pixels, dtype=np.float64))
-    std = float(np.std(pixels, dtype=np.float64))
+    std = _std_about(pixels, mean)
     if not (math.isfinite(mean) and math.isfinite(std)):
         raise ImageStatisticsError("the image holds values that are not finite")
     rows, cols = pixels.shape if shape is None else shape
     return ImageStatistics(mean=mean, std=std, rows=int(rows), cols=int(cols))
+
+
+# Rows per step of the deviations: a few hundred kilobytes of doubles, so the step's
+# buffer stays in the cache instead of a double copy of the whole image (40 MB for a
+# 2500 x 2048 radiograph) going through memory three times.
+_STD_BLOCK_ELEMENTS = 1 << 16
+
+
+def _std_about(pixels: np.ndarray, mean: float) -> float:
+    """The population standard deviation about ``mean``, in float64, a block of rows at a time.
+
+    The same two-pass formula as ``np.std(pixels, dtype=np.float64)``; the sums are
+    only taken in another order (equal to within rounding).
+    """
+    rows, cols = pixels.shape
+    step = max(1, _STD_BLOCK_ELEMENTS // max(cols, 1))
+    buffer = np.empty((min(step, rows), cols), dtype=np.float64)
+    total = 0.0
+    for start in range(0, rows, step):
+        block = pixels[start : start + step]
+        deviations = buffer[: block.shape[0]]
+        np.subtract(block, mean, out=deviations, dtype=np.float64)
+        np.multiply(deviations, deviations, out=deviations)
+        total += float(deviations.sum())
+    return math.sqrt(total / pixels.size)

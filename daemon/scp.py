@@ -100,19 +100,35 @@ def peer_allowed(allow: AllowSettings, *, calling_ae: str, address: str) -> tupl
 class IntakeMonitor:
     """When images were last being received, so scoring can give way during a burst.
 
-    Receiving counts as busy while C-STOREs keep arriving (one within ``quiet_seconds``);
-    an association that stays open but idle does not hold scoring back.
+    Receiving counts as busy while C-STOREs keep arriving (one within ``quiet_seconds``)
+    on a connection that is still open: an association that stays open but idle does
+    not hold scoring back, and neither does one that has closed (a modality that sent
+    one study and released is done: its image is scored at once, not after the quiet
+    period).
     """
 
     def __init__(self, quiet_seconds: float = 0.1) -> None:
         self.quiet_seconds = quiet_seconds
         self._last = float("-inf")
+        self._open = 0
         self._lock = threading.Condition()
 
     def touch(self) -> None:
         """Note that a C-STORE is being received now."""
         with self._lock:
             self._last = time.monotonic()
+
+    def opened(self) -> None:
+        """Note that a connection to the SCP opened (EVT_CONN_OPEN)."""
+        with self._lock:
+            self._open += 1
+
+    def closed(self) -> None:
+        """Note that a connection closed (EVT_CONN_CLOSE); the last one wakes the waiters."""
+        with self._lock:
+            self._open = max(0, self._open - 1)
+            if self._open == 0:
+                self._lock.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until receiving has been quiet for ``quiet_seconds``, at most ``timeout``.
@@ -125,7 +141,7 @@ class IntakeMonitor:
             while True:
                 now = time.monotonic()
                 quiet_left = self._last + self.quiet_seconds - now
-                if quiet_left <= 0:
+                if quiet_left <= 0 or self._open == 0:
                     return True
                 if now >= deadline:
                     return False
@@ -465,9 +481,16 @@ EventHandlers = list[
 
 def handlers(handler: StoreHandler) -> EventHandlers:
     """The event handlers to bind when starting the server."""
-    return [
+    bound: EventHandlers = [
         (evt.EVT_REQUESTED, handler.on_requested),
         (evt.EVT_REJECTED, log_rejection),
         (evt.EVT_C_STORE, handler.on_store),
         (evt.EVT_C_ECHO, lambda _event: SUCCESS),
     ]
+    intake = handler.intake
+    if intake is not None:
+        bound += [
+            (evt.EVT_CONN_OPEN, lambda _event: intake.opened()),
+            (evt.EVT_CONN_CLOSE, lambda _event: intake.closed()),
+        ]
+    return bound

@@ -120,3 +120,26 @@ def test_image_statistics_accumulate_in_double_precision() -> None:
 def test_image_statistics_reject_what_is_not_an_image(pixels: np.ndarray) -> None:
     with pytest.raises(ImageStatisticsError):
         image_statistics(pixels)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [
+        ((2500, 2048), np.float32),  # a radiograph: many blocks of rows
+        ((37, 70_000), np.float32),  # rows wider than a block
+        ((1, 5), np.float32),
+        ((513, 129), np.float64),
+        ((300, 257), np.uint16),
+    ],
+)
+def test_image_statistics_equal_numpys_to_rounding(
+    shape: tuple[int, int], dtype: type[np.generic]
+) -> None:
+    rng = np.random.default_rng(sum(shape))
+    if dtype is np.uint16:
+        pixels = rng.integers(0, 65535, size=shape).astype(np.uint16)
+    else:
+        pixels = rng.beta(2.0, 5.0, size=shape).astype(dtype)
+    stats = image_statistics(pixels)
+    assert stats.mean == float(np.mean(pixels, dtype=np.float64))
+    assert stats.std == pytest.approx(float(np.std(pixels, dtype=np.float64)), rel=1e-12)

@@ -29,12 +29,51 @@ def test_allowlist_by_calling_ae_and_network() -> None:
 def test_intake_monitor_is_idle_until_a_store_arrives() -> None:
     monitor = IntakeMonitor(quiet_seconds=30.0)
     assert monitor.wait_idle(0.0)
+    monitor.opened()
+    assert monitor.wait_idle(0.0)  # an open connection that sends nothing
     monitor.touch()
     assert not monitor.wait_idle(0.01)  # busy, and the wait is bounded
 
 
+def test_intake_monitor_is_idle_once_the_last_connection_closes() -> None:
+    # A modality that sent its study and released: scoring need not wait out the
+    # quiet period after its last C-STORE.
+    monitor = IntakeMonitor(quiet_seconds=30.0)
+    monitor.opened()
+    monitor.opened()
+    monitor.touch()
+    monitor.closed()
+    assert not monitor.wait_idle(0.0)  # another sender is still connected
+    monitor.closed()
+    assert monitor.wait_idle(0.0)
+    monitor.closed()  # a close without its open never makes a connection count negative
+    monitor.opened()
+    monitor.touch()
+    assert not monitor.wait_idle(0.0)
+
+
+def test_intake_monitor_wakes_a_waiter_when_the_last_connection_closes() -> None:
+    monitor = IntakeMonitor(quiet_seconds=3600.0)
+    monitor.opened()
+    monitor.touch()
+    waiting = threading.Event()
+    result: list[bool] = []
+
+    def waiter() -> None:
+        waiting.set()
+        result.append(monitor.wait_idle(3600.0))
+
+    thread = threading.Thread(target=waiter, daemon=True)  # never left behind
+    thread.start()
+    waiting.wait(timeout=10.0)
+    monitor.closed()
+    thread.join(timeout=10.0)
+    assert result == [True]
+
+
 def test_intake_monitor_becomes_idle_after_the_quiet_period() -> None:
     monitor = IntakeMonitor(quiet_seconds=0.05)
+    monitor.opened()
     monitor.touch()
     done = threading.Event()
 
