@@ -18,6 +18,7 @@ from daemon.db import queue
 from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel, utcnow
 from daemon.db.session import SessionFactory, writing
 from daemon.feedback import record_feedback
+from tests.daemon_harness import record_instance_in
 
 
 def label_studies(
@@ -37,20 +38,7 @@ def label_studies(
         for i, (z, y) in enumerate(zip(logits, labels, strict=True)):
             score = float(sigmoid(float(z)))
             uid = f"{prefix}.{i}"
-            job = queue.record_instance(
-                s,
-                sop_instance_uid=uid,
-                sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
-                study_instance_uid=f"s{uid}",
-                series_instance_uid=f"{uid}.1",
-                transfer_syntax_uid="1.2.840.10008.1.2.1",
-                modality="DX",
-                spool_name=f"x/{uid}.dcm",
-                size_bytes=10,
-                calling_ae_title="MODALITY",
-                peer_address="127.0.0.1",
-                requested_priority="MEDIUM",
-            )
+            job = record_instance_in(s, uid, study=f"s{uid}")
             claim = queue.claim_job(s, owner="w", lease_seconds=60, max_attempts=3)
             assert claim is not None and claim.job_id == job.id
             queue.complete_job(

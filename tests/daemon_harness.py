@@ -325,27 +325,35 @@ class StoreSCP:
             self.process = None
 
 
+def record_instance_in(
+    session: Any, uid: str, *, study: str = "1.2.3", spool_name: str | None = None, size: int = 10
+) -> Any:
+    """Record a received DX instance and its queued job in ``session``; returns the job."""
+    from daemon.db import queue
+
+    return queue.record_instance(
+        session,
+        sop_instance_uid=uid,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
+        study_instance_uid=study,
+        series_instance_uid=f"{study}.4",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        modality="DX",
+        spool_name=spool_name or f"x/{uid}.dcm",
+        size_bytes=size,
+        calling_ae_title="MODALITY",
+        peer_address="127.0.0.1",
+        requested_priority="MEDIUM",
+    )
+
+
 def record_received(sessions: Any, uid: str, *, spool_name: str, size: int = 10) -> int:
     """Record a received DX instance and its queued job directly; returns the job id."""
-    from daemon.db import queue
     from daemon.db.session import writing
 
     with writing(sessions) as s:
-        job = queue.record_instance(
-            s,
-            sop_instance_uid=uid,
-            sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
-            study_instance_uid="1.2.3",
-            series_instance_uid="1.2.3.4",
-            transfer_syntax_uid="1.2.840.10008.1.2.1",
-            modality="DX",
-            spool_name=spool_name,
-            size_bytes=size,
-            calling_ae_title="MODALITY",
-            peer_address="127.0.0.1",
-            requested_priority="MEDIUM",
-        )
-        return job.id
+        job_id: int = record_instance_in(s, uid, spool_name=spool_name, size=size).id
+        return job_id
 
 
 def complete_urgent(

@@ -21,7 +21,7 @@ from daemon.db import queue
 from daemon.db.models import Instance, Study, User
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, writing
 from daemon.web.server import first_start
-from tests.daemon_harness import wait_until
+from tests.daemon_harness import record_instance_in, wait_until
 
 
 @pytest.fixture
@@ -78,21 +78,8 @@ def _second_after_first(engine: Engine, first: Session, second: Callable[[], Any
 
 
 def _record(session: Session, uid: str, study: str) -> int:
-    job = queue.record_instance(
-        session,
-        sop_instance_uid=uid,
-        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
-        study_instance_uid=study,
-        series_instance_uid=f"{study}.1",
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-        modality="DX",
-        spool_name=f"x/{uid}.dcm",
-        size_bytes=10,
-        calling_ae_title="MODALITY",
-        peer_address="127.0.0.1",
-        requested_priority="MEDIUM",
-    )
-    return job.id
+    job_id: int = record_instance_in(session, uid, study=study).id
+    return job_id
 
 
 def test_first_images_of_a_study_arriving_together_are_both_kept(
