@@ -188,7 +188,16 @@ class Daemon:
         if self.process is None:
             return 0
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=timeout)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Ask for every thread's stack (the daemon prints them on SIGUSR1), then end it.
+            self.process.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while "Current thread" not in self.logs() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.kill()
+            pytest.fail(f"daemon did not stop in {timeout} s:\n{self.logs()[-12000:]}")
         self.process = None
         return code
 

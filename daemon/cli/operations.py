@@ -4,6 +4,7 @@ the outbox."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import getpass
 import json
 import logging
@@ -31,6 +32,9 @@ def serve(settings: Settings, roles_text: str) -> int:
     service = Service(settings, roles)
     signal.signal(signal.SIGTERM, service.request_stop)
     signal.signal(signal.SIGINT, service.request_stop)
+    # `kill -USR1` prints every thread's stack to standard error (the journal): what a
+    # process that does not stop, or does not move, is waiting on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         service.start()
     except BaseException:

@@ -4,6 +4,7 @@ configuration errors, roles in separate processes, and a real out-of-space spool
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +134,20 @@ def test_a_spool_that_runs_out_of_space_answers_out_of_resources(
         assert d.query("SELECT count(*) FROM instances") == [(1,)]
     finally:
         d.stop()
+
+
+def test_usr1_prints_every_threads_stack_and_the_daemon_keeps_serving(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path / "node")
+    daemon.start(roles="scp,worker")
+    try:
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "Current thread" in daemon.logs(), timeout=30, what="a stack dump")
+        logs = daemon.logs()
+        assert logs.count("Thread 0x") >= 2  # the main thread and the roles' own
+        assert "daemon/service.py" in logs  # the main thread waiting for a stop
+        assert daemon.process.poll() is None
+        make_dx(tmp_path / "a.dcm", rows=64, cols=64)
+        assert storescu([tmp_path / "a.dcm"], daemon.port).returncode == 0
+    finally:
+        assert daemon.stop() == 0
