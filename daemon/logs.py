@@ -140,6 +140,9 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     # received data is not validated on reading, and pydicom's logger stays quiet.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    # highdicom narrates each object it builds at INFO (a dozen lines an image, each
+    # withheld): its warnings and errors still come through.
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # uvicorn's start-up chatter; its warnings and errors still come through. Request

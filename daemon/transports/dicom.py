@@ -13,6 +13,11 @@ its certificate is verified against ``ca_file`` (or the system's CAs) and, unles
 ``check_hostname`` is off, must name ``server_name`` (or ``host``); this node shows
 its own certificate when one is set. A failed handshake is a transient failure whose
 error says why (an expired or misnamed certificate is fixed on either side).
+
+An output whose transfer syntax the destination accepted goes as its file's bytes, read
+in PDU-sized pieces, with nothing decoded or encoded again (pynetdicom's
+``STORE_SEND_CHUNKED_DATASET``, set for the process when the transport is made). Only
+when the destination took the other syntax is the file decoded and sent converted.
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import (
     ComprehensiveSRStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
 )
-from pynetdicom import AE
+from pynetdicom import AE, _config
 from pynetdicom.association import Association
 
 from chestaid.errors import ConfigurationError
@@ -56,6 +64,8 @@ class DicomTransport(Transport[Destination]):
 
     def __init__(self, *, node: NodeSettings, settings: SenderSettings) -> None:
         super().__init__(node=node, settings=settings)
+        # A path given to send_c_store is sent as its bytes (see the module's text).
+        _config.STORE_SEND_CHUNKED_DATASET = True
         ae = AE(ae_title=settings.calling_ae_title or node.ae_title)
         ae.acse_timeout = node.acse_timeout
         ae.dimse_timeout = node.dimse_timeout
@@ -119,14 +129,21 @@ class DicomSession(TransportSession):
 
     def __init__(self, assoc: Association) -> None:
         self.assoc = assoc
+        self._accepted = {
+            (str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts
+        }
 
     def send(self, path: Path) -> Outcome:
         """C-STORE one file; stored when the status is success or a storing warning."""
         if not self.assoc.is_established:
             return TransientFailure("association ended before this object was sent")
         try:
-            status_ds = self.assoc.send_c_store(path)
-        except (OSError, ValueError, RuntimeError, AttributeError) as exc:
+            meta = read_file_meta_info(path)
+            syntax = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
+            # As stored when the destination took the file's own syntax; else converted.
+            as_stored = syntax in self._accepted
+            status_ds = self.assoc.send_c_store(path if as_stored else dcmread(path))
+        except (OSError, ValueError, RuntimeError, AttributeError, InvalidDicomError) as exc:
             return TransientFailure(f"cannot send {path.name}: {exc}")
         status = int(status_ds.get("Status", -1)) if status_ds else -1
         if status in STORED_STATUSES:

@@ -28,6 +28,7 @@ EMIT = textwrap.dedent(
     validate_value("PN", "{NAME}=A=B=C", pydicom.config.WARN)
     logging.getLogger("pydicom").error("Invalid value %r", "{NAME}")
     logging.getLogger("highdicom.base").warning('patient_name "{NAME}"')
+    logging.getLogger("highdicom.sc").info("narration of an object being built")
     try:
         raise ValueError("{NAME} is not valid")
     except ValueError:
@@ -51,6 +52,8 @@ def test_library_warnings_are_json_lines_without_patient_data(tmp_path: Path) ->
     warned = [e for e in entries if e.get("category") == "UserWarning"]
     assert {e["library"] for e in warned} == {"highdicom", "pydicom"}
     assert len([e for e in warned if e["library"] == "highdicom"]) == 2
+    assert not [e for e in entries if e["logger"] == "highdicom.sc"]  # its INFO is not kept
+    assert [e for e in entries if e["logger"] == "highdicom.base"]  # its warnings are
     decode = [e for e in entries if e["logger"] == "pynetdicom.dimse"]
     assert decode[0]["message"] == "Failed to decode the dataset"
     assert decode[0]["exception_type"] == "ValueError"
