@@ -98,6 +98,24 @@ class BulkReadSocket(AssociationSocket):
         return buffer
 
 
+def no_delay(sock: socket.socket) -> None:
+    """Send each PDU at once (TCP_NODELAY).
+
+    With Nagle's algorithm on, the last piece of a PDU waits for the peer to
+    acknowledge the one before, and peers delay their acknowledgements by up to 40 ms:
+    a C-STORE of a few PDUs, or its response, would wait that long for nothing.
+    """
+    with contextlib.suppress(OSError):  # not TCP (a test's socket pair): nothing to set
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def no_delay_on_connect(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler of an association this node requests: :func:`no_delay`."""
+    sock = event.assoc.dul.socket.socket if event.assoc.dul.socket is not None else None
+    if sock is not None:
+        no_delay(sock)
+
+
 class GuardedRequestHandler(RequestHandler):
     """pynetdicom's request handler, with the request deadline and the share given back.
 
@@ -126,6 +144,7 @@ class GuardedRequestHandler(RequestHandler):
         sock = cast(socket.socket, self.request)
         # A peer that stops half-way through a PDU: recv raises instead of blocking.
         sock.settimeout(self.ae.network_timeout)
+        no_delay(sock)
         assoc = self._create_association()
         if not self.server.admit(assoc):  # the node is stopping: nothing is started
             with contextlib.suppress(OSError):

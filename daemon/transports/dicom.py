@@ -34,10 +34,11 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
 )
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 
 from chestaid.errors import ConfigurationError
+from daemon.connections import no_delay_on_connect
 from daemon.errors import DeliveryError
 from daemon.settings import Destination, NodeSettings, SenderSettings
 from daemon.tls import ClientContext, client_context
@@ -107,6 +108,7 @@ class DicomTransport(Transport[Destination]):
                 destination.port,
                 ae_title=destination.ae_title,
                 tls_args=tls_args,
+                evt_handlers=[(evt.EVT_CONN_OPEN, no_delay_on_connect)],
             )
         except (OSError, RuntimeError, ValueError) as exc:
             raise DeliveryError(f"cannot associate with {where}: {exc}") from exc

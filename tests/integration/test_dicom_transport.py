@@ -3,6 +3,7 @@ the destination took the file's transfer syntax, and converted when it took the 
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def _send_to_storescp(tmp_path: Path, path: Path, *options: str) -> Path:
         transport = DicomTransport(node=NodeSettings(), settings=SenderSettings())
         destination = Destination(name="pacs", ae_title="PACS", host="127.0.0.1", port=port)
         with transport.open(destination) as session:
+            # Each PDU goes at once: the last piece of one never waits on an acknowledgement.
+            sock = session.assoc.dul.socket.socket
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
             assert isinstance(session.send(path), Stored)
     finally:
         peer.terminate()

@@ -85,6 +85,9 @@ def test_accepted_associations_read_with_the_bulk_socket() -> None:
         assert assoc.is_established
         (accepted,) = server.active_associations
         assert isinstance(accepted.dul.socket, BulkReadSocket)
+        # Each PDU goes at once: no response waits on the peer's delayed acknowledgement.
+        accepted_socket = accepted.dul.socket.socket
+        assert accepted_socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         assert assoc.send_c_echo().Status == 0
         assoc.release()
     finally:
