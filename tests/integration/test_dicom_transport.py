@@ -15,6 +15,7 @@ from pynetdicom.dsutils import split_dataset
 
 from chestaid.dicom_outputs import OutputIdentity, TriageFinding, secondary_capture
 from chestaid.imaging import read_image
+from daemon.connections import BulkReadSocket
 from daemon.settings import Destination, NodeSettings, SenderSettings
 from daemon.transports.base import Stored
 from daemon.transports.dicom import DicomTransport
@@ -60,6 +61,9 @@ def _send_to_storescp(tmp_path: Path, path: Path, *options: str) -> Path:
             # Each PDU goes at once: the last piece of one never waits on an acknowledgement.
             sock = session.assoc.dul.socket.socket
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            # ... and reads acknowledging at once, so a peer that writes a PDU's header
+            # and body apart does not wait on this side's delayed acknowledgement.
+            assert isinstance(session.assoc.dul.socket, BulkReadSocket)
             assert isinstance(session.send(path), Stored)
     finally:
         peer.terminate()

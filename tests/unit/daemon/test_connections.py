@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from pynetdicom import AE
 
-from daemon.connections import AddressShares, BulkReadSocket, GuardedAE
+from daemon.connections import AddressShares, BulkReadSocket, GuardedAE, quick_ack
 from daemon.scp import VERIFICATION, build_ae
 from daemon.settings import NodeSettings
 
@@ -92,3 +92,22 @@ def test_accepted_associations_read_with_the_bulk_socket() -> None:
         assoc.release()
     finally:
         server.shutdown()
+
+
+def test_quick_ack_sets_the_option_and_ignores_a_socket_without_it() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    try:
+        accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+        quick_ack(accepted)
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+    finally:
+        for sock in (accepted, client, listener):
+            sock.close()
+    ours, peer = socket.socketpair()  # not TCP: nothing to set, nothing raised
+    try:
+        quick_ack(ours)
+    finally:
+        ours.close()
+        peer.close()
