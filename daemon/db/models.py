@@ -473,6 +473,20 @@ class MonitoringRun(Base):
     figures: Mapped[str] = mapped_column(Text)  # JSON
 
 
+class ScheduledRun(Base):
+    """When a scheduled job last started, and in which process (one row a job).
+
+    Several processes may run the scheduler role (one a node, for availability): each
+    job starts only in the one that finds its interval has passed, under the row's lock.
+    """
+
+    __tablename__ = "scheduled_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    owner: Mapped[str] = mapped_column(String(200))
+
+
 class MonitoringAlert(Base):
     """An alert a monitoring run raised (shown to admins; optionally sent to a webhook)."""
 
