@@ -36,6 +36,7 @@ from daemon.db import queue
 from daemon.db.migrate import check_schema
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, writing
 from daemon.maintenance import registry
+from daemon.roles import ROLES
 from daemon.scheduler import start_scheduler
 from daemon.scp import IntakeMonitor, StoreHandler, build_ae, handlers
 from daemon.sender import Sender
@@ -48,8 +49,6 @@ from daemon.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("scp", "worker", "sender", "scheduler", "web")
-
 
 def _process_alive(pid: int) -> bool:
     """Whether a process with this id runs on this host."""
@@ -60,21 +59,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def parse_roles(text: str) -> tuple[str, ...]:
-    """Roles from a comma-separated list; ``all`` means every role.
-
-    Raises:
-        ValueError: an unknown role, or none.
-    """
-    items = [r.strip() for r in text.split(",") if r.strip()]
-    if items == ["all"]:
-        return ROLES
-    unknown = sorted(set(items) - set(ROLES))
-    if unknown or not items:
-        raise ValueError(f"unknown role(s) {unknown or items}; choose from {', '.join(ROLES)}")
-    return tuple(r for r in ROLES if r in items)
 
 
 @dataclass

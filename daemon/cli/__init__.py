@@ -20,18 +20,16 @@ Errors are reported as one line on standard error with a non-zero exit status:
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Sequence
 
 from chestaid.errors import ChestAidError, ConfigurationError
 from daemon import logs
-from daemon.cli.administration import calibration, monitoring, users
 from daemon.cli.common import err, out
-from daemon.cli.operations import db, jobs, outbox, serve, status
 from daemon.cli.parser import build_parser
-from daemon.cli.reading import reading_command
 from daemon.db.session import DatabaseError
-from daemon.settings import load_settings
+from daemon.settings import Settings, load_settings
 
 __all__ = ["main"]
 
@@ -44,26 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         logs.configure(settings.logging.level, settings.logging.format)
-        if args.command == "serve":
-            return serve(settings, args.roles)
-        if args.command == "db":
-            return db(settings, args.db_command)
-        if args.command == "status":
-            return status(settings)
-        if args.command == "outbox":
-            return outbox(settings, args)
-        if args.command == "jobs":
-            return jobs(settings, args)
-        if args.command in ("worklist", "study", "feedback", "audit"):
-            return reading_command(settings, args)
-        if args.command == "calibration":
-            return calibration(settings, args)
-        if args.command == "monitoring":
-            return monitoring(settings, args)
-        if args.command == "users":
-            return users(settings, args)
-        out(settings.model_dump_json(indent=2))
-        return 0
+        return _run(settings, args)
     except ConfigurationError as exc:
         err(f"chestaid-daemon: {exc}")
         return 2
@@ -76,3 +55,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         err(f"chestaid-daemon: {exc}")
         return 1
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the parsed command.
+
+    Each command's module is imported here, when it is run: ``--help`` and the
+    commands that only read the database do not wait for the model's libraries and the
+    web application to load.
+    """
+    if args.command in ("serve", "db", "status", "outbox", "jobs"):
+        from daemon.cli import operations
+
+        if args.command == "serve":
+            return operations.serve(settings, args.roles)
+        if args.command == "db":
+            return operations.db(settings, args.db_command)
+        if args.command == "status":
+            return operations.status(settings)
+        if args.command == "outbox":
+            return operations.outbox(settings, args)
+        return operations.jobs(settings, args)
+    if args.command in ("worklist", "study", "feedback", "audit"):
+        from daemon.cli.reading import reading_command
+
+        return reading_command(settings, args)
+    if args.command in ("calibration", "monitoring", "users"):
+        from daemon.cli import administration
+
+        command = {
+            "calibration": administration.calibration,
+            "monitoring": administration.monitoring,
+            "users": administration.users,
+        }[args.command]
+        return command(settings, args)
+    out(settings.model_dump_json(indent=2))
+    return 0

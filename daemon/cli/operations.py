@@ -18,7 +18,7 @@ from daemon.db import queue
 from daemon.db.migrate import current_revision, head_revision, upgrade
 from daemon.db.models import DeliveryState, JobState
 from daemon.db.session import make_engine, reading, writing
-from daemon.service import Service, parse_roles
+from daemon.roles import parse_roles
 from daemon.settings import Settings
 
 logger = logging.getLogger("daemon.cli")
@@ -29,6 +29,8 @@ def serve(settings: Settings, roles_text: str) -> int:
         roles = parse_roles(roles_text)
     except ValueError as exc:
         raise ConfigurationError(f"--roles: {exc}") from exc
+    from daemon.service import Service  # the roles' code: only the command that runs them
+
     service = Service(settings, roles)
     signal.signal(signal.SIGTERM, service.request_stop)
     signal.signal(signal.SIGINT, service.request_stop)

@@ -9,7 +9,7 @@ from typing import Any
 
 from daemon.db.models import DeliveryState, FeedbackLabel, JobState, UserRole
 from daemon.feedback import FeedbackError, parse_since
-from daemon.service import ROLES
+from daemon.roles import ROLES
 
 SINCE_HELP = "30d, 12h, 90m or an ISO date (default: all)"
 
