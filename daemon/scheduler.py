@@ -18,12 +18,11 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from daemon.db.models import ScheduledRun, utcnow
-from daemon.db.session import SessionFactory, writing
+from daemon.db.session import SessionFactory, insert_ignoring_conflicts, writing
 from daemon.maintenance import ScheduledJob
 
 logger = logging.getLogger(__name__)
@@ -44,12 +43,10 @@ def take_turn(
     so of two processes asking at once one starts the job and the other sees its start.
     """
     now = now or utcnow()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
-        insert(ScheduledRun)
-        .values(name=name, started_at=datetime.min.replace(tzinfo=UTC), owner="")
-        .on_conflict_do_nothing(index_elements=[ScheduledRun.name])
-    )
+    if insert_ignoring_conflicts(
+        session, ScheduledRun, ScheduledRun.name, name=name, started_at=now, owner=owner
+    ):
+        return True  # the job's first start anywhere
     run = session.scalars(
         select(ScheduledRun).where(ScheduledRun.name == name).with_for_update()
     ).one()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -119,6 +120,18 @@ def _without_server_detail(context: ExceptionContext) -> None:
     wrapper = context.sqlalchemy_exception
     if wrapper is not None and wrapper.args and isinstance(wrapper.args[0], str):
         wrapper.args = (wrapper.args[0].replace(full, primary), *wrapper.args[1:])
+
+
+def insert_ignoring_conflicts(session: Session, table: Any, key: Any, **values: Any) -> bool:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING`` in the session's dialect (PostgreSQL's
+    or SQLite's); True when the row was inserted, False when one with its key was there.
+
+    On PostgreSQL an insert racing another transaction's waits for it and then does
+    nothing, so a caller that then locks the row reads the one committed meanwhile.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+    return session.execute(statement.returning(key)).first() is not None
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import Row, Select, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from daemon.db.models import IDENTITY_LENGTHS, Instance, Job, JobState, Result, Study, utcnow
+from daemon.db.session import insert_ignoring_conflicts
 
 PRIORITY_ORDER = {"HIGH": 0, "MEDIUM": 1, "LOW": 2}
 # Where a not-assessed study stands among the bands (0 is the top band, 1 the next).
@@ -88,16 +88,14 @@ def locked_study(
     study = session.scalar(query)
     if study is not None:
         return study
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Study)
-        .values(
-            study_instance_uid=study_instance_uid,
-            last_received_at=now,
-            arrived_at=now,
-            requested_priority=requested_priority,
-        )
-        .on_conflict_do_nothing(index_elements=[Study.study_instance_uid])
+    insert_ignoring_conflicts(
+        session,
+        Study,
+        Study.study_instance_uid,
+        study_instance_uid=study_instance_uid,
+        last_received_at=now,
+        arrived_at=now,
+        requested_priority=requested_priority,
     )
     return session.scalars(query).one()
 
