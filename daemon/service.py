@@ -109,7 +109,8 @@ class Service:
             logger.warning(
                 "claims of a crashed process on this host released", extra={"count": ended}
             )
-        destinations = [d.name for d in s.destinations]
+        # By name, the outputs each destination is sent (an HL7 RIS takes only the SR).
+        destinations = {d.name: d.output_kinds for d in s.destinations}
         serving = Serving(s.model, s.priority.bands, sessions)
         intake = IntakeMonitor() if "scp" in self.roles else None
         # Made before any role starts, so an unusable certificate starts nothing.
@@ -184,7 +185,7 @@ class Service:
                 "ae_title": s.node.ae_title,
                 "address": f"{s.node.host}:{s.node.port}",
                 "database": self.engine.url.render_as_string(hide_password=True),
-                "destinations": destinations,
+                "destinations": sorted(destinations),
             },
         )
         systemd.notify("READY=1", f"STATUS=serving roles {','.join(self.roles)}")

@@ -24,9 +24,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     FilePath,
     StringConstraints,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -288,20 +290,81 @@ class DestinationTLS(_Section):
         return self
 
 
+# What a destination receives of a result: the Secondary Capture and the SR.
+EVERY_OUTPUT = frozenset({"sc", "sr"})
+DestinationName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+# MSH-3 to MSH-6: an HD's namespace ID (HL7 v2.5.1 IS, at most 20 characters).
+Hl7Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=20, pattern=r"^[A-Za-z0-9_. -]*$")
+]
+
+
 class Destination(_Section):
     """A DICOM node that receives ChestAid's outputs (usually the PACS) by C-STORE.
 
     ``kind`` names the transport that delivers to it (:mod:`daemon.transports`); a
-    file without it means ``"dicom"``. Another kind (HL7, DICOMweb) becomes a model
-    of its own beside this one, and ``destinations`` a union discriminated by kind.
+    file without it means ``"dicom"``. Each other kind is a model of its own beside
+    this one, and ``destinations`` a union of them told apart by kind.
     """
 
     kind: Literal["dicom"] = "dicom"
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+    name: DestinationName
     ae_title: AETitle
     host: str
     port: Port
     tls: DestinationTLS | None = None  # plain DICOM when absent
+
+    @property
+    def output_kinds(self) -> frozenset[str]:
+        """The outputs it is sent: both."""
+        return EVERY_OUTPUT
+
+
+class Hl7Destination(_Section):
+    """A RIS (or the interface engine before it) that receives each result as HL7 v2.
+
+    One ORU^R01 per scored image, over MLLP, made from the SR (see
+    :mod:`daemon.hl7.messages`); the Secondary Capture is not sent. ``raising_bands``
+    are the priority bands for which the message asks for STAT (TQ1-9); by default
+    URGENT, the top one of the default bands. Other bands ask for nothing, so an order's priority is never lowered.
+    """
+
+    kind: Literal["hl7"]
+    name: DestinationName
+    host: str
+    port: Port
+    tls: DestinationTLS | None = None  # plain MLLP when absent
+    sending_application: Hl7Name = "CHESTAID"
+    sending_facility: Hl7Name = ""
+    receiving_application: Hl7Name = ""
+    receiving_facility: Hl7Name = ""
+    processing_id: Literal["P", "T", "D"] = "P"  # production, training, debugging
+    # Must name priority bands (checked against [priority]); the default bands' top one.
+    raising_bands: list[str] = Field(default_factory=lambda: ["URGENT"])
+
+    @property
+    def output_kinds(self) -> frozenset[str]:
+        """The outputs it is sent: the SR, from which the message is made."""
+        return frozenset({"sr"})
+
+
+DESTINATION_KINDS = ("dicom", "hl7")
+
+
+def _destination_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "dicom"))
+    return str(getattr(value, "kind", "dicom"))
+
+
+AnyDestination = Annotated[
+    Annotated[Destination, Tag("dicom")] | Annotated[Hl7Destination, Tag("hl7")],
+    Discriminator(
+        _destination_kind,
+        custom_error_type="destination_kind",
+        custom_error_message="a destination's kind is one of 'dicom', 'hl7'",
+    ),
+]
 
 
 class SenderSettings(_Section):
@@ -525,7 +588,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     priority: PrioritySettings = Field(default_factory=PrioritySettings)
-    destinations: list[Destination] = Field(default_factory=list)
+    destinations: list[AnyDestination] = Field(default_factory=list)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
@@ -540,6 +603,14 @@ class Settings(BaseSettings):
         names = [d.name for d in self.destinations]
         if len(set(names)) != len(names):
             raise ValueError("destination names must be unique")
+        bands = {b.name for b in self.priority.bands}
+        for destination in self.destinations:
+            unknown = sorted(set(getattr(destination, "raising_bands", ())) - bands)
+            if unknown:
+                raise ValueError(
+                    f"destinations[{destination.name}].raising_bands names no priority band: "
+                    f"{', '.join(unknown)} (the bands: {', '.join(sorted(bands))})"
+                )
         return self
 
     @classmethod
@@ -557,7 +628,9 @@ class Settings(BaseSettings):
 
 def _key(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    for item in loc:
+    for index, item in enumerate(loc):
+        if index >= 2 and loc[index - 2] == "destinations" and item in DESTINATION_KINDS:
+            continue  # the union's tag (the destination's kind), not a key in the file
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from chestaid.imaging import needed_size, read_for_scoring
 from chestaid.inference import Prediction
 from daemon import metrics
 from daemon.db import queue
-from daemon.db.models import JobState
+from daemon.db.models import JobState, OutputKind
 from daemon.db.session import SessionFactory, writing
 from daemon.errors import SpoolError
 from daemon.heatmaps import ImageStatistics, encode_cam, image_statistics
@@ -91,7 +91,8 @@ class Worker:
         outbox: where generated objects are written.
         model: a callable returning the model in service (called per job, so a new
             active calibration is used without a restart).
-        destinations: names of the destinations every output goes to.
+        destinations: names of the destinations every output goes to; or, by name,
+            the output kinds each destination takes.
         settings: lease, polling and output settings.
         wakeup: set when a job may be waiting (by the SCP in the same process).
         on_outputs: called after outputs are committed (wakes the sender).
@@ -106,7 +107,7 @@ class Worker:
         spool: FileStore,
         outbox: FileStore,
         model: Callable[[], ActiveModel],
-        destinations: Sequence[str],
+        destinations: Sequence[str] | Mapping[str, Collection[str]],
         settings: WorkerSettings,
         wakeup: threading.Event | None = None,
         on_outputs: Callable[[], None] = lambda: None,
@@ -117,7 +118,11 @@ class Worker:
         self.spool = spool
         self.outbox = outbox
         self.model = model
-        self.destinations = list(destinations)
+        self.destinations: Mapping[str, Collection[str]] = (
+            destinations
+            if isinstance(destinations, Mapping)
+            else dict.fromkeys(destinations, frozenset(OutputKind))
+        )
         self.settings = settings
         self.wakeup = wakeup or threading.Event()
         self.on_outputs = on_outputs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -61,7 +61,7 @@ def complete_job(
     model_version: str,
     calibration_version: int,
     outputs: Sequence[NewOutput],
-    destinations: Iterable[str],
+    destinations: Iterable[str] | Mapping[str, Collection[str]],
     cam: str | None = None,
     image: ImageStatistics | None = None,
     not_assessable: NotAssessable | None = None,
@@ -72,6 +72,8 @@ def complete_job(
     """Record a held job's result, its outputs and one delivery per output per destination.
 
     Args:
+        destinations: the destinations' names, each sent every output; or, by name,
+            the output kinds each is sent (an HL7 destination takes only the SR).
         priority: the band; None exactly when the image was not assessable.
         cam: the Grad-CAM map as text from :func:`daemon.heatmaps.encode_cam`;
             None leaves the result without one.
@@ -120,7 +122,11 @@ def complete_job(
             image_cols=None if image is None else image.cols,
         )
     )
-    names = list(destinations)
+    routes: Mapping[str, Collection[str]] = (
+        destinations
+        if isinstance(destinations, Mapping)
+        else dict.fromkeys(destinations, frozenset(OutputKind))
+    )
     for new in outputs:
         output = Output(
             job_id=job_id,
@@ -133,7 +139,7 @@ def complete_job(
             created_at=now,
         )
         session.add(output)
-        for name in names:
+        for name in (n for n, kinds in routes.items() if new.kind in kinds):
             session.add(
                 Delivery(
                     output=output,
