@@ -14,6 +14,11 @@ calibration version. Indeterminate studies are counted but not scored. Studies w
 prediction was "not assessable" (ChestAid gave no call: the image was not a judgeable
 frontal chest radiograph) take feedback like any other, but are counted separately
 and never enter the confusion matrix, the rates or the ECE: their score means nothing.
+
+A label has a source: a reader's own click here, or the radiologist's final report
+received from the RIS (:mod:`daemon.final_reports`), whose label is derived from the
+report's text and kept with the phrase that decided it. Both count alike in the
+report, monitoring and recalibration; the report says how many came from each.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from daemon.db.models import (
     Feedback,
     FeedbackChange,
     FeedbackLabel,
+    FeedbackSource,
     Instance,
     Result,
     Study,
@@ -144,9 +150,15 @@ def record_feedback(
     label: FeedbackLabel,
     user: str,
     comment: str | None = None,
+    source: FeedbackSource = FeedbackSource.READER,
+    evidence: str | None = None,
     now: datetime | None = None,
 ) -> Feedback:
     """Give or change the feedback on a scored study; marks the study read.
+
+    Args:
+        source: a reader's own label, or one derived from the final report.
+        evidence: for a label from a report, the phrase that decided it.
 
     Raises:
         FeedbackError: the study has no scored image, or the comment is too long.
@@ -169,6 +181,8 @@ def record_feedback(
             label=label,
             comment=comment,
             given_by=user,
+            source=source,
+            evidence=evidence,
             created_at=now,
             updated_at=now,
         )
@@ -176,11 +190,16 @@ def record_feedback(
         session.flush()
         old_label, old_comment, action = None, None, "feedback.given"
     else:
-        if feedback.label == label and feedback.comment == comment:
+        if (feedback.label, feedback.comment, feedback.source, feedback.evidence) == (
+            label,
+            comment,
+            source,
+            evidence,
+        ):
             return feedback
         old_label, old_comment, action = feedback.label.value, feedback.comment, "feedback.changed"
         feedback.label, feedback.comment, feedback.updated_at = label, comment, now
-        feedback.given_by = user
+        feedback.given_by, feedback.source, feedback.evidence = user, source, evidence
     session.add(
         FeedbackChange(
             feedback_id=feedback.id,
@@ -197,10 +216,16 @@ def record_feedback(
         actor=user,
         action=action,
         subject=study_instance_uid,
-        detail={"old": old_label, "new": label.value, "comment_changed": old_comment != comment},
+        detail={
+            "old": old_label,
+            "new": label.value,
+            "comment_changed": old_comment != comment,
+            "source": source.value,
+        },
         now=now,
     )
-    mark_read(session, study_instance_uid=study_instance_uid, user=user, via="feedback", now=now)
+    via = "report" if source == FeedbackSource.REPORT else "feedback"
+    mark_read(session, study_instance_uid=study_instance_uid, user=user, via=via, now=now)
     session.flush()
     return feedback
 
@@ -223,6 +248,8 @@ class LabelledCase:
     # False when the study's prediction was "not assessable": its score is for audit only.
     assessable: bool = True
     not_assessable_reason: str | None = None
+    source: FeedbackSource = FeedbackSource.READER  # a reader's click, or the final report
+    evidence: str | None = None  # the report's phrase that decided a label from a report
 
     def to_dict(self) -> dict[str, Any]:
         """As plain values (for CSV and JSON)."""
@@ -240,6 +267,8 @@ class LabelledCase:
             "given_by": self.given_by,
             "given_at": self.given_at.isoformat(timespec="seconds"),
             "comment": self.comment or "",
+            "source": self.source.value,
+            "evidence": self.evidence or "",
         }
 
 
@@ -308,6 +337,8 @@ def labelled_cases(session: Session, *, since: datetime | None = None) -> list[L
             comment=f.comment,
             assessable=r.assessable,
             not_assessable_reason=r.not_assessable_reason,
+            source=f.source,
+            evidence=f.evidence,
         )
         for f, r in session.execute(query.order_by(Feedback.id)).all()
     ]
@@ -325,6 +356,8 @@ class GroupReport:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     ece: float = float("nan")
     not_assessable: int = 0  # feedback on studies ChestAid could not assess: not scored
+    # The feedback by where its label came from (every source named, 0 when none).
+    by_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def labelled(self) -> int:
@@ -346,6 +379,7 @@ class GroupReport:
             "labelled": self.labelled,
             "indeterminate": self.indeterminate,
             "not_assessable": self.not_assessable,
+            "by_source": dict(self.by_source),
             **{k: rates[k] for k in ("tp", "fp", "tn", "fn")},
             **{
                 name: {
@@ -400,6 +434,9 @@ def summarise(
         intervals=intervals,
         ece=calibration_error,
         not_assessable=len(cases) - len(judged),
+        by_source={
+            source.value: sum(c.source == source for c in cases) for source in FeedbackSource
+        },
     )
 
 

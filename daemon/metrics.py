@@ -75,6 +75,11 @@ DELIVERY_ATTEMPTS = Counter(
     "Delivery attempts of this process's sender, by destination and outcome",
     ["destination", "outcome"],
 )
+REPORTS = Counter(
+    "chestaid_hl7_reports",
+    "HL7 messages this process's report listener answered, by what became of them",
+    ["outcome"],
+)
 DELIVERY_LATENCY = Histogram(
     "chestaid_delivery_seconds",
     "Time from an image's receipt to the delivery of one of its outputs (each output and destination)",

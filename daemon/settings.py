@@ -530,6 +530,35 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+class ReportListenerSettings(_Section):
+    """The HL7 listener (role ``hl7``) that takes final reports from the RIS over MLLP.
+
+    Off unless enabled. Only senders from ``networks`` may connect, and, when
+    ``sending_applications`` names any, only messages whose MSH-3 is one of them are
+    taken. With ``tls`` the listener speaks MLLP in TLS (the node's certificate rules).
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 2575
+    networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    sending_applications: list[Hl7Name] = Field(default_factory=list)
+    tls: NodeTLS | None = None
+    max_message_kb: Annotated[int, Field(ge=4, le=65_536)] = 1024
+    max_connections: Annotated[int, Field(ge=1, le=1000)] = 16
+    idle_timeout_seconds: Seconds = 300.0  # a connection that sends nothing this long is closed
+
+    @field_validator("networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        return _networks(value)
+
+    @cached_property
+    def parsed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks, parsed."""
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.networks)
+
+
 class MetricsSettings(_Section):
     """Prometheus metrics: ``/metrics`` on the web role, and each process's own listener.
 
@@ -595,6 +624,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    hl7_listener: ReportListenerSettings = Field(default_factory=ReportListenerSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -88,13 +88,16 @@ def node_context(node: NodeSettings) -> ssl.SSLContext | None:
     return server_context(node.tls, handshake_timeout=node.network_timeout)
 
 
-def server_context(tls: NodeTLS, *, handshake_timeout: float) -> ssl.SSLContext:
-    """The SCP's TLS context from the node's ``tls`` settings.
+def server_context(
+    tls: NodeTLS, *, handshake_timeout: float, where: str = "node.tls"
+) -> ssl.SSLContext:
+    """A listener's TLS context (the SCP's, or the HL7 listener's) from its ``tls`` settings.
 
     Args:
-        tls: the node's certificate, key and optional client CAs.
+        tls: the listener's certificate, key and optional client CAs.
         handshake_timeout: seconds a client may take over the handshake (and, after it,
             between the pieces of a read).
+        where: the settings key, for messages.
 
     Raises:
         ConfigurationError: the certificate, key or CA file cannot be used.
@@ -105,12 +108,12 @@ def server_context(tls: NodeTLS, *, handshake_timeout: float) -> ssl.SSLContext:
     try:
         context.load_cert_chain(tls.certificate, tls.key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigurationError(f"node.tls.certificate/key cannot be used: {exc}") from exc
+        raise ConfigurationError(f"{where}.certificate/key cannot be used: {exc}") from exc
     if tls.client_ca_file is not None:
         try:
             context.load_verify_locations(cafile=tls.client_ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigurationError(f"node.tls.client_ca_file cannot be used: {exc}") from exc
+            raise ConfigurationError(f"{where}.client_ca_file cannot be used: {exc}") from exc
         context.verify_mode = (
             ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL
         )

@@ -363,6 +363,13 @@ class FeedbackLabel(enum.StrEnum):
     INDETERMINATE = "indeterminate"
 
 
+class FeedbackSource(enum.StrEnum):
+    """Where a label came from: a reader's own click here, or the final report's text."""
+
+    READER = "reader"
+    REPORT = "report"  # derived from the radiologist's final report (HL7), with its evidence
+
+
 class Feedback(Base):
     """A radiologist's finding on a study, linked to the prediction it judges."""
 
@@ -377,6 +384,13 @@ class Feedback(Base):
     given_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[FeedbackSource] = mapped_column(
+        _enum(FeedbackSource, "feedback_source"),
+        default=FeedbackSource.READER,
+        server_default=FeedbackSource.READER.value,
+    )
+    # For a label from a report: the phrase of the report that decided it.
+    evidence: Mapped[str | None] = mapped_column(Text)
 
     result: Mapped[Result] = relationship()
     history: Mapped[list[FeedbackChange]] = relationship(
