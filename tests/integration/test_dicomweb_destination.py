@@ -11,10 +11,13 @@ as PS3.18 says), which also gives the answers Orthanc never gives (202 with a wa
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import io
 import json
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +46,7 @@ from daemon.sender import Sender
 from daemon.settings import DicomWebDestination, NodeSettings, SenderSettings
 from daemon.spool import FileStore
 from tests.daemon_harness import Daemon, complete_urgent, record_received, storescu, wait_until
-from tests.dicom_factory import make_dx
+from tests.dicom_factory import make_dx, require_tool
 from tests.orthanc import Orthanc, require_dicomweb_plugin
 
 pytestmark = pytest.mark.integration
@@ -215,6 +218,22 @@ def test_orthanc_down_is_a_transient_failure_and_delivery_resumes_when_it_is_bac
         orthanc.stop()
 
 
+def _self_signed(directory: Path, name: str, *names: str) -> tuple[Path, Path]:
+    """A throwaway certificate for ``names`` and its key, made by openssl."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        [
+            require_tool("openssl", "openssl"), "req", "-x509", "-newkey", "ec",
+            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+            "-addext", "subjectAltName=" + ",".join(names),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 def test_a_dx_sent_to_the_daemon_reaches_orthanc_by_dicomweb(
     tmp_path: Path, orthanc: Orthanc
 ) -> None:
@@ -318,16 +337,28 @@ class StowService:
         return (202 if self.answer == "warning" else 200), answer.to_json_dict()
 
 
+@contextlib.contextmanager
+def _serve(service: StowService, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Run ``service`` on loopback (over TLS with ``tls``); yields its service root."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), service.handler())
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    scheme = "https" if tls is not None else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}/dicomweb"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
 @pytest.fixture
 def stow() -> Iterator[tuple[StowService, str]]:
     service = StowService(token="t0ken-" + "x" * 24)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), service.handler())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield service, f"http://127.0.0.1:{server.server_address[1]}/dicomweb"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with _serve(service) as url:
+        yield service, url
 
 
 def _bearer(tmp_path: Path, url: str, token: str) -> DicomWebDestination:
@@ -387,3 +418,46 @@ def test_a_busy_service_is_retried(
     assert all("HTTP 503" in (error or "") for _, _, _, error in node.deliveries())
     # dicomweb-client's own retries are off: one request per delivery, not five.
     assert len(service.received) == 2
+
+
+def test_over_https_the_certificate_is_verified_against_ca_file_and_server_name(
+    tmp_path: Path, node: Node
+) -> None:
+    # Debian's Orthanc 1.10 cannot serve HTTPS here, so the TLS peer is the test's service.
+    served = _self_signed(tmp_path, "vna", "DNS:vna.internal")
+    stranger, _ = _self_signed(tmp_path, "stranger", "IP:127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*served)
+    service = StowService(token="t0ken-" + "z" * 24)
+    with _serve(service, context) as url:
+        auth = {"type": "bearer", "token_file": _secret(tmp_path, "token", service.token)}
+        base = {"kind": "dicomweb", "name": "vna", "url": url, "auth": auth}
+        # Signed by nobody it trusts: refused in the handshake, retried later.
+        untrusting = DicomWebDestination.model_validate(
+            {**base, "tls": {"ca_file": stranger, "server_name": "vna.internal"}}
+        )
+        sender = node.sender(untrusting, backoff_initial_seconds=0.05)
+        assert sender.deliver_round()["retrying"] == 2
+        [(_, state, _, error), _] = node.deliveries()
+        assert state == DeliveryState.PENDING
+        assert error is not None and "CERTIFICATE_VERIFY_FAILED" in error
+        # Trusted, but it names vna.internal, not the URL's 127.0.0.1.
+        misnamed = DicomWebDestination.model_validate({**base, "tls": {"ca_file": served[0]}})
+        sender = node.sender(misnamed, backoff_initial_seconds=0.05)
+        wait_until(
+            lambda: sender.deliver_round()["retrying"],
+            timeout=30,
+            what="a second attempt",
+        )
+        [(_, state, attempts, error), _] = node.deliveries()
+        assert state == DeliveryState.PENDING and attempts == 2
+        assert error is not None and "CERTIFICATE_VERIFY_FAILED" in error
+        assert "127.0.0.1" in error  # the name that did not match
+        assert service.received == []
+        # Trusted and checked against the name it carries.
+        trusting = DicomWebDestination.model_validate(
+            {**base, "tls": {"ca_file": served[0], "server_name": "vna.internal"}}
+        )
+        sender = node.sender(trusting, backoff_initial_seconds=0.05)
+        _deliver_until(sender, node, [DeliveryState.DELIVERED] * 2)
+        assert sorted(service.received) == sorted(node.uids.values())
