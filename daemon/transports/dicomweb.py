@@ -235,7 +235,10 @@ def _answer_of(response: requests.Response) -> Dataset | None:
 def _why(exc: BaseException) -> str:
     """The innermost cause of a requests error, briefly (requests nests urllib3's)."""
     cause: BaseException = exc
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    for _ in range(8):  # bounded: a chain may loop back on itself
+        inner = cause.__cause__ or cause.__context__
+        if inner is None:
+            break
+        cause = inner
     text = str(cause) or cause.__class__.__name__
     return f"{cause.__class__.__name__}: {text}"[:300]

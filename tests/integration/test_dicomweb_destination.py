@@ -218,22 +218,6 @@ def test_orthanc_down_is_a_transient_failure_and_delivery_resumes_when_it_is_bac
         orthanc.stop()
 
 
-def _self_signed(directory: Path, name: str, *names: str) -> tuple[Path, Path]:
-    """A throwaway certificate for ``names`` and its key, made by openssl."""
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        [
-            require_tool("openssl", "openssl"), "req", "-x509", "-newkey", "ec",
-            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
-            "-addext", "subjectAltName=" + ",".join(names),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_a_dx_sent_to_the_daemon_reaches_orthanc_by_dicomweb(
     tmp_path: Path, orthanc: Orthanc
 ) -> None:
@@ -418,6 +402,22 @@ def test_a_busy_service_is_retried(
     assert all("HTTP 503" in (error or "") for _, _, _, error in node.deliveries())
     # dicomweb-client's own retries are off: one request per delivery, not five.
     assert len(service.received) == 2
+
+
+def _self_signed(directory: Path, name: str, *names: str) -> tuple[Path, Path]:
+    """A throwaway certificate for ``names`` and its key, made by openssl."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        [
+            require_tool("openssl", "openssl"), "req", "-x509", "-newkey", "ec",
+            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+            "-addext", "subjectAltName=" + ",".join(names),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 def test_over_https_the_certificate_is_verified_against_ca_file_and_server_name(
