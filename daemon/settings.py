@@ -308,21 +308,6 @@ class Destination(_Section):
 DestinationName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
 
 
-def _secret_file(path: Path) -> Path:
-    """The path unchanged when the file can be read and holds something besides blanks.
-
-    The content is read again whenever it is used, so a replaced file takes effect
-    without a restart; it is never kept in the settings.
-    """
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
-    if not content.strip():
-        raise ValueError(f"{path} is empty")
-    return path
-
-
 class BasicAuth(_Section):
     """HTTP basic authentication; the password is the content of ``password_file``."""
 
@@ -330,22 +315,12 @@ class BasicAuth(_Section):
     username: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^:]+$")]
     password_file: FilePath
 
-    @field_validator("password_file")
-    @classmethod
-    def _readable(cls, value: Path) -> Path:
-        return _secret_file(value)
-
 
 class BearerAuth(_Section):
     """A bearer token (``Authorization: Bearer ...``), the content of ``token_file``."""
 
     type: Literal["bearer"]
     token_file: FilePath
-
-    @field_validator("token_file")
-    @classmethod
-    def _readable(cls, value: Path) -> Path:
-        return _secret_file(value)
 
 
 class DicomWebDestination(_Section):
@@ -359,8 +334,11 @@ class DicomWebDestination(_Section):
     or later), against ``tls.ca_file`` or the system's CAs.
 
     Secrets are never written in this file: ``auth`` names a file holding the password
-    or token, readable by the daemon's user only (systemd's ``LoadCredential=`` gives
-    one), read afresh for each delivery round.
+    or token, readable by the daemon's user only. The file must exist at start; it is
+    read when each delivery round opens its session, so a replaced secret takes effect
+    without a restart, and an admin command run by another user (who cannot read it)
+    still loads these settings. An unreadable or empty file fails the round's
+    deliveries, retried, with an error naming the key.
     """
 
     kind: Literal["dicomweb"]

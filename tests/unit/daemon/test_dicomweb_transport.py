@@ -103,8 +103,12 @@ def test_a_session_carries_the_credentials_read_when_it_opens(tmp_path: Path) ->
     secret.write_text("second\n", encoding="utf-8")
     with transport.open(destination) as session:
         assert session.http.auth == HTTPBasicAuth("chestaid", "second")
+    # Emptied or gone after the start: this round's deliveries fail, naming the key.
+    secret.write_text("\n", encoding="utf-8")
+    with pytest.raises(DeliveryError, match=r"destinations\[vna\]\.auth\.password_file is empty"):
+        transport.open(destination)
     secret.unlink()
-    with pytest.raises(DeliveryError, match=r"destinations\[vna\]\.auth\.password_file"):
+    with pytest.raises(DeliveryError, match=r"destinations\[vna\]\.auth\.password_file cannot"):
         transport.open(destination)
 
 

@@ -113,7 +113,7 @@ def test_basic_and_bearer_credentials_come_from_files(tmp_path: Path) -> None:
     [
         ("{ type = 'basic', username = 'u', password = 'x' }", r"auth\.password: Extra inputs"),
         ("{ type = 'basic', username = 'u', password_file = 'nowhere' }", r"auth\.password_file"),
-        ("{ type = 'bearer', token_file = 'EMPTY' }", r"auth\.token_file: .*is empty"),
+        ("{ type = 'bearer', token_file = 'DIRECTORY' }", r"auth\.token_file: Path does not"),
         ("{ type = 'basic', username = 'a:b', password_file = 'SECRET' }", r"auth\.username"),
         ("{ type = 'oauth' }", r"auth\.type: .*'oauth'"),
     ],
@@ -122,8 +122,6 @@ def test_bad_credentials_are_refused_naming_the_key(
     tmp_path: Path, auth: str, pattern: str
 ) -> None:
     secret = _secret(tmp_path)
-    empty = tmp_path / "empty"
-    empty.write_text("\n", encoding="utf-8")
-    auth = auth.replace("SECRET", str(secret)).replace("EMPTY", str(empty))
+    auth = auth.replace("SECRET", str(secret)).replace("DIRECTORY", str(tmp_path))
     text = WEB + f"url = 'https://v/'\nauth = {auth}\n"
     _refused(tmp_path, text, rf"destinations\[0\]\.{pattern}")
