@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEBIAN_TEST_PACKAGES := dcmtk dicom3tools orthanc systemd chromium openssl postgresql
+DEBIAN_TEST_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb systemd chromium openssl postgresql
 STAMP := $(VENV)/.installed
 # PyTorch is pinned to the builds this project is developed and tested with; installed
 # first, so that the project's own looser lower bounds never pull another build.

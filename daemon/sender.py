@@ -3,7 +3,7 @@
 Deliveries are claimed from the database with a lease (so a sender that died gives
 its claims back when the lease expires), grouped by destination, and sent over one
 session per destination per round, by the transport registered for the
-destination's ``kind`` (:mod:`daemon.transports`; DICOM C-STORE today). A failed
+destination's ``kind`` (:mod:`daemon.transports`: DICOM C-STORE, DICOMweb STOW-RS). A failed
 attempt is retried after an exponentially growing wait
 (``backoff_initial_seconds * 2**(attempt-1)``, capped at ``backoff_max_seconds``);
 after ``max_attempts``, or at once when the transport says retrying cannot help, the

@@ -24,11 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
     FilePath,
     StringConstraints,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -303,8 +301,9 @@ class Destination(_Section):
     """A DICOM node that receives ChestAid's outputs (usually the PACS) by C-STORE.
 
     ``kind`` names the transport that delivers to it (:mod:`daemon.transports`); a
-    file without it means ``"dicom"``. Each other kind is a model of its own beside
-    this one, and ``destinations`` a union of them told apart by kind.
+    file without it means ``"dicom"``. Each kind is a model of its own
+    (:class:`DicomWebDestination` and :class:`Hl7Destination` beside this one), and
+    ``destinations`` a union of them discriminated by kind.
     """
 
     kind: Literal["dicom"] = "dicom"
@@ -326,7 +325,8 @@ class Hl7Destination(_Section):
     One ORU^R01 per scored image, over MLLP, made from the SR (see
     :mod:`daemon.hl7.messages`); the Secondary Capture is not sent. ``raising_bands``
     are the priority bands for which the message asks for STAT (TQ1-9); by default
-    URGENT, the top one of the default bands. Other bands ask for nothing, so an order's priority is never lowered.
+    URGENT, the top one of the default bands. Other bands ask for nothing, so an
+    order's priority is never lowered.
     """
 
     kind: Literal["hl7"]
@@ -348,22 +348,96 @@ class Hl7Destination(_Section):
         return frozenset({"sr"})
 
 
-DESTINATION_KINDS = ("dicom", "hl7")
+class BasicAuth(_Section):
+    """HTTP basic authentication; the password is the content of ``password_file``."""
+
+    type: Literal["basic"]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^:]+$")]
+    password_file: FilePath
 
 
-def _destination_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("kind", "dicom"))
-    return str(getattr(value, "kind", "dicom"))
+class BearerAuth(_Section):
+    """A bearer token (``Authorization: Bearer ...``), the content of ``token_file``."""
+
+    type: Literal["bearer"]
+    token_file: FilePath
 
 
+class DicomWebDestination(_Section):
+    """A DICOMweb service that receives ChestAid's outputs by STOW-RS (a VNA, a cloud PACS).
+
+    ``url`` is the service's root, the part before ``/studies`` (for Orthanc,
+    ``http://host:8042/dicom-web``). Beyond loopback it must be ``https``: outputs carry
+    patient data and the credentials go with every request. ``allow_plain_http``
+    lifts that for a site whose network already protects the path (its own choice).
+    Over https the service's certificate is always verified (:mod:`daemon.tls`, TLS 1.2
+    or later), against ``tls.ca_file`` or the system's CAs.
+
+    Secrets are never written in this file: ``auth`` names a file holding the password
+    or token, readable by the daemon's user only. The file must exist at start; it is
+    read when each delivery round opens its session, so a replaced secret takes effect
+    without a restart, and an admin command run by another user (who cannot read it)
+    still loads these settings. An unreadable or empty file fails the round's
+    deliveries, retried, with an error naming the key.
+    """
+
+    kind: Literal["dicomweb"]
+    name: DestinationName
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    auth: Annotated[BasicAuth | BearerAuth, Field(discriminator="type")] | None = None
+    tls: DestinationTLS | None = None  # https only; default: the system's CAs
+    allow_plain_http: bool = False
+    # Seconds to connect, and to wait for each answer; default: node.network_timeout.
+    timeout_seconds: Seconds | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _service_url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL: {exc}") from exc
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ValueError(f"the URL must be http or https, not {parts.scheme or 'relative'!r}")
+        if not parts.hostname:
+            raise ValueError("the URL names no host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("credentials do not go in the URL; use the auth table")
+        if parts.query or parts.fragment:
+            raise ValueError("the service root takes no query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _protected_beyond_loopback(self) -> DicomWebDestination:
+        parts = urlsplit(self.url)
+        https = parts.scheme.lower() == "https"
+        if self.tls is not None and not https:
+            raise ValueError("tls needs an https url")
+        if not https and not self.allow_plain_http and not _is_loopback(parts.hostname or ""):
+            raise ValueError(
+                f"url is plain http to {parts.hostname}, which would carry patient data and "
+                "credentials in clear; use https (or set allow_plain_http = true where the "
+                "network protects the path)"
+            )
+        return self
+
+    @property
+    def https(self) -> bool:
+        """Whether the service is called over TLS."""
+        return urlsplit(self.url).scheme.lower() == "https"
+
+    @property
+    def output_kinds(self) -> frozenset[str]:
+        """The outputs it is sent: both."""
+        return EVERY_OUTPUT
+
+
+AUTH_TYPES = ("basic", "bearer")
+# The kinds of destination; a table without ``kind`` is a DICOM node.
+DESTINATION_KINDS = ("dicom", "dicomweb", "hl7")
 AnyDestination = Annotated[
-    Annotated[Destination, Tag("dicom")] | Annotated[Hl7Destination, Tag("hl7")],
-    Discriminator(
-        _destination_kind,
-        custom_error_type="destination_kind",
-        custom_error_message="a destination's kind is one of 'dicom', 'hl7'",
-    ),
+    Destination | DicomWebDestination | Hl7Destination, Field(discriminator="kind")
 ]
 
 
@@ -628,6 +702,17 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _dicom_by_default(cls, value: Any) -> Any:
+        # A table without ``kind`` is a DICOM node (files written before other kinds).
+        if isinstance(value, list):
+            return [
+                {"kind": "dicom", **item} if isinstance(item, dict) and "kind" not in item else item
+                for item in value
+            ]
+        return value
+
     @model_validator(mode="after")
     def _unique_destinations(self) -> Settings:
         names = [d.name for d in self.destinations]
@@ -656,11 +741,20 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
 
-def _key(loc: tuple[int | str, ...]) -> str:
+def _key(loc: tuple[int | str, ...], kind: str = "") -> str:
+    """The settings key of a validation error's location, as the file writes it.
+
+    A destination's kind is part of pydantic's location (``destinations.0.dicomweb.url``)
+    but not of the file's key, so it is left out; an unknown kind is the ``kind`` key.
+    """
+    if len(loc) > 2 and loc[0] == "destinations" and loc[2] in DESTINATION_KINDS:
+        loc = (*loc[:2], *loc[3:])
+    if len(loc) > 3 and loc[2] == "auth" and loc[3] in AUTH_TYPES:
+        loc = (*loc[:3], *loc[4:])
+    if kind.startswith("union_tag") and loc[:1] == ("destinations",):
+        loc = (*loc, "type" if "auth" in loc else "kind")
     parts: list[str] = []
-    for index, item in enumerate(loc):
-        if index >= 2 and loc[index - 2] == "destinations" and item in DESTINATION_KINDS:
-            continue  # the union's tag (the destination's kind), not a key in the file
+    for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
@@ -699,7 +793,7 @@ def _validated(data: dict[str, Any], source: Path) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{_key(err['loc'])}: {err['msg']}"
+            f"{_key(err['loc'], err['type'])}: {err['msg']}"
             + (
                 f" (got {err['input']!r})"
                 if err["type"] != "missing" and not isinstance(err["input"], dict)

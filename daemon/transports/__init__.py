@@ -4,7 +4,7 @@ Importing the package registers the built-in kinds; a new kind is a new module
 here and one import below.
 """
 
-from daemon.transports import dicom, hl7
+from daemon.transports import dicom, dicomweb, hl7
 from daemon.transports.base import (
     DestinationLike,
     Outcome,
@@ -27,6 +27,7 @@ __all__ = [
     "Transport",
     "TransportSession",
     "dicom",
+    "dicomweb",
     "hl7",
     "kinds",
     "register",

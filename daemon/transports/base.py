@@ -4,9 +4,10 @@ A transport opens a session to one destination, sends output files over it one a
 time, each answered with a typed :data:`Outcome`, and closes it. The sender knows
 nothing of the protocol: it groups its claims by destination, asks
 :func:`transport_for` for the destination's ``kind``, and records each outcome in
-the queue. A new kind (HL7 v2 to the RIS, DICOMweb STOW-RS) is a new module beside
-:mod:`daemon.transports.dicom` that subclasses :class:`Transport` under
-``@register("kind")``, plus its destination settings; no existing function changes.
+the queue. A new kind (HL7 v2 to the RIS, say) is a new module beside
+:mod:`daemon.transports.dicom` and :mod:`daemon.transports.dicomweb` that subclasses
+:class:`Transport` under ``@register("kind")``, plus its destination settings; no
+existing function changes.
 """
 
 from __future__ import annotations

@@ -2,69 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.daemon_harness import Daemon, free_port, storescu, wait_until
-from tests.dicom_factory import make_dx, require_tool
+from tests.daemon_harness import Daemon, storescu, wait_until
+from tests.dicom_factory import make_dx
+from tests.orthanc import Orthanc
 
 pytestmark = pytest.mark.integration
-
-
-class Orthanc:
-    """An Orthanc server with its own storage, on free DICOM and HTTP ports."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.dicom_port, self.http_port = free_port(), free_port()
-        self.ae_title = "ORTHANC"
-        root.mkdir(parents=True, exist_ok=True)
-        config = {
-            "Name": "chestaid-test-pacs",
-            "DicomAet": self.ae_title,
-            "DicomPort": self.dicom_port,
-            "HttpPort": self.http_port,
-            "StorageDirectory": str(root / "storage"),
-            "IndexDirectory": str(root / "index"),
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": True,
-            "Plugins": [],
-        }
-        self.config = root / "orthanc.json"
-        self.config.write_text(json.dumps(config))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Orthanc:
-        tool = require_tool("Orthanc", "orthanc")
-        log = (self.root / "orthanc.log").open("wb")
-        self.process = subprocess.Popen([tool, str(self.config)], stdout=log, stderr=log)
-        log.close()
-        wait_until(lambda: self._alive(), timeout=60, what="Orthanc's REST API")
-        return self
-
-    def _alive(self) -> bool:
-        try:
-            self.get("/system")
-        except (urllib.error.URLError, ConnectionError):
-            return False
-        return True
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -167,5 +167,5 @@ def test_an_hl7_destination_is_configured_and_checked_against_the_bands(tmp_path
     with pytest.raises(ConfigurationError, match=r"destinations\[0\]\.port"):
         load_settings(config)
     config.write_text('[[destinations]]\nkind = "fax"\nname = "ris"\n')
-    with pytest.raises(ConfigurationError, match="kind is one of"):
+    with pytest.raises(ConfigurationError, match=r"destinations\[0\]\.kind"):
         load_settings(config)
