@@ -103,6 +103,7 @@ CUES: tuple[Cue, ...] = (
         r"\bnot\s+(?:be\s+)?(?:entirely\s+|completely\s+|totally\s+|definitively\s+)?(?:excluded|ruled\s+out)\b",
         _X,
     ),
+    _cue(_U, r"\b(?:difficult|hard|impossible)\s+to\s+(?:exclude|rule\s+out)\b", _X),
     _cue(_U, r"\bto\s+(?:exclude|rule\s+out)\b", _F),
     # Resolution.
     _cue(
@@ -124,7 +125,7 @@ CUES: tuple[Cue, ...] = (
     _cue(_H, r"\bwhen\b", _F, 8),
     _cue(
         _H,
-        r"\b(?:rule\s+out|r/o|evaluate\s+for|evaluation\s+for|assess\s+for|question\s+of|follow[\s-]?up\s+(?:of|for))\b",
+        r"\b(?:rule\s+out|r/o|evaluate\s+for|evaluation\s+for|assess\s+for|question\s+of|query|referred\s+for|follow[\s-]?up\s+(?:of|for))\b",
         _F,
         5,
     ),
@@ -135,6 +136,7 @@ CUES: tuple[Cue, ...] = (
         4,
     ),
     _cue(_H, r"\b\d+\s+(?:days?|weeks?|months?|years?)\s+ago\b", _B, 4),
+    _cue(_H, r"\bfor\s+follow[\s-]?up\b", _B, 4),
     # Denials.
     _cue(
         _N,
@@ -144,7 +146,7 @@ CUES: tuple[Cue, ...] = (
     ),
     _cue(
         _N,
-        r"\b(?:is|are)\s+(?:not\s+(?:seen|identified|present|visible|demonstrated|evident)|absent)\b",
+        r"\b(?:is|are)\s+(?:not\s+(?:seen|identified|present|visible|demonstrated|evident)|absent|excluded)\b",
         _B,
         8,
     ),
@@ -198,24 +200,25 @@ ALTERNATIVE = re.compile(
 NORMAL = (
     re.compile(
         r"\b(?:lungs?|lung\s+fields?|lobes?|bases?)\b(?:\s+(?:are|is|remain|appear|now|"
-        r"otherwise|well|expanded|hyperinflated|hyperexpanded|and|but|both|grossly|"
-        r"bilaterally|today))*[\s,]+clear\b",
+        r"otherwise|well|expanded|aerated|hyperinflated|hyperexpanded|and|but|both|"
+        r"grossly|bilaterally|today))*[\s,:]+clear\b",
         _FLAGS,
     ),
     re.compile(r"\bclear\s+(?:lungs?|lung\s+fields?)\b", _FLAGS),
     re.compile(r"\blungs?\s+(?:have|has)\s+(?:now\s+)?cleared\b", _FLAGS),
     re.compile(
-        r"\bno\s+(?:acute|active)\s+(?:(?:cardiopulmonary|cardio-pulmonary|intrathoracic|"
-        r"thoracic|pulmonary|lung|chest)\s+)?(?:process|disease|abnormalit(?:y|ies)|"
-        r"findings?|pathology)\b",
+        r"\bno\s+(?:(?:acute|active|radiographic|significant)\s+)*(?:(?:cardiopulmonary|"
+        r"cardio-pulmonary|cardiothoracic|intrathoracic|thoracic|pulmonary|lung|chest)\s+)?"
+        r"(?:process|disease|abnormalit(?:y|ies)|findings?|pathology)\b",
         _FLAGS,
     ),
     re.compile(
-        r"\b(?:normal|unremarkable|negative)\s+(?:(?:pediatric|paediatric|frontal|portable|"
+        r"\b(?:normal|unremarkable|negative)\s+(?:appearances?\s+of\s+the\s+)?(?:(?:pediatric|paediatric|frontal|portable|"
         r"adult)\s+)?(?:chest|study|examination|exam|radiograph|x-?ray)\b",
         _FLAGS,
     ),
     re.compile(r"\bnormal\s+heart\s+and\s+lungs\b", _FLAGS),
+    re.compile(r"\blungs?\s+(?:are|is)\s+(?:\w+\s+)?normal\b", _FLAGS),
     re.compile(r"\bchest\s*:\s*normal\b", _FLAGS),
     re.compile(r"^\W*(?:\d+\W+)?normal\W*$", _FLAGS),
 )
