@@ -3,7 +3,8 @@ line knows them without loading what the roles run)."""
 
 from __future__ import annotations
 
-ROLES = ("scp", "worker", "sender", "scheduler", "web")
+# "hl7" is the report listener; it runs only where [hl7_listener] is enabled.
+ROLES = ("scp", "worker", "sender", "scheduler", "web", "hl7")
 
 
 def parse_roles(text: str) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from daemon.connections import (
 from daemon.db import queue
 from daemon.db.migrate import check_schema
 from daemon.db.session import SessionFactory, make_engine, make_session_factory, writing
+from daemon.hl7.listener import ReportListener
 from daemon.maintenance import registry
 from daemon.roles import ROLES
 from daemon.scheduler import start_scheduler
@@ -79,6 +80,7 @@ class Service:
     _scheduler: BackgroundScheduler | None = None
     _watchdog: systemd.Watchdog | None = None
     _web: WebServer | None = None
+    _reports: ReportListener | None = None
     _metrics: metrics.Listener | None = None
 
     def start(self) -> None:
@@ -156,6 +158,10 @@ class Service:
                 self._threads.append(thread)
         if "scheduler" in self.roles:
             self._scheduler = start_scheduler(registry(s, serving), sessions)
+        if "hl7" in self.roles and s.hl7_listener.enabled:
+            # Before the SCP: a port in use or an unusable certificate starts nothing more.
+            self._reports = ReportListener(s.hl7_listener, sessions)
+            self._reports.start()
         if "web" in self.roles:
             first_start(sessions)
             self._web = WebServer(s, sessions, serving=serving, metrics=exported)
@@ -199,6 +205,8 @@ class Service:
         if self._sender is not None and not self._sender.running:
             return False
         if self._web is not None and not self._web.alive:
+            return False
+        if self._reports is not None and not self._reports.alive:
             return False
         if self._metrics is not None and not self._metrics.alive:
             return False
@@ -252,6 +260,9 @@ class Service:
             stop_acceptor_reactors()
         if self._web is not None:
             self._web.stop()
+        if self._reports is not None:
+            self._reports.stop()  # a report being taken commits first; unanswered ones are resent
+            self._reports = None
         for thread in self._threads:
             thread.join()
         self._threads.clear()

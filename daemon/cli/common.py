@@ -38,10 +38,13 @@ def err(text: str) -> None:
 
 
 def flat(group: dict[str, object]) -> dict[str, object]:
-    """A report group as one row: each rate as 'value [low, high]'."""
+    """A report group as one row: each rate as 'value [low, high]', counts by source as
+    one column each (``by_source.reader``, ``by_source.report``)."""
     row: dict[str, object] = {}
     for key, value in group.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "ci95" not in value:
+            row.update((f"{key}.{name}", count) for name, count in value.items())
+        elif isinstance(value, dict):
             lo, hi = value["ci95"]
             row[key] = fmt(value["value"]) + f" [{fmt(lo)}, {fmt(hi)}]"
         else:

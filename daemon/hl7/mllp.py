@@ -54,9 +54,9 @@ class FrameReader:
             if self._buffer[:1] != START:
                 raise MllpError("the peer sent bytes outside an MLLP frame")
             end = self._buffer.find(END)
+            if (end < 0 and len(self._buffer) > self.limit) or end > self.limit:
+                raise MllpError(f"an MLLP frame longer than {self.limit} bytes")
             if end < 0:
-                if len(self._buffer) > self.limit:
-                    raise MllpError(f"an MLLP frame longer than {self.limit} bytes")
                 break
             body = bytes(self._buffer[1:end])
             del self._buffer[: end + len(END)]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from daemon import feedback
-from daemon.db.models import FeedbackLabel
+from daemon.db.models import FeedbackLabel, FeedbackSource
 
 
 class FromDomain(BaseModel):
@@ -210,6 +210,10 @@ class ReportGroupOut(BaseModel):
         description="feedback on studies ChestAid could not assess: counted apart, never in "
         "the confusion matrix, rates or ECE"
     )
+    by_source: dict[FeedbackSource, int] = Field(
+        description="the feedback by where its label came from: a reader's click here, or "
+        "the final report received from the RIS"
+    )
     tp: int
     fp: int
     tn: int
@@ -235,6 +239,10 @@ class LabelledCaseOut(BaseModel):
     given_by: str
     given_at: datetime
     comment: str
+    source: FeedbackSource = Field(
+        description="reader: clicked here; report: from the final report"
+    )
+    evidence: str = Field(description="for a label from a report, the phrase that decided it")
     # Only in an identified export (admins, audited); absent otherwise.
     patient_name: str | None = None
     patient_id: str | None = None

@@ -78,3 +78,24 @@ def test_study_close_takes_a_study_read_elsewhere_off_the_worklist_audited(
     assert main(["feedback", "export", "--identified", "--config", str(config)]) == 1
     assert "needs the user" in capsys.readouterr().err
     engine.dispose()
+
+
+def test_the_feedback_report_table_counts_labels_by_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "chestaid.toml"
+    config.write_text(f'[storage]\nvar_dir = "{tmp_path / "var"}"\n', encoding="utf-8")
+    (tmp_path / "var").mkdir()
+    engine = make_engine(load_settings(config).storage.url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    uid = record_scored(sessions, "1.2.1", logit=1.0, score=0.9, above=True)
+    engine.dispose()
+    given = ["feedback", "record", uid, "--label", "pneumonia", "--user", "dr"]
+    assert main([*given, "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["feedback", "report", "--config", str(config)]) == 0
+    header, overall = capsys.readouterr().out.splitlines()[:2]
+    cells = dict(zip(header.split("\t"), overall.split("\t"), strict=True))
+    assert (cells["by_source.reader"], cells["by_source.report"]) == ("1", "0")
+    assert cells["tp"] == "1"

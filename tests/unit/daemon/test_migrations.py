@@ -131,3 +131,35 @@ def test_0006_will_not_go_down_while_not_assessable_results_exist(engine: Engine
     columns = {c["name"]: c for c in inspect(engine).get_columns("results")}
     assert "assessable" not in columns and "quarter_turns" not in columns
     assert columns["priority"]["nullable"] is False
+
+
+def test_0010_keeps_earlier_labels_as_readers_and_will_not_drop_report_labels(
+    engine: Engine,
+) -> None:
+    upgrade(engine)
+    _scored_row_at_0005(engine)
+    _downgrade(engine, "0009")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO feedback (id, study_instance_uid, result_id, label, given_by,"
+                " created_at, updated_at) VALUES (1, '1.2.3', 1, 'pneumonia', 'dr',"
+                " '2026-11-24 12:00:00', '2026-11-24 12:00:00')"
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT source, evidence FROM feedback")).one()
+    assert tuple(row) == ("reader", None)
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(text("UPDATE feedback SET source = 'hearsay'"))
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE feedback SET source = 'report', evidence = 'RLL pneumonia'")
+        )
+    with pytest.raises(SchemaError, match="1 labels came from final reports"):
+        _downgrade(engine, "0009")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE feedback SET source = 'reader'"))
+    _downgrade(engine, "0009")
+    assert "source" not in {c["name"] for c in inspect(engine).get_columns("feedback")}
