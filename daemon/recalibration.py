@@ -254,6 +254,8 @@ def fit(
         "specificity_before": was.specificity,
         "positives": n_pos,
         "negatives": len(cases) - n_pos,
+        # Where the labels came from: readers' clicks, or final reports' text.
+        "by_source": summarise(cases).by_source,
         # What the guardrails are checked on again before activation.
         "guardrail_facts": facts.to_dict(),
     }

@@ -107,6 +107,7 @@ def test_fit_activate_pick_up_and_roll_back(sessions: SessionFactory, base: Acti
     assert row.method == "platt"  # an intercept shift: temperature alone cannot fix it
 
     figures = json.loads(report)
+    assert figures["by_source"] == {"reader": 160, "report": 0}
     assert figures["ece_after_cross_validated"] < figures["ece_before"]
     assert figures["sensitivity_estimate"] >= 0.8
     # The bundle's rule, on the refitted calibrator's scores of these studies.
