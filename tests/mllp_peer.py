@@ -11,6 +11,7 @@ Connections stay open for as many messages as the caller sends.
 from __future__ import annotations
 
 import socketserver
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,12 +51,18 @@ class MllpPeer:
     invalid: list[tuple[str, str]] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
     connections: int = 0
+    tls: ssl.SSLContext | None = None  # MLLP in TLS with this server context
 
     def __post_init__(self) -> None:
         peer = self
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
+                if peer.tls is not None:
+                    try:
+                        self.request = peer.tls.wrap_socket(self.request, server_side=True)
+                    except (OSError, ssl.SSLError):
+                        return  # a client that does not trust us, or speaks no TLS
                 with peer.changed:
                     peer.connections += 1
                 reader = FrameReader()

@@ -9,6 +9,8 @@ database with real SRs in its outbox; the last test runs the daemon end to end.
 from __future__ import annotations
 
 import io
+import ssl
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +35,7 @@ from daemon.sender import Sender
 from daemon.settings import Hl7Destination, NodeSettings, SenderSettings
 from daemon.spool import FileStore
 from tests.daemon_harness import Daemon, StoreSCP, free_port, record_received, storescu, wait_until
-from tests.dicom_factory import make_dx
+from tests.dicom_factory import make_dx, require_tool
 from tests.mllp_peer import MllpPeer
 
 pytestmark = pytest.mark.integration
@@ -370,3 +372,45 @@ def test_the_daemon_sends_the_pacs_both_objects_and_the_ris_one_message(tmp_path
         daemon.stop()
         peer.stop()
         pacs.stop()
+
+
+@pytest.fixture(scope="module")
+def ris_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("ris-tls")
+    cert, key = directory / "ris.pem", directory / "ris.key"
+    subprocess.run(
+        [
+            require_tool("openssl", "openssl"),
+            "req", "-x509", "-newkey", "rsa:2048", "-noenc", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=ris.test",
+            "-addext", "subjectAltName=DNS:ris.test,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_results_reach_a_ris_over_tls_that_is_verified(
+    tmp_path: Path, sessions: SessionFactory, ris_certificate: tuple[Path, Path]
+) -> None:
+    cert, key = ris_certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    peer = MllpPeer(tls=context).start()
+    try:
+        _scored(
+            sessions, tmp_path / "outbox", URGENT, uid="1.2.3.1008",
+            destinations={"ris": frozenset({"sr"})},
+        )  # fmt: skip
+        # Not trusted (no CA given: the system's CAs do not know this one): retried, saying why.
+        untrusted = _sender(tmp_path, sessions, _destination(peer.port, tls={}))
+        assert untrusted.deliver_round()["retrying"] == 1
+        [(_, _, _, error)] = _deliveries(sessions)
+        assert error is not None and "TLS handshake" in error and "verify" in error
+        _due_now(sessions)
+        trusted = _destination(peer.port, tls={"ca_file": str(cert), "server_name": "ris.test"})
+        assert _sender(tmp_path, sessions, trusted).deliver_round()["delivered"] == 1
+        assert len(peer.received) == 1 and peer.invalid == []
+    finally:
+        peer.stop()
