@@ -17,7 +17,6 @@ import email.policy
 import io
 import json
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,8 +44,9 @@ from daemon.db.session import SessionFactory, make_engine, make_session_factory,
 from daemon.sender import Sender
 from daemon.settings import DicomWebDestination, NodeSettings, SenderSettings
 from daemon.spool import FileStore
+from tests.certificates import self_signed
 from tests.daemon_harness import Daemon, complete_urgent, record_received, storescu, wait_until
-from tests.dicom_factory import make_dx, require_tool
+from tests.dicom_factory import make_dx
 from tests.orthanc import Orthanc, require_dicomweb_plugin
 
 pytestmark = pytest.mark.integration
@@ -404,28 +404,12 @@ def test_a_busy_service_is_retried(
     assert len(service.received) == 2
 
 
-def _self_signed(directory: Path, name: str, *names: str) -> tuple[Path, Path]:
-    """A throwaway certificate for ``names`` and its key, made by openssl."""
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        [
-            require_tool("openssl", "openssl"), "req", "-x509", "-newkey", "ec",
-            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
-            "-addext", "subjectAltName=" + ",".join(names),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_over_https_the_certificate_is_verified_against_ca_file_and_server_name(
     tmp_path: Path, node: Node
 ) -> None:
     # Debian's Orthanc 1.10 cannot serve HTTPS here, so the TLS peer is the test's service.
-    served = _self_signed(tmp_path, "vna", "DNS:vna.internal")
-    stranger, _ = _self_signed(tmp_path, "stranger", "IP:127.0.0.1")
+    served = self_signed(tmp_path, "vna", "DNS:vna.internal")
+    stranger, _ = self_signed(tmp_path, "stranger", "IP:127.0.0.1")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*served)
     service = StowService(token="t0ken-" + "z" * 24)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import ssl
-import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -34,8 +33,9 @@ from daemon.db.session import SessionFactory, writing
 from daemon.sender import Sender
 from daemon.settings import Hl7Destination, NodeSettings, SenderSettings
 from daemon.spool import FileStore
+from tests.certificates import self_signed
 from tests.daemon_harness import Daemon, StoreSCP, free_port, record_received, storescu, wait_until
-from tests.dicom_factory import make_dx, require_tool
+from tests.dicom_factory import make_dx
 from tests.mllp_peer import MllpPeer
 
 pytestmark = pytest.mark.integration
@@ -376,19 +376,7 @@ def test_the_daemon_sends_the_pacs_both_objects_and_the_ris_one_message(tmp_path
 
 @pytest.fixture(scope="module")
 def ris_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("ris-tls")
-    cert, key = directory / "ris.pem", directory / "ris.key"
-    subprocess.run(
-        [
-            require_tool("openssl", "openssl"),
-            "req", "-x509", "-newkey", "rsa:2048", "-noenc", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=ris.test",
-            "-addext", "subjectAltName=DNS:ris.test,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("ris-tls"), "ris", "DNS:ris.test", "IP:127.0.0.1")
 
 
 def test_results_reach_a_ris_over_tls_that_is_verified(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from daemon.db.session import SessionFactory, writing
 from daemon.hl7.listener import ReportListener
 from daemon.hl7.mllp import END, START, FrameReader, frame
 from daemon.settings import ReportListenerSettings
+from tests.certificates import self_signed
 from tests.daemon_harness import Daemon, free_port, record_scored, storescu, wait_until
-from tests.dicom_factory import make_dx, require_tool
+from tests.dicom_factory import make_dx
 
 pytestmark = pytest.mark.integration
 
@@ -200,19 +200,7 @@ def test_several_messages_on_one_connection_are_each_answered(
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("hl7-tls")
-    cert, key = directory / "ris.pem", directory / "ris.key"
-    subprocess.run(
-        [
-            require_tool("openssl", "openssl"),
-            "req", "-x509", "-newkey", "rsa:2048", "-noenc", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("hl7-tls"), "127.0.0.1", "IP:127.0.0.1")
 
 
 def test_the_listener_speaks_mllp_in_tls(
