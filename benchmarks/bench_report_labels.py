@@ -79,6 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         per_second, p50, p95 = throughput(texts, args.repeat)
         chars = statistics.mean(len(t) for t in texts)
         print(f"  {name:28} {len(texts):7d} {chars:6.0f} {per_second:10.0f} {p50:8.3f} {p95:8.3f}")
+    # A run-on without punctuation (a dictation fault, or a hostile message): the time
+    # should grow with the length, not its square (clauses are read in bounded pieces).
+    print("\nrun-on text without punctuation ('no evidence of pneumonia' repeated)")
+    print(f"  {'chars':>8} {'ms':>9} {'us per char':>12}")
+    for repeats in (400, 4_000, 40_000):
+        text = " ".join(["no evidence of pneumonia"] * repeats)
+        start = time.perf_counter()
+        label_report(text)
+        elapsed = time.perf_counter() - start
+        print(f"  {len(text):8d} {elapsed * 1000:9.1f} {elapsed / len(text) * 1e6:12.2f}")
     return 0
 
 

@@ -132,6 +132,10 @@ class _Span:
     end: int
 
 
+# Words of a clause read together (see _pieces); far above any real clause's length.
+MAX_CLAUSE_WORDS = 120
+
+
 def label_report(text: str) -> ReportLabel:
     """Label a chest-radiograph report: pneumonia, no pneumonia or indeterminate.
 
@@ -219,12 +223,29 @@ def _sentence_rules(text: str, sentence: _Span) -> list[LabelRule]:
     body = text[sentence.start : sentence.end]
     start = 0
     for brk in CLAUSE_BREAK.finditer(body):
-        rules.extend(_clause_rules(body[start : brk.start()]))
+        for piece in _pieces(body[start : brk.start()]):
+            rules.extend(_clause_rules(piece))
         start = brk.start() if brk.group() != ";" else brk.end()
-    rules.extend(_clause_rules(body[start:]))
+    for piece in _pieces(body[start:]):
+        rules.extend(_clause_rules(piece))
     if any(p.search(body) for p in NORMAL) and not NORMAL_DENIED.search(body):
         rules.append(LabelRule.NORMAL)
     return rules
+
+
+def _pieces(clause: str) -> list[str]:
+    """The clause, cut after every :data:`MAX_CLAUSE_WORDS` words when it is longer.
+
+    Reading a clause compares each term with each cue, so its cost grows with the
+    square of its length; a text without punctuation (a dictation run-on, or a hostile
+    message) would take minutes. No clause of a real report comes near the bound, and a
+    cue reaches a few words only, so cutting there changes no reading of a real one.
+    """
+    ends = [m.end() for m in WORD.finditer(clause)]
+    if len(ends) <= MAX_CLAUSE_WORDS:
+        return [clause]
+    cuts = ends[MAX_CLAUSE_WORDS - 1 :: MAX_CLAUSE_WORDS]
+    return [clause[a:b] for a, b in zip([0, *cuts], [*cuts, len(clause)], strict=True)]
 
 
 def _clause_rules(clause: str) -> list[LabelRule]:

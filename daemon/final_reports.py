@@ -87,6 +87,7 @@ def take_final_report(
     session: Session,
     report: FinalReport,
     *,
+    derived: ReportLabel | None = None,
     labeller: Callable[[str], ReportLabel] = label_report,
     now: datetime | None = None,
 ) -> TakenReport:
@@ -94,6 +95,8 @@ def take_final_report(
 
     Args:
         report: what the message said.
+        derived: the text's label, when the caller made it before opening the
+            transaction (so no write lock waits on the labeller); else made here.
         labeller: the text's label and its evidence.
 
     Returns:
@@ -106,7 +109,7 @@ def take_final_report(
         return TakenReport(UNKNOWN_STUDY)
     now = now or utcnow()
     actor = f"report:{report.sending_application or 'unnamed'}"[:64]
-    derived = labeller(report.text)
+    derived = derived or labeller(report.text)
     label = FeedbackLabel(derived.label.value)
     existing = session.scalar(select(Feedback).where(Feedback.study_instance_uid == study_uid))
     if existing is not None and existing.source == FeedbackSource.READER:

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from chestaid.report_labels import ReportLabel, label_report
 from daemon import metrics
 from daemon.db.session import SessionFactory, writing
 from daemon.final_reports import TakenReport, take_final_report
@@ -68,7 +69,9 @@ class ReportListener:
         settings: ReportListenerSettings,
         sessions: SessionFactory,
         *,
-        take: Callable[[Any, FinalReport], TakenReport] = take_final_report,
+        take: Callable[[Any, FinalReport, ReportLabel | None], TakenReport] = (
+            lambda session, report, derived: take_final_report(session, report, derived=derived)
+        ),
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -218,9 +221,11 @@ class ReportListener:
         if allowed and report.sending_application not in allowed:
             why = f"sending application {report.sending_application!r} is not allowed"
             return self._answered(message, "AR", why, REJECTED, address)
+        # The text is labelled before the transaction opens: no write lock waits on it.
+        derived = label_report(report.text) if report.labels else None
         try:
             with writing(self.sessions) as session:
-                taken = self.take(session, report)
+                taken = self.take(session, report, derived)
         except SQLAlchemyError as exc:
             logger.error("HL7 report not stored", extra={"error": str(exc)})
             return self._answered(message, "AE", "not stored now; send again", ERROR, address)

@@ -171,7 +171,7 @@ def test_a_frame_beyond_the_limit_ends_the_connection(sessions: SessionFactory) 
 def test_a_database_that_cannot_take_the_report_answers_ae_so_it_is_sent_again(
     sessions: SessionFactory, scored: str
 ) -> None:
-    def unavailable(session: object, report: object) -> object:
+    def unavailable(session: object, report: object, derived: object) -> object:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
     settings = ReportListenerSettings.model_validate({"enabled": True, "port": free_port()})

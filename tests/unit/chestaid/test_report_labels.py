@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chestaid.report_labels import LabelRule, PneumoniaLabel, ReportLabel, label_report
+from chestaid.report_labels import (
+    MAX_CLAUSE_WORDS,
+    LabelRule,
+    PneumoniaLabel,
+    ReportLabel,
+    label_report,
+)
 from tests.report_corpus import CATEGORIES, HELDOUT, MAIN, agreement, read_corpus
 
 P = PneumoniaLabel.PNEUMONIA
@@ -265,3 +271,16 @@ def test_corpus_evidence_is_a_substring_of_its_report(path: Path) -> None:
         result = label_report(sentence.text)
         if result.evidence is not None:
             assert result.evidence in sentence.text, sentence.text
+
+
+def test_a_run_on_without_punctuation_reads_as_the_same_text_punctuated() -> None:
+    # A clause is read in pieces of at most MAX_CLAUSE_WORDS words (reading is quadratic
+    # in a clause's length); the pieces must not change what a long run-on says.
+    for phrase, label in (
+        ("no evidence of pneumonia", "no_pneumonia"),
+        ("pneumonia cannot be excluded", "indeterminate"),
+        ("right lower lobe pneumonia", "pneumonia"),
+    ):
+        run_on = " ".join([phrase] * (3 * MAX_CLAUSE_WORDS))
+        punctuated = ". ".join([phrase] * (3 * MAX_CLAUSE_WORDS)) + "."
+        assert label_report(run_on).label.value == label_report(punctuated).label.value == label
