@@ -30,8 +30,8 @@ def test_a_destination_without_a_kind_is_a_dicom_node(tmp_path: Path) -> None:
 
 
 def test_an_unknown_kind_is_refused_at_start_naming_the_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match=r"destinations\[0\]\.kind.*'hl7'"):
-        _load(tmp_path, DICOM_DESTINATION + "kind = 'hl7'\n")
+    with pytest.raises(ConfigurationError, match=r"destinations\[0\]\.kind.*'fax'"):
+        _load(tmp_path, DICOM_DESTINATION + "kind = 'fax'\n")
 
 
 def test_a_kind_without_a_transport_is_a_configuration_error() -> None:
