@@ -43,3 +43,22 @@ def test_labels_from_readers_and_from_reports_are_counted_and_shown_apart(
     assert 'data-field="by_reader">1<' in page and 'data-field="by_report">1<' in page
     assert 'data-field="source">final report<' in page
     assert f'<q class="evidence">{EVIDENCE}</q>' in page
+
+
+def test_the_dashboard_says_where_the_labels_came_from(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    site = Site.build(tmp_path, sessions)
+    admin = site.add_user("admin", UserRole.ADMIN)
+    served = site.context.serving.current().model_version  # the dashboard's model
+    reported = record_scored(
+        sessions, "2.1", logit=2.0, score=0.9, above=True, model_version=served
+    )
+    with writing(sessions) as s:
+        s.execute(
+            update(Study).where(Study.study_instance_uid == reported).values(accession_number="A2")
+        )
+        take_final_report(s, FinalReport("M2", "RIS", "H", "A2", "", "F", EVIDENCE))
+    browser, _ = site.browser(admin)
+    page = browser.get("/admin?period=all").text
+    assert '<p class="muted" id="dash-sources">0 from readers, 1 from final reports</p>' in page
