@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("upgrade", parents=[common], help="migrate the database to this version")
     db_sub.add_parser("current", parents=[common], help="show the schema revision")
 
-    sub.add_parser("status", parents=[common], help="jobs and deliveries by state")
+    sub.add_parser(
+        "status", parents=[common], help="the mode (live or shadow), jobs and deliveries by state"
+    )
 
     retry = _queue_commands(
         sub,

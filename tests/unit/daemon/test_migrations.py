@@ -131,3 +131,30 @@ def test_0006_will_not_go_down_while_not_assessable_results_exist(engine: Engine
     columns = {c["name"]: c for c in inspect(engine).get_columns("results")}
     assert "assessable" not in columns and "quarter_turns" not in columns
     assert columns["priority"]["nullable"] is False
+
+
+def test_0011_makes_earlier_results_live_and_goes_down_only_without_shadow_results(
+    engine: Engine,
+) -> None:
+    _downgrade(engine, "0005")
+    _scored_row_at_0005(engine)
+    upgrade(engine)
+    columns = {c["name"]: c for c in inspect(engine).get_columns("results")}
+    assert columns["shadow"]["nullable"] is False
+    with engine.connect() as connection:
+        # A result made before 0011 was made live (SQLite answers 0, PostgreSQL false).
+        assert bool(connection.execute(text("SELECT shadow FROM results")).scalar_one()) is False
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE results SET shadow = TRUE"))
+    with pytest.raises(SchemaError, match="1 results were made in shadow mode"):
+        _downgrade(engine, "0010")
+    assert current_revision(engine) == head_revision()
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE results SET shadow = FALSE"))
+    _downgrade(engine, "0010")
+    assert "shadow" not in {c["name"] for c in inspect(engine).get_columns("results")}
+    assert current_revision(engine) == "0010"
+    upgrade(engine)
+    assert current_revision(engine) == head_revision() == "0011"
