@@ -38,12 +38,15 @@ def err(text: str) -> None:
 
 
 def flat(group: dict[str, object]) -> dict[str, object]:
-    """A report group as one row: each rate as 'value [low, high]'."""
+    """A report group as one row: each rate as 'value [low, high]', and counts by kind
+    (the labels by source) as 'reader 3, report 2'."""
     row: dict[str, object] = {}
     for key, value in group.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "ci95" in value:
             lo, hi = value["ci95"]
             row[key] = fmt(value["value"]) + f" [{fmt(lo)}, {fmt(hi)}]"
+        elif isinstance(value, dict):
+            row[key] = ", ".join(f"{name} {count}" for name, count in value.items())
         else:
             row[key] = fmt(value) if isinstance(value, float) or value is None else value
     return row
