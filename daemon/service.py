@@ -6,6 +6,8 @@ separate processes against one database and a shared spool.
 
 Start order: database check, stores, model, sender, workers, then the SCP last, so
 nothing is accepted before it can be handled; READY=1 is sent to systemd after.
+In shadow mode (``[site] mode``) the sender does not start and workers create no
+deliveries: results are kept here and sent nowhere.
 Stop (SIGTERM): stop accepting associations and let those in flight finish, let
 each worker finish the job in hand and give back any claim, stop the sender after
 its round, stop the scheduler, close the database.
