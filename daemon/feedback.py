@@ -250,6 +250,8 @@ class LabelledCase:
     not_assessable_reason: str | None = None
     source: FeedbackSource = FeedbackSource.READER  # a reader's click, or the final report
     evidence: str | None = None  # the report's phrase that decided a label from a report
+    # The prediction was made in shadow mode (nothing was sent): see daemon.shadow.
+    shadow: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """As plain values (for CSV and JSON)."""
@@ -269,6 +271,7 @@ class LabelledCase:
             "comment": self.comment or "",
             "source": self.source.value,
             "evidence": self.evidence or "",
+            "shadow": self.shadow,
         }
 
 
@@ -339,6 +342,7 @@ def labelled_cases(session: Session, *, since: datetime | None = None) -> list[L
             not_assessable_reason=r.not_assessable_reason,
             source=f.source,
             evidence=f.evidence,
+            shadow=r.shadow,
         )
         for f, r in session.execute(query.order_by(Feedback.id)).all()
     ]

@@ -6,6 +6,8 @@ separate processes against one database and a shared spool.
 
 Start order: database check, stores, model, sender, workers, then the SCP last, so
 nothing is accepted before it can be handled; READY=1 is sent to systemd after.
+In shadow mode (``[site] mode``) the sender does not start and workers create no
+deliveries: results are kept here and sent nowhere.
 Stop (SIGTERM): stop accepting associations and let those in flight finish, let
 each worker finish the job in hand and give back any claim, stop the sender after
 its round, stop the scheduler, close the database.
@@ -122,7 +124,10 @@ class Service:
         if exported is not None and s.metrics.listen:
             # First: a port in use fails the start before any role runs.
             self._metrics = metrics.Listener(s.metrics, exported)
-        if "sender" in self.roles:
+        if "sender" in self.roles and s.site.shadow:
+            # Shadow mode sends nothing, not even deliveries left from a live period.
+            logger.warning("shadow mode: the sender does not start; nothing is sent")
+        elif "sender" in self.roles:
             self._sender = Sender(
                 sessions=sessions,
                 outbox=outbox,
@@ -147,6 +152,7 @@ class Service:
                     wakeup=self._work_waiting,
                     on_outputs=wake_sender,
                     intake_idle=intake.wait_idle if intake is not None else None,
+                    shadow=s.site.shadow,
                 )
                 thread = threading.Thread(
                     target=worker.run,
@@ -192,6 +198,7 @@ class Service:
                 "address": f"{s.node.host}:{s.node.port}",
                 "database": self.engine.url.render_as_string(hide_password=True),
                 "destinations": sorted(destinations),
+                "mode": s.site.mode,
             },
         )
         systemd.notify("READY=1", f"STATUS=serving roles {','.join(self.roles)}")

@@ -90,6 +90,29 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SiteSettings(_Section):
+    """How the site runs ChestAid: ``live``, or ``shadow`` for a silent trial period.
+
+    In shadow mode every received image is scored, its result stored (marked as made
+    in shadow), its Secondary Capture and SR built into the outbox (to inspect what
+    would have been sent) and monitoring runs as usual, but nothing is sent: no
+    delivery is created for any destination (DICOM, DICOMweb or HL7), and the sender
+    does not start. The worklist says "shadow", and the admin's report compares the
+    shadow results with the labels that arrive, so a site sees its own sensitivity and
+    specificity before going live.
+
+    Going live later sends only what is scored from then on: results made in shadow
+    never had deliveries, so the shadow period's backlog is never sent.
+    """
+
+    mode: Literal["live", "shadow"] = "live"
+
+    @property
+    def shadow(self) -> bool:
+        """Whether results are kept here and sent nowhere."""
+        return self.mode == "shadow"
+
+
 class NodeTLS(_Section):
     """TLS on the node's port: DICOM's non-downgrading BCP 195 profile (TLS 1.2 or later).
 
@@ -685,6 +708,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
+    site: SiteSettings = Field(default_factory=SiteSettings)
     node: NodeSettings = Field(default_factory=NodeSettings)
     allow: AllowSettings = Field(default_factory=AllowSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)

@@ -2,7 +2,8 @@
 
 Shared by the web pages and the JSON API; plain data out, no web types. An image
 ChestAid could not assess shows its reason instead of a score: its score, call and
-band are None here (the database keeps the score for audit only).
+band are None here (the database keeps the score for audit only). An image scored
+in shadow mode says so (``shadow``): its result was never sent.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class StudyImage:
     not_assessable_reason: str | None = None
     not_assessable_detail: str | None = None
     quarter_turns: int = 0  # turned upright by this many quarter turns before scoring
+    shadow: bool = False  # scored in shadow mode: kept here, sent nowhere
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def _image(instance: Instance, job: Job, result: Result | None) -> StudyImage:
         not_assessable_reason=result.not_assessable_reason if result else None,
         not_assessable_detail=result.not_assessable_detail if result else None,
         quarter_turns=result.quarter_turns if result else 0,
+        shadow=result.shadow if result else False,
     )
 
 

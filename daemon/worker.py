@@ -17,6 +17,11 @@ sentence, no priority band and no map; the score and logit are kept for audit on
 the PACS gets the "not assessed" SC and SR (see :mod:`daemon.outputs`); and one log
 line says so. An image the ML core turned upright before scoring is recorded with
 its quarter turns, and its map is turned back onto the image as received.
+
+In shadow mode (``[site] mode = "shadow"``) everything above happens except sending:
+the outputs are still written to the outbox, but the result is marked as made in
+shadow and no delivery is created, so nothing reaches any destination, now or after
+the site goes live.
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ class Worker:
         on_outputs: called after outputs are committed (wakes the sender).
         intake_idle: waits (up to the given seconds) until no association is
             receiving; scoring gives way to receiving that long before each job.
+        shadow: the site runs in shadow mode: results are marked so and no delivery
+            is created for any destination.
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class Worker:
         on_outputs: Callable[[], None] = lambda: None,
         intake_idle: Callable[[float], bool] | None = None,
         owner: str | None = None,
+        shadow: bool = False,
     ) -> None:
         self.sessions = sessions
         self.spool = spool
@@ -128,6 +136,7 @@ class Worker:
         self.on_outputs = on_outputs
         self.intake_idle = intake_idle
         self.owner = owner or queue.process_owner("worker")
+        self.shadow = shadow
 
     def run(self, stop: threading.Event) -> None:
         """Process jobs until ``stop`` is set; the job in hand is finished first."""
@@ -219,6 +228,7 @@ class Worker:
                 not_assessable=scored.not_assessable,
                 quarter_turns=turns,
                 band_names=scored.band_names,
+                shadow=self.shadow,
             )
         if not kept:
             logger.warning("lease lost before the result was recorded", extra=log)
@@ -245,10 +255,11 @@ class Worker:
                     "score": round(p.score, 6),
                     "priority": scored.priority,
                     **turned,
+                    **({"shadow": True} if self.shadow else {}),
                     "outputs": len(scored.outputs),
                 },
             )
-        if self.destinations:
+        if self.destinations and not self.shadow:
             self.on_outputs()
 
     def _retry(

@@ -407,6 +407,7 @@ def record_scored(
     not_assessable: str | None = None,
     requested_priority: str | None = None,
     quarter_turns: int = 0,
+    shadow: bool = False,
 ) -> str:
     """Record a received instance, in its own study, as scored; returns the study UID.
 
@@ -414,6 +415,7 @@ def record_scored(
     result when given; without them the result is like one scored before they existed.
     ``not_assessable`` (a reason code) records the image as not assessable instead: no
     band, never above the threshold, the detail :func:`not_assessable_detail`.
+    ``shadow`` records it as made in shadow mode.
     """
     from sqlalchemy import select
 
@@ -451,6 +453,7 @@ def record_scored(
             if not_assessable is None
             else queue.NotAssessable(not_assessable, not_assessable_detail(not_assessable)),
             quarter_turns=quarter_turns,
+            shadow=shadow,
             now=when,
         )
     return study

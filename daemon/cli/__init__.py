@@ -8,7 +8,7 @@
     chestaid-daemon worklist [--format table|json]
     chestaid-daemon study read STUDY_UID --user NAME
     chestaid-daemon feedback record STUDY_UID --label pneumonia|no_pneumonia|indeterminate --user NAME
-    chestaid-daemon feedback report [--since 30d] [--format table|csv|json] | feedback export
+    chestaid-daemon feedback report [--since 30d | --shadow] [--format table|csv|json] | feedback export
     chestaid-daemon audit [--since 30d]
     chestaid-daemon calibration fit [--min-cases 100] --user NAME | list | activate N | deactivate
     chestaid-daemon monitoring run | monitoring alerts

@@ -66,6 +66,8 @@ def db(settings: Settings, command: str) -> int:
 def status(settings: Settings) -> int:
     with database(settings, check=False) as sessions, reading(sessions) as session:
         report = {
+            # "shadow": scored and kept, nothing sent (``[site] mode``).
+            "mode": settings.site.mode,
             "jobs": queue.job_counts(session),
             "deliveries": queue.delivery_counts(session),
         }

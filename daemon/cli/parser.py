@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("upgrade", parents=[common], help="migrate the database to this version")
     db_sub.add_parser("current", parents=[common], help="show the schema revision")
 
-    sub.add_parser("status", parents=[common], help="jobs and deliveries by state")
+    sub.add_parser(
+        "status", parents=[common], help="the mode (live or shadow), jobs and deliveries by state"
+    )
 
     retry = _queue_commands(
         sub,
@@ -97,7 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep = fb_sub.add_parser(
         "report", parents=[common], help="how the model does on labelled studies"
     )
-    rep.add_argument("--since", type=since, default=None, help=SINCE_HELP)
+    # The shadow comparison always covers the whole shadow period: no --since with it.
+    span = rep.add_mutually_exclusive_group()
+    span.add_argument("--since", type=since, default=None, help=SINCE_HELP)
+    span.add_argument(
+        "--shadow",
+        action="store_true",
+        help="the shadow period instead: studies scored in shadow mode against their labels",
+    )
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
     exp = fb_sub.add_parser("export", parents=[common], help="every feedback with its prediction")
     exp.add_argument("--since", type=since, default=None, help=SINCE_HELP)

@@ -16,6 +16,7 @@ from daemon.db.session import reading, writing
 from daemon.feedback import export_rows, labelled_cases, mark_read, record_feedback, report
 from daemon.serving import Serving
 from daemon.settings import Settings
+from daemon.shadow import shadow_report
 from daemon.worklist import WorklistItem, worklist
 
 
@@ -130,6 +131,12 @@ def reading_command(settings: Settings, args: argparse.Namespace) -> int:
                     export_rows(session, cases, identified=args.identified, actor=args.user),
                     args.format,
                 )
+            elif args.shadow:
+                figures = shadow_report(session, mode=settings.site.mode).to_dict()
+                if args.format == "json":
+                    out(json.dumps(figures, indent=2))
+                else:
+                    emit([flat(figures)], "csv" if args.format == "csv" else "table")
             else:
                 groups = [g.to_dict() for g in report(labelled_cases(session, since=since))]
                 if args.format == "json":

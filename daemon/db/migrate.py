@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -44,16 +45,55 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _migrate(engine: Engine, step: Callable[[Config], None]) -> None:
+    """Run an Alembic command in one transaction on ``engine``.
+
+    On SQLite, a migration that changes a table copies it and drops the old one (batch
+    mode), which fails while foreign keys are enforced and other tables' rows refer to
+    it (feedback_changes to feedback, say): every site with history would fail to
+    upgrade. Enforcement is off for the migration, as SQLite's own procedure for
+    changing a table prescribes (set before the transaction: SQLite ignores the pragma
+    inside one), and the result is checked before the commit: a row left without its
+    parent fails the migration, which is rolled back.
+    """
+    config = alembic_config(engine)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw = conn.connection.dbapi_connection if sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                config.attributes["connection"] = conn
+                step(config)
+                if sqlite:
+                    orphans = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if orphans:
+                        raise SchemaError(
+                            f"the migration would leave {len(orphans)} rows without the row "
+                            f"they refer to (first: table {orphans[0][0]}); rolled back"
+                        )
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Migrate the database to ``revision``; returns (before, after)."""
     before = current_revision(engine)
-    config = alembic_config(engine)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    _migrate(engine, lambda config: command.upgrade(config, revision))
     after = current_revision(engine)
     logger.info("database migrated", extra={"from_revision": before, "to_revision": after})
     return before, after or ""
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database back to ``revision`` (a migration may refuse, saying why).
+
+    Raises:
+        SchemaError: a migration refused (data the older schema cannot hold).
+    """
+    _migrate(engine, lambda config: command.downgrade(config, revision))
 
 
 def check_schema(engine: Engine) -> str:

@@ -5,7 +5,8 @@ The way of one instance through the tables:
     instances  one row per received SOP instance (first copy wins), its spool file
     jobs       one per instance: queued -> running -> done | skipped | failed
     results    one per done job: logit, calibrated score, priority, versions; or the
-               image was not assessable (its reason, no priority, the score for audit)
+               image was not assessable (its reason, no priority, the score for audit);
+               whether it was made in shadow mode (then it has no deliveries)
     outputs    the objects a result produced (Secondary Capture, SR), in the outbox
     deliveries one per output per destination: pending -> sending -> delivered | dead
     studies    one per Study Instance UID: what the worklist sorts and shows, kept up to
@@ -36,6 +37,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -200,6 +202,9 @@ class Result(Base):
     image_std: Mapped[float | None] = mapped_column(Float)
     image_rows: Mapped[int | None] = mapped_column(Integer)
     image_cols: Mapped[int | None] = mapped_column(Integer)
+    # Made while the site ran in shadow mode (``[site] mode``): scored and kept, sent
+    # nowhere; no delivery was created for it, so going live never sends it.
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     job: Mapped[Job] = relationship(back_populates="result")
 

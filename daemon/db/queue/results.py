@@ -67,6 +67,7 @@ def complete_job(
     not_assessable: NotAssessable | None = None,
     quarter_turns: int = 0,
     band_names: Sequence[str] = DEFAULT_BAND_NAMES,
+    shadow: bool = False,
     now: datetime | None = None,
 ) -> bool:
     """Record a held job's result, its outputs and one delivery per output per destination.
@@ -84,6 +85,8 @@ def complete_job(
         quarter_turns: counter-clockwise quarter turns given to the image before scoring.
         band_names: the priority bands in use, highest first: the study's row is summed
             up again with its band's rank among them.
+        shadow: made in shadow mode: the result is marked so, its outputs are kept
+            and no delivery is created, whatever ``destinations`` says.
 
     Returns:
         False (nothing written) when the lease was lost to another worker.
@@ -120,10 +123,13 @@ def complete_job(
             image_std=None if image is None else image.std,
             image_rows=None if image is None else image.rows,
             image_cols=None if image is None else image.cols,
+            shadow=shadow,
         )
     )
     routes: Mapping[str, Collection[str]] = (
-        destinations
+        {}
+        if shadow
+        else destinations
         if isinstance(destinations, Mapping)
         else dict.fromkeys(destinations, frozenset(OutputKind))
     )

@@ -1,4 +1,5 @@
-"""The admin's figures: the feedback report and export, and the alerts that hold."""
+"""The admin's figures: the feedback report and export, the shadow period's report, and
+the alerts that hold."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from daemon import feedback, monitoring
+from daemon import feedback, monitoring, shadow
 from daemon.web.api.common import ERRORS, ApiAdmin, ApiUser, since_time
-from daemon.web.api.schemas import AlertOut, LabelledCaseOut, ReportGroupOut
+from daemon.web.api.schemas import AlertOut, LabelledCaseOut, ReportGroupOut, ShadowReportOut
 from daemon.web.database import Reading, Writing
+from daemon.web.security import context
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -27,6 +29,16 @@ def get_report(
     start = since_time(since)
     cases = feedback.labelled_cases(session, since=start)
     return [group.to_dict() for group in feedback.report(cases)]
+
+
+@router.get("/report/shadow", response_model=ShadowReportOut, responses=ERRORS)
+def get_shadow_report(request: Request, principal: ApiAdmin, session: Reading) -> dict[str, Any]:
+    """The shadow period against the labels (admin): every labelled study whose prediction
+    was made in shadow mode, the confusion at each prediction's threshold, sensitivity,
+    specificity, PPV and NPV with Wilson 95% intervals, and the labels by source. It
+    always covers the whole shadow period; ``mode`` is the site's mode now."""
+    mode = context(request).settings.site.mode
+    return shadow.shadow_report(session, mode=mode).to_dict()
 
 
 @router.get(

@@ -108,6 +108,10 @@ class WorklistPageOut(BaseModel):
     page: int = Field(description="this page's number, from 1")
     per_page: int
     pages: int
+    mode: Literal["live", "shadow"] = Field(
+        description='the site\'s mode: "shadow" while ChestAid runs silently (results are '
+        "scored and kept here, nothing is sent to PACS or RIS)"
+    )
 
 
 class ImageOut(FromDomain):
@@ -137,6 +141,10 @@ class ImageOut(FromDomain):
     quarter_turns: int = Field(
         description="quarter turns the image was given to score it upright (its heatmap is "
         "of the image as received)"
+    )
+    shadow: bool = Field(
+        default=False,
+        description="the result was made in shadow mode: kept here, never sent to PACS or RIS",
     )
 
 
@@ -225,6 +233,33 @@ class ReportGroupOut(BaseModel):
     ece: float | None = Field(description="expected calibration error on the labelled cases")
 
 
+class ShadowReportOut(BaseModel):
+    mode: Literal["live", "shadow"] = Field(description="the site's mode now")
+    results: int = Field(description="images scored in shadow mode")
+    studies: int = Field(description="studies with an image scored in shadow mode")
+    unlabelled: int = Field(description="of those studies, the ones with no label yet")
+    first_scored_at: datetime | None = Field(description="the shadow period's first result")
+    last_scored_at: datetime | None = Field(description="and its last")
+    feedback: int = Field(description="labelled studies whose prediction was made in shadow")
+    labelled: int = Field(
+        description="with a definite finding (indeterminate and not assessable left out)"
+    )
+    indeterminate: int
+    not_assessable: int
+    by_source: dict[str, int] = Field(
+        description="the labels by where they came from: a reader, or the final report"
+    )
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+    sensitivity: RateOut
+    specificity: RateOut
+    ppv: RateOut
+    npv: RateOut
+    ece: float | None = Field(description="expected calibration error on the labelled cases")
+
+
 class LabelledCaseOut(BaseModel):
     study_instance_uid: str
     label: FeedbackLabel
@@ -243,6 +278,7 @@ class LabelledCaseOut(BaseModel):
         description="reader: clicked here; report: from the final report"
     )
     evidence: str = Field(description="for a label from a report, the phrase that decided it")
+    shadow: bool = Field(default=False, description="the prediction was made in shadow mode")
     # Only in an identified export (admins, audited); absent otherwise.
     patient_name: str | None = None
     patient_id: str | None = None

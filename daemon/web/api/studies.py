@@ -66,6 +66,8 @@ def get_worklist(
 ) -> WorklistPageOut:
     """Open studies (scored, not read) in reading order, one page, with the total.
 
+    ``mode`` says whether the site runs live or in shadow (nothing sent to PACS or RIS).
+
     ``page`` and ``per_page`` (or ``limit`` and ``offset``) choose the page, at most
     500 rows; ``total`` counts every open study matching the filters.
     """
@@ -107,6 +109,7 @@ def get_worklist(
         page=start // size + 1,
         per_page=size,
         pages=view.pages,
+        mode=ctx.settings.site.mode,
     )
 
 

@@ -1,4 +1,4 @@
-"""The admin's feedback report and its CSV export."""
+"""The admin's feedback report (with the shadow period's) and its CSV export."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import logging
 
 from fastapi import APIRouter, Request, Response
 
-from daemon import audit, feedback, monitoring
+from daemon import audit, feedback, monitoring, shadow
 from daemon.db.models import utcnow
 from daemon.web.database import Reading, Writing
 from daemon.web.pages.common import PERIODS, Admin, period_start
 from daemon.web.rendering import render
+from daemon.web.security import context
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -20,16 +21,20 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 def feedback_report(
     request: Request, principal: Admin, session: Reading, period: str = "30d"
 ) -> Response:
-    """The feedback report for a period, and the latest feedback."""
+    """The feedback report for a period, the shadow period's report (whole, whatever the
+    period), and the latest feedback."""
     since = period_start(period, now=utcnow())
     cases = feedback.labelled_cases(session, since=since)
     outcomes = monitoring.outcome_counts(session, since=since)
     groups = [g.to_dict() for g in feedback.report(cases)]
+    trial = shadow.shadow_report(session, mode=context(request).settings.site.mode)
     return render(
         request,
         "feedback_report.html",
         groups=groups,
         outcomes=outcomes,
+        shadow=trial.to_dict(),
+        shadow_period=(trial.first_scored_at, trial.last_scored_at),
         cases=cases[-200:][::-1],
         period=period if period in PERIODS else "30d",
         periods=list(PERIODS),

@@ -4,13 +4,12 @@ PostgreSQL database."""
 from __future__ import annotations
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from daemon.db.migrate import alembic_config, current_revision, head_revision, upgrade
+from daemon.db.migrate import current_revision, downgrade, head_revision, upgrade
 from daemon.db.models import Base
 from daemon.errors import SchemaError
 
@@ -22,10 +21,7 @@ def test_the_migrated_schema_is_the_models_schema(engine: Engine) -> None:
 
 
 def test_every_migration_goes_down_to_the_start_and_up_again(engine: Engine) -> None:
-    config = alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "base")
+    downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     assert upgrade(engine)[1] == head_revision()
     assert {"users", "web_sessions", "login_attempts", "saved_analyses"} <= set(
@@ -34,10 +30,7 @@ def test_every_migration_goes_down_to_the_start_and_up_again(engine: Engine) -> 
 
 
 def _downgrade(engine: Engine, revision: str) -> None:
-    config = alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+    downgrade(engine, revision)
 
 
 def _scored_row_at_0005(engine: Engine) -> None:
@@ -147,7 +140,13 @@ def test_0010_keeps_earlier_labels_as_readers_and_will_not_drop_report_labels(
                 " '2026-11-24 12:00:00', '2026-11-24 12:00:00')"
             )
         )
-    upgrade(engine)
+        connection.execute(
+            text(
+                "INSERT INTO feedback_changes (id, feedback_id, changed_by, changed_at, new_label)"
+                " VALUES (1, 1, 'dr', '2026-11-24 12:00:00', 'pneumonia')"
+            )
+        )
+    upgrade(engine)  # feedback's rows are referred to by feedback_changes
     with engine.connect() as connection:
         row = connection.execute(text("SELECT source, evidence FROM feedback")).one()
     assert tuple(row) == ("reader", None)
@@ -163,3 +162,30 @@ def test_0010_keeps_earlier_labels_as_readers_and_will_not_drop_report_labels(
         connection.execute(text("UPDATE feedback SET source = 'reader'"))
     _downgrade(engine, "0009")
     assert "source" not in {c["name"] for c in inspect(engine).get_columns("feedback")}
+
+
+def test_0011_makes_earlier_results_live_and_goes_down_only_without_shadow_results(
+    engine: Engine,
+) -> None:
+    _downgrade(engine, "0005")
+    _scored_row_at_0005(engine)
+    upgrade(engine)
+    columns = {c["name"]: c for c in inspect(engine).get_columns("results")}
+    assert columns["shadow"]["nullable"] is False
+    with engine.connect() as connection:
+        # A result made before 0011 was made live (SQLite answers 0, PostgreSQL false).
+        assert bool(connection.execute(text("SELECT shadow FROM results")).scalar_one()) is False
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE results SET shadow = TRUE"))
+    with pytest.raises(SchemaError, match="1 results were made in shadow mode"):
+        _downgrade(engine, "0010")
+    assert current_revision(engine) == head_revision()
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE results SET shadow = FALSE"))
+    _downgrade(engine, "0010")
+    assert "shadow" not in {c["name"] for c in inspect(engine).get_columns("results")}
+    assert current_revision(engine) == "0010"
+    upgrade(engine)
+    assert current_revision(engine) == head_revision() == "0011"
