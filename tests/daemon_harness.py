@@ -107,7 +107,8 @@ class Daemon:
         base: dict[str, dict[str, Any]] = {
             "node": {"ae_title": self.ae_title, "host": "127.0.0.1", "port": self.port},
             "storage": {"var_dir": str(self.root / "var"), "min_free_mb": 0},
-            "worker": {"poll_seconds": 1.0},
+            # A study's report at once, unless a test of the settling asks otherwise.
+            "worker": {"poll_seconds": 1.0, "study_settle_seconds": 0.0},
             "sender": {
                 "poll_seconds": 1.0,
                 "backoff_initial_seconds": 0.5,
