@@ -143,6 +143,8 @@ def test_a_study_sent_in_two_associations_gets_one_report_and_an_update_only_whe
     replaced = second.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
     assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
     assert [_band(m) for m in ris.received] == ["MEDIUM", "URGENT"]
+    notes = [str(m.to_er7()).count("replaces ChestAid's earlier result") for m in ris.received]
+    assert notes == [0, 1]
 
     # A later image in the same band (even with a higher score): nothing more is sent.
     _send(urgent_too, daemon)

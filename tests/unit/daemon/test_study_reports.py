@@ -218,6 +218,8 @@ def test_a_later_image_that_raises_the_band_replaces_the_report_and_one_that_doe
     updated = read_triage_report(second)
     assert updated.band == "URGENT" and updated.suspected is True
     assert updated.image_sop_instance_uid == raising
+    assert updated.replaces == first.SOPInstanceUID
+    assert read_triage_report(first).replaces is None
     assert second.SeriesInstanceUID == first.SeriesInstanceUID
     assert second.SOPInstanceUID != first.SOPInstanceUID
     assert (first.InstanceNumber, second.InstanceNumber) == (1, 2)
