@@ -225,12 +225,14 @@ class Daemon:
             return list(conn.execute(text(sql), params).all())
 
     def terminal(self) -> bool:
-        """Whether every job is terminal and every delivery delivered or dead."""
+        """Whether every job is terminal, every study's report decided, and every delivery
+        delivered or dead."""
         rows = self.query(
             "SELECT (SELECT count(*) FROM jobs WHERE state IN ('queued','running')),"
-            " (SELECT count(*) FROM deliveries WHERE state IN ('pending','sending'))"
+            " (SELECT count(*) FROM deliveries WHERE state IN ('pending','sending')),"
+            " (SELECT count(*) FROM studies WHERE report_pending)"
         )
-        return rows[0][0] == 0 and rows[0][1] == 0
+        return rows[0] == (0, 0, 0)
 
 
 # storescu proposes uncompressed syntaxes unless told which compressed one to propose.
