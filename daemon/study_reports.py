@@ -131,9 +131,14 @@ class StudyReports:
         except ChestAidError as exc:
             # It will not build better later: the study's images and SCs stay; a person
             # sees the study on the worklist as always.
-            with writing(self.sessions) as session:
-                db.drop_report(session, plan=plan)
+            self._drop(plan)
             logger.error("study report cannot be built", extra={**log, "error": str(exc)})
+            return 0
+        except Exception:
+            # The boundary: an unexpected error is logged with its traceback, and the
+            # study not tried again and again on every round.
+            self._drop(plan)
+            logger.exception("study report raised an unexpected error", extra=log)
             return 0
         with writing(self.sessions) as session:
             kept = db.record_report(
@@ -153,6 +158,10 @@ class StudyReports:
             },
         )
         return 1
+
+    def _drop(self, plan: db.ReportPlan) -> None:
+        with writing(self.sessions) as session:
+            db.drop_report(session, plan=plan)
 
     def _build(self, plan: db.ReportPlan) -> queue.NewOutput:
         if plan.spool_name is None:

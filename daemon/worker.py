@@ -3,7 +3,7 @@
 A worker claims a queued job, reads the spooled file, and either skips it (not a
 frontal chest radiograph, or one of ChestAid's own outputs sent back), fails it with
 the reason (an image that cannot be decoded), or scores it: model input, calibrated
-score and Grad-CAM from one forward pass, a priority band, and two objects for the
+score and Grad-CAM from one forward pass, a priority band, and an object for the
 PACS (a Secondary Capture with the overlay, one per image). The objects are
 written durably to the outbox first; then the result, the outputs and one delivery
 per destination are committed in one transaction, and only if this worker still
@@ -188,7 +188,12 @@ class Worker:
 
     def issue_reports(self) -> int:
         """Issue the reports of the studies that have settled; returns how many."""
-        issued = self.reports.issue_due()
+        try:
+            issued = self.reports.issue_due()
+        except SQLAlchemyError as exc:
+            # The database is busy or gone for a moment: the studies stay pending.
+            logger.error("database error issuing study reports", extra={"error": str(exc)})
+            return 0
         if issued and self.destinations:
             self.on_outputs()
         return issued

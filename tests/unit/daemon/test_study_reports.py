@@ -316,3 +316,21 @@ def test_a_study_none_of_whose_images_was_assessed_gets_one_not_assessed_report(
     assert read.image_sop_instance_uid == first
     with writing(sessions) as s:
         assert all(j.state == JobState.DONE for j in s.scalars(select(Job)).all())
+
+
+def test_a_report_whose_image_is_gone_is_dropped_and_the_worker_goes_on(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    worker = _worker(tmp_path, sessions, model, settle=3600.0)
+    _receive(worker, sessions, rows=80)
+    _score_all(worker)
+    for spooled in (tmp_path / "spool").rglob("*.dcm"):
+        spooled.unlink()  # purged before the study settled
+    assert worker.reports.issue_due(now=utcnow() + timedelta(hours=2)) == 0
+    assert _reports(tmp_path, sessions) == []
+    assert not _study(sessions).report_pending  # not tried again on every round
+    _receive(worker, sessions, rows=160)
+    _score_all(worker)  # a later image still gets its study a report
+    assert worker.reports.issue_due(now=utcnow() + timedelta(hours=2)) == 1
+    (report,) = _reports(tmp_path, sessions)
+    assert read_triage_report(report).band == "URGENT"
