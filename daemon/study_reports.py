@@ -17,6 +17,7 @@ after a crash (the file written, the record not) is the same object.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
@@ -215,9 +216,12 @@ class StudyReports:
                 identity,
                 study=study,
             )
+        # A name of its own: two workers may build the same report at once, and the one
+        # whose record is refused removes its file, never the other's.
+        unique = uuid.uuid4().hex[:12]
         stored = self.outbox.write(
             encoded(ds),
-            name=self.outbox.new_name(stem=f"study-report-{plan.job_id}-{plan.revision}"),
+            name=self.outbox.new_name(stem=f"study-report-{plan.job_id}-{plan.revision}-{unique}"),
         )
         return queue.NewOutput(
             kind=OutputKind.STRUCTURED_REPORT,

@@ -334,3 +334,26 @@ def test_a_report_whose_image_is_gone_is_dropped_and_the_worker_goes_on(
     assert worker.reports.issue_due(now=utcnow() + timedelta(hours=2)) == 1
     (report,) = _reports(tmp_path, sessions)
     assert read_triage_report(report).band == "URGENT"
+
+
+def test_two_workers_building_one_report_record_it_once_each_in_its_own_file(
+    tmp_path: Path, sessions: SessionFactory, model: ActiveModel
+) -> None:
+    worker = _worker(tmp_path, sessions, model, settle=3600.0)
+    _receive(worker, sessions, rows=80)
+    _score_all(worker)
+    with writing(sessions) as s:
+        plan = db.plan_report(s, study_instance_uid=STUDY, band_names=NAMES)
+    assert plan is not None
+    mine, theirs = worker.reports._build(plan), worker.reports._build(plan)
+    # The same object, in two files: the loser removes its own file, never the winner's.
+    assert mine.sop_instance_uid == theirs.sop_instance_uid
+    assert mine.file_name != theirs.file_name
+    with writing(sessions) as s:
+        assert db.record_report(s, plan=plan, output=mine, destinations={"pacs": {"sr"}})
+    with writing(sessions) as s:
+        assert not db.record_report(s, plan=plan, output=theirs, destinations={"pacs": {"sr"}})
+    with writing(sessions) as s:
+        assert s.scalars(select(Output.file_name).where(Output.kind == "sr")).all() == [
+            mine.file_name
+        ]
