@@ -11,11 +11,18 @@ the same for the mean and the standard deviation of each decoded image (brightne
 and contrast), which do not depend on the model, so their reference is the site's
 first results that have them, whatever model scored them.
 
-Results ChestAid found "not assessable" (not a judgeable frontal chest radiograph)
-are left out of all of these (the report, the score drift and the image drift) and
-counted on their own: each window gives how many of its results were not assessable,
-their rate and their reasons, for the dashboard; a rising rate is a signal in itself
-(a modality sending inverted or blank images, another body part).
+Studies are counted, not images: a study's score is its deciding image's (the highest
+assessable frontal, see :mod:`daemon.db.studies`), so the score drift and the counts
+below take one result a study, the one that decided it; only the image statistics,
+which describe images and not calls, are taken per image.
+
+Studies ChestAid found "not assessable" (none of their images a judgeable frontal
+chest radiograph) are left out of all of these (the report, the score drift and the
+image drift) and counted on their own: each window gives how many of its studies were
+not assessable, their rate and their reasons, for the dashboard (the figures keep
+their names ``results`` and ``not_assessable_results``, and count studies); a rising
+rate is a signal in itself (a modality sending inverted or blank images, another body
+part).
 
 The queries of the monitoring tables (runs and alerts) are here too: the dashboard,
 the alert banner and the CLI ask this module for them.
@@ -40,6 +47,7 @@ from daemon.db.models import (
     MonitoringAlert,
     MonitoringRun,
     Result,
+    Study,
     utcnow,
 )
 from daemon.feedback import labelled_cases, summarise
@@ -57,7 +65,9 @@ IMAGE_STATISTICS = (
 
 @dataclass(frozen=True)
 class Outcomes:
-    """How many results a period has, and how many of them were not assessable, and why."""
+    """How many studies a period has, how many of them were not assessable, and why.
+
+    ``results`` counts studies (one deciding result each)."""
 
     results: int
     not_assessable: int
@@ -81,10 +91,12 @@ class Outcomes:
 def outcome_counts(
     session: Session, *, since: datetime | None = None, model_version: str | None = None
 ) -> Outcomes:
-    """The results recorded ``since`` (by one model, if given): how many, how many not
-    assessable, and those by reason."""
-    query = select(Result.assessable, Result.not_assessable_reason, func.count()).group_by(
-        Result.assessable, Result.not_assessable_reason
+    """The studies decided by a result recorded ``since`` (by one model, if given): how
+    many, how many not assessable (none of their images was), and those by reason."""
+    query = (
+        select(Result.assessable, Result.not_assessable_reason, func.count())
+        .join(Study, Study.result_id == Result.id)
+        .group_by(Result.assessable, Result.not_assessable_reason)
     )
     if since is not None:
         query = query.where(Result.scored_at >= since)
@@ -110,11 +122,14 @@ class Alert:
     message: str
 
 
-def _logits(
+def study_logits(
     session: Session, *, model_version: str, since: datetime | None, first: int | None
 ) -> np.ndarray:
-    query = select(Result.logit).where(
-        Result.model_version == model_version, Result.assessable.is_(True)
+    """The logits of the studies' deciding results (one a study), in scoring order."""
+    query = (
+        select(Result.logit)
+        .join(Study, Study.result_id == Result.id)
+        .where(Result.model_version == model_version, Result.assessable.is_(True))
     )
     if since is not None:
         query = query.where(Result.scored_at >= since)
@@ -214,10 +229,10 @@ def evaluate_window(
                 f"below the floor {settings.ppv_floor:.2f}",
             )
         )
-    reference = _logits(
+    reference = study_logits(
         session, model_version=model_version, since=None, first=settings.reference_studies
     )
-    current = _logits(session, model_version=model_version, since=since, first=None)
+    current = study_logits(session, model_version=model_version, since=since, first=None)
     psi = float("nan")
     if reference.size >= settings.reference_studies and current.size >= settings.min_window_results:
         psi = population_stability_index(reference, current)
@@ -238,7 +253,7 @@ def evaluate_window(
     figures = {
         **group,
         "window_days": window_days,
-        "scored": int(current.size),  # assessable results: those drift is measured on
+        "scored": int(current.size),  # assessable studies: those drift is measured on
         "psi": None if np.isnan(psi) else psi,
         **image_figures,
         **outcomes.to_dict(),
@@ -421,9 +436,12 @@ def psi_history(
 def daily_scores(
     session: Session, *, model_version: str, since: datetime | None
 ) -> list[tuple[date, list[float]]]:
-    """The calibrated scores of assessable results, by day (not-assessable ones have none)."""
-    query = select(Result.scored_at, Result.score).where(
-        Result.model_version == model_version, Result.assessable.is_(True)
+    """The calibrated scores of assessed studies (their deciding results), by day
+    (not-assessable ones have none)."""
+    query = (
+        select(Result.scored_at, Result.score)
+        .join(Study, Study.result_id == Result.id)
+        .where(Result.model_version == model_version, Result.assessable.is_(True))
     )
     if since is not None:
         query = query.where(Result.scored_at >= since)

@@ -1,12 +1,13 @@
-"""The objects a result sends to the PACS: built by the ML core, written to the outbox.
+"""The object each scored image sends to the PACS: built by the ML core, written to the outbox.
 
-A scored image gets the Secondary Capture with its Grad-CAM overlay and the SR with
-the finding; an image that was not assessable gets the "not assessed" variants: the
+A scored image gets the Secondary Capture with its Grad-CAM overlay (readers look at
+each image); an image that was not assessable gets the "not assessed" variant: the
 image alone with a burned-in NOT ASSESSED band (a visible object in the study, where
-readers look; a missing SC would read as "not yet processed"), and the SR saying
-why. Each object is written durably before its row is recorded; its UIDs derive from
-the job, its kind and the versions, so a job retried after a crash rewrites the same
-objects under the same names.
+readers look; a missing SC would read as "not yet processed"). The SR is the study's,
+issued once the study has settled (:mod:`daemon.study_reports`). Each object is
+written durably before its row is recorded; its UIDs derive from the job, its kind
+and the versions, so a job retried after a crash rewrites the same objects under the
+same names.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ from chestaid.dicom_outputs import (
     NotAssessedFinding,
     OutputIdentity,
     TriageFinding,
-    not_assessed_report,
     not_assessed_secondary_capture,
     secondary_capture,
-    structured_report,
 )
 from daemon.db import queue
 from daemon.db.models import OutputKind
@@ -48,7 +47,7 @@ def scored_outputs(
     finding: TriageFinding,
     settings: WorkerSettings,
 ) -> list[queue.NewOutput]:
-    """Write the SC (overlay and burned-in score) and the SR of a scored image.
+    """Write the SC (overlay and burned-in score) of a scored image.
 
     Args:
         cam: the Grad-CAM map over the image as received.
@@ -75,14 +74,6 @@ def scored_outputs(
             SC_SERIES_NUMBER,
             versions,
         ),
-        _write(
-            outbox,
-            claim,
-            OutputKind.STRUCTURED_REPORT,
-            lambda identity: structured_report(source, finding, identity),
-            SR_SERIES_NUMBER,
-            versions,
-        ),
     ]
 
 
@@ -95,8 +86,8 @@ def not_assessed_outputs(
     finding: NotAssessedFinding,
     settings: WorkerSettings,
 ) -> list[queue.NewOutput]:
-    """Write the SC (the image, no heat map, NOT ASSESSED band) and the SR of an image
-    that was not assessable.
+    """Write the SC (the image, no heat map, NOT ASSESSED band) of an image that was not
+    assessable.
 
     Raises:
         OutputError, ConfigurationError: the ML core cannot build an object.
@@ -114,18 +105,11 @@ def not_assessed_outputs(
             SC_SERIES_NUMBER,
             versions,
         ),
-        _write(
-            outbox,
-            claim,
-            OutputKind.STRUCTURED_REPORT,
-            lambda identity: not_assessed_report(source, finding, identity),
-            SR_SERIES_NUMBER,
-            versions,
-        ),
     ]
 
 
-def _encode(ds: Dataset) -> bytes:
+def encoded(ds: Dataset) -> bytes:
+    """A dataset as the bytes of a DICOM file (with its preamble and meta header)."""
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
@@ -154,7 +138,7 @@ def _write(
     )
     ds = build(identity)
     stored = outbox.write(
-        _encode(ds), name=outbox.new_name(stem=f"job-{claim.job_id}-{kind.value}")
+        encoded(ds), name=outbox.new_name(stem=f"job-{claim.job_id}-{kind.value}")
     )
     return queue.NewOutput(
         kind=kind,

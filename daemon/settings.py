@@ -251,6 +251,9 @@ class WorkerSettings(_Section):
     # (in-process SCP only), so a burst is received at full speed; 0 disables.
     yield_to_intake_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
     max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    # A study's report (its SR, and so its HL7 message) is issued once no image of the
+    # study has come for this long and none is waiting to be scored; 0 issues at once.
+    study_settle_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
     output_max_side: Annotated[int, Field(ge=128, le=8192)] = 1024
     overlay_alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.35
 

@@ -3,18 +3,20 @@
 A worker claims a queued job, reads the spooled file, and either skips it (not a
 frontal chest radiograph, or one of ChestAid's own outputs sent back), fails it with
 the reason (an image that cannot be decoded), or scores it: model input, calibrated
-score and Grad-CAM from one forward pass, a priority band, and two objects for the
-PACS (a Secondary Capture with the overlay and a Comprehensive SR). The objects are
+score and Grad-CAM from one forward pass, a priority band, and an object for the
+PACS (a Secondary Capture with the overlay, one per image). The objects are
 written durably to the outbox first; then the result, the outputs and one delivery
 per destination are committed in one transaction, and only if this worker still
 holds the job's lease, so a job reclaimed from a slow worker is never recorded twice.
+The SR is the study's: after each job, and while it waits for work, the worker issues
+the reports of studies that have settled (:mod:`daemon.study_reports`).
 The result keeps the Grad-CAM map (for the study page) and simple statistics of the
 decoded image (for label-free drift).
 
 When the ML core finds the image not assessable (not a judgeable frontal chest
 radiograph: its ``Prediction.assessment``), the result records the reason and its
 sentence, no priority band and no map; the score and logit are kept for audit only;
-the PACS gets the "not assessed" SC and SR (see :mod:`daemon.outputs`); and one log
+the PACS gets the "not assessed" SC (see :mod:`daemon.outputs`); and one log
 line says so. An image the ML core turned upright before scoring is recorded with
 its quarter turns, and its map is turned back onto the image as received.
 
@@ -50,6 +52,7 @@ from daemon.outputs import not_assessed_outputs, scored_outputs
 from daemon.serving import ActiveModel
 from daemon.settings import WorkerSettings
 from daemon.spool import FileStore
+from daemon.study_reports import StudyReports
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,15 @@ class Worker:
         self.intake_idle = intake_idle
         self.owner = owner or queue.process_owner("worker")
         self.shadow = shadow
+        self.reports = StudyReports(
+            sessions=sessions,
+            spool=spool,
+            outbox=outbox,
+            # In shadow mode a study's report is built, never sent.
+            destinations={} if shadow else self.destinations,
+            settle_seconds=settings.study_settle_seconds,
+            band_names=lambda: tuple(name for name, _ in self.model().bands.cutoffs),
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Process jobs until ``stop`` is set; the job in hand is finished first."""
@@ -158,7 +170,7 @@ class Worker:
                 logger.error("database error in the worker", extra={"error": str(exc)})
                 worked = False
             if not worked and not stop.is_set():  # a stop set just before the clear
-                self.wakeup.wait(self.settings.poll_seconds)
+                self.wakeup.wait(self._pause())
         try:
             with writing(self.sessions) as session:
                 released = queue.release_owned_jobs(session, owner=self.owner)
@@ -170,7 +182,8 @@ class Worker:
         logger.info("worker stopped", extra={"owner": self.owner, "released": released})
 
     def process_next(self) -> bool:
-        """Claim and process one job; False when there was none."""
+        """Claim and process one job, then issue the reports of settled studies; False
+        when there was no job."""
         with writing(self.sessions) as session:
             claim = queue.claim_job(
                 session,
@@ -178,10 +191,33 @@ class Worker:
                 lease_seconds=self.settings.lease_seconds,
                 max_attempts=self.settings.max_attempts,
             )
-        if claim is None:
-            return False
-        self.process(claim)
-        return True
+        if claim is not None:
+            self.process(claim)
+        self.issue_reports()
+        return claim is not None
+
+    def issue_reports(self) -> int:
+        """Issue the reports of the studies that have settled; returns how many."""
+        try:
+            issued = self.reports.issue_due()
+        except SQLAlchemyError as exc:
+            # The database is busy or gone for a moment: the studies stay pending.
+            logger.error("database error issuing study reports", extra={"error": str(exc)})
+            return 0
+        if issued and self.destinations and not self.shadow:
+            self.on_outputs()
+        return issued
+
+    def _pause(self) -> float:
+        """How long to wait for work: the poll interval, or less when a study settles
+        sooner (its report is due then)."""
+        try:
+            due_in = self.reports.seconds_to_next()
+        except SQLAlchemyError:
+            due_in = None
+        if due_in is None:
+            return self.settings.poll_seconds
+        return min(self.settings.poll_seconds, max(0.2, due_in))
 
     def process(self, claim: queue.Claim) -> None:
         """Score, skip or fail one claimed job and record the outcome."""

@@ -107,7 +107,8 @@ class Daemon:
         base: dict[str, dict[str, Any]] = {
             "node": {"ae_title": self.ae_title, "host": "127.0.0.1", "port": self.port},
             "storage": {"var_dir": str(self.root / "var"), "min_free_mb": 0},
-            "worker": {"poll_seconds": 1.0},
+            # A study's report at once, unless a test of the settling asks otherwise.
+            "worker": {"poll_seconds": 1.0, "study_settle_seconds": 0.0},
             "sender": {
                 "poll_seconds": 1.0,
                 "backoff_initial_seconds": 0.5,
@@ -224,12 +225,14 @@ class Daemon:
             return list(conn.execute(text(sql), params).all())
 
     def terminal(self) -> bool:
-        """Whether every job is terminal and every delivery delivered or dead."""
+        """Whether every job is terminal, every study's report decided, and every delivery
+        delivered or dead."""
         rows = self.query(
             "SELECT (SELECT count(*) FROM jobs WHERE state IN ('queued','running')),"
-            " (SELECT count(*) FROM deliveries WHERE state IN ('pending','sending'))"
+            " (SELECT count(*) FROM deliveries WHERE state IN ('pending','sending')),"
+            " (SELECT count(*) FROM studies WHERE report_pending)"
         )
-        return rows[0][0] == 0 and rows[0][1] == 0
+        return rows[0] == (0, 0, 0)
 
 
 # storescu proposes uncompressed syntaxes unless told which compressed one to propose.

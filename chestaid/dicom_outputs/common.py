@@ -13,6 +13,7 @@ from highdicom import ContributingEquipment
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pydicom.uid import ComprehensiveSRStorage
 from pydicom.valuerep import DT
 
 from chestaid import __version__
@@ -98,6 +99,69 @@ class NotAssessedFinding:
     model_version: str
     calibration_version: int
     quarter_turns: int = 0  # turned upright before it was found not assessable
+
+
+@dataclass(frozen=True)
+class ReplacedReport:
+    """An earlier ChestAid SR of a study that a new one replaces (its UIDs)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str = ComprehensiveSRStorage
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What a study-level report says of the study beyond its deciding image.
+
+    ``images`` counts the study's images that were scored, ``not_assessed`` those of
+    them that could not be assessed; ``replaces`` names the study's earlier report when
+    a later image raised the study's priority.
+    """
+
+    images: int
+    not_assessed: int = 0
+    replaces: ReplacedReport | None = None
+
+
+def study_texts(study: StudyContext) -> list[str]:
+    """The sentences a study-level report adds about its study."""
+    assessed = study.images - study.not_assessed
+    if assessed <= 0:
+        return [
+            f"Study result: none of the study's {study.images} scored "
+            f"image{'s' if study.images != 1 else ''} could be assessed; the image this "
+            "report references is the first of them."
+        ]
+    texts = [
+        "Study result: the highest calibrated score among the study's "
+        f"{assessed} assessed frontal image{'s' if assessed != 1 else ''} decides; "
+        "laterals and images For Processing are not scored. The image this report "
+        "references is the deciding one."
+    ]
+    if study.not_assessed:
+        texts.append(
+            f"{study.not_assessed} image{'s' if study.not_assessed != 1 else ''} of the "
+            "study could not be assessed and must be read by a radiologist."
+        )
+    if study.replaces is not None:
+        texts.append(
+            "This report replaces ChestAid's earlier report "
+            f"{study.replaces.sop_instance_uid} of this study: a later image raised the "
+            "study's priority."
+        )
+    return texts
+
+
+def predecessor(replaced: ReplacedReport) -> Dataset:
+    """The header of a replaced report, as highdicom takes a previous version."""
+    ds = Dataset()
+    ds.StudyInstanceUID = replaced.study_instance_uid
+    ds.SeriesInstanceUID = replaced.series_instance_uid
+    ds.SOPInstanceUID = replaced.sop_instance_uid
+    ds.SOPClassUID = replaced.sop_class_uid
+    return ds
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from chestaid.dicom_outputs.common import (
     PRESENCE_UNDETERMINED,
     NotAssessedFinding,
     OutputIdentity,
+    StudyContext,
     contributing_equipment,
     source_header,
+    study_texts,
     turned_upright_text,
 )
 from chestaid.dicom_outputs.secondary_capture import (
@@ -154,6 +156,7 @@ def not_assessed_report(
     identity: OutputIdentity,
     *,
     device_observer_uid: str | None = None,
+    study: StudyContext | None = None,
 ) -> Dataset:
     """Build the Comprehensive SR (TID 1500) saying ChestAid did NOT assess the image.
 
@@ -168,6 +171,8 @@ def not_assessed_report(
         finding: the reason the image was not assessed, and the versions.
         identity: Series and SOP Instance UIDs and numbers of the new object.
         device_observer_uid: as in :func:`structured_report`.
+        study: for a study-level report of a study none of whose images could be
+            assessed: the study's images, said in a further comment.
 
     Returns:
         The SR document, Explicit VR Little Endian, ready for ``save_as``.
@@ -196,7 +201,7 @@ def not_assessed_report(
         ],
         suspected=PRESENCE_UNDETERMINED,
         score=None,
-        comments=[comment],
+        comments=[comment, *([] if study is None else study_texts(study))],
     )
     return measurement_report_sr(
         header,

@@ -56,6 +56,8 @@ class ReportedTriage:
         algorithm_name: the algorithm's name.
         algorithm_version: the model's version.
         calibration_version: the calibration's version.
+        replaces: the SOP Instance UID of the earlier report of the study this one
+            replaces (its Predecessor Documents Sequence), or None.
     """
 
     study_instance_uid: str
@@ -73,6 +75,7 @@ class ReportedTriage:
     algorithm_name: str
     algorithm_version: str
     calibration_version: int
+    replaces: str | None = None
 
 
 def _items(sequence: object) -> Iterator[Dataset]:
@@ -169,4 +172,14 @@ def read_triage_report(report: Dataset) -> ReportedTriage:
         algorithm_name=name,
         algorithm_version=version,
         calibration_version=calibration,
+        replaces=_predecessor(report),
     )
+
+
+def _predecessor(report: Dataset) -> str | None:
+    """The first report named in the Predecessor Documents Sequence, or None."""
+    for study in report.get("PredecessorDocumentsSequence") or ():
+        for series in study.get("ReferencedSeriesSequence") or ():
+            for instance in series.get("ReferencedSOPSequence") or ():
+                return str(instance.ReferencedSOPInstanceUID)
+    return None

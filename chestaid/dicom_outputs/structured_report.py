@@ -46,10 +46,13 @@ from chestaid.dicom_outputs.common import (
     TRACKING_IDENTIFIER,
     YES,
     OutputIdentity,
+    StudyContext,
     TriageFinding,
     check_finding,
     contributing_equipment,
+    predecessor,
     source_header,
+    study_texts,
     turned_upright_text,
 )
 from chestaid.display import score_pair_text
@@ -64,6 +67,7 @@ def structured_report(
     identity: OutputIdentity,
     *,
     device_observer_uid: str | None = None,
+    study: StudyContext | None = None,
 ) -> Dataset:
     """Build the Comprehensive SR (TID 1500 Measurement Report) for the source's study.
 
@@ -84,6 +88,9 @@ def structured_report(
         identity: Series and SOP Instance UIDs and numbers of the new object.
         device_observer_uid: the UID naming this ChestAid installation as observer;
             by default one derived from the product name.
+        study: for a study-level report (the source is the study's deciding image):
+            the study's images, said in further comments, and the earlier report it
+            replaces, if any (its Predecessor Documents Sequence).
 
     Returns:
         The SR document, Explicit VR Little Endian, ready for ``save_as``.
@@ -98,6 +105,8 @@ def structured_report(
     comments = [_report_comment(finding)]
     if turned is not None:
         comments.append(f"{turned}: the image was received on its side.")
+    if study is not None:
+        comments.extend(study_texts(study))
     group = measurement_group(
         header,
         identity,
@@ -120,6 +129,7 @@ def structured_report(
             finding.model_version, finding.calibration_version, SCORED_CONTRIBUTION
         ),
         device_observer_uid=device_observer_uid,
+        replaces=None if study is None or study.replaces is None else [predecessor(study.replaces)],
     )
 
 
@@ -194,8 +204,10 @@ def measurement_report_sr(
     *,
     equipment: ContributingEquipment,
     device_observer_uid: str | None,
+    replaces: Sequence[Dataset] | None = None,
 ) -> Dataset:
-    """A TID 1500 Measurement Report of one measurement group, as a Comprehensive SR."""
+    """A TID 1500 Measurement Report of one measurement group, as a Comprehensive SR
+    (``replaces``: headers of the earlier reports it replaces)."""
     observer_uid = device_observer_uid or str(generate_uid(entropy_srcs=[MODEL_NAME, "device"]))
     try:
         report = MeasurementReport(
@@ -229,6 +241,7 @@ def measurement_report_sr(
             series_description=SR_SERIES_DESCRIPTION,
             manufacturer_model_name=MODEL_NAME,
             software_versions=__version__,
+            previous_versions=list(replaces) if replaces else None,
         )
     except REFUSALS as exc:
         raise OutputError(f"highdicom refused the structured report: {exc}") from exc

@@ -312,6 +312,18 @@ class Study(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_reason: Mapped[str | None] = mapped_column(String(32))
     closed_by: Mapped[str | None] = mapped_column(String(64))
+    # The study's own report (one SR for the study, see daemon.study_reports): whether
+    # an image scored since the last decision may change it, how many were issued, and
+    # what the last one said (its deciding result, band and flag; band None: the study
+    # was reported not assessed).
+    report_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
+    report_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reported_result_id: Mapped[int | None] = mapped_column(Integer)
+    reported_band: Mapped[str | None] = mapped_column(String(16))
+    reported_above: Mapped[bool | None] = mapped_column(Boolean)
+    reported_sop_instance_uid: Mapped[str | None] = mapped_column(String(UID_LENGTH))
 
 
 class Output(Base):

@@ -182,7 +182,8 @@ def summarise_images(rows: Sequence[tuple[Instance, Result]]) -> ImagesSummary:
     )
 
 
-def _scored_images(session: Session, study_instance_uid: str) -> Sequence[Row[Instance, Result]]:
+def scored_images(session: Session, study_instance_uid: str) -> Sequence[Row[Instance, Result]]:
+    """The study's scored images: (instance, result) of each done job."""
     return session.execute(
         select(Instance, Result)
         .join(Job, Job.instance_id == Instance.id)
@@ -197,7 +198,8 @@ def refresh_study(
     study_instance_uid: str,
     band_names: Sequence[str] = DEFAULT_BAND_NAMES,
 ) -> Study | None:
-    """Sum up the study's scored images onto its row (created when missing).
+    """Sum up the study's scored images onto its row (created when missing), and mark
+    its report pending (see :mod:`daemon.db.study_reports`).
 
     The row is locked first, so that a worker scoring another image of the study at the
     same moment sums up after this one commits, seeing both results.
@@ -206,7 +208,7 @@ def refresh_study(
         The row, or None when the study has no scored image.
     """
     study = session.scalar(_locking(study_instance_uid))
-    rows = _scored_images(session, study_instance_uid)
+    rows = scored_images(session, study_instance_uid)
     if not rows:
         return None
     if study is None:  # a study received before the table kept one
@@ -215,7 +217,7 @@ def refresh_study(
             study_instance_uid=study_instance_uid,
             now=min(instance.received_at for instance, _ in rows),
         )
-        rows = _scored_images(session, study_instance_uid)  # again, under the lock
+        rows = scored_images(session, study_instance_uid)  # again, under the lock
     summary = summarise_images(rows)
     best, lead, first_unjudged = summary.best, summary.lead, summary.first_unjudged
     priority = summary.requested_priority
@@ -250,6 +252,8 @@ def refresh_study(
     study.model_version = lead.model_version
     study.calibration_version = lead.calibration_version
     study.listed = study.closed_at is None
+    # An image was scored: the study's report is looked at again once it settles.
+    study.report_pending = True
     session.flush()
     return study
 

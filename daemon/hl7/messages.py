@@ -25,7 +25,8 @@ read back from it by :func:`chestaid.dicom_outputs.read_back.read_triage_report`
 - OBR: OBR-3 and OBR-18 the accession number (where RIS vendors look for it), OBR-4
   ChestAid's triage service, OBR-7 when the SR was made, OBR-25 ``P``: a preliminary
   result, never final, since no reader has verified it.
-- NTE: "Triage support, not a diagnosis; ..." (and, for an image not assessed, why).
+- NTE: "Triage support, not a diagnosis; ..." (and, for an image not assessed, why;
+  for a report replacing an earlier one of the study, that it does).
 - TQ1 (only when the priority is raised): TQ1-9 ``S^STAT^HL70485``.
 - OBX (each status ``P``): the priority band (ST), the calibrated probability of
   pneumonia (NM, unit ``{ratio}``), the triage flag (CWE, Y/N of table 0136), the Study
@@ -63,6 +64,10 @@ ALGORITHM_VERSION = ("111003", "Algorithm Version", "DCM")
 CALIBRATION_VERSION = ("CALIBRATION-VERSION", "Calibration version", SCHEME)
 NOT_ASSESSED_BAND = "NOT ASSESSED"
 NOTE = f"{DISCLAIMER}; the image must be read by a qualified reader."
+REPLACES_NOTE = (
+    "This result replaces ChestAid's earlier result for this study: a later image raised "
+    "the study's priority."
+)
 
 
 class MessageError(DeliveryError):
@@ -204,6 +209,8 @@ def triage_result(
         notes = [NOTE]
         if report.not_assessable_reason is not None:
             notes.insert(0, f"Image not assessed by ChestAid: {report.not_assessable_reason}.")
+        if report.replaces is not None:
+            notes.insert(0, REPLACES_NOTE)
         for index, text in enumerate(notes, start=1):
             nte = order.add_segment("NTE")
             nte.nte_1 = str(index)

@@ -1,7 +1,8 @@
-"""The HL7 transport: each result to the RIS as an ORU^R01 over MLLP, acknowledgements read.
+"""The HL7 transport: each study report to the RIS as an ORU^R01 over MLLP, acknowledgements read.
 
-A destination of kind ``hl7`` is sent the SR of every result (never the Secondary
-Capture); the transport reads the SR back (:mod:`chestaid.dicom_outputs.read_back`),
+A destination of kind ``hl7`` is sent every study's SR (one a study, and a replacing
+one when a later image raised the study's priority; never the Secondary Captures);
+the transport reads the SR back (:mod:`chestaid.dicom_outputs.read_back`),
 makes the message (:mod:`daemon.hl7.messages`) and sends it over one MLLP connection
 per round, optionally in TLS (the destination's ``tls`` table, as for DICOM). The
 receiver's application acknowledgement decides the outcome:

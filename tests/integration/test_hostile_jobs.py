@@ -82,6 +82,15 @@ def _outputs_valid(daemon: Daemon, uid: str) -> int:
     return len(names)
 
 
+def _reported(daemon: Daemon) -> None:
+    """Wait until every scored study's report is decided (its SR comes after its job)."""
+    wait_until(
+        lambda: daemon.query("SELECT count(*) FROM studies WHERE report_pending") == [(0,)],
+        timeout=60,
+        what="the studies' reports",
+    )
+
+
 @pytest.fixture
 def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
     scp = StoreSCP(tmp_path / "pacs").start()
@@ -124,6 +133,7 @@ def test_an_unwritable_outbox_is_waited_out_and_the_job_then_scored(
         assert "SpoolError" in reason
         outbox.mend()
         _until(daemon, uid, "done")
+        _reported(daemon)
         assert _outputs_valid(daemon, uid) == 2
         wait_until(lambda: len(pacs.files()) == 2, timeout=60, what="outputs at the PACS")
         assert "job will be retried" in daemon.logs()
@@ -176,6 +186,7 @@ def test_a_failed_job_is_queued_again_by_the_command_or_by_sending_its_image_aga
         assert "Received Store Response (Success)" in again.stdout + again.stderr
         _until(daemon, by_sending, "done")
         assert "its failed job queued again" in daemon.logs()
+        _reported(daemon)
         assert _outputs_valid(daemon, by_sending) == 2
 
         # An instance scored already stays a duplicate: the first copy and result kept.
@@ -212,6 +223,7 @@ def test_an_image_for_processing_is_received_and_skipped_with_no_outputs(
             assert "For Processing" in _job(daemon, uids[name])[3]
             assert _outputs_valid(daemon, uids[name]) == 0
         _until(daemon, uids["presented"], "done")
+        _reported(daemon)
         assert _outputs_valid(daemon, uids["presented"]) == 2
         assert daemon.query("SELECT count(*) FROM results") == [(1,)]
     finally:

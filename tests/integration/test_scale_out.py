@@ -221,7 +221,14 @@ def test_roles_in_separate_processes_share_one_database_and_spool(
             " JOIN deliveries d ON d.output_id = o.id"
         )
         outputs = scp.query("SELECT sop_instance_uid FROM outputs")
-        assert len(outputs) == 2 * 2 * STUDIES  # a Secondary Capture and an SR per image
+        kinds = Counter(kind for (kind,) in scp.query("SELECT kind FROM outputs"))
+        assert kinds["sc"] == 2 * STUDIES  # a Secondary Capture per image
+        # An SR per study, and a replacing one where its second image raised its band
+        # (the two associations race): each study's last report states its band.
+        reported = scp.query("SELECT report_revision, reported_band, band FROM studies")
+        assert kinds["sr"] == sum(revision for revision, _, _ in reported)
+        assert all(1 <= revision <= 2 for revision, _, _ in reported)
+        assert all(said == band for _, said, band in reported)
         assert Counter(uid for uid, _, _ in deliveries) == Counter(uid for (uid,) in outputs)
         assert {state for _, state, _ in deliveries} == {"delivered"}
         at_pacs = Counter(

@@ -188,4 +188,4 @@ def test_0011_makes_earlier_results_live_and_goes_down_only_without_shadow_resul
     assert "shadow" not in {c["name"] for c in inspect(engine).get_columns("results")}
     assert current_revision(engine) == "0010"
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0011"
+    assert current_revision(engine) == head_revision()

@@ -15,7 +15,7 @@ from daemon.db.models import FeedbackLabel, MonitoringRun, utcnow
 from daemon.db.session import SessionFactory, writing
 from daemon.feedback import labelled_cases, record_feedback, report
 from daemon.heatmaps import ImageStatistics
-from daemon.monitoring import outcome_counts, run_monitoring
+from daemon.monitoring import outcome_counts, run_monitoring, study_logits
 from daemon.recalibration import RecalibrationError, fit_local_calibration
 from daemon.settings import MonitoringSettings
 from tests.daemon_harness import record_scored
@@ -129,3 +129,27 @@ def test_recalibration_never_fits_on_not_assessable_results(sessions: SessionFac
             min_cases=100,
             user="admin",
         )
+
+
+def test_monitoring_counts_studies_by_their_deciding_image(sessions: SessionFactory) -> None:
+    # One study of three images: a not-assessable one, a low and a high frontal. It is
+    # one study, assessed, decided by its highest frontal: one logit, no unjudged study.
+    when = NOW - timedelta(days=1)
+    for uid, logit, unjudged in (("3.1", 8.0, "noise"), ("3.2", -2.0, None), ("3.3", 1.5, None)):
+        record_scored(
+            sessions,
+            uid,
+            logit=logit,
+            score=float(sigmoid(logit)),
+            above=logit > 0,
+            when=when,
+            study_uid="study-3",
+            not_assessable=unjudged,
+        )
+    _study(sessions, "4.1", 0.0, not_assessable="featureless")  # a study none of whose images was
+    with writing(sessions) as s:
+        outcomes = outcome_counts(s)
+        logits = study_logits(s, model_version="m", since=None, first=None)
+    assert (outcomes.results, outcomes.not_assessable) == (2, 1)
+    assert outcomes.reasons == {"featureless": 1}
+    assert logits.tolist() == [1.5]

@@ -87,7 +87,8 @@ def _worker(
         outbox=FileStore(tmp_path / "outbox"),
         model=lambda: model,
         destinations={"pacs": frozenset({"sc", "sr"}), "ris": frozenset({"sr"})},
-        settings=WorkerSettings(poll_seconds=0.5, max_attempts=2),
+        # A study's SR is issued as soon as its image is scored (no settle wait).
+        settings=WorkerSettings(poll_seconds=0.5, max_attempts=2, study_settle_seconds=0),
         owner="host:1:worker:test",
         shadow=shadow,
     )

@@ -164,11 +164,11 @@ def test_the_dashboard_and_feedback_report_show_the_not_assessed_rate(
     dashboard = browser.get("/admin").text
     card = dashboard[dashboard.index('id="dash-not-assessed"') :]
     card = card[: card.index("</div>")]
-    assert "33.3 %" in card and "1 of 3 images" in card and "featureless 1" in card
+    assert "33.3 %" in card and "1 of 3 studies" in card and "featureless 1" in card
     page = browser.get("/admin/feedback").text
     line = page[page.index('id="not-assessed-rate"') :]
     line = line[: line.index("</p>")]
-    assert "<strong>1</strong> of 3 images (33.3 %)" in line and "featureless 1" in line
+    assert "<strong>1</strong> of 3 studies (33.3 %)" in line and "featureless 1" in line
     assert 'data-field="not_assessable">1<' in page
     assert "NOT ASSESSED: featureless" in page  # the latest feedback shows no score for it
 

@@ -67,7 +67,8 @@ def _worker(
         outbox=FileStore(tmp_path / "outbox", min_free_bytes=outbox_free),
         model=lambda: model,
         destinations=["pacs", "archive"],
-        settings=settings or WorkerSettings(poll_seconds=0.5, max_attempts=2),
+        settings=settings
+        or WorkerSettings(poll_seconds=0.5, max_attempts=2, study_settle_seconds=0),
         on_outputs=(on_outputs.set if on_outputs is not None else lambda: None),
         owner="host:1:worker:test",
     )
