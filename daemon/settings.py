@@ -348,7 +348,7 @@ class Destination(_Section):
 class Hl7Destination(_Section):
     """A RIS (or the interface engine before it) that receives each result as HL7 v2.
 
-    One ORU^R01 per scored image, over MLLP, made from the SR (see
+    One ORU^R01 per study report, over MLLP, made from the SR (see
     :mod:`daemon.hl7.messages`); the Secondary Capture is not sent. ``raising_bands``
     are the priority bands for which the message asks for STAT (TQ1-9); by default
     URGENT, the top one of the default bands. Other bands ask for nothing, so an
