@@ -22,8 +22,6 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     FilePath,
     StringConstraints,
@@ -39,19 +37,43 @@ from pydantic_settings import (
 
 from chestaid.calibration.guardrails import HARD_FLOORS
 from chestaid.errors import ConfigurationError
+from daemon.settings.base import AETitle, Port, Seconds, Section, is_loopback, valid_networks
+from daemon.settings.destinations import (
+    AUTH_TYPES,
+    DESTINATION_KINDS,
+    EVERY_OUTPUT,
+    AnyDestination,
+    BasicAuth,
+    BearerAuth,
+    Destination,
+    DestinationName,
+    DestinationTLS,
+    DicomWebDestination,
+    Hl7Destination,
+    Hl7Name,
+)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "chestaid.toml"
-ENV_PREFIX = "CHESTAID_"
-
-# DICOM AE titles: 1-16 characters of the default character repertoire, no backslash,
-# not all spaces (PS3.5 6.2).
-AETitle = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=16, pattern=r"^[ -\[\]-~]+$"),
+__all__ = [
+    "AUTH_TYPES",
+    "DESTINATION_KINDS",
+    "EVERY_OUTPUT",
+    "AETitle",
+    "AnyDestination",
+    "BasicAuth",
+    "BearerAuth",
+    "Destination",
+    "DestinationName",
+    "DestinationTLS",
+    "DicomWebDestination",
+    "Hl7Destination",
+    "Hl7Name",
+    "Port",
+    "Seconds",
+    "Section",
 ]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "chestaid.toml"
+ENV_PREFIX = "CHESTAID_"
 
 VIEWER_FIELDS = frozenset({"study_instance_uid", "accession_number"})
 
@@ -76,21 +98,7 @@ def _viewer_template(value: str) -> str:
     return value
 
 
-def _networks(value: list[str]) -> list[str]:
-    """The list unchanged when every item is an address or CIDR network."""
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError as exc:
-            raise ValueError(f"{item!r} is not an address or CIDR network") from exc
-    return value
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SiteSettings(_Section):
+class SiteSettings(Section):
     """How the site runs ChestAid: ``live``, or ``shadow`` for a silent trial period.
 
     In shadow mode every received image is scored, its result stored (marked as made
@@ -113,7 +121,7 @@ class SiteSettings(_Section):
         return self.mode == "shadow"
 
 
-class NodeTLS(_Section):
+class NodeTLS(Section):
     """TLS on the node's port: DICOM's non-downgrading BCP 195 profile (TLS 1.2 or later).
 
     With ``client_ca_file`` a client's certificate is asked for and verified against
@@ -135,7 +143,7 @@ class NodeTLS(_Section):
         return self
 
 
-class NodeSettings(_Section):
+class NodeSettings(Section):
     """ChestAid's own DICOM node: where it listens and how patient it is."""
 
     ae_title: AETitle = "CHESTAID"
@@ -170,7 +178,7 @@ class NodeSettings(_Section):
         return max(1, self.max_associations // 2)
 
 
-class AllowSettings(_Section):
+class AllowSettings(Section):
     """Who may associate: calling AE titles (empty: any) and source networks."""
 
     calling_ae_titles: list[AETitle] = Field(default_factory=list)
@@ -179,7 +187,7 @@ class AllowSettings(_Section):
     @field_validator("networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
-        return _networks(value)
+        return valid_networks(value)
 
     @cached_property
     def parsed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -187,7 +195,7 @@ class AllowSettings(_Section):
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.networks)
 
 
-class StorageSettings(_Section):
+class StorageSettings(Section):
     """Where received images, outputs and the database live (relative to the working dir)."""
 
     var_dir: Path = Path("var")
@@ -216,7 +224,7 @@ class StorageSettings(_Section):
         return f"sqlite:///{self.var_dir / 'chestaid.db'}"
 
 
-class ModelSettings(_Section):
+class ModelSettings(Section):
     """The model bundle and how it runs."""
 
     bundle: Path | None = None  # default: the bundled model
@@ -230,7 +238,7 @@ class ModelSettings(_Section):
     runtime_cache: Path | None = None  # where OpenVINO may keep compiled networks
 
 
-class WorkerSettings(_Section):
+class WorkerSettings(Section):
     """Scoring workers: how many, how long a claim lasts, how often to look for work."""
 
     count: Annotated[int, Field(ge=1, le=64)] = 1
@@ -258,7 +266,7 @@ class WorkerSettings(_Section):
     overlay_alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.35
 
 
-class Band(_Section):
+class Band(Section):
     """A priority band: studies whose calibrated score is at least ``min_score``.
 
     ``min_score = "threshold"`` means the governed threshold of the active calibration.
@@ -279,7 +287,7 @@ def _default_bands() -> list[Band]:
     return [Band(name="URGENT", min_score="threshold"), Band(name="ROUTINE", min_score=0.0)]
 
 
-class PrioritySettings(_Section):
+class PrioritySettings(Section):
     """Priority bands, highest first. There must be one at the threshold and one at 0."""
 
     bands: list[Band] = Field(default_factory=_default_bands)
@@ -297,177 +305,7 @@ class PrioritySettings(_Section):
         return bands
 
 
-class DestinationTLS(_Section):
-    """TLS to a destination (TLS 1.2 or later); the destination's certificate is verified."""
-
-    ca_file: FilePath | None = None  # PEM; default: the system's trusted CAs
-    # This node's client certificate and key (PEM), for a destination that asks for one.
-    certificate: FilePath | None = None
-    key: FilePath | None = None
-    check_hostname: bool = True
-    server_name: str | None = None  # the name its certificate must carry; default: host
-
-    @model_validator(mode="after")
-    def _pair(self) -> DestinationTLS:
-        if (self.certificate is None) != (self.key is None):
-            raise ValueError("certificate and key go together")
-        return self
-
-
-# What a destination receives of a result: the Secondary Capture and the SR.
-EVERY_OUTPUT = frozenset({"sc", "sr"})
-DestinationName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
-# MSH-3 to MSH-6: an HD's namespace ID (HL7 v2.5.1 IS, at most 20 characters).
-Hl7Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=20, pattern=r"^[A-Za-z0-9_. -]*$")
-]
-
-
-class Destination(_Section):
-    """A DICOM node that receives ChestAid's outputs (usually the PACS) by C-STORE.
-
-    ``kind`` names the transport that delivers to it (:mod:`daemon.transports`); a
-    file without it means ``"dicom"``. Each kind is a model of its own
-    (:class:`DicomWebDestination` and :class:`Hl7Destination` beside this one), and
-    ``destinations`` a union of them discriminated by kind.
-    """
-
-    kind: Literal["dicom"] = "dicom"
-    name: DestinationName
-    ae_title: AETitle
-    host: str
-    port: Port
-    tls: DestinationTLS | None = None  # plain DICOM when absent
-
-    @property
-    def output_kinds(self) -> frozenset[str]:
-        """The outputs it is sent: both."""
-        return EVERY_OUTPUT
-
-
-class Hl7Destination(_Section):
-    """A RIS (or the interface engine before it) that receives each result as HL7 v2.
-
-    One ORU^R01 per study report, over MLLP, made from the SR (see
-    :mod:`daemon.hl7.messages`); the Secondary Capture is not sent. ``raising_bands``
-    are the priority bands for which the message asks for STAT (TQ1-9); by default
-    URGENT, the top one of the default bands. Other bands ask for nothing, so an
-    order's priority is never lowered.
-    """
-
-    kind: Literal["hl7"]
-    name: DestinationName
-    host: str
-    port: Port
-    tls: DestinationTLS | None = None  # plain MLLP when absent
-    sending_application: Hl7Name = "CHESTAID"
-    sending_facility: Hl7Name = ""
-    receiving_application: Hl7Name = ""
-    receiving_facility: Hl7Name = ""
-    processing_id: Literal["P", "T", "D"] = "P"  # production, training, debugging
-    # Must name priority bands (checked against [priority]); the default bands' top one.
-    raising_bands: list[str] = Field(default_factory=lambda: ["URGENT"])
-
-    @property
-    def output_kinds(self) -> frozenset[str]:
-        """The outputs it is sent: the SR, from which the message is made."""
-        return frozenset({"sr"})
-
-
-class BasicAuth(_Section):
-    """HTTP basic authentication; the password is the content of ``password_file``."""
-
-    type: Literal["basic"]
-    username: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^:]+$")]
-    password_file: FilePath
-
-
-class BearerAuth(_Section):
-    """A bearer token (``Authorization: Bearer ...``), the content of ``token_file``."""
-
-    type: Literal["bearer"]
-    token_file: FilePath
-
-
-class DicomWebDestination(_Section):
-    """A DICOMweb service that receives ChestAid's outputs by STOW-RS (a VNA, a cloud PACS).
-
-    ``url`` is the service's root, the part before ``/studies`` (for Orthanc,
-    ``http://host:8042/dicom-web``). Beyond loopback it must be ``https``: outputs carry
-    patient data and the credentials go with every request. ``allow_plain_http``
-    lifts that for a site whose network already protects the path (its own choice).
-    Over https the service's certificate is always verified (:mod:`daemon.tls`, TLS 1.2
-    or later), against ``tls.ca_file`` or the system's CAs.
-
-    Secrets are never written in this file: ``auth`` names a file holding the password
-    or token, readable by the daemon's user only. The file must exist at start; it is
-    read when each delivery round opens its session, so a replaced secret takes effect
-    without a restart, and an admin command run by another user (who cannot read it)
-    still loads these settings. An unreadable or empty file fails the round's
-    deliveries, retried, with an error naming the key.
-    """
-
-    kind: Literal["dicomweb"]
-    name: DestinationName
-    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-    auth: Annotated[BasicAuth | BearerAuth, Field(discriminator="type")] | None = None
-    tls: DestinationTLS | None = None  # https only; default: the system's CAs
-    allow_plain_http: bool = False
-    # Seconds to connect, and to wait for each answer; default: node.network_timeout.
-    timeout_seconds: Seconds | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _service_url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises on a port that is not a number in range
-        except ValueError as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
-        if parts.scheme.lower() not in ("http", "https"):
-            raise ValueError(f"the URL must be http or https, not {parts.scheme or 'relative'!r}")
-        if not parts.hostname:
-            raise ValueError("the URL names no host")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("credentials do not go in the URL; use the auth table")
-        if parts.query or parts.fragment:
-            raise ValueError("the service root takes no query or fragment")
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _protected_beyond_loopback(self) -> DicomWebDestination:
-        parts = urlsplit(self.url)
-        https = parts.scheme.lower() == "https"
-        if self.tls is not None and not https:
-            raise ValueError("tls needs an https url")
-        if not https and not self.allow_plain_http and not _is_loopback(parts.hostname or ""):
-            raise ValueError(
-                f"url is plain http to {parts.hostname}, which would carry patient data and "
-                "credentials in clear; use https (or set allow_plain_http = true where the "
-                "network protects the path)"
-            )
-        return self
-
-    @property
-    def https(self) -> bool:
-        """Whether the service is called over TLS."""
-        return urlsplit(self.url).scheme.lower() == "https"
-
-    @property
-    def output_kinds(self) -> frozenset[str]:
-        """The outputs it is sent: both."""
-        return EVERY_OUTPUT
-
-
-AUTH_TYPES = ("basic", "bearer")
-# The kinds of destination; a table without ``kind`` is a DICOM node.
-DESTINATION_KINDS = ("dicom", "dicomweb", "hl7")
-AnyDestination = Annotated[
-    Destination | DicomWebDestination | Hl7Destination, Field(discriminator="kind")
-]
-
-
-class SenderSettings(_Section):
+class SenderSettings(Section):
     """Delivery of outputs: retries with exponential backoff, then a dead letter."""
 
     calling_ae_title: AETitle | None = None  # default: node.ae_title
@@ -479,13 +317,13 @@ class SenderSettings(_Section):
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
 
 
-class SchedulerSettings(_Section):
+class SchedulerSettings(Section):
     """Periodic maintenance jobs."""
 
     queue_report_seconds: Seconds = 300.0
 
 
-class WorklistSettings(_Section):
+class WorklistSettings(Section):
     """The reading worklist."""
 
     # A study waiting longer than this goes to the top (oldest first), whatever its
@@ -502,7 +340,7 @@ class WorklistSettings(_Section):
     undo_minutes: Annotated[float, Field(ge=0, le=1440)] = 10.0
 
 
-class MonitoringSettings(_Section):
+class MonitoringSettings(Section):
     """The monitoring job: rolling windows, when to alert, where to send alerts."""
 
     interval_minutes: Annotated[float, Field(gt=0, le=10_080)] = 60.0
@@ -526,7 +364,7 @@ class MonitoringSettings(_Section):
     retention_days: Annotated[int, Field(ge=0, le=36_500)] = 30
 
 
-class CalibrationSettings(_Section):
+class CalibrationSettings(Section):
     """Local recalibration: the cases a fit needs, and the preview before activation.
 
     The minimums may be raised, never set below the hard floors of
@@ -540,7 +378,7 @@ class CalibrationSettings(_Section):
     preview_days: Annotated[int, Field(ge=1, le=365)] = 30
 
 
-class WebSettings(_Section):
+class WebSettings(Section):
     """The web interface and JSON API (the ``web`` role)."""
 
     host: str = "127.0.0.1"
@@ -584,7 +422,7 @@ class WebSettings(_Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
-        return _networks(value)
+        return valid_networks(value)
 
     @field_validator("viewer_url_template")
     @classmethod
@@ -622,15 +460,7 @@ class WebSettings(_Section):
         return self.tls_certificate is not None
 
 
-def _is_loopback(host: str) -> bool:
-    """Whether a listening address is on loopback (``localhost`` counts)."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-class ReportListenerSettings(_Section):
+class ReportListenerSettings(Section):
     """The HL7 listener (role ``hl7``) that takes final reports from the RIS over MLLP.
 
     Off unless enabled. Only senders from ``networks`` may connect, and, when
@@ -651,7 +481,7 @@ class ReportListenerSettings(_Section):
     @field_validator("networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
-        return _networks(value)
+        return valid_networks(value)
 
     @cached_property
     def parsed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -659,7 +489,7 @@ class ReportListenerSettings(_Section):
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.networks)
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """Prometheus metrics: ``/metrics`` on the web role, and each process's own listener.
 
     ``/metrics`` on the web interface answers a signed-in admin, or a bearer token equal
@@ -688,7 +518,7 @@ class MetricsSettings(_Section):
             raise ValueError("tls_certificate and tls_key go together")
         if self.client_ca_file is not None and self.tls_certificate is None:
             raise ValueError("client_ca_file needs tls_certificate and tls_key")
-        if self.listen and not _is_loopback(self.host) and self.client_ca_file is None:
+        if self.listen and not is_loopback(self.host) and self.client_ca_file is None:
             raise ValueError(
                 f"a metrics listener on {self.host} needs mutual TLS (tls_certificate, "
                 "tls_key and client_ca_file), or keep host on loopback: it has no other "
@@ -697,7 +527,7 @@ class MetricsSettings(_Section):
         return self
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     """Logs go to standard error (the journal under systemd)."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
