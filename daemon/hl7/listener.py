@@ -19,7 +19,6 @@ patient is logged: the message's control ID and what became of it.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import socket
 import socketserver
@@ -145,17 +144,8 @@ class ReportListener:
 
     # -- one connection -----------------------------------------------------------------
 
-    def _allowed(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.settings.parsed_networks)
-
     def _serve(self, connection: socket.socket, address: str) -> None:
-        if not self._allowed(address):
+        if not self.settings.admits(address):
             logger.warning("HL7 connection refused: address not allowed", extra={"peer": address})
             connection.close()
             return

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import string
 import tomllib
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -37,7 +36,15 @@ from pydantic_settings import (
 
 from chestaid.calibration.guardrails import HARD_FLOORS
 from chestaid.errors import ConfigurationError
-from daemon.settings.base import AETitle, Port, Seconds, Section, is_loopback, valid_networks
+from daemon.settings.base import (
+    AETitle,
+    AllowedNetworks,
+    Port,
+    Seconds,
+    Section,
+    is_loopback,
+    valid_networks,
+)
 from daemon.settings.destinations import (
     AUTH_TYPES,
     DESTINATION_KINDS,
@@ -178,21 +185,10 @@ class NodeSettings(Section):
         return max(1, self.max_associations // 2)
 
 
-class AllowSettings(Section):
+class AllowSettings(AllowedNetworks):
     """Who may associate: calling AE titles (empty: any) and source networks."""
 
     calling_ae_titles: list[AETitle] = Field(default_factory=list)
-    networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
-
-    @field_validator("networks")
-    @classmethod
-    def _valid_networks(cls, value: list[str]) -> list[str]:
-        return valid_networks(value)
-
-    @cached_property
-    def parsed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        """The networks, parsed."""
-        return tuple(ipaddress.ip_network(n, strict=False) for n in self.networks)
 
 
 class StorageSettings(Section):
@@ -460,7 +456,7 @@ class WebSettings(Section):
         return self.tls_certificate is not None
 
 
-class ReportListenerSettings(Section):
+class ReportListenerSettings(AllowedNetworks):
     """The HL7 listener (role ``hl7``) that takes final reports from the RIS over MLLP.
 
     Off unless enabled. Only senders from ``networks`` may connect, and, when
@@ -471,22 +467,11 @@ class ReportListenerSettings(Section):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: Port = 2575
-    networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     sending_applications: list[Hl7Name] = Field(default_factory=list)
     tls: NodeTLS | None = None
     max_message_kb: Annotated[int, Field(ge=4, le=65_536)] = 1024
     max_connections: Annotated[int, Field(ge=1, le=1000)] = 16
     idle_timeout_seconds: Seconds = 300.0  # a connection that sends nothing this long is closed
-
-    @field_validator("networks")
-    @classmethod
-    def _valid_networks(cls, value: list[str]) -> list[str]:
-        return valid_networks(value)
-
-    @cached_property
-    def parsed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        """The networks, parsed."""
-        return tuple(ipaddress.ip_network(n, strict=False) for n in self.networks)
 
 
 class MetricsSettings(Section):
