@@ -28,17 +28,13 @@ from sqlalchemy import Exists, exists, select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import (
-    Delivery,
-    DeliveryState,
     Instance,
     Job,
     JobState,
-    Output,
-    OutputKind,
     Study,
     utcnow,
 )
-from daemon.db.queue.results import NewOutput
+from daemon.db.queue.results import NewOutput, record_output
 from daemon.db.studies import ImagesSummary, scored_images, summarise_images
 
 
@@ -238,29 +234,8 @@ def record_report(
     if study is None or (study.images, study.report_revision + 1) != (plan.images, plan.revision):
         return False
     now = now or utcnow()
-    row = Output(
-        job_id=plan.job_id,
-        kind=output.kind,
-        sop_class_uid=output.sop_class_uid,
-        sop_instance_uid=output.sop_instance_uid,
-        series_instance_uid=output.series_instance_uid,
-        file_name=output.file_name,
-        size_bytes=output.size_bytes,
-        created_at=now,
-    )
-    session.add(row)
-    for name, kinds in destinations.items():
-        if OutputKind.STRUCTURED_REPORT in kinds:
-            session.add(
-                Delivery(
-                    output=row,
-                    destination=name,
-                    state=DeliveryState.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
+    # One delivery to each destination that takes SRs (record_output routes by kind).
+    record_output(session, job_id=plan.job_id, output=output, routes=destinations, now=now)
     study.report_pending = False
     study.report_revision = plan.revision
     study.reported_result_id = plan.result_id

@@ -48,6 +48,41 @@ class NewOutput:
     size_bytes: int
 
 
+def record_output(
+    session: Session,
+    *,
+    job_id: int,
+    output: NewOutput,
+    routes: Mapping[str, Collection[str]],
+    now: datetime,
+) -> Output:
+    """Record an output in the outbox and one pending delivery to each destination
+    whose kinds (``routes``: name to the output kinds it takes) include it."""
+    row = Output(
+        job_id=job_id,
+        kind=output.kind,
+        sop_class_uid=output.sop_class_uid,
+        sop_instance_uid=output.sop_instance_uid,
+        series_instance_uid=output.series_instance_uid,
+        file_name=output.file_name,
+        size_bytes=output.size_bytes,
+        created_at=now,
+    )
+    session.add(row)
+    for name in (n for n, kinds in routes.items() if output.kind in kinds):
+        session.add(
+            Delivery(
+                output=row,
+                destination=name,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    return row
+
+
 def complete_job(
     session: Session,
     *,
@@ -134,28 +169,7 @@ def complete_job(
         else dict.fromkeys(destinations, frozenset(OutputKind))
     )
     for new in outputs:
-        output = Output(
-            job_id=job_id,
-            kind=new.kind,
-            sop_class_uid=new.sop_class_uid,
-            sop_instance_uid=new.sop_instance_uid,
-            series_instance_uid=new.series_instance_uid,
-            file_name=new.file_name,
-            size_bytes=new.size_bytes,
-            created_at=now,
-        )
-        session.add(output)
-        for name in (n for n, kinds in routes.items() if new.kind in kinds):
-            session.add(
-                Delivery(
-                    output=output,
-                    destination=name,
-                    state=DeliveryState.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
+        record_output(session, job_id=job_id, output=new, routes=routes, now=now)
     finish(job, JobState.DONE, None, now)
     session.flush()
     refresh_study(
