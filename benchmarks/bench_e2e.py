@@ -227,6 +227,23 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
+def knows_settling(tree: Path) -> bool:
+    """Whether a tree has ``worker.study_settle_seconds`` (one SR a study, once it settles)."""
+    code = (
+        "from daemon.settings import WorkerSettings;"
+        "print('study_settle_seconds' in WorkerSettings.model_fields)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        cwd=tree,  # not this tree's directory: ``-c`` puts the working directory first
+    ).stdout
+    return out.strip() == "True"
+
+
 def settings_of(tree: Path, config: Path) -> dict[str, object]:
     """The settings a tree's daemon reads from ``config`` (its defaults filled in), flat."""
     code = (
@@ -274,6 +291,9 @@ def run_tree(
             "logging": {"level": "WARNING"},
         },
         tree=tree,
+        # A tree with study reports sends each study's SR at once here, as a tree
+        # without them sends each image's: the burst compares work, not a settle wait.
+        settle_now=knows_settling(tree),
     )
     try:
         settings = settings_of(tree, daemon.config)

@@ -101,14 +101,19 @@ class Daemon:
     # The suite's daemons score with PyTorch as it is (choosing a runtime measures each
     # installed one at start); a benchmark runs the node's own default instead.
     pin_runtime: bool = True
+    # A study's report at once, unless a test of the settling asks otherwise; off for a
+    # tree that has no such setting (a benchmark's previous release).
+    settle_now: bool = True
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         base: dict[str, dict[str, Any]] = {
             "node": {"ae_title": self.ae_title, "host": "127.0.0.1", "port": self.port},
             "storage": {"var_dir": str(self.root / "var"), "min_free_mb": 0},
-            # A study's report at once, unless a test of the settling asks otherwise.
-            "worker": {"poll_seconds": 1.0, "study_settle_seconds": 0.0},
+            "worker": {
+                "poll_seconds": 1.0,
+                **({"study_settle_seconds": 0.0} if self.settle_now else {}),
+            },
             "sender": {
                 "poll_seconds": 1.0,
                 "backoff_initial_seconds": 0.5,
