@@ -102,7 +102,7 @@ class Daemon:
     # installed one at start); a benchmark runs the node's own default instead.
     pin_runtime: bool = True
     # A study's report at once, unless a test of the settling asks otherwise; off for a
-    # tree that has no such setting (a benchmark's previous release).
+    # tree that has no study reports at all (a benchmark's previous release).
     settle_now: bool = True
 
     def __post_init__(self) -> None:
@@ -232,10 +232,14 @@ class Daemon:
     def terminal(self) -> bool:
         """Whether every job is terminal, every study's report decided, and every delivery
         delivered or dead."""
+        # A tree without study reports (settle_now off) has no report_pending column.
+        pending_reports = (
+            "(SELECT count(*) FROM studies WHERE report_pending)" if self.settle_now else "0"
+        )
         rows = self.query(
             "SELECT (SELECT count(*) FROM jobs WHERE state IN ('queued','running')),"
             " (SELECT count(*) FROM deliveries WHERE state IN ('pending','sending')),"
-            " (SELECT count(*) FROM studies WHERE report_pending)"
+            f" {pending_reports}"
         )
         return rows[0] == (0, 0, 0)
 
