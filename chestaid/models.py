@@ -150,6 +150,117 @@ def _efficientnet_body(net: nn.Module) -> tuple[nn.Module, int]:
     return net.features, linear.in_features
 
 
+def _vgg_body(net: nn.Module) -> tuple[nn.Module, int]:
+    # The convolutional part, ending in its last pooling; the pooled-linear head replaces
+    # VGG's three dense layers, as for every backbone (what keeps Grad-CAM exact).
+    assert isinstance(net, _torchvision().models.VGG)
+    last = [m for m in net.features.modules() if isinstance(m, nn.Conv2d)][-1]
+    return net.features, last.out_channels
+
+
+_INCEPTION_LAYERS = [
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+]
+
+
+def _inception(**kwargs: Any) -> nn.Module:
+    # No auxiliary head (the pooled-linear head is the only one) and no ImageNet input
+    # transform (a grey model input is already normalised).
+    net: nn.Module = _torchvision().models.inception_v3(
+        aux_logits=False, transform_input=False, init_weights=True, **kwargs
+    )
+    return net
+
+
+def _inception_body(net: nn.Module) -> tuple[nn.Module, int]:
+    assert isinstance(net, _torchvision().models.Inception3)
+    body = nn.Sequential(OrderedDict((n, getattr(net, n)) for n in _INCEPTION_LAYERS))
+    return body, net.fc.in_features
+
+
+class _FeaturesOf(nn.Module):
+    """A timm network's ``forward_features`` (last map, after its activation) as a body."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net.forward_features(x)  # type: ignore[operator]
+        return out
+
+
+def _timm(name: str) -> Callable[..., nn.Module]:
+    """timm's ``name`` with its classifier and pooling removed; imported when first called."""
+
+    def build(weights: None = None) -> nn.Module:
+        try:
+            import timm
+        except ImportError as exc:
+            raise ModelError(
+                f"the {name} backbone needs timm: pip install 'chestaid[models]'"
+            ) from exc
+        net: nn.Module = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
+        return net
+
+    return build
+
+
+def _timm_body(net: nn.Module) -> tuple[nn.Module, int]:
+    return _FeaturesOf(net), int(net.num_features)  # type: ignore[arg-type]
+
+
+class SmallNet(nn.Module):
+    """A small network for training from scratch: four blocks of two 3x3 convolutions.
+
+    Each block doubles the channels (32 to 256) and halves the size; about 1.2 M
+    parameters, against DenseNet-121's 7 M. Its three-channel stem is made grey like
+    every other backbone's.
+    """
+
+    def __init__(self, weights: None = None, widths: tuple[int, ...] = (32, 64, 128, 256)) -> None:
+        super().__init__()
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        channels = 3
+        for i, width in enumerate(widths):
+            for j in range(2):
+                conv = nn.Conv2d(channels, width, 3, padding=1, bias=False)
+                layers["stem" if (i, j) == (0, 0) else f"conv{i}{j}"] = conv
+                layers[f"norm{i}{j}"] = nn.BatchNorm2d(width)
+                layers[f"relu{i}{j}"] = nn.ReLU(inplace=True)
+                channels = width
+            if i < len(widths) - 1:
+                layers[f"pool{i}"] = nn.MaxPool2d(2)
+        self.features = nn.Sequential(layers)
+        self.num_features = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.features(x)
+        return out
+
+
+def _small_body(net: nn.Module) -> tuple[nn.Module, int]:
+    assert isinstance(net, SmallNet)
+    return net.features, net.num_features
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
@@ -167,6 +278,11 @@ BACKBONES: dict[str, BackboneSpec] = {
             ("features", 0, 0),
             _efficientnet_body,
         ),
+        BackboneSpec("vgg16", _constructor("vgg16"), ("features", 0), _vgg_body),
+        BackboneSpec("vgg16_bn", _constructor("vgg16_bn"), ("features", 0), _vgg_body),
+        BackboneSpec("inception_v3", _inception, ("Conv2d_1a_3x3", "conv"), _inception_body),
+        BackboneSpec("xception", _timm("legacy_xception"), ("conv1",), _timm_body),
+        BackboneSpec("small_cnn", SmallNet, ("features", "stem"), _small_body),
     )
 }
 DEFAULT_ARCHITECTURE = "densenet121"

@@ -51,6 +51,16 @@ class TrainConfig:
     # with early stopping) or "last" (in-distribution validation saturates and does not
     # tell which epoch holds up elsewhere; with weight averaging the last is the mean).
     select: str = "best_validation"
+    # How images are dealt to the parts: "patient" (every patient's images in one part)
+    # or "image" (a random split by image, only to reproduce designs that split so).
+    split: str = "patient"
+    # Stop before an epoch that would take the run (resumed parts included) past this
+    # many minutes of training; None for no limit.
+    max_minutes: float | None = None
+    # Train only the linear head on a frozen body (e.g. one loaded with ``init_from``).
+    freeze_body: bool = False
+    # A bundle whose body weights start this run (its head is replaced); None for none.
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the manifest and the checkpoint."""
@@ -66,6 +76,9 @@ class EpochRecord:
 
     epoch: int
     train_loss: float
-    val_auc: float
+    val_auc: float  # ROC-AUC, one-vs-rest macro average for more than two classes
     learning_rate: float
     seconds: float
+    train_accuracy: float | None = None  # on the (augmented, resampled) training batches
+    val_loss: float | None = None  # unsmoothed cross-entropy on the validation part
+    val_accuracy: float | None = None

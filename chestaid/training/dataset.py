@@ -61,6 +61,23 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
 
 @torch.inference_mode()
+def collect_outputs(
+    model: ChestNet, dataset: ImageDataset, *, batch_size: int = 32, device: str = "cpu"
+) -> np.ndarray:
+    """Every logit, shape (N, outputs), for every item of ``dataset``, in order, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out: list[np.ndarray] = []
+    try:
+        for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            out.append(model(x.to(device)).float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    outputs = model.classifier.out_features
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, outputs))
+
+
+@torch.inference_mode()
 def collect_logits(
     model: ChestNet, dataset: ImageDataset, *, batch_size: int = 32, device: str = "cpu"
 ) -> np.ndarray:

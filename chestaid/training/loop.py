@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,11 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from chestaid.bundle import Manifest, save_bundle
-from chestaid.data import discover, fingerprint, split_by_patient, splits_to_json
+from chestaid.data import discover, fingerprint, keyed_by_image, split_by_patient, splits_to_json
 from chestaid.errors import ConfigurationError, DatasetError, TrainingError
-from chestaid.metrics import roc_auc
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
+from chestaid.runtimes.cpu import cpu_flags, torch_bf16_native
 from chestaid.training.augment import ORIENTATION_CLASSES, augment_batch
 from chestaid.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -40,13 +41,16 @@ from chestaid.training.checkpoint import (
     save_checkpoint,
 )
 from chestaid.training.config import EpochRecord, TrainConfig
-from chestaid.training.dataset import ImageDataset, collect_logits
+from chestaid.training.dataset import ImageDataset, collect_logits, collect_outputs
+from chestaid.training.init import freeze_body, start_from_bundle
 from chestaid.training.step import (
     autocast_dtype,
     auxiliary_and_mixup,
     averaged_module,
     lr_schedule,
+    output_count,
     seed_everything,
+    validation_figures,
     weight_average,
 )
 
@@ -114,6 +118,11 @@ def train(
     seed_everything(config.seed)
     spec = PreprocessSpec(input_size=config.input_size)
     base, examples = discover(data_dir, classes=config.classes, patient_csv=patient_csv)
+    if config.split not in ("patient", "image"):
+        raise ConfigurationError(f"split must be patient or image, got {config.split!r}")
+    if config.split == "image":
+        logger.warning("splitting by image: a patient's images may land in several parts")
+        examples = keyed_by_image(examples)
     parts = split_by_patient(examples, fractions=config.fractions, seed=config.seed)
     fingerprints = {name: fingerprint(base, items) for name, items in parts.items()}
     logger.info("data %s: %s", base, ", ".join(f"{n}={len(items)}" for n, items in parts.items()))
@@ -122,9 +131,9 @@ def train(
     train_set = ImageDataset(base, parts["train"], spec, cache=config.cache)
     val_set = ImageDataset(base, parts["validation"], spec, cache=config.cache)
 
-    num_outputs = 1 if len(config.classes) == 2 else len(config.classes)
-    if num_outputs != 1:
-        raise ConfigurationError("training currently supports two classes (one logit)")
+    num_outputs = output_count(len(config.classes))
+    if num_outputs > 1 and config.mixup_alpha > 0:
+        raise ConfigurationError("mixup is for two-class training (one logit) only")
     if config.select not in ("best_validation", "last"):
         raise ConfigurationError(f"select must be best_validation or last, got {config.select!r}")
     if not 0.0 <= config.label_smoothing < 0.5:
@@ -139,13 +148,17 @@ def train(
         pretrained_path=config.pretrained,
         orientation_outputs=orientation_outputs,
     ).to(dev)
+    if config.init_from is not None:
+        start_from_bundle(model, config.init_from)
+    if config.freeze_body:
+        freeze_body(model)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     ema = weight_average(model, config.ema_decay) if config.ema_decay is not None else None
     # The fused kernel: the default on the CPU steps each of DenseNet's ~360 tensors in
     # Python, which took 40% of a training step on 2 cores.
     optimiser = torch.optim.AdamW(
-        model.parameters(),
+        [p for p in model.parameters() if p.requires_grad],
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
         fused=True,
@@ -159,14 +172,14 @@ def train(
         optimiser,
         lr_schedule(total_steps, max(1, int(config.warmup_fraction * total_steps))),
     )
-    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    counts = np.bincount(labels, minlength=len(config.classes)).astype(np.float64)
     if (counts == 0).any():
         raise DatasetError("the training split lacks a class")
-    pos_weight = None
-    if not config.balanced_sampling:
-        pos_weight = torch.tensor([counts[0] / counts[1]], device=dev)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
-    amp_dtype = autocast_dtype(config.precision, dev)
+    class_loss = _class_loss(config, counts, num_outputs, dev)
+    precision = config.precision
+    if precision == "auto" and dev.type == "cpu" and not torch_bf16_native(cpu_flags()):
+        precision = "fp32"  # bfloat16 without native support is slower, not faster
+    amp_dtype = autocast_dtype(precision, dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     trainables = Trainables(model=model, ema=ema, optimiser=optimiser, scheduler=scheduler)
@@ -176,6 +189,13 @@ def train(
     weights = (1.0 / counts[labels]).tolist()
     for epoch in range(state.next_epoch, config.epochs):
         if state.stale >= config.patience:
+            break
+        if _out_of_time(state.history, config.max_minutes):
+            logger.info(
+                "stopping before epoch %d: the next would pass %s minutes",
+                epoch + 1,
+                config.max_minutes,
+            )
             break
         epoch_started = time.monotonic()
         # Every random stream (sampler, augmentation, dropout) is seeded per epoch, so a
@@ -192,7 +212,9 @@ def train(
         )
         aug_generator = torch.Generator().manual_seed(config.seed * 1000 + epoch + 7)
         model.train()
-        running, seen = 0.0, 0
+        if config.freeze_body:
+            model.features.eval()  # a frozen body keeps its normalisation statistics
+        running, seen, correct = 0.0, 0, 0
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -205,7 +227,9 @@ def train(
                 break
             if config.augmentation:
                 x = augment_batch(x, spec, config.augment, aug_generator)
-            x, y, turned = auxiliary_and_mixup(x, y, spec, config, aug_generator)
+            x, target, turned = auxiliary_and_mixup(x, y, spec, config, aug_generator)
+            # Smoothed and mixed targets are one logit's; several logits take the class.
+            y = target if num_outputs == 1 else y
             x, y = x.to(dev).contiguous(memory_format=memory_format), y.to(dev)
             with torch.autocast(
                 dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
@@ -213,7 +237,7 @@ def train(
                 heads = model.forward_heads(x)
             # Turned or inverted images teach only the orientation head.
             upright = (turned == 0).to(dev)
-            per_image = loss_fn(heads.logits[:, 0].float(), y)
+            per_image = class_loss(heads.logits.float(), y)
             loss = (per_image * upright).sum() / upright.sum().clamp_min(1)
             if heads.orientation is not None:
                 loss = loss + config.orientation_weight * nn.functional.cross_entropy(
@@ -221,31 +245,37 @@ def train(
                 )
             optimiser.zero_grad(set_to_none=True)
             if scaler is not None:
-                scaler.scale(loss).backward()
+                scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
                 scaler.step(optimiser)
                 scaler.update()
             else:
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 optimiser.step()
             scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
             running += float(loss.detach()) * len(y)
             seen += len(y)
+            correct += _correct(heads.logits.detach(), y, upright)
             bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             bar.update(1)
         bar.close()
         judged = averaged_module(ema) if ema is not None else model
-        val_logits = collect_logits(
+        val_outputs = collect_outputs(
             judged, val_set, batch_size=config.eval_batch_size, device=device
         )
-        val_auc = roc_auc(val_logits, val_set.labels)
+        val_auc, val_loss, val_accuracy = validation_figures(
+            val_outputs[:, 0] if num_outputs == 1 else val_outputs, val_set.labels
+        )
         record = EpochRecord(
             epoch=epoch + 1,
             train_loss=running / max(1, seen),
             val_auc=val_auc,
             learning_rate=float(scheduler.get_last_lr()[0]),
             seconds=time.monotonic() - epoch_started,
+            train_accuracy=correct / max(1, seen),
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
         )
         state.history.append(record)
         if config.select == "last" or val_auc > state.best_auc:
@@ -313,3 +343,45 @@ def train(
         best_val_auc=state.best_auc,
         seconds=time.monotonic() - started,
     )
+
+
+def _class_loss(
+    config: TrainConfig, counts: np.ndarray, num_outputs: int, device: torch.device
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Per-image loss of the class head: BCE on one logit, cross-entropy on several.
+
+    Both take the float labels the dataset yields; label smoothing is the targets' for
+    one logit (already in ``y``) and the loss's own for several.
+    """
+    if num_outputs == 1:
+        pos_weight = None
+        if not config.balanced_sampling:
+            pos_weight = torch.tensor([counts[0] / counts[1]], device=device)
+        bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
+        return lambda logits, y: bce(logits[:, 0], y)
+    weight = None
+    if not config.balanced_sampling:
+        weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
+    ce = nn.CrossEntropyLoss(
+        weight=weight.to(device) if weight is not None else None,
+        label_smoothing=config.label_smoothing,
+        reduction="none",
+    )
+    return lambda logits, y: ce(logits, y.round().long())
+
+
+def _correct(logits: torch.Tensor, y: torch.Tensor, upright: torch.Tensor) -> int:
+    """How many upright items of a batch the class head gets right (targets may be smoothed)."""
+    if logits.shape[1] == 1:
+        hit = (logits[:, 0] >= 0) == (y >= 0.5)
+    else:
+        hit = logits.argmax(dim=1) == y.round().long()
+    return int((hit & upright.bool()).sum())
+
+
+def _out_of_time(history: list[EpochRecord], max_minutes: float | None) -> bool:
+    """Whether one more epoch, as long as the last, would pass the run's time budget."""
+    if max_minutes is None or not history:
+        return False
+    spent = sum(h.seconds for h in history)
+    return spent + history[-1].seconds > max_minutes * 60.0

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from chestaid.errors import ConfigurationError
+from chestaid.metrics import roc_auc
 from chestaid.models import ChestNet
 from chestaid.preprocess import PreprocessSpec
 from chestaid.training.augment import orientation_batch
@@ -40,6 +41,30 @@ def lr_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return schedule
+
+
+def output_count(classes: int) -> int:
+    """One logit for two classes, otherwise one per class."""
+    return 1 if classes == 2 else classes
+
+
+def validation_figures(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """ROC-AUC, unsmoothed loss and accuracy of validation logits.
+
+    One logit (shape (n,)): ROC-AUC, BCE and accuracy at 0.5. Several (shape (n, K)):
+    the one-vs-rest ROC-AUC averaged over the classes, cross-entropy and top-1 accuracy.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim == 1:
+        auc = roc_auc(z, y)
+        loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
+        return auc, loss, float(np.mean((z >= 0) == (y == 1)))
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    aucs = [roc_auc(log_p[:, k], (y == k).astype(np.int64)) for k in range(z.shape[1])]
+    loss = float(-np.mean(log_p[np.arange(len(y)), y]))
+    return float(np.mean(aucs)), loss, float(np.mean(z.argmax(axis=1) == y))
 
 
 def seed_everything(seed: int) -> None:

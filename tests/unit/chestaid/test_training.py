@@ -71,7 +71,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(
 ) -> None:
     reference = train(data_dir, tmp_path / "ref", CONFIG, progress=False)
     calls = {"n": 0}
-    real = loop.collect_logits
+    real = loop.collect_outputs
 
     def interrupt_in_second_epoch(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
@@ -79,11 +79,11 @@ def test_an_interrupted_run_resumes_to_the_same_model(
             raise KeyboardInterrupt
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(loop, "collect_logits", interrupt_in_second_epoch)
+    monkeypatch.setattr(loop, "collect_outputs", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(data_dir, tmp_path / "run", CONFIG, progress=False)
     assert (tmp_path / "run" / CHECKPOINT_DIR / CHECKPOINT_NAME).is_file()
-    monkeypatch.setattr(loop, "collect_logits", real)
+    monkeypatch.setattr(loop, "collect_outputs", real)
     resumed = train(data_dir, tmp_path / "run", CONFIG, progress=False)
     assert [h.epoch for h in resumed.history] == [1, 2]
     # The epoch trained after the resume draws exactly what the uninterrupted run drew.
@@ -104,7 +104,7 @@ def test_an_unreadable_checkpoint_is_a_clear_error(data_dir: Path, tmp_path: Pat
 def test_a_checkpoint_of_other_settings_is_refused(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = loop.collect_logits
+    real = loop.collect_outputs
     calls = {"n": 0}
 
     def stop(*args: object, **kwargs: object) -> object:
@@ -113,10 +113,10 @@ def test_a_checkpoint_of_other_settings_is_refused(
             raise KeyboardInterrupt
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(loop, "collect_logits", stop)
+    monkeypatch.setattr(loop, "collect_outputs", stop)
     with pytest.raises(KeyboardInterrupt):
         train(data_dir, tmp_path / "run", CONFIG, progress=False)
-    monkeypatch.setattr(loop, "collect_logits", real)
+    monkeypatch.setattr(loop, "collect_outputs", real)
     other = TrainConfig(**{**CONFIG.__dict__, "learning_rate": 0.5})
     with pytest.raises(TrainingError, match="other settings"):
         train(data_dir, tmp_path / "run", other, progress=False)
