@@ -33,7 +33,7 @@ import torch
 from chestaid.bundle import default_bundle_path, load_bundle, read_manifest, read_splits
 from chestaid.calibration.multiclass import MultiTemperature, softmax
 from chestaid.data import splits_from_json
-from chestaid.errors import ConfigurationError
+from chestaid.errors import CalibrationError, ConfigurationError
 from chestaid.training.config import TrainConfig
 from chestaid.training.dataset import ImageDataset, collect_outputs
 
@@ -186,7 +186,16 @@ def judge_run(bundle_dir: Path, data_dir: Path) -> dict[str, Any]:
     for name in ("calibration", "report"):
         data = ImageDataset(data_dir, parts[name], spec, cache=False)
         outputs[name] = (collect_outputs(bundle.model, data, batch_size=64), data.labels)
-    probs = as_class_probabilities(outputs["report"][0], *outputs["calibration"])
+    try:
+        probs = as_class_probabilities(outputs["report"][0], *outputs["calibration"])
+        scaled = True
+    except CalibrationError as exc:  # a calibration part too small to fit a temperature
+        logger.warning("%s: ECE of the raw softmax: %s", bundle_dir.name, exc)
+        raw = outputs["report"][0]
+        probs = softmax(
+            np.column_stack([np.zeros(len(raw)), raw[:, 0]]) if raw.shape[1] == 1 else raw
+        )
+        scaled = False
     labels = outputs["report"][1]
     k = len(manifest.classes)
     predicted = probs.argmax(axis=1)
@@ -214,6 +223,7 @@ def judge_run(bundle_dir: Path, data_dir: Path) -> dict[str, Any]:
         "test_accuracy": float(np.mean(predicted == labels)),
         "macro_roc_auc": macro_roc_auc(probs, labels),
         "ece": top_label_ece(probs, labels),
+        "temperature_scaled": scaled,
         "f1": dict(zip(manifest.classes, f1_per_class(predicted, labels, k), strict=True)),
         "confusion": matrix.tolist(),
         "report_images": len(labels),
@@ -309,7 +319,9 @@ def write_table(out: Path, results: Sequence[dict[str, Any]], recipe: TrainConfi
         rows.append(
             f"| {r['run']} | {r['split']} | {_fmt(r['loss'])} | {_fmt(r['accuracy'])} "
             f"| {_fmt(r['val_loss'])} | {_fmt(r['val_accuracy'])} | {_fmt(r['test_accuracy'])} "
-            f"| {r['epochs']} | {_fmt(r['macro_roc_auc'])} | {_fmt(r['ece'])} | "
+            f"| {r['epochs']} | {_fmt(r['macro_roc_auc'])} | {_fmt(r['ece'])}"
+            + ("" if r.get("temperature_scaled", True) else " (raw)")
+            + " | "
             + " | ".join(_fmt(r["f1"].get(c)) for c in classes)
             + f" | {_fmt(r['inference_ms'], 1)} | {r['parameters'] / 1e6:.1f} "
             f"| {_fmt(r['train_minutes'], 1)} |"
@@ -331,7 +343,8 @@ def write_table(out: Path, results: Sequence[dict[str, Any]], recipe: TrainConfi
             "Loss and accuracy are the last epoch's on the training batches (augmented and "
             "class-balanced); validation figures are the kept epoch's; test figures are on "
             "the report part, which the runs never saw. ECE is of the top class after "
-            "temperature scaling fitted on the calibration part. Inference is one image, "
+            "temperature scaling fitted on the calibration part ('raw' where that part was too small to "
+            "fit one). Inference is one image, "
             "PyTorch eager float32, median of 20 passes on the CPU named in "
             "comparison.json. A split 'image' deals images, not patients, to the parts, as "
             "the reference system did; 'patient' keeps each patient in one part.",

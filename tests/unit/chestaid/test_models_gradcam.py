@@ -20,7 +20,16 @@ from chestaid.gradcam import (
 )
 from chestaid.models import available_architectures, build_model, reinitialise
 
-ARCHES = ["densenet121", "resnet50", "efficientnet_b0"]
+ARCHES = [
+    "densenet121",
+    "resnet50",
+    "efficientnet_b0",
+    "vgg16",
+    "vgg16_bn",
+    "inception_v3",
+    "xception",
+    "small_cnn",
+]
 
 
 def test_registry_lists_the_required_backbones() -> None:
@@ -33,7 +42,8 @@ def test_one_grey_channel_in_and_one_logit_per_output(arch: str, outputs: int) -
     torch.manual_seed(0)
     model = build_model(arch, num_outputs=outputs).eval()
     with torch.inference_mode():
-        logits, fmap = model.forward_with_features(torch.randn(2, 1, 64, 64))
+        # 96 px: Inception-v3 needs at least 75.
+        logits, fmap = model.forward_with_features(torch.randn(2, 1, 96, 96))
     assert logits.shape == (2, outputs)
     assert fmap.ndim == 4 and fmap.shape[0] == 2
     assert fmap.shape[1] == model.classifier.in_features
