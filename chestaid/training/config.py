@@ -55,7 +55,7 @@ class TrainConfig:
     # or "image" (a random split by image, only to reproduce designs that split so).
     split: str = "patient"
     # Stop before an epoch that would take the run (resumed parts included) past this
-    # many minutes of training; None for no limit.
+    # many minutes of training on its cores (CPU time over threads); None for no limit.
     max_minutes: float | None = None
     # Train only the linear head on a frozen body (e.g. one loaded with ``init_from``).
     freeze_body: bool = False
@@ -82,3 +82,5 @@ class EpochRecord:
     train_accuracy: float | None = None  # on the (augmented, resampled) training batches
     val_loss: float | None = None  # unsmoothed cross-entropy on the validation part
     val_accuracy: float | None = None
+    # CPU time over the thread count: the epoch's time on its own cores, whatever else ran.
+    core_seconds: float | None = None

@@ -130,6 +130,9 @@ def test_a_time_budget_stops_before_an_epoch_that_would_pass_it() -> None:
     assert not _out_of_time(history, None)
     assert not _out_of_time(history, 2.6)  # 100 s spent, 50 more fit in 156 s
     assert _out_of_time(history, 2.4)
+    # Time on the run's own cores counts, not the wall clock of a busy machine.
+    busy = [EpochRecord(1, 1.0, 0.5, 1e-3, 500.0, core_seconds=50.0)]
+    assert not _out_of_time(busy, 2.0)
 
 
 def test_n_class_training_writes_a_bundle_of_n_logits(layout: Path, tmp_path: Path) -> None:
