@@ -83,7 +83,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run_calibrate(args: argparse.Namespace) -> int:
     """Calibrate a bundle and print the comparison and the governed threshold."""
-    from chestaid.evaluation import calibrate_bundle
+    from chestaid.evaluation import CalibrationOutcome, calibrate_bundle
 
     outcome = calibrate_bundle(
         args.bundle,
@@ -92,6 +92,15 @@ def run_calibrate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         out_dir=args.out,
     )
+    if not isinstance(outcome, CalibrationOutcome):  # an N-class bundle's
+        from chestaid.cli.multiclass_text import multiclass_calibration_lines
+
+        return write_outcome(
+            args.json,
+            outcome.__dict__,
+            lambda: multiclass_calibration_lines(outcome),
+            default=float,
+        )
     return write_outcome(
         args.json, outcome.__dict__, lambda: calibration_lines(outcome), default=float
     )
@@ -166,6 +175,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         batch_size=args.batch_size,
     )
+    if "per_class" in r:  # an N-class bundle's evaluation
+        from chestaid.cli.multiclass_text import multiclass_evaluation_lines
+
+        write_lines(multiclass_evaluation_lines(r, args.out))
+        return EXIT_OK
     lines = [
         f"cases: {r['cases']['n']} ({r['cases']['positives']} pneumonia, {r['cases']['negatives']} normal; "
         f"{r['cases']['source']}, split {r['cases']['split']})",

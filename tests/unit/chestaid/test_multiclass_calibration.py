@@ -81,7 +81,8 @@ def test_triage_gradient_matches_finite_differences(name: str) -> None:
         up[:, k] += eps
         down[:, k] -= eps
         numeric = (
-            triage_logit(cal.predict_proba(up), normal) - triage_logit(cal.predict_proba(down), normal)
+            triage_logit(cal.predict_proba(up), normal)
+            - triage_logit(cal.predict_proba(down), normal)
         ) / (2 * eps)
         np.testing.assert_allclose(grad[:, k], numeric, rtol=1e-4, atol=1e-6)
 
