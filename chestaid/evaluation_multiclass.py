@@ -8,7 +8,7 @@ calibrator (the softmax alone when uncalibrated):
 - each class against the rest: ROC-AUC, PR-AUC and F1 (argmax); macro and micro
   averages; accuracy; the confusion matrix of the argmax;
 - the triage split, P(not normal) against not normal: ROC-AUC, and sensitivity and
-  specificity at the governed threshold;
+  specificity at the governed threshold (with Wilson intervals beside the bootstrap's);
 - each pair of findings among the cases of the two: ROC-AUC of ``p_a / (p_a + p_b)``;
 - calibration of the class probabilities (top-label and classwise ECE, Brier, NLL).
 
@@ -37,12 +37,14 @@ from chestaid.data import Example
 from chestaid.evaluation import cases_to_evaluate
 from chestaid.gradcam import class_activation_map, render_overlay
 from chestaid.metrics import confusion_at, wilson_interval
+from chestaid.models import ChestNet
 from chestaid.multiclass_bundle import class_calibrator, collect_class_logits, normal_index
 from chestaid.multiclass_metrics import (
     abnormal_pairs,
     class_reliability,
     confusion_matrix,
     summary,
+    triage_rates,
     triage_scores,
 )
 from chestaid.patient_bootstrap import bootstrap_summary
@@ -92,8 +94,13 @@ def evaluate_multiclass_bundle(
     labels = dataset.labels
     probs = calibrator.predict_proba(logits)
     patients = [e.patient for e in examples]
+    record = bundle.manifest.threshold
+    threshold = float(record["threshold"]) if record is not None else 0.5
     stats = bootstrap_summary(
-        lambda idx: summary(probs[idx], labels[idx], classes, normal),
+        lambda idx: {
+            **summary(probs[idx], labels[idx], classes, normal),
+            **triage_rates(probs[idx], labels[idx], normal, threshold),
+        },
         patients,
         labels,
         n_boot=n_boot,
@@ -128,7 +135,7 @@ def evaluate_multiclass_bundle(
             "columns": "predicted class (highest probability)",
             "matrix": matrix.tolist(),
         },
-        "triage": _triage(bundle, probs, labels, normal, stats["triage_roc_auc"]),
+        "triage": _triage(bundle, probs, labels, normal, threshold, stats),
         "pairwise": {
             f"{classes[a]} vs {classes[b]}": {
                 **_interval(stats[f"pairwise/{classes[a]}/{classes[b]}"]),
@@ -187,19 +194,22 @@ def _triage(
     probs: np.ndarray,
     labels: np.ndarray,
     normal: int,
-    auc: dict[str, Any],
+    threshold: float,
+    stats: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """The triage split at the governed threshold (0.5 when none has been set)."""
     record = bundle.manifest.threshold
-    t = float(record["threshold"]) if record is not None else 0.5
-    cm = confusion_at(triage_scores(probs, normal), (labels != normal).astype(np.int64), t)
+    name = bundle.manifest.classes[normal]
+    cm = confusion_at(triage_scores(probs, normal), (labels != normal).astype(np.int64), threshold)
     return {
-        "score": f"P(not {bundle.manifest.classes[normal]}) = 1 - p({bundle.manifest.classes[normal]})",
-        "roc_auc": _interval(auc),
-        "threshold": t,
+        "score": f"P(not {name}) = 1 - p({name})",
+        "roc_auc": _interval(stats["triage_roc_auc"]),
+        "threshold": threshold,
         "governed": record is not None,
         "target_sensitivity": (record or {}).get("target_sensitivity"),
         "confusion": cm.to_dict(),
+        "sensitivity": _interval(stats["triage_sensitivity"]),
+        "specificity": _interval(stats["triage_specificity"]),
         "sensitivity_ci95": list(wilson_interval(cm.tp, cm.tp + cm.fn)),
         "specificity_ci95": list(wilson_interval(cm.tn, cm.tn + cm.fp)),
     }
@@ -224,6 +234,16 @@ def _gradcam_choice(
 
 
 @torch.inference_mode()
+def class_cams(model: ChestNet, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (n, K) and the Grad-CAM of every logit (n, K, h, w) from one forward pass."""
+    logits, fmap = model.forward_with_features(x)
+    weight = model.classifier.weight
+    cams = torch.stack(
+        [class_activation_map(fmap, weight, k) for k in range(weight.shape[0])], dim=1
+    )
+    return logits.double().numpy(), cams.float().numpy()
+
+
 def gradcam_panel(
     bundle: Bundle,
     calibrator: MultiClassCalibrator,
@@ -240,16 +260,9 @@ def gradcam_panel(
     """
     from chestaid.plots_multiclass import plot_class_cams
 
-    model = bundle.model
     x = torch.stack([dataset[i][0] for i in indices])
-    logits, fmap = model.forward_with_features(x)
-    probs = calibrator.predict_proba(logits.double().numpy())
-    weight = model.classifier.weight
-    cams = (
-        torch.stack([class_activation_map(fmap, weight, k) for k in range(len(classes))], dim=1)
-        .float()
-        .numpy()
-    )  # (cases, K, h, w)
+    logits, cams = class_cams(bundle.model, x)
+    probs = calibrator.predict_proba(logits)
     images, overlays = [], []
     for r in range(len(indices)):
         grey = x[r, 0].float().numpy()

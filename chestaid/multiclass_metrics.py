@@ -149,6 +149,20 @@ def triage_scores(probs: ArrayLike, normal_index: int) -> np.ndarray:
     return out
 
 
+def triage_rates(
+    probs: ArrayLike, labels: ArrayLike, normal_index: int, threshold: float
+) -> dict[str, float]:
+    """Sensitivity and specificity of "not normal" when P(not normal) >= ``threshold``
+    (nan where a kind of case is absent)."""
+    p, y = as_probs_and_labels(probs, labels)
+    called = triage_scores(p, normal_index) >= threshold
+    sick = y != normal_index
+    return {
+        "triage_sensitivity": float(called[sick].mean()) if sick.any() else float("nan"),
+        "triage_specificity": float((~called[~sick]).mean()) if (~sick).any() else float("nan"),
+    }
+
+
 def top_label_ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
     """ECE of the top label: |accuracy - mean confidence| over equal-width confidence bins."""
     p, y = as_probs_and_labels(probs, labels)

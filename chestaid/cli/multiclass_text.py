@@ -70,8 +70,8 @@ def multiclass_evaluation_lines(r: dict[str, Any], out: Path) -> list[str]:
         f"triage {t['score']}: ROC-AUC {_ci(t['roc_auc'])}; threshold {score_text(t['threshold'])}"
         f"{'' if t['governed'] else ' (not governed: calibrate first)'}: "
         + confusion_text(t["confusion"])
-        + f"; 95% Wilson: sensitivity {interval_text(*t['sensitivity_ci95'])}, "
-        f"specificity {interval_text(*t['specificity_ci95'])}"
+        + f"; sensitivity {_ci(t['sensitivity'])}, specificity {_ci(t['specificity'])} "
+        "(patient bootstrap)"
     )
     for pair, m in r["pairwise"].items():
         lines.append(f"{pair} ({m['n']} cases of either): ROC-AUC {_ci(m)}")

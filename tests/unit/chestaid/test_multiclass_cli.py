@@ -118,6 +118,9 @@ def test_evaluate_reports_every_class_with_patient_intervals(
     assert triage["governed"] and triage["threshold"] == manifest.threshold["threshold"]
     cm = triage["confusion"]
     assert cm["tp"] + cm["fn"] == n - result["cases"]["per_class"]["NORMAL"]
+    assert triage["sensitivity"]["value"] == pytest.approx(cm["sensitivity"])
+    low, high = triage["specificity"]["ci95"]
+    assert low <= cm["specificity"] <= high
     for name in ("confusion", "roc_per_class", "pr_per_class", "reliability_per_class"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     assert len(result["gradcam"]["cases"]) == 4

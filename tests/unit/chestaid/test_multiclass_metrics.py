@@ -21,6 +21,7 @@ from chestaid.multiclass_metrics import (
     pairwise_separation,
     summary,
     top_label_ece,
+    triage_rates,
     triage_scores,
 )
 from chestaid.patient_bootstrap import bootstrap_summary, patient_members, patient_resamples
@@ -91,6 +92,10 @@ def test_pairwise_separation_and_triage() -> None:
     s = summary(P, Y, CLASSES, 0)
     assert s["triage_roc_auc"] == 1.0
     assert s["pairwise/BACTERIAL/VIRAL"] == pytest.approx(3 / 4)
+    # At 0.8: not-normal scores 0.8 0.9 0.8 0.6 -> 3 of 4 called; normals 0.3 0.5 both clear.
+    assert triage_rates(P, Y, 0, 0.8) == {"triage_sensitivity": 0.75, "triage_specificity": 1.0}
+    rates = triage_rates(P[2:], Y[2:], 0, 0.8)
+    assert rates["triage_specificity"] != rates["triage_specificity"]  # nan: no normal case
 
 
 def test_calibration_measures_by_hand() -> None:
