@@ -25,7 +25,9 @@ if TYPE_CHECKING:  # only for annotations: the commands import these when they r
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``calibrate``, ``assess`` and ``evaluate`` and their options."""
     c = sub.add_parser(
-        "calibrate", help="fit temperature / Platt / isotonic and the governed threshold"
+        "calibrate",
+        help="fit temperature / Platt / isotonic (N classes: temperature / vector scaling) "
+        "and the governed threshold",
     )
     c.add_argument("bundle", type=Path)
     c.add_argument("data_dir", type=Path)
@@ -225,6 +227,10 @@ def _evaluate_robustness(args: argparse.Namespace) -> int:
 
     if args.saliency:
         raise ConfigurationError("--robustness and --saliency are separate runs; choose one")
+    from chestaid.bundle import read_manifest
+
+    if read_manifest(args.bundle).num_outputs > 1:
+        raise ConfigurationError("the robustness report is of binary bundles for now")
     result = evaluate_robustness(
         args.bundle,
         args.data_dir,

@@ -136,3 +136,13 @@ def test_a_bundle_without_a_normal_class_is_refused(
     bundle = make_multiclass_bundle(tmp_path / "bundle", data, classes)
     assert main(["calibrate", str(bundle), str(data)]) == EXIT_ERROR
     assert "NORMAL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--saliency", "--robustness"])
+def test_binary_only_evaluations_are_refused_for_an_n_class_bundle(
+    site: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    bundle, data = site
+    assert main(["evaluate", str(bundle), str(data), "--out", str(tmp_path), option]) == EXIT_ERROR
+    assert "binary bundles" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists()
