@@ -34,6 +34,12 @@ from chestaid.bundle import default_bundle_path, load_bundle, read_manifest, rea
 from chestaid.calibration.multiclass import MultiTemperature, softmax
 from chestaid.data import splits_from_json
 from chestaid.errors import CalibrationError, ConfigurationError
+from chestaid.multiclass_metrics import (
+    confusion_matrix,
+    f1_per_class,
+    one_vs_rest_auc,
+    top_label_ece,
+)
 from chestaid.training.config import TrainConfig
 from chestaid.training.dataset import ImageDataset, collect_outputs
 
@@ -51,7 +57,6 @@ DEFAULT_BACKBONES = (
     "small_cnn",
 )
 RESULT_NAME = "result.json"
-ECE_BINS = 15
 
 
 @dataclass(frozen=True)
@@ -95,45 +100,9 @@ def plan_runs(backbones: Sequence[str], splits: Sequence[str]) -> list[RunPlan]:
     return [RunPlan(b, s) for s in splits for b in backbones]
 
 
-def top_label_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """Expected calibration error of the most probable class (equal-width confidence bins)."""
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    total = 0.0
-    for b in range(n_bins):
-        inside = bins == b
-        if inside.any():
-            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(total)
-
-
-def f1_per_class(predicted: np.ndarray, labels: np.ndarray, k: int) -> list[float]:
-    """F1 of each class (0 where a class is neither predicted nor present)."""
-    out = []
-    for c in range(k):
-        tp = int(np.sum((predicted == c) & (labels == c)))
-        fp = int(np.sum((predicted == c) & (labels != c)))
-        fn = int(np.sum((predicted != c) & (labels == c)))
-        out.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return out
-
-
-def confusion(predicted: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Counts, rows the true class and columns the predicted one."""
-    matrix = np.zeros((k, k), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix
-
-
 def macro_roc_auc(probs: np.ndarray, labels: np.ndarray) -> float:
-    """One-vs-rest ROC-AUC of each class, averaged (two classes: the one ROC-AUC)."""
-    from chestaid.metrics import roc_auc
-
-    k = probs.shape[1]
-    if k == 2:
-        return roc_auc(probs[:, 1], labels)
-    return float(np.mean([roc_auc(probs[:, c], (labels == c).astype(np.int64)) for c in range(k)]))
+    """One-vs-rest ROC-AUC of each class present, averaged."""
+    return float(np.nanmean(one_vs_rest_auc(probs, labels)["roc_auc"]))
 
 
 def as_class_probabilities(
@@ -199,7 +168,7 @@ def judge_run(bundle_dir: Path, data_dir: Path) -> dict[str, Any]:
     labels = outputs["report"][1]
     k = len(manifest.classes)
     predicted = probs.argmax(axis=1)
-    matrix = confusion(predicted, labels, k)
+    matrix = confusion_matrix(labels, predicted, k)
     plot_confusion_matrix(
         matrix, manifest.classes, bundle_dir / "confusion.png", title=bundle_dir.name
     )
@@ -226,7 +195,7 @@ def judge_run(bundle_dir: Path, data_dir: Path) -> dict[str, Any]:
         "macro_roc_auc": macro_roc_auc(probs, labels),
         "ece": top_label_ece(probs, labels),
         "temperature_scaled": scaled,
-        "f1": dict(zip(manifest.classes, f1_per_class(predicted, labels, k), strict=True)),
+        "f1": dict(zip(manifest.classes, (float(f) for f in f1_per_class(matrix)), strict=True)),
         "confusion": matrix.tolist(),
         "report_images": len(labels),
         "inference_ms": inference_ms(bundle.model, spec.input_size),

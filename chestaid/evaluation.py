@@ -15,15 +15,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from chestaid.bundle import Bundle, load_bundle, read_splits, update_manifest
+from chestaid.bundle import Bundle, load_bundle, read_manifest, read_splits, update_manifest
 from chestaid.calibration import Calibrator, IdentityCalibration, fit_and_select
 from chestaid.data import Example, discover, fingerprint, split_by_patient, splits_from_json
-from chestaid.errors import DatasetError
+from chestaid.errors import ConfigurationError, DatasetError
 from chestaid.metrics import (
     adaptive_ece,
     bootstrap_ci,
@@ -39,6 +39,9 @@ from chestaid.metrics import (
 )
 from chestaid.threshold import governed_threshold
 from chestaid.training.dataset import ImageDataset, collect_logits
+
+if TYPE_CHECKING:  # the N-class modules import this one
+    from chestaid.calibration_multiclass import MultiClassCalibrationOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +179,12 @@ def calibrate_bundle(
     batch_size: int = 32,
     seed: int = 0,
     out_dir: str | os.PathLike[str] | None = None,
-) -> CalibrationOutcome:
+) -> CalibrationOutcome | MultiClassCalibrationOutcome:
     """Fit temperature, Platt and isotonic calibration, keep the best, set the threshold.
+
+    An N-class bundle (one logit a class) is calibrated by
+    :func:`chestaid.calibration_multiclass.calibrate_multiclass_bundle` instead
+    (``candidates`` are the binary calibrators and do not apply to it).
 
     Each calibrator is fitted on the calibration cases and measured on the report
     cases; the rule of :func:`chestaid.calibration.fit_and_select` keeps one (the lowest
@@ -193,6 +200,17 @@ def calibrate_bundle(
         DatasetError: the data folder is unusable.
         CalibrationError: too few cases of a class to fit.
     """
+    if read_manifest(bundle_path).num_outputs > 1:
+        from chestaid.calibration_multiclass import calibrate_multiclass_bundle
+
+        return calibrate_multiclass_bundle(
+            bundle_path,
+            data_dir,
+            target_sensitivity=target_sensitivity,
+            batch_size=batch_size,
+            seed=seed,
+            out_dir=out_dir,
+        )
     bundle = load_bundle(bundle_path)
     cases = select_cases(bundle, data_dir, seed=seed)
     cal_logits, cal_labels = logits_for(
@@ -299,9 +317,33 @@ def evaluate_bundle(
 
     Returns:
         The metrics written to ``metrics.json``. When they are of the bundle's own
-        report split, the headline figures are also recorded in its manifest.
+        report split, the headline figures are also recorded in its manifest. An N-class
+        bundle is measured by
+        :func:`chestaid.evaluation_multiclass.evaluate_multiclass_bundle` instead.
+
+    Raises:
+        ConfigurationError: ``saliency`` asked of an N-class bundle (its evaluation draws
+            a Grad-CAM panel of every class instead).
     """
     from chestaid import plots
+
+    if read_manifest(bundle_path).num_outputs > 1:
+        from chestaid.evaluation_multiclass import evaluate_multiclass_bundle
+
+        if saliency:
+            raise ConfigurationError(
+                "the saliency evaluation is of binary bundles; an N-class evaluation "
+                "draws a Grad-CAM panel of every class instead"
+            )
+        return evaluate_multiclass_bundle(
+            bundle_path,
+            data_dir,
+            out_dir,
+            split=split,
+            n_boot=n_boot,
+            batch_size=batch_size,
+            seed=seed,
+        )
 
     bundle = load_bundle(bundle_path)
     cases, name = cases_to_evaluate(bundle, data_dir, split=split, seed=seed)

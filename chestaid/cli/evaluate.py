@@ -25,7 +25,9 @@ if TYPE_CHECKING:  # only for annotations: the commands import these when they r
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``calibrate``, ``assess`` and ``evaluate`` and their options."""
     c = sub.add_parser(
-        "calibrate", help="fit temperature / Platt / isotonic and the governed threshold"
+        "calibrate",
+        help="fit temperature / Platt / isotonic (N classes: temperature / vector scaling) "
+        "and the governed threshold",
     )
     c.add_argument("bundle", type=Path)
     c.add_argument("data_dir", type=Path)
@@ -83,7 +85,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run_calibrate(args: argparse.Namespace) -> int:
     """Calibrate a bundle and print the comparison and the governed threshold."""
-    from chestaid.evaluation import calibrate_bundle
+    from chestaid.evaluation import CalibrationOutcome, calibrate_bundle
 
     outcome = calibrate_bundle(
         args.bundle,
@@ -92,6 +94,15 @@ def run_calibrate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         out_dir=args.out,
     )
+    if not isinstance(outcome, CalibrationOutcome):  # an N-class bundle's
+        from chestaid.cli.multiclass_text import multiclass_calibration_lines
+
+        return write_outcome(
+            args.json,
+            outcome.__dict__,
+            lambda: multiclass_calibration_lines(outcome),
+            default=float,
+        )
     return write_outcome(
         args.json, outcome.__dict__, lambda: calibration_lines(outcome), default=float
     )
@@ -166,6 +177,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         batch_size=args.batch_size,
     )
+    if "per_class" in r:  # an N-class bundle's evaluation
+        from chestaid.cli.multiclass_text import multiclass_evaluation_lines
+
+        write_lines(multiclass_evaluation_lines(r, args.out))
+        return EXIT_OK
     lines = [
         f"cases: {r['cases']['n']} ({r['cases']['positives']} pneumonia, {r['cases']['negatives']} normal; "
         f"{r['cases']['source']}, split {r['cases']['split']})",
@@ -211,6 +227,10 @@ def _evaluate_robustness(args: argparse.Namespace) -> int:
 
     if args.saliency:
         raise ConfigurationError("--robustness and --saliency are separate runs; choose one")
+    from chestaid.bundle import read_manifest
+
+    if read_manifest(args.bundle).num_outputs > 1:
+        raise ConfigurationError("the robustness report is of binary bundles for now")
     result = evaluate_robustness(
         args.bundle,
         args.data_dir,
