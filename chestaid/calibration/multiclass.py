@@ -220,7 +220,7 @@ class VectorScaling(_Affine):
         super().__init__(a, b)
 
     def fit(self, logits: ArrayLike, labels: ArrayLike, *, l2: float = RIDGE) -> Self:
-        """L-BFGS on the NLL plus ``l2/2 * (|a - 1|^2 + |b|^2)``, with its exact gradient.
+        """L-BFGS-B on the NLL plus ``l2/2 * (|a - 1|^2 + |b|^2)``, with its exact gradient.
 
         The offsets are defined up to a common constant; the ridge fixes it at mean zero.
         """
@@ -242,8 +242,16 @@ class VectorScaling(_Affine):
             return nll + ridge, np.concatenate([grad_a, grad_b])
 
         start = np.concatenate([np.ones(k), np.zeros(k)])
+        # Slopes stay positive (within the temperatures' bounds): a negative one would
+        # reverse the ranking of a class, which no calibration should do.
+        low, high = 1.0 / TEMPERATURE_BOUNDS[1], 1.0 / TEMPERATURE_BOUNDS[0]
         result = minimize(
-            loss_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 500}
+            loss_and_grad,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(low, high)] * k + [(None, None)] * k,
+            options={"maxiter": 500},
         )
         if not np.isfinite(result.x).all():
             raise CalibrationError("vector scaling did not converge to finite parameters")

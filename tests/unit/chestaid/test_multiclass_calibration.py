@@ -90,3 +90,11 @@ def test_triage_gradient_matches_finite_differences(name: str) -> None:
 def test_triage_logit_is_the_log_odds_of_not_normal() -> None:
     probs = np.array([[0.2, 0.5, 0.3], [0.9, 0.05, 0.05]])
     np.testing.assert_allclose(triage_logit(probs, 0), np.log([0.8 / 0.2, 0.1 / 0.9]))
+
+
+def test_vector_scaling_never_reverses_a_class_ranking() -> None:
+    # The model ranks class 1 backwards: a negative slope would fit best, and is refused.
+    z, y = _cases(seed=4)
+    z[:, 1] = -z[:, 1]
+    vec = VectorScaling().fit(z, y)
+    assert (vec.a > 0).all()
