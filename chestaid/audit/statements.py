@@ -39,7 +39,8 @@ FILL_NOTE = (
 TEXT_MARK_NOTE = (
     "Text and marker detection: pixels at least as bright as both the image's 99.5th "
     "percentile and its median plus {min_lift} are candidates; an 8-connected component "
-    "of them counts as text or a marker when it covers at most {max_area:.1%} of the frame, "
+    "of them counts as text or a marker when it has at least {min_pixels} pixels and covers "
+    "at most {max_area:.1%} of the frame, "
     "its centre lies in the outer {edge_fraction:.0%} band of the frame, and its mean "
     "exceeds the median of a ring around it by at least {min_contrast}. Its bounding box, "
     "widened by {pad:.0%} of the side, is hidden. Dark text on a bright field, and text "

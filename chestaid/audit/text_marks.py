@@ -24,6 +24,7 @@ class TextMarkSettings:
     edge_fraction: float = 0.20
     min_lift: float = 0.25
     max_area: float = 0.01
+    min_pixels: int = 6  # fewer is speckle, not a glyph
     min_contrast: float = 0.25
     pad: float = 0.01
 
@@ -66,7 +67,7 @@ def text_mark_mask(
         if box is None:
             continue
         component = labels[box] == index
-        if component.sum() > settings.max_area * h * w:
+        if not settings.min_pixels <= component.sum() <= settings.max_area * h * w:
             continue
         cy = round((box[0].start + box[0].stop - 1) / 2)
         cx = round((box[1].start + box[1].stop - 1) / 2)

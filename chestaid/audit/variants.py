@@ -43,6 +43,9 @@ class MaskSettings:
     text_marks: TextMarkSettings = DEFAULT_TEXT_MARKS
 
 
+DEFAULT_MASK_SETTINGS = MaskSettings()
+
+
 @dataclass(frozen=True)
 class Variants:
     """An image's variants by name, and how much the text detector hid."""
@@ -51,7 +54,7 @@ class Variants:
     text_area: float  # share of the frame hidden as text (0 when none was found)
 
 
-def make_variants(pixels: np.ndarray, settings: MaskSettings = MaskSettings()) -> Variants:
+def make_variants(pixels: np.ndarray, settings: MaskSettings = DEFAULT_MASK_SETTINGS) -> Variants:
     """Every variant of a grey image in [0, 1] of shape (H, W)."""
     h, w = pixels.shape
     text = text_mark_mask(pixels, settings.text_marks)

@@ -100,3 +100,12 @@ def test_variants_hide_what_their_names_say() -> None:
     lungs = lung_prior_mask(100)
     assert np.ptp(v.images[OUTSIDE_LUNGS][~lungs]) == 0
     assert np.array_equal(v.images[OUTSIDE_LUNGS][lungs], image[lungs])
+
+
+def test_bright_speckle_near_the_edge_is_not_text() -> None:
+    rng = np.random.default_rng(4)
+    image = (0.5 + 0.02 * rng.standard_normal((64, 64))).astype(np.float32)
+    image[3, 3] = image[60, 5] = image[10, 58] = 1.0  # lone hot pixels
+    assert not text_mark_mask(image).any()
+    image[3:6, 3:5] = 1.0  # six pixels together: the smallest glyph
+    assert text_mark_mask(image)[3:6, 3:5].all()
