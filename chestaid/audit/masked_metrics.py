@@ -53,7 +53,7 @@ def classification_figures(
             "ci95": list(wilson_interval(hits, n)) if n else None,
         }
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": float(np.mean(predicted == labels)) if len(labels) else None,
         "macro_roc_auc": auc["macro"],
         "roc_auc_per_class": dict(zip(classes, auc["per_class"], strict=True)),

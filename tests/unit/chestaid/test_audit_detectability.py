@@ -43,9 +43,7 @@ def test_a_marker_in_the_border_makes_the_border_alone_give_the_source_away() ->
     assert 0.3 < inner.roc_auc < 0.7, "the marker does not leak into the inner frame"
 
 
-def test_a_difference_inside_the_lungs_only_is_found_in_the_whole_image_not_outside_lungs() -> (
-    None
-):
+def test_a_difference_inside_the_lungs_only_is_found_in_the_whole_image_not_outside_lungs() -> None:
     images, sources, groups = _two_sources("lungs")
     lungs = lung_prior_mask(SIZE)
     whole = np.ones((SIZE, SIZE), dtype=bool)

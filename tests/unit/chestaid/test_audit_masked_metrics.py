@@ -20,7 +20,9 @@ def test_masked_comparison_counts_recall_and_changes_against_the_unmasked() -> N
     labels = np.array([0, 1, 2, 3, 3, 3])
     unmasked = _logits([0, 1, 2, 3, 3, 3])
     masked = _logits([0, 1, 2, 0, 0, 3])  # two COVID-19 cases move to NORMAL
-    result = masked_comparison({"unmasked": unmasked, "border": masked}, labels, CLASSES, "unmasked")
+    result = masked_comparison(
+        {"unmasked": unmasked, "border": masked}, labels, CLASSES, "unmasked"
+    )
     assert result["unmasked"]["accuracy"] == 1.0
     assert result["unmasked"]["recall"]["COVID-19"]["recall"] == 1.0
     assert result["border"]["recall"]["COVID-19"]["recall"] == pytest.approx(1 / 3)
