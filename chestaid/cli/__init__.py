@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import chestaid
-from chestaid.cli import evaluate, predict, train
+from chestaid.cli import audit, evaluate, predict, train
 from chestaid.cli.common import (
     DISCLAIMER,
     EXIT_ERROR,
@@ -42,6 +42,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "predict": predict.run_predict,
     "assess": evaluate.run_assess,
     "sample": predict.run_sample,
+    "audit": audit.run_audit,
 }
 
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     evaluate.add_parsers(sub)
     predict.add_parsers(sub)
+    audit.add_parser(sub)
     return parser
 
 
