@@ -21,11 +21,11 @@ from chestaid.errors import ConfigurationError
 class TextMarkSettings:
     """The detector's parameters; the defaults are the ones reports state."""
 
+    opening: float = 0.08  # side of the opening's square, as a share of the image's side
+    min_contrast: float = 0.35  # how far a glyph rises above its opened surroundings
     edge_fraction: float = 0.20
-    min_lift: float = 0.25
-    max_area: float = 0.01
+    max_extent: float = 0.10  # a glyph's bounding box, as a share of each side
     min_pixels: int = 6  # fewer is speckle, not a glyph
-    min_contrast: float = 0.25
     pad: float = 0.01
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,6 +41,13 @@ def text_mark_mask(
 ) -> np.ndarray:
     """``True`` over the bounding boxes of burned-in text and markers found in ``pixels``.
 
+    A white top-hat (the image minus its grey opening by a square wider than a glyph's
+    stroke) keeps what is small and brighter than its surroundings; its components
+    that rise by ``min_contrast``, have at least ``min_pixels`` pixels, fit a box of
+    ``max_extent`` of each side and have their centre in the outer ``edge_fraction``
+    band count as glyphs. Wires are too long and bones too wide or too faint to count,
+    mostly: the report states what the detector misses and hides by mistake.
+
     Args:
         pixels: grey image in [0, 1], shape (H, W).
         settings: the detector's parameters.
@@ -55,35 +62,24 @@ def text_mark_mask(
         raise ConfigurationError(f"expected a 2-D grey image, got shape {pixels.shape}")
     h, w = pixels.shape
     img = np.asarray(pixels, dtype=np.float32)
-    level = max(float(np.quantile(img, 0.995)), float(np.median(img)) + settings.min_lift)
-    labels, count = ndimage.label(img >= level, structure=np.ones((3, 3), dtype=bool))
-    mask = np.zeros((h, w), dtype=bool)
-    if count == 0:
-        return mask
+    side = max(3, round(settings.opening * max(h, w)))
+    tophat = img - ndimage.grey_opening(img, size=(side, side))
+    labels, _ = ndimage.label(tophat >= settings.min_contrast, structure=np.ones((3, 3), bool))
     band = border_band_mask(h, w, settings.edge_fraction)
-    ring = max(2, round(0.02 * max(h, w)))
     pad_y, pad_x = max(1, round(settings.pad * h)), max(1, round(settings.pad * w))
+    mask = np.zeros((h, w), dtype=bool)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
+        if box is None or int(np.sum(labels[box] == index)) < settings.min_pixels:
             continue
-        component = labels[box] == index
-        if not settings.min_pixels <= component.sum() <= settings.max_area * h * w:
+        rows, cols = box
+        if rows.stop - rows.start > settings.max_extent * h:
             continue
-        cy = round((box[0].start + box[0].stop - 1) / 2)
-        cx = round((box[1].start + box[1].stop - 1) / 2)
-        if not band[cy, cx]:
+        if cols.stop - cols.start > settings.max_extent * w:
             continue
-        y0, y1 = max(0, box[0].start - ring), min(h, box[0].stop + ring)
-        x0, x1 = max(0, box[1].start - ring), min(w, box[1].stop + ring)
-        around = np.ones((y1 - y0, x1 - x0), dtype=bool)
-        around[box[0].start - y0 : box[0].stop - y0, box[1].start - x0 : box[1].stop - x0] = False
-        if not around.any():
-            continue
-        surround = float(np.median(img[y0:y1, x0:x1][around]))
-        if float(img[box][component].mean()) - surround < settings.min_contrast:
+        if not band[(rows.start + rows.stop - 1) // 2, (cols.start + cols.stop - 1) // 2]:
             continue
         mask[
-            max(0, box[0].start - pad_y) : min(h, box[0].stop + pad_y),
-            max(0, box[1].start - pad_x) : min(w, box[1].stop + pad_x),
+            max(0, rows.start - pad_y) : min(h, rows.stop + pad_y),
+            max(0, cols.start - pad_x) : min(w, cols.stop + pad_x),
         ] = True
     return mask

@@ -109,3 +109,12 @@ def test_bright_speckle_near_the_edge_is_not_text() -> None:
     assert not text_mark_mask(image).any()
     image[3:6, 3:5] = 1.0  # six pixels together: the smallest glyph
     assert text_mark_mask(image)[3:6, 3:5].all()
+
+
+def test_a_long_thin_wire_along_the_edge_is_not_text() -> None:
+    rng = np.random.default_rng(6)
+    image = (0.4 + 0.02 * rng.standard_normal((128, 128))).astype(np.float32)
+    image[5:120, 6:8] = 1.0  # an ECG lead down the left edge
+    assert not text_mark_mask(image).any()
+    image[5:15, 20:22] = 1.0  # a letter's stroke beside it still counts
+    assert text_mark_mask(image)[5:15, 20:22].all()
