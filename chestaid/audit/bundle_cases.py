@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +77,25 @@ def audit_cases(
             f"{len(missing)} images of the report split are not in {root} (e.g. {missing[0]})"
         )
     return AuditCases(base, list(report), "report split of the bundle")
+
+
+def at_most_per_class(cases: AuditCases, limit: int, *, seed: int = 0) -> AuditCases:
+    """A seeded random sample of at most ``limit`` images of each class (all of a smaller class).
+
+    The model's forward passes dominate the audit's time (four variants of each image),
+    so a long report split can be sampled down; the report says so.
+    """
+    rng = random.Random(seed)
+    chosen: list[Example] = []
+    sampled = False
+    for label in sorted({e.label for e in cases.examples}):
+        members = [e for e in cases.examples if e.label == label]
+        if len(members) > limit:
+            members = rng.sample(members, limit)
+            sampled = True
+        chosen.extend(members)
+    if not sampled:
+        return cases
+    chosen.sort(key=lambda e: e.relpath)
+    note = f"{cases.source}, a seeded random sample of at most {limit} images per class"
+    return AuditCases(cases.base, chosen, note)

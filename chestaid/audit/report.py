@@ -91,7 +91,7 @@ def _cam_section(m: Mapping[str, Any]) -> list[str]:
         f"the lung prior (the prior averaged onto the feature grid); a map spread evenly "
         f"over the frame would put {_pct(cam['area_outside_lung_prior'])} there.",
         "",
-        "| true class | n | maps all zero | predicted-class map: mean (q25, median, q75) "
+        "| true class | n | maps all zero (predicted / true) | predicted-class map: mean (q25, median, q75) "
         "| true-class map: mean (q25, median, q75) |",
         "|---|---|---|---|---|",
     ]
@@ -127,7 +127,8 @@ def _masked_section(m: Mapping[str, Any]) -> list[str]:
     )
     lines += [
         "",
-        f"Images where text or markers were found, by true class: {marks}.",
+        f"Images where the detector hid something (text, markers, or by mistake bright "
+        f"bone edges), by true class: {marks}.",
         "",
         TEXT_MARK_NOTE.format(**m["text_marks"]),
         "",

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from chestaid.audit.bundle_cases import audit_cases, load_audit_model
+from chestaid.audit.bundle_cases import at_most_per_class, audit_cases, load_audit_model
 from chestaid.audit.cam_share import shares_by_class
 from chestaid.audit.detectability import (
     FEATURE_GRID,
@@ -169,6 +169,7 @@ def run_audit(
     seed: int = 0,
     n_boot: int = 1000,
     batch_size: int = 16,
+    max_per_class: int | None = None,
     settings: MaskSettings = DEFAULT_MASK_SETTINGS,
 ) -> dict[str, Any]:
     """Run the parts the inputs allow and write ``audit.json``, ``audit.md`` and ``masks.png``.
@@ -182,6 +183,7 @@ def run_audit(
         seed: seeds folds and bootstraps.
         n_boot: bootstrap resamples of part (a).
         batch_size: images per forward pass in parts (b) and (c).
+        max_per_class: audit at most this many images of each class (seeded sample).
 
     Returns:
         The JSON record written.
@@ -210,6 +212,8 @@ def run_audit(
     if bundle is not None and data_dir is not None:
         model = load_audit_model(bundle)
         chosen = audit_cases(bundle, data_dir, model.classes)
+        if max_per_class is not None:
+            chosen = at_most_per_class(chosen, max_per_class, seed=seed)
         part = model_part(
             model,
             chosen.base,

@@ -24,6 +24,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples")
     a.add_argument("--batch-size", type=positive_int, default=16)
+    a.add_argument(
+        "--max-per-class",
+        type=positive_int,
+        help="parts b and c on at most this many images of each class (a seeded sample; "
+        "each image is scored four times)",
+    )
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -42,6 +48,7 @@ def run_audit(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_boot=args.bootstrap,
         batch_size=args.batch_size,
+        max_per_class=args.max_per_class,
     )
     write_lines(
         [

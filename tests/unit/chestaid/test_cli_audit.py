@@ -120,3 +120,15 @@ def test_incomplete_inputs_fail_with_a_message(
     assert cli.main(["audit", *args, "--out", str(tmp_path / "o")]) == 2
     assert "ConfigurationError" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_max_per_class_samples_each_class_down(tmp_path: Path) -> None:
+    data = make_four_class_folder(tmp_path / "four", patients_per_class=5)
+    bundle = _bundle(tmp_path / "bundle", data, with_splits=False)
+    out = tmp_path / "out"
+    args = ["audit", "--bundle", str(bundle), "--data", str(data), "--out", str(out)]
+    assert cli.main([*args, "--max-per-class", "2"]) == 0
+    record = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    recall = record["model"]["masked"]["unmasked"]["recall"]
+    assert [recall[c]["n"] for c in FOUR_CLASSES] == [2, 2, 2, 2]
+    assert "at most 2 images per class" in record["model"]["cases"]
