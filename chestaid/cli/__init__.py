@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import chestaid
-from chestaid.cli import compare, evaluate, predict, train
+from chestaid.cli import audit, compare, evaluate, predict, train
 from chestaid.cli.common import (
     DISCLAIMER,
     EXIT_ERROR,
@@ -44,6 +44,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sample": predict.run_sample,
     "dataset": compare.run_dataset,
     "compare": compare.run_compare,
+    "audit": audit.run_audit,
 }
 
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parsers(sub)
     predict.add_parsers(sub)
     compare.add_parsers(sub)
+    audit.add_parser(sub)
     return parser
 
 
