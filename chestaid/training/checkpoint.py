@@ -38,6 +38,9 @@ class Progress:
     best_epoch: int = -1
     stale: int = 0  # epochs since the best one
     best_state: dict[str, torch.Tensor] | None = None
+    # With a time budget: the epochs the first one showed will fit, which the learning
+    # rate schedule is fitted to; None until then (or without a budget).
+    planned_epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def resume(
         best_epoch=ckpt["best_epoch"],
         stale=ckpt["stale"],
         best_state=ckpt["best_state"],
+        planned_epochs=ckpt.get("planned_epochs"),
     )
     logger.info("resuming from %s at epoch %d", path, progress.next_epoch + 1)
     return progress
@@ -124,6 +128,7 @@ def save_checkpoint(
         "best_epoch": progress.best_epoch,
         "stale": progress.stale,
         "history": [dataclasses.asdict(h) for h in progress.history],
+        "planned_epochs": progress.planned_epochs,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

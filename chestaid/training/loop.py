@@ -167,11 +167,15 @@ def train(
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser,
-        lr_schedule(total_steps, max(1, int(config.warmup_fraction * total_steps))),
-    )
+    # The schedule runs over the planned epochs: all of them, or under a time budget
+    # those the first epoch shows will fit (set after it; a resumed run restores it).
+    planned = [config.epochs]
+
+    def schedule(step: int) -> float:
+        total = steps_per_epoch * planned[0]
+        return lr_schedule(total, max(1, int(config.warmup_fraction * total)))(step)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
     counts = np.bincount(labels, minlength=len(config.classes)).astype(np.float64)
     if (counts == 0).any():
         raise DatasetError("the training split lacks a class")
@@ -185,12 +189,14 @@ def train(
     trainables = Trainables(model=model, ema=ema, optimiser=optimiser, scheduler=scheduler)
     ckpt_path = checkpoint_path(out)
     state = resume(ckpt_path, trainables, config=config, fingerprints=fingerprints, device=dev)
+    if state.planned_epochs is not None:
+        planned[0] = state.planned_epochs
 
     weights = (1.0 / counts[labels]).tolist()
     for epoch in range(state.next_epoch, config.epochs):
         if state.stale >= config.patience:
             break
-        if _out_of_time(state.history, config.max_minutes):
+        if epoch >= planned[0] or _out_of_time(state.history, config.max_minutes):
             logger.info(
                 "stopping before epoch %d: the next would pass %s minutes",
                 epoch + 1,
@@ -280,6 +286,10 @@ def train(
             val_accuracy=val_accuracy,
         )
         state.history.append(record)
+        if config.max_minutes is not None and state.planned_epochs is None:
+            state.planned_epochs = planned_epochs(record, config.epochs, config.max_minutes)
+            planned[0] = state.planned_epochs
+            logger.info("%d epochs fit the budget of %s minutes", planned[0], config.max_minutes)
         if config.select == "last" or val_auc > state.best_auc:
             state.best_auc, state.best_epoch, state.stale = val_auc, epoch + 1, 0
             state.best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
@@ -379,6 +389,12 @@ def _correct(logits: torch.Tensor, y: torch.Tensor, upright: torch.Tensor) -> in
     else:
         hit = logits.argmax(dim=1) == y.round().long()
     return int((hit & upright.bool()).sum())
+
+
+def planned_epochs(first: EpochRecord, epochs: int, max_minutes: float) -> int:
+    """How many epochs as long as the first fit ``max_minutes`` (at least 1, at most ``epochs``)."""
+    took = first.core_seconds if first.core_seconds is not None else first.seconds
+    return max(1, min(epochs, int(max_minutes * 60.0 // max(took, 1e-9))))
 
 
 def _out_of_time(history: list[EpochRecord], max_minutes: float | None) -> bool:

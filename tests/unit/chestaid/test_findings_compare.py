@@ -16,7 +16,7 @@ from chestaid.comparison import macro_roc_auc, plan_runs
 from chestaid.errors import ConfigurationError, DatasetError
 from chestaid.findings_data import build_layout
 from chestaid.training.config import EpochRecord
-from chestaid.training.loop import TrainConfig, _out_of_time, train
+from chestaid.training.loop import TrainConfig, _out_of_time, planned_epochs, train
 from chestaid.training.step import validation_figures
 from tests.synthetic_data import chest_like
 
@@ -129,6 +129,10 @@ def test_a_time_budget_stops_before_an_epoch_that_would_pass_it() -> None:
     # Time on the run's own cores counts, not the wall clock of a busy machine.
     busy = [EpochRecord(1, 1.0, 0.5, 1e-3, 500.0, core_seconds=50.0)]
     assert not _out_of_time(busy, 2.0)
+    # The schedule is fitted to the epochs the first shows will fit.
+    assert planned_epochs(busy[0], 8, 2.0) == 2
+    assert planned_epochs(busy[0], 8, 60.0) == 8
+    assert planned_epochs(busy[0], 8, 0.1) == 1
 
 
 def test_n_class_training_writes_a_bundle_of_n_logits(layout: Path, tmp_path: Path) -> None:
