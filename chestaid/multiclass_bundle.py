@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
 from chestaid.calibration.multiclass import (
     IdentityMultiClass,
@@ -24,7 +22,7 @@ from chestaid.calibration.multiclass import (
 )
 from chestaid.errors import BundleError, CalibrationError
 from chestaid.models import ChestNet
-from chestaid.training.dataset import ImageDataset
+from chestaid.training.dataset import ImageDataset, collect_outputs
 
 NORMAL_CLASS = "normal"
 TRIAGE_CALIBRATOR: dict[str, Any] = {"name": "identity"}
@@ -61,19 +59,8 @@ def class_calibrator(calibration: Mapping[str, Any] | None) -> MultiClassCalibra
         raise BundleError(f"unusable class calibrator: {exc}") from exc
 
 
-@torch.inference_mode()
 def collect_class_logits(
     model: ChestNet, dataset: ImageDataset, *, batch_size: int = 32
 ) -> np.ndarray:
     """Every output's logit (n, K) for each item of ``dataset``, in order, in eval mode."""
-    was_training = model.training
-    model.eval()
-    out: list[np.ndarray] = []
-    try:
-        for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            out.append(model(x).float().numpy())
-    finally:
-        model.train(was_training)
-    if not out:
-        return np.zeros((0, model.classifier.out_features))
-    return np.concatenate(out).astype(np.float64)
+    return collect_outputs(model, dataset, batch_size=batch_size)

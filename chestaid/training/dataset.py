@@ -77,17 +77,8 @@ def collect_outputs(
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, outputs))
 
 
-@torch.inference_mode()
 def collect_logits(
     model: ChestNet, dataset: ImageDataset, *, batch_size: int = 32, device: str = "cpu"
 ) -> np.ndarray:
     """Logits (N,) of the first output for every item of ``dataset``, in order, in eval mode."""
-    was_training = model.training
-    model.eval()
-    out: list[np.ndarray] = []
-    try:
-        for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            out.append(model(x.to(device))[:, 0].float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+    return collect_outputs(model, dataset, batch_size=batch_size, device=device)[:, 0]
