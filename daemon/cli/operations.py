@@ -4,11 +4,13 @@ the outbox."""
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import getpass
 import json
 import logging
 import signal
+import sys
+import threading
+import traceback
 from collections.abc import Mapping, Sequence
 
 from chestaid.errors import ConfigurationError
@@ -36,7 +38,7 @@ def serve(settings: Settings, roles_text: str) -> int:
     signal.signal(signal.SIGINT, service.request_stop)
     # `kill -USR1` prints every thread's stack to standard error (the journal): what a
     # process that does not stop, or does not move, is waiting on.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    signal.signal(signal.SIGUSR1, print_stacks)
     try:
         service.start()
     except BaseException:
@@ -46,6 +48,25 @@ def serve(settings: Settings, roles_text: str) -> int:
     logger.info("stop requested")
     service.stop()
     return 0
+
+
+def print_stacks(signum: int = signal.SIGUSR1, frame: object = None) -> None:
+    """Write every thread's stack to standard error, most recent call last.
+
+    A Python-level handler, run by the main thread holding the interpreter lock: it reads the
+    threads' frames safely while threads start and end. (An asynchronous dump from the signal
+    itself reads them without that lock and can crash the process it was meant to examine.)
+    """
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    current = threading.get_ident()
+    frames = sys._current_frames()
+    parts = [f"stacks of {len(frames)} threads (signal {signum})\n"]
+    for ident, top in frames.items():
+        mark = ", current thread" if ident == current else ""
+        parts.append(f"Thread 0x{ident:016x} ({names.get(ident, '?')}{mark}):\n")
+        parts.extend(traceback.format_stack(top))
+    sys.stderr.write("".join(parts))
+    sys.stderr.flush()
 
 
 def db(settings: Settings, command: str) -> int:

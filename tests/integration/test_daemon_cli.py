@@ -142,7 +142,7 @@ def test_usr1_prints_every_threads_stack_and_the_daemon_keeps_serving(tmp_path: 
     try:
         assert daemon.process is not None
         daemon.process.send_signal(signal.SIGUSR1)
-        wait_until(lambda: "Current thread" in daemon.logs(), timeout=30, what="a stack dump")
+        wait_until(lambda: "current thread" in daemon.logs(), timeout=30, what="a stack dump")
         logs = daemon.logs()
         assert logs.count("Thread 0x") >= 2  # the main thread and the roles' own
         assert "daemon/service.py" in logs  # the main thread waiting for a stop
