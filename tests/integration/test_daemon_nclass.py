@@ -1,10 +1,11 @@
 """An N-class bundle served end to end: a running daemon serving a four-class bundle
 (NORMAL, BACTERIAL, VIRAL, COVID-19; random weights, vector-scaled calibration),
-DCMTK's storescu sending it a radiograph, storescp as the PACS, dciodvfy on the SR.
+DCMTK's storescu sending it a radiograph, storescp as the PACS, an MLLP listener as the
+RIS, dciodvfy on the SR.
 
 The SR at the PACS states the calibrated probability of each class, summing to one,
-beside the probability of pneumonia, which is one minus that of NORMAL; the database
-keeps the same probabilities with the result.
+beside the probability of pneumonia, which is one minus that of NORMAL; the ORU^R01 at
+the RIS carries them as observations; the database keeps them with the result.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from chestaid.dicom_outputs.read_back import read_triage_report
 from tests.bundles import FOUR_CLASSES, nclass_bundle
 from tests.daemon_harness import Daemon, StoreSCP, storescu, wait_until
 from tests.dicom_factory import make_dx, require_tool
+from tests.mllp_peer import MllpPeer
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +37,22 @@ def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, pacs: StoreSCP) -> Iterator[Daemon]:
+def ris() -> Iterator[MllpPeer]:
+    peer = MllpPeer().start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, pacs: StoreSCP, ris: MllpPeer) -> Iterator[Daemon]:
     bundle = nclass_bundle(tmp_path / "bundle")
     d = Daemon(
         tmp_path / "node",
         sections={"model": {"bundle": str(bundle)}},
-        destinations=[pacs.destination()],
+        destinations=[
+            pacs.destination(),
+            {"kind": "hl7", "name": "ris", "host": "127.0.0.1", "port": ris.port},
+        ],
     )
     d.start()
     yield d
@@ -53,7 +65,7 @@ def _reports(pacs: StoreSCP) -> list[pydicom.Dataset]:
 
 
 def test_an_nclass_bundle_reports_each_class_probability_in_a_valid_sr(
-    tmp_path: Path, daemon: Daemon, pacs: StoreSCP
+    tmp_path: Path, daemon: Daemon, pacs: StoreSCP, ris: MllpPeer
 ) -> None:
     dciodvfy = require_tool("dciodvfy", "dicom3tools")
     image = tmp_path / "image.dcm"
@@ -82,6 +94,16 @@ def test_an_nclass_bundle_reports_each_class_probability_in_a_valid_sr(
     assert [name for name, _ in kept] == list(FOUR_CLASSES)
     assert [p for _, p in kept] == pytest.approx(list(probabilities.values()), abs=1e-9)
     assert score == pytest.approx(said.score, abs=1e-9)
+
+    assert ris.wait_count(1, timeout=30)
+    segments = str(ris.received[0].to_er7()).split("\r")
+    observed = {
+        fields[3].split("^")[0]: fields[5]
+        for fields in (s.split("|") for s in segments)
+        if fields[0] == "OBX"
+    }
+    for name, p in said.class_probabilities:
+        assert float(observed[f"PROB-{name}"]) == pytest.approx(p, abs=5e-5)
 
     (path,) = [p for p in pacs.files() if pydicom.dcmread(p).SOPClassUID == SR_CLASS]
     proc = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
