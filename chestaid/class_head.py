@@ -16,7 +16,6 @@ linear head's weights), so each image gets its own channel weights.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,26 +26,8 @@ from chestaid.calibration.multiclass import (
     triage_gradient,
     triage_logit,
 )
-from chestaid.errors import BundleError
-
-NORMAL_CLASS = "NORMAL"
 
 ClassProbabilities = tuple[tuple[str, float], ...]
-
-
-def normal_class_index(classes: Sequence[str]) -> int:
-    """Where the class named NORMAL (any case) is among an N-class bundle's classes.
-
-    Raises:
-        BundleError: no class, or more than one, is named NORMAL.
-    """
-    found = [i for i, name in enumerate(classes) if name.strip().upper() == NORMAL_CLASS]
-    if len(found) != 1:
-        raise BundleError(
-            f"an N-class bundle must name exactly one class {NORMAL_CLASS!r} (any case), "
-            f"the one triage scores against; its classes are {list(classes)}"
-        )
-    return found[0]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from chestaid.bundle import (
 )
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
+from tests.multiclass_bundles import FOUR_CLASSES
 
 
 @functools.cache
@@ -64,9 +65,6 @@ def fast_unchecked_bundle() -> Path:
     )
     (target / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2), "utf-8")
     return target
-
-
-FOUR_CLASSES = ("NORMAL", "BACTERIAL", "VIRAL", "COVID-19")
 
 
 def nclass_bundle(

@@ -25,14 +25,11 @@ from chestaid.bundle.manifest import MANIFEST_NAME, Manifest, read_manifest
 from chestaid.bundle.splits import write_splits
 from chestaid.bundle.storage import replace_atomically, sha256_file, write_json_atomic
 from chestaid.calibration import Calibrator, IdentityCalibration, calibrator_from_dict
-from chestaid.calibration.multiclass import (
-    IdentityMultiClass,
-    MultiClassCalibrator,
-    multiclass_from_dict,
-)
-from chestaid.class_head import ClassHead, normal_class_index
+from chestaid.calibration.multiclass import MultiClassCalibrator
+from chestaid.class_head import ClassHead
 from chestaid.errors import BundleError, CalibrationError, ModelError
 from chestaid.models import ChestNet, build_model
+from chestaid.multiclass_bundle import class_calibrator, normal_index
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +144,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     p = Path(path)
     manifest = read_manifest(p)
     # An N-class bundle without a class NORMAL is refused before its weights are read.
-    normal_index = normal_class_index(manifest.classes) if manifest.num_outputs > 1 else None
+    try:
+        normal = normal_index(manifest.classes) if manifest.num_outputs > 1 else None
+    except BundleError as exc:
+        raise BundleError(f"bundle {p}: {exc}") from exc
     model = _verified_model(p, manifest)
     if manifest.calibration is None:
         calibrator: Calibrator = IdentityCalibration()
@@ -158,8 +158,8 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             raise BundleError(f"bundle {p} has an unusable calibrator: {exc}") from exc
     class_head = (
         None
-        if normal_index is None
-        else ClassHead(manifest.classes, _class_calibrator(p, manifest), normal_index)
+        if normal is None
+        else ClassHead(manifest.classes, _class_calibrator(p, manifest), normal)
     )
     logger.info(
         "loaded bundle %s (%s %s, calibrator %s%s)",
@@ -191,18 +191,14 @@ def _class_calibrator(p: Path, manifest: Manifest) -> MultiClassCalibrator:
         BundleError: a calibrated bundle without a usable ``class_calibrator`` record,
             or one fitted for another number of classes.
     """
-    if manifest.calibration is None:
-        return IdentityMultiClass()
-    if "class_calibrator" not in manifest.calibration:
-        raise BundleError(
-            f"bundle {p} has {len(manifest.classes)} classes and a calibration record "
-            "without its 'class_calibrator': recalibrate it with 'chestaid calibrate'"
-        )
     try:
-        calibrator = multiclass_from_dict(manifest.calibration["class_calibrator"])
+        calibrator = class_calibrator(manifest.calibration)
+    except BundleError as exc:
+        raise BundleError(f"bundle {p}: {exc}") from exc
+    try:
         # A calibrator fitted for another number of classes fails here, not on a patient.
         calibrator.predict_proba(np.zeros((1, len(manifest.classes))))
-    except (CalibrationError, KeyError, TypeError) as exc:
+    except CalibrationError as exc:
         raise BundleError(f"bundle {p} has an unusable class calibrator: {exc}") from exc
     return calibrator
 
