@@ -11,6 +11,7 @@ the exact form is tested against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -29,6 +30,7 @@ __all__ = [
     "normalise_map",
     "render_overlay",
     "upsample_map",
+    "weighted_activation_map",
 ]
 
 
@@ -49,6 +51,26 @@ def class_activation_map(
     h, w = fmap.shape[-2:]
     weights = head_weight[class_index].float() / (h * w)
     cam = torch.einsum("nchw,c->nhw", fmap, weights)
+    return torch.relu(cam)
+
+
+def weighted_activation_map(
+    feature_map: torch.Tensor, channel_weights: torch.Tensor
+) -> torch.Tensor:
+    """Grad-CAM of a pooled-linear head for a score whose gradient differs by image.
+
+    Args:
+        feature_map: the last feature map as the pool sees it, shape (N, C, h, w).
+        channel_weights: d(score)/d(pooled feature c) of each image, shape (N, C);
+            for logit k of the head it is ``W[k]`` for every image.
+
+    Returns:
+        The unnormalised map, shape (N, h, w), float32, non-negative.
+    """
+    fmap = feature_map.float()
+    h, w = fmap.shape[-2:]
+    weights = channel_weights.float().to(fmap.device) / (h * w)
+    cam = torch.einsum("nchw,nc->nhw", fmap, weights)
     return torch.relu(cam)
 
 
@@ -102,15 +124,30 @@ class HookGradCAM:
     ) -> None:
         self._gradient = grad_output[0].detach()
 
-    def __call__(self, x: torch.Tensor, class_index: int = 0) -> torch.Tensor:
-        """Return unnormalised Grad-CAM maps of shape (N, h, w) for the given logit."""
+    def __call__(
+        self,
+        x: torch.Tensor,
+        class_index: int = 0,
+        *,
+        target: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Return unnormalised Grad-CAM maps of shape (N, h, w) for one score per image.
+
+        Args:
+            x: the inputs.
+            class_index: which logit to explain, when no ``target`` is given.
+            target: maps the logits (N, K) to the score of each image (N,) to explain
+                (e.g. the log-odds of "not normal" of an N-class head); each image's
+                score must depend on its own logits only.
+        """
         if not self._handles:
             raise RuntimeError("HookGradCAM must be used inside a 'with' block")
         self.model.zero_grad(set_to_none=True)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             logits = self.model(x)
-            logits[:, class_index].sum().backward()
+            score = logits[:, class_index] if target is None else target(logits)
+            score.sum().backward()
         assert self._activation is not None and self._gradient is not None
         weights = self._gradient.float().mean(dim=(2, 3), keepdim=True)
         return torch.relu((weights * self._activation.float()).sum(dim=1))

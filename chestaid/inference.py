@@ -12,6 +12,11 @@ same pass as the logit, so the map stays exact. The calibrator maps the runtime'
 logits; a runtime other than PyTorch float32 is used only when its logits agree with
 the ones the calibrator was fitted on within 0.05 and its decisions at the governed
 threshold are identical, which is what keeps the calibration valid for it.
+
+An N-class bundle (:mod:`chestaid.class_head`) is scored the same way: the "logit"
+is its calibrated log-odds of "not normal", the score the probability of it, the
+map the exact Grad-CAM of those log-odds, and each prediction carries the calibrated
+probability of every class besides.
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ from chestaid.assessment import (
 )
 from chestaid.bundle import Bundle
 from chestaid.calibration import Calibrator
-from chestaid.gradcam import class_activation_map, normalise_map
+from chestaid.class_head import ClassHead, ClassProbabilities
+from chestaid.gradcam import class_activation_map, normalise_map, weighted_activation_map
 from chestaid.imaging import DEFAULT_MAX_PIXELS, GreyImage, read_for_scoring
-from chestaid.models import ChestNet
+from chestaid.models import ChestNet, Heads
 from chestaid.preprocess import PreprocessSpec, preprocess
 from chestaid.runtimes import (
     PrecisionChoice,
@@ -61,8 +67,8 @@ UNGOVERNED_THRESHOLD = float("nan")
 class Prediction:
     """The score of one image and its explanation."""
 
-    logit: float
-    score: float  # calibrated probability of pneumonia
+    logit: float  # an N-class bundle's: the calibrated log-odds of "not normal"
+    score: float  # calibrated probability of pneumonia (N classes: of "not normal")
     threshold: float  # governed threshold on the calibrated score (nan if none)
     above_threshold: bool
     cam: np.ndarray  # Grad-CAM at feature-map resolution, float32, 0..1
@@ -70,6 +76,9 @@ class Prediction:
     # Whether the image could be judged at all. When not, ``score`` and ``logit`` are
     # kept for audit only: never banded, flagged or overlaid (above_threshold is False).
     assessment: Assessment = ASSESSABLE
+    # An N-class bundle's calibrated probability of each class, in the bundle's order
+    # (they sum to one); empty for a binary bundle.
+    class_probabilities: ClassProbabilities = ()
 
 
 class Scorer:
@@ -88,6 +97,7 @@ class Scorer:
         density: FeatureDensity | None = None,
         runtime: Runtime | None = None,
         runtime_trials: tuple[Trial, ...] = (),
+        class_head: ClassHead | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         # What runs the forward pass (PyTorch eager float32 unless given), and the
@@ -103,6 +113,8 @@ class Scorer:
         # image is scored as the bundle always scored it.
         self.assessment = assessment
         self.density = density
+        # An N-class network's classes and their calibrator; None for one logit.
+        self.class_head = class_head
 
     @property
     def runtime_name(self) -> str:
@@ -146,8 +158,20 @@ class Scorer:
             device=device,
             assessment=bundle.assessment,
             density=bundle.density,
+            class_head=bundle.class_head,
         )
         if runtime == "torch" and precision == "f32":
+            return scorer
+        if scorer.class_head is not None:
+            # The agreement checks compare a binary network's one logit; an N-class
+            # network is not checked by them, so it runs only as it was calibrated.
+            logger.info(
+                "N-class bundle %s is scored with PyTorch float32: runtime %r precision %r "
+                "is not checked for networks of more than one logit",
+                bundle.manifest.version,
+                runtime,
+                precision,
+            )
             return scorer
         selection = select_runtime(
             scorer.model,
@@ -176,40 +200,52 @@ class Scorer:
             density=self.density,
             runtime=self.runtime,
             runtime_trials=self.runtime_trials,
+            class_head=self.class_head,
         )
+
+    def _triage_logits(self, heads: Heads) -> tuple[np.ndarray, np.ndarray | None]:
+        """The logits (N,) the calibrator maps and, for an N-class network, the calibrated
+        class probabilities (N, K) they come from."""
+        raw = heads.logits.float().cpu().numpy().astype(np.float64)
+        if self.class_head is None:
+            return raw[:, 0], None
+        probs = self.class_head.probabilities(raw)
+        return self.class_head.triage_logits(probs), probs
+
+    def _cams(self, heads: Heads) -> np.ndarray:
+        """Normalised Grad-CAM maps (N, h, w) of the triage logit, from the pass alone."""
+        weight = self.model.classifier.weight
+        if self.class_head is None:
+            cams = class_activation_map(heads.feature_map, weight, 0)
+        else:
+            raw = heads.logits.float().cpu().numpy().astype(np.float64)
+            channels = self.class_head.cam_weights(raw, weight)
+            cams = weighted_activation_map(heads.feature_map, channels)
+        out: np.ndarray = normalise_map(cams).cpu().numpy().astype(np.float32)
+        return out
 
     @torch.inference_mode()
     def logits_and_cams(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Logits (N,) and normalised Grad-CAM maps (N, h, w) from one forward pass."""
         heads = self.runtime.forward_heads(batch)
-        cams = normalise_map(
-            class_activation_map(heads.feature_map, self.model.classifier.weight, 0)
-        )
-        logits = heads.logits
-        return (
-            logits[:, 0].float().cpu().numpy().astype(np.float64),
-            cams.cpu().numpy().astype(np.float32),
-        )
+        return self._triage_logits(heads)[0], self._cams(heads)
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """Logits (N,) only: the plain forward pass."""
-        out: np.ndarray = self.runtime.forward_heads(batch).logits[:, 0].float().cpu().numpy()
-        return out.astype(np.float64)
+        return self._triage_logits(self.runtime.forward_heads(batch))[0]
 
     @torch.inference_mode()
-    def _passes(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[Evidence]]:
-        """Logits, Grad-CAM maps and the assessment evidence of one forward pass."""
+    def _passes(
+        self, batch: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray, list[Evidence], np.ndarray | None]:
+        """Logits, Grad-CAM maps, the assessment evidence and (N classes) the class
+        probabilities of one forward pass."""
         heads = self.runtime.forward_heads(batch)
-        cams = normalise_map(
-            class_activation_map(heads.feature_map, self.model.classifier.weight, 0)
-        )
+        logits, probs = self._triage_logits(heads)
+        cams = self._cams(heads)
         if self.assessment is None:  # no checks: nothing more to compute
-            return (
-                heads.logits[:, 0].float().cpu().numpy().astype(np.float64),
-                cams.cpu().numpy().astype(np.float32),
-                [],
-            )
+            return logits, cams, [], probs
         spread, structure = image_statistics(batch * self.spec.std + self.spec.mean)
         orientation = (
             torch.softmax(heads.orientation.float(), dim=1).cpu().numpy()
@@ -230,27 +266,35 @@ class Scorer:
             )
             for i in range(batch.shape[0])
         ]
-        return (
-            heads.logits[:, 0].float().cpu().numpy().astype(np.float64),
-            cams.cpu().numpy().astype(np.float32),
-            evidence,
-        )
+        return logits, cams, evidence, probs
+
+    def _labelled(self, probs: np.ndarray | None, i: int) -> ClassProbabilities:
+        """Image ``i``'s class probabilities by name; empty for a binary network."""
+        if self.class_head is None or probs is None:
+            return ()
+        return self.class_head.labelled(probs[i])
 
     def _judge(
-        self, item: torch.Tensor, logit: float, cam: np.ndarray, evidence: Evidence
-    ) -> tuple[float, np.ndarray, Assessment]:
+        self,
+        item: torch.Tensor,
+        logit: float,
+        cam: np.ndarray,
+        evidence: Evidence,
+        classes: ClassProbabilities,
+    ) -> tuple[float, np.ndarray, Assessment, ClassProbabilities]:
         """Assess one input; a radiograph certainly turned is turned upright and scored again.
 
-        The returned map always lies on the image as received.
+        The returned map always lies on the image as received; the logit and the class
+        probabilities are those of the pass that was kept.
         """
         if self.assessment is None:
-            return logit, cam, ASSESSABLE
+            return logit, cam, ASSESSABLE, classes
         verdict = assess(evidence, self.assessment)
         if isinstance(verdict, Assessment):
-            return logit, cam, verdict
+            return logit, cam, verdict, classes
         turns = (4 - verdict) % 4
         upright = torch.rot90(item, turns, dims=(-2, -1)).unsqueeze(0)
-        logits, cams, again = self._passes(upright)
+        logits, cams, again, probs = self._passes(upright)
         second = assess(again[0], self.assessment)  # the same settings, now upright
         if isinstance(second, int):
             return (
@@ -259,24 +303,31 @@ class Scorer:
                 not_assessable(
                     "orientation", "the image could not be turned upright with certainty"
                 ),
+                classes,
             )
+        upright_map = np.rot90(cams[0], -turns).copy()
         if not second.assessable:
-            return float(logits[0]), np.rot90(cams[0], -turns).copy(), second
+            return float(logits[0]), upright_map, second, self._labelled(probs, 0)
         turned = Assessment(assessable=True, quarter_turns=turns)
-        return float(logits[0]), np.rot90(cams[0], -turns).copy(), turned
+        return float(logits[0]), upright_map, turned, self._labelled(probs, 0)
 
     def score_batch(self, batch: torch.Tensor) -> list[Prediction]:
         """Score a batch of model inputs of shape (N, 1, S, S), assessing each first."""
-        logits, cams, evidence = self._passes(batch)
+        logits, cams, evidence, classes = self._passes(batch)
         judged = (
             [
-                self._judge(batch[i], float(logits[i]), cams[i], evidence[i])
+                self._judge(
+                    batch[i], float(logits[i]), cams[i], evidence[i], self._labelled(classes, i)
+                )
                 for i in range(batch.shape[0])
             ]
             if evidence
-            else [(float(z), cam, ASSESSABLE) for z, cam in zip(logits, cams, strict=True)]
+            else [
+                (float(z), cam, ASSESSABLE, self._labelled(classes, i))
+                for i, (z, cam) in enumerate(zip(logits, cams, strict=True))
+            ]
         )
-        probs = self.calibrator.predict_proba(np.array([z for z, _, _ in judged]))
+        probs = self.calibrator.predict_proba(np.array([z for z, _, _, _ in judged]))
         return [
             Prediction(
                 logit=z,
@@ -287,8 +338,9 @@ class Scorer:
                 cam=cam,
                 model_version=self.model_version,
                 assessment=verdict,
+                class_probabilities=named,
             )
-            for (z, cam, verdict), p in zip(judged, probs, strict=True)
+            for (z, cam, verdict, named), p in zip(judged, probs, strict=True)
         ]
 
     def score_pixels(self, pixels: np.ndarray) -> Prediction:

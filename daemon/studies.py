@@ -43,6 +43,9 @@ class StudyImage:
     not_assessable_detail: str | None = None
     quarter_turns: int = 0  # turned upright by this many quarter turns before scoring
     shadow: bool = False  # scored in shadow mode: kept here, sent nowhere
+    # An N-class bundle's calibrated probability of each class (its score is that of
+    # "not normal"); empty for a binary bundle, or an image not scored or not assessable.
+    class_probabilities: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ def _image(instance: Instance, job: Job, result: Result | None) -> StudyImage:
         not_assessable_detail=result.not_assessable_detail if result else None,
         quarter_turns=result.quarter_turns if result else 0,
         shadow=result.shadow if result else False,
+        class_probabilities=judged.classes if judged else (),
     )
 
 

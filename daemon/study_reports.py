@@ -199,6 +199,7 @@ class StudyReports:
                     model_version=plan.model_version,
                     calibration_version=plan.calibration_version,
                     quarter_turns=plan.quarter_turns,
+                    class_probabilities=plan.class_probabilities,
                 ),
                 identity,
                 study=study,

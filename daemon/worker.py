@@ -265,6 +265,7 @@ class Worker:
                 quarter_turns=turns,
                 band_names=scored.band_names,
                 shadow=self.shadow,
+                class_probabilities=p.class_probabilities,
             )
         if not kept:
             logger.warning("lease lost before the result was recorded", extra=log)
@@ -406,6 +407,7 @@ class Worker:
             model_version=prediction.model_version,
             calibration_version=model.calibration_version,
             quarter_turns=assessment.quarter_turns,
+            class_probabilities=prediction.class_probabilities,
         )
         return _Scored(
             prediction=prediction,

@@ -17,14 +17,22 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from chestaid.bundle import (
     MANIFEST_NAME,
     SPLITS_NAME,
     WEIGHTS_NAME,
+    Manifest,
     default_bundle_path,
     read_manifest,
+    save_bundle,
 )
+from chestaid.models import build_model
+from chestaid.preprocess import PreprocessSpec
+from tests.multiclass_bundles import FOUR_CLASSES
 
 
 @functools.cache
@@ -57,3 +65,52 @@ def fast_unchecked_bundle() -> Path:
     )
     (target / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2), "utf-8")
     return target
+
+
+def nclass_bundle(
+    path: Path,
+    *,
+    classes: tuple[str, ...] = FOUR_CLASSES,
+    architecture: str = "resnet50",
+    input_size: int = 64,
+    class_calibrator: dict[str, Any] | None = None,
+    threshold: float | None = 0.5,
+    seed: int = 0,
+    head_scale: float = 0.05,
+) -> Path:
+    """An N-class bundle with random weights, as ``chestaid calibrate`` leaves one.
+
+    Its calibration record holds ``class_calibrator`` (vector scaling with uneven
+    slopes and offsets unless given) and the identity on the triage log-odds; with
+    ``threshold`` it is governed (the daemon serves only a governed bundle). Both go
+    through :class:`Manifest`, so the governance digest is the one a load checks.
+    The random head is scaled by ``head_scale`` so its probabilities are not saturated
+    (a random ResNet-50 gives logits of about 20).
+    """
+    torch.manual_seed(seed)
+    model = build_model(architecture, num_outputs=len(classes)).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(head_scale)
+    k = len(classes)
+    record = class_calibrator or {
+        "name": "vector",
+        "a": [0.8 + 0.1 * i for i in range(k)],
+        "b": [0.3 - 0.2 * i for i in range(k)],
+    }
+    manifest = Manifest(
+        version=f"{architecture}-{k}class-test-1",
+        architecture=architecture,
+        classes=classes,
+        preprocessing=PreprocessSpec(input_size=input_size),
+        calibration={
+            "class_calibrator": record,
+            "calibrator": {"name": "identity"},
+            "chosen": record["name"],
+            "calibration_version": 1,
+        },
+        threshold=None
+        if threshold is None
+        else {"threshold": threshold, "target_sensitivity": 0.9, "rule": "test bundle"},
+    )
+    save_bundle(path, model, manifest)
+    return path

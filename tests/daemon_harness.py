@@ -420,6 +420,7 @@ def record_scored(
     requested_priority: str | None = None,
     quarter_turns: int = 0,
     shadow: bool = False,
+    class_probabilities: Sequence[tuple[str, float]] = (),
 ) -> str:
     """Record a received instance, in its own study, as scored; returns the study UID.
 
@@ -427,7 +428,8 @@ def record_scored(
     result when given; without them the result is like one scored before they existed.
     ``not_assessable`` (a reason code) records the image as not assessable instead: no
     band, never above the threshold, the detail :func:`not_assessable_detail`.
-    ``shadow`` records it as made in shadow mode.
+    ``shadow`` records it as made in shadow mode; ``class_probabilities`` as an N-class
+    bundle's result.
     """
     from sqlalchemy import select
 
@@ -466,6 +468,7 @@ def record_scored(
             else queue.NotAssessable(not_assessable, not_assessable_detail(not_assessable)),
             quarter_turns=quarter_turns,
             shadow=shadow,
+            class_probabilities=class_probabilities,
             now=when,
         )
     return study

@@ -25,8 +25,11 @@ from chestaid.bundle.manifest import MANIFEST_NAME, Manifest, read_manifest
 from chestaid.bundle.splits import write_splits
 from chestaid.bundle.storage import replace_atomically, sha256_file, write_json_atomic
 from chestaid.calibration import Calibrator, IdentityCalibration, calibrator_from_dict
+from chestaid.calibration.multiclass import MultiClassCalibrator
+from chestaid.class_head import ClassHead
 from chestaid.errors import BundleError, CalibrationError, ModelError
 from chestaid.models import ChestNet, build_model
+from chestaid.multiclass_bundle import class_calibrator, normal_index
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,26 @@ class Bundle:
     path: Path
     manifest: Manifest
     model: ChestNet
+    # For an N-class bundle, the calibrator of the triage log-odds ("not normal"),
+    # normally the identity; for a binary bundle, the calibrator of its one logit.
     calibrator: Calibrator
     # The not-assessable checks the bundle was validated with; None for a bundle made
     # before them, which is served as it always was.
     assessment: AssessmentSettings | None = None
     density: FeatureDensity | None = None
+    # An N-class bundle's classes, multi-class calibrator and NORMAL class; None for
+    # a binary bundle.
+    class_head: ClassHead | None = None
+
+    @property
+    def class_calibrator(self) -> MultiClassCalibrator | None:
+        """The multi-class calibrator of an N-class bundle; None for a binary one."""
+        return None if self.class_head is None else self.class_head.calibrator
+
+    @property
+    def normal_index(self) -> int | None:
+        """The index of the class NORMAL of an N-class bundle; None for a binary one."""
+        return None if self.class_head is None else self.class_head.normal_index
 
     @property
     def threshold(self) -> float | None:
@@ -125,6 +143,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """
     p = Path(path)
     manifest = read_manifest(p)
+    # An N-class bundle without a class NORMAL is refused before its weights are read.
+    try:
+        normal = normal_index(manifest.classes) if manifest.num_outputs > 1 else None
+    except BundleError as exc:
+        raise BundleError(f"bundle {p}: {exc}") from exc
     model = _verified_model(p, manifest)
     if manifest.calibration is None:
         calibrator: Calibrator = IdentityCalibration()
@@ -133,12 +156,20 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             calibrator = calibrator_from_dict(manifest.calibration["calibrator"])
         except (CalibrationError, KeyError, TypeError) as exc:
             raise BundleError(f"bundle {p} has an unusable calibrator: {exc}") from exc
+    class_head = (
+        None
+        if normal is None
+        else ClassHead(manifest.classes, _class_calibrator(p, manifest), normal)
+    )
     logger.info(
-        "loaded bundle %s (%s %s, calibrator %s)",
+        "loaded bundle %s (%s %s, calibrator %s%s)",
         p,
         manifest.architecture,
         manifest.version,
         calibrator.name,
+        ""
+        if class_head is None
+        else f", {len(manifest.classes)} classes, class calibrator {class_head.calibrator.name}",
     )
     assessment, density = load_assessment(p, manifest)
     return Bundle(
@@ -148,7 +179,28 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         calibrator=calibrator,
         assessment=assessment,
         density=density,
+        class_head=class_head,
     )
+
+
+def _class_calibrator(p: Path, manifest: Manifest) -> MultiClassCalibrator:
+    """An N-class bundle's multi-class calibrator: its record's, or the identity when
+    the bundle is uncalibrated.
+
+    Raises:
+        BundleError: a calibrated bundle without a usable ``class_calibrator`` record,
+            or one fitted for another number of classes.
+    """
+    try:
+        calibrator = class_calibrator(manifest.calibration)
+    except BundleError as exc:
+        raise BundleError(f"bundle {p}: {exc}") from exc
+    try:
+        # A calibrator fitted for another number of classes fails here, not on a patient.
+        calibrator.predict_proba(np.zeros((1, len(manifest.classes))))
+    except CalibrationError as exc:
+        raise BundleError(f"bundle {p} has an unusable class calibrator: {exc}") from exc
+    return calibrator
 
 
 def _verified_model(p: Path, manifest: Manifest) -> ChestNet:

@@ -16,7 +16,7 @@ from chestaid.cli.common import (
     positive_int,
     write_json,
 )
-from chestaid.display import score_pair_text
+from chestaid.display import score_pair_text, score_text
 from chestaid.errors import ChestAidError, ConfigurationError
 from chestaid.imaging import DEFAULT_MAX_PIXELS
 
@@ -67,6 +67,11 @@ def _cam_name(path: Path, used: set[str]) -> str:
     return name
 
 
+def _classes_text(classes: tuple[tuple[str, float], ...]) -> str:
+    """``class probabilities: NORMAL 0.120, BACTERIAL 0.700, ...`` (calibrated)."""
+    return "class probabilities: " + ", ".join(f"{name} {score_text(p)}" for name, p in classes)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Score each file; 1 when some were refused, 0 otherwise."""
     from PIL import Image
@@ -115,6 +120,9 @@ def run_predict(args: argparse.Namespace) -> int:
             assessable=pred.assessment.assessable,
             assessment=pred.assessment.to_dict(),
         )
+        if pred.class_probabilities:
+            # An N-class bundle: the calibrated probability of each class, in its order.
+            record["class_probabilities"] = dict(pred.class_probabilities)
         if not pred.assessment.assessable:
             # Not a judgeable radiograph: no call, no overlay that would suggest one.
             record.update(above_threshold=None)
@@ -148,6 +156,8 @@ def run_predict(args: argparse.Namespace) -> int:
             sys.stdout.write(
                 f"{path}: score {score_shown}  threshold {th}  {flag}  model {pred.model_version}{cam}\n"
             )
+            if pred.class_probabilities:
+                sys.stdout.write(f"  {_classes_text(pred.class_probabilities)}\n")
     if not args.json:
         sys.stdout.write(f"{DISCLAIMER}\n")
     return EXIT_SOME_REFUSED if refused else EXIT_OK

@@ -6,6 +6,7 @@ import copy
 import datetime
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,10 @@ PNEUMONIA_SUSPECTED = Code(
     "PNEUMONIA-SUSP", CHESTAID_SCHEME, "Pneumonia suspected by triage algorithm"
 )
 RATIO = Code("{ratio}", "UCUM", "ratio")  # a probability, 0..1
+# An N-class model's calibrated probability of each of its classes: one ChestAid code
+# per class name ("PROB-" and the name, upper case), meaning "Probability of class NAME".
+CLASS_PROBABILITY_PREFIX = "PROB-"
+CLASS_PROBABILITY_MEANING = "Probability of class "
 COMMENT: Code = codes.DCM.Comment  # 121106
 PROCESSING_EQUIPMENT: Code = codes.DCM.ProcessingEquipment  # 109102
 SOURCE_IMAGE_PURPOSE: Code = codes.DCM.SourceImageForImageProcessingOperation  # 121322
@@ -88,6 +93,20 @@ class TriageFinding:
     # Counter-clockwise quarter turns the image was given before scoring (it came on
     # its side and its orientation was certain); the outputs say so.
     quarter_turns: int = 0
+    # An N-class model's calibrated probability of each class, in the model's order
+    # (``score`` is then the probability of any class but NORMAL); empty for a binary one.
+    class_probabilities: tuple[tuple[str, float], ...] = ()
+
+
+def class_probability_code(name: str) -> Code:
+    """ChestAid's code for "Probability of class NAME" of an N-class model.
+
+    The code value is ``PROB-`` and the name in upper case with anything but letters,
+    digits and hyphens made a hyphen (longer than 16 characters, highdicom writes it as
+    a Long Code Value); the meaning keeps the name as the bundle spells it.
+    """
+    value = CLASS_PROBABILITY_PREFIX + re.sub(r"[^A-Z0-9-]", "-", name.strip().upper())
+    return Code(value, CHESTAID_SCHEME, (CLASS_PROBABILITY_MEANING + name.strip())[:64])
 
 
 @dataclass(frozen=True)
@@ -197,6 +216,23 @@ def check_finding(finding: TriageFinding) -> None:
         raise OutputError("the priority band is empty")
     if not finding.model_version.strip():
         raise OutputError("the model version is empty")
+    if finding.class_probabilities:
+        _check_class_probabilities(finding.class_probabilities)
+
+
+def _check_class_probabilities(classes: Sequence[tuple[str, float]]) -> None:
+    """Refuse class probabilities that are not probabilities of distinct named classes."""
+    names = [name.strip() for name, _ in classes]
+    if len(classes) < 3 or not all(names):
+        raise OutputError(f"class probabilities need three or more named classes, got {names}")
+    distinct = {class_probability_code(name).value for name in names}
+    if len(distinct) != len(names):
+        raise OutputError(f"class names {names} do not give a distinct code each")
+    values = [p for _, p in classes]
+    if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in values):
+        raise OutputError(f"class probabilities must lie in [0, 1], got {values}")
+    if abs(sum(values) - 1.0) > 1e-6:
+        raise OutputError(f"class probabilities must sum to one, got {sum(values)}")
 
 
 def turned_upright_text(quarter_turns: int) -> str | None:

@@ -18,6 +18,9 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from chestaid.dicom_outputs.common import (
+    CHESTAID_SCHEME,
+    CLASS_PROBABILITY_MEANING,
+    CLASS_PROBABILITY_PREFIX,
     COMMENT,
     MANUFACTURER,
     NO,
@@ -58,6 +61,8 @@ class ReportedTriage:
         calibration_version: the calibration's version.
         replaces: the SOP Instance UID of the earlier report of the study this one
             replaces (its Predecessor Documents Sequence), or None.
+        class_probabilities: an N-class model's probability of each class, by name in
+            the report's order; empty for a binary model or an image not assessed.
     """
 
     study_instance_uid: str
@@ -76,6 +81,7 @@ class ReportedTriage:
     algorithm_version: str
     calibration_version: int
     replaces: str | None = None
+    class_probabilities: tuple[tuple[str, float], ...] = ()
 
 
 def _items(sequence: object) -> Iterator[Dataset]:
@@ -90,7 +96,8 @@ def _is(item: Dataset, code: object) -> bool:
         return False
     name = names[0]
     return bool(
-        name.CodeValue == code.value  # type: ignore[attr-defined]
+        # A long code (an N-class model's class name) has no CodeValue.
+        name.get("CodeValue") == code.value  # type: ignore[attr-defined]
         and name.CodingSchemeDesignator == code.scheme_designator  # type: ignore[attr-defined]
     )
 
@@ -118,10 +125,13 @@ def read_triage_report(report: Dataset) -> ReportedTriage:
     name = version = ""
     calibration: int | None = None
     image_uid = ""
+    classes: list[tuple[str, float]] = []
     for item in content:
         value_type = item.get("ValueType")
         if value_type == "NUM" and _is(item, PNEUMONIA_PROBABILITY):
             score = float(item.MeasuredValueSequence[0].NumericValue)
+        elif value_type == "NUM" and (name_of_class := _class_of(item)) is not None:
+            classes.append((name_of_class, float(item.MeasuredValueSequence[0].NumericValue)))
         elif value_type == "CODE" and _is(item, PNEUMONIA_SUSPECTED):
             code = item.ConceptCodeSequence[0]
             suspected = {YES.value: True, NO.value: False}.get(code.CodeValue)
@@ -173,7 +183,26 @@ def read_triage_report(report: Dataset) -> ReportedTriage:
         algorithm_version=version,
         calibration_version=calibration,
         replaces=_predecessor(report),
+        class_probabilities=tuple(classes) if assessed else (),
     )
+
+
+def _class_of(item: Dataset) -> str | None:
+    """The class an item measures the probability of ("Probability of class NAME"), or
+    None when it is no such ChestAid item."""
+    names = item.get("ConceptNameCodeSequence")
+    if not names:
+        return None
+    name = names[0]
+    value = str(name.get("CodeValue") or name.get("LongCodeValue") or "")
+    meaning = str(name.get("CodeMeaning", ""))
+    if (
+        name.get("CodingSchemeDesignator") != CHESTAID_SCHEME
+        or not value.startswith(CLASS_PROBABILITY_PREFIX)
+        or not meaning.startswith(CLASS_PROBABILITY_MEANING)
+    ):
+        return None
+    return meaning[len(CLASS_PROBABILITY_MEANING) :]
 
 
 def _predecessor(report: Dataset) -> str | None:

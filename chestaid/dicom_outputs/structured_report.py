@@ -49,6 +49,7 @@ from chestaid.dicom_outputs.common import (
     StudyContext,
     TriageFinding,
     check_finding,
+    class_probability_code,
     contributing_equipment,
     predecessor,
     source_header,
@@ -78,7 +79,10 @@ def structured_report(
     otherwise No, the algorithm's identification (TID 4019: name, version and
     parameters: the threshold, the rule of the flag and the calibration version), and
     a comment with the priority band and that this is triage support, not a diagnosis
-    (and, for an image turned upright before scoring, a second comment saying so). It
+    (and, for an image turned upright before scoring, a second comment saying so). An
+    N-class model's finding adds one measurement per class, "Probability of class
+    NAME" (ChestAid's code ``PROB-NAME``, unit {ratio}, summing to one), and a
+    parameter saying the probability of pneumonia is that of any class but NORMAL. It
     states no finding of pneumonia (no Present or Absent) and no Certainty of Finding.
     The report is marked complete, unverified and preliminary.
 
@@ -116,10 +120,12 @@ def structured_report(
             "pneumonia suspected when the probability of pneumonia is at or above the "
             "governed threshold",
             f"calibration version {finding.calibration_version}",
+            *_class_parameters(finding),
         ],
         suspected=YES if finding.above_threshold else NO,
         score=finding.score,
         comments=comments,
+        class_probabilities=finding.class_probabilities,
     )
     return measurement_report_sr(
         header,
@@ -142,6 +148,7 @@ def measurement_group(
     suspected: Code,
     score: float | None,
     comments: Sequence[str],
+    class_probabilities: Sequence[tuple[str, float]] = (),
 ) -> MeasurementsAndQualitativeEvaluations:
     """The one TID 1501 group of a report on the source image.
 
@@ -155,6 +162,8 @@ def measurement_group(
         score: the calibrated score as "Probability of pneumonia", or None for no
             measurement.
         comments: text items added to the group, in order.
+        class_probabilities: an N-class model's probability of each class, measured
+            after the probability of pneumonia, in the model's order.
 
     Raises:
         OutputError: highdicom refuses a value.
@@ -174,7 +183,13 @@ def measurement_group(
             measurements=(
                 None
                 if score is None
-                else [Measurement(name=PNEUMONIA_PROBABILITY, value=score, unit=RATIO)]
+                else [
+                    Measurement(name=PNEUMONIA_PROBABILITY, value=score, unit=RATIO),
+                    *(
+                        Measurement(name=class_probability_code(name), value=p, unit=RATIO)
+                        for name, p in class_probabilities
+                    ),
+                ]
             ),
             qualitative_evaluations=[
                 QualitativeEvaluation(name=PNEUMONIA_SUSPECTED, value=suspected)
@@ -256,6 +271,18 @@ def _chestaid_scheme() -> Dataset:
     item.CodingSchemeName = CHESTAID_SCHEME_NAME
     item.CodingSchemeResponsibleOrganization = MANUFACTURER
     return item
+
+
+def _class_parameters(finding: TriageFinding) -> list[str]:
+    """The parameter an N-class model adds: how its classes make the probability of
+    pneumonia (nothing for a binary model)."""
+    if not finding.class_probabilities:
+        return []
+    names = ", ".join(name for name, _ in finding.class_probabilities)
+    return [
+        f"classes {names}: the probability of pneumonia is the calibrated probability "
+        "of any class but NORMAL"
+    ]
 
 
 def _report_comment(finding: TriageFinding) -> str:

@@ -19,6 +19,8 @@ the like, read from the header at receipt), and only until retention blanks them
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -205,8 +207,31 @@ class Result(Base):
     # Made while the site ran in shadow mode (``[site] mode``): scored and kept, sent
     # nowhere; no delivery was created for it, so going live never sends it.
     shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # An N-class bundle's calibrated probability of each class, as a JSON list of
+    # [name, probability] pairs in the bundle's order (migration 0013); None for a
+    # binary bundle. ``classes`` reads it.
+    class_probabilities: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship(back_populates="result")
+
+    @property
+    def classes(self) -> tuple[tuple[str, float], ...]:
+        """The class probabilities by name (empty for a binary bundle's result)."""
+        return decode_class_probabilities(self.class_probabilities)
+
+
+def encode_class_probabilities(classes: Sequence[tuple[str, float]]) -> str | None:
+    """The stored form of class probabilities: JSON ``[[name, p], ...]``; None for none."""
+    if not classes:
+        return None
+    return json.dumps([[str(name), float(p)] for name, p in classes])
+
+
+def decode_class_probabilities(stored: str | None) -> tuple[tuple[str, float], ...]:
+    """Class probabilities from their stored form (empty for None)."""
+    if not stored:
+        return ()
+    return tuple((str(name), float(p)) for name, p in json.loads(stored))
 
 
 # Bounds of the identifying fields kept on a study (characters; longer values are cut).

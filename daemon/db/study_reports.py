@@ -144,6 +144,8 @@ class ReportPlan:
     not_assessable_reason: str | None
     not_assessable_detail: str | None
     replaces: str | None
+    # The deciding image's class probabilities (an N-class bundle's); empty otherwise.
+    class_probabilities: tuple[tuple[str, float], ...] = ()
 
 
 def _locked_pending(
@@ -206,6 +208,7 @@ def plan_report(
         not_assessable_reason=lead.not_assessable_reason,
         not_assessable_detail=lead.not_assessable_detail,
         replaces=study.reported_sop_instance_uid,
+        class_probabilities=lead.classes,
     )
 
 

@@ -32,7 +32,9 @@ read back from it by :func:`chestaid.dicom_outputs.read_back.read_triage_report`
   pneumonia (NM, unit ``{ratio}``), the triage flag (CWE, Y/N of table 0136), the Study
   Instance UID (ST), the algorithm's name and version (ST, DCM 111001 and 111003) and
   the calibration version (NM). An image not assessed has the band ``NOT ASSESSED``
-  and neither score nor flag.
+  and neither score nor flag. An N-class model's report adds, after the probability
+  of pneumonia, the calibrated probability of each class (NM, unit ``{ratio}``,
+  ``PROB-<NAME>^Probability of class <name>^99CHESTAID``, the SR's codes).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from hl7apy.core import Group, Message
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_message
 
-from chestaid.dicom_outputs.common import DISCLAIMER
+from chestaid.dicom_outputs.common import DISCLAIMER, class_probability_code
 from chestaid.dicom_outputs.read_back import ReportedTriage
 from daemon.errors import DeliveryError
 
@@ -114,6 +116,13 @@ def _code(target: object, code: tuple[str, str, str]) -> None:
 
 
 _ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"})
+
+
+def _class_code(name: str) -> tuple[str, str, str]:
+    """OBX-3 of a class's probability: the SR's code, its text escaped (a bundle's class
+    name is the bundle maker's text)."""
+    code = class_probability_code(name)
+    return (_escaped(code.value), _escaped(code.meaning), SCHEME)
 
 
 def _escaped(text: str) -> str:
@@ -223,8 +232,13 @@ def triage_result(
         observations: list[tuple[str, tuple[str, str, str], str]] = [
             ("ST", BAND, report.band or NOT_ASSESSED_BAND)
         ]
+        ratios = {PROBABILITY}
         if report.score is not None:
             observations.append(("NM", PROBABILITY, f"{report.score:.4f}"))
+            for name, p in report.class_probabilities:
+                code = _class_code(name)
+                ratios.add(code)
+                observations.append(("NM", code, f"{p:.4f}"))
         if report.suspected is not None:
             flag = "Y^Yes^HL70136" if report.suspected else "N^No^HL70136"
             observations.append(("CWE", SUSPECTED, flag))
@@ -236,7 +250,7 @@ def triage_result(
         ]
         for index, (value_type, code, value) in enumerate(observations, start=1):
             observation = _observation(order, index, value_type, code, value)
-            if code == PROBABILITY:
+            if code in ratios:
                 _code(observation.obx.obx_6, ("{ratio}", "ratio", "UCUM"))
         message.validate()
         return str(message.to_er7())

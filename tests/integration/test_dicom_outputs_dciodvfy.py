@@ -1,5 +1,5 @@
 """dciodvfy (dicom3tools) finds no error in the Secondary Capture and SR built for CR and DX,
-scored (also after turning the image upright) or not assessed."""
+scored (also after turning the image upright, and by an N-class model) or not assessed."""
 
 from __future__ import annotations
 
@@ -34,6 +34,22 @@ FINDINGS = {
     ),
     "urgent-turned-upright": TriageFinding(
         0.91, 0.42, True, "URGENT", "densenet121-test-1.0", 2, quarter_turns=3
+    ),
+    # An N-class model: a probability per class, one class name long enough for a
+    # Long Code Value.
+    "four-classes": TriageFinding(
+        0.91,
+        0.42,
+        True,
+        "URGENT",
+        "resnet50-4class-test-1",
+        2,
+        class_probabilities=(
+            ("NORMAL", 0.09),
+            ("BACTERIAL", 0.51),
+            ("VIRAL", 0.3),
+            ("SARS-CoV-2 pneumonia", 0.1),
+        ),
     ),
 }
 NOT_ASSESSED = {

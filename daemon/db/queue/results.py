@@ -9,7 +9,16 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Delivery, DeliveryState, JobState, Output, OutputKind, Result, utcnow
+from daemon.db.models import (
+    Delivery,
+    DeliveryState,
+    JobState,
+    Output,
+    OutputKind,
+    Result,
+    encode_class_probabilities,
+    utcnow,
+)
 from daemon.db.queue.jobs import finish, owned_job
 from daemon.db.studies import DEFAULT_BAND_NAMES, refresh_study
 
@@ -103,6 +112,7 @@ def complete_job(
     quarter_turns: int = 0,
     band_names: Sequence[str] = DEFAULT_BAND_NAMES,
     shadow: bool = False,
+    class_probabilities: Sequence[tuple[str, float]] = (),
     now: datetime | None = None,
 ) -> bool:
     """Record a held job's result, its outputs and one delivery per output per destination.
@@ -122,6 +132,8 @@ def complete_job(
             up again with its band's rank among them.
         shadow: made in shadow mode: the result is marked so, its outputs are kept
             and no delivery is created, whatever ``destinations`` says.
+        class_probabilities: an N-class bundle's calibrated probability of each class,
+            by name in the bundle's order; empty for a binary bundle.
 
     Returns:
         False (nothing written) when the lease was lost to another worker.
@@ -159,6 +171,7 @@ def complete_job(
             image_rows=None if image is None else image.rows,
             image_cols=None if image is None else image.cols,
             shadow=shadow,
+            class_probabilities=encode_class_probabilities(class_probabilities),
         )
     )
     routes: Mapping[str, Collection[str]] = (

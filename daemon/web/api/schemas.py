@@ -146,6 +146,12 @@ class ImageOut(FromDomain):
         default=False,
         description="the result was made in shadow mode: kept here, never sent to PACS or RIS",
     )
+    class_probabilities: list[tuple[str, float]] = Field(
+        default_factory=list,
+        description="an N-class model's calibrated probability of each class, as [name, "
+        "probability] pairs in the model's order (the score is that of any class but "
+        "NORMAL); empty for a binary model or an image not assessed",
+    )
 
 
 class FeedbackChangeOut(FromDomain):

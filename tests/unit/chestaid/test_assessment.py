@@ -19,6 +19,8 @@ from chestaid.assessment import (
 )
 from chestaid.bundle import Manifest, load_bundle, save_assessment, save_bundle
 from chestaid.calibration import IdentityCalibration
+from chestaid.calibration.multiclass import VectorScaling
+from chestaid.class_head import ClassHead
 from chestaid.errors import BundleError
 from chestaid.inference import Scorer
 from chestaid.models import ChestNet, build_model
@@ -125,10 +127,13 @@ class _TurnSeer(ChestNet):
         return type(heads)(heads.logits, logits, heads.feature_map, heads.pooled)
 
 
-def _scorer(settings: AssessmentSettings | None = None) -> Scorer:
+def _scorer(
+    settings: AssessmentSettings | None = None, class_head: ClassHead | None = None
+) -> Scorer:
     torch.manual_seed(0)
-    base = build_model("densenet121", orientation_outputs=8).eval()
-    model = _TurnSeer(base.features, 1024, 1, 0.0, orientation_outputs=8).eval()
+    outputs = 1 if class_head is None else len(class_head.classes)
+    base = build_model("densenet121", num_outputs=outputs, orientation_outputs=8).eval()
+    model = _TurnSeer(base.features, 1024, outputs, 0.0, orientation_outputs=8).eval()
     model.load_state_dict(base.state_dict())
     return Scorer(
         model,
@@ -137,6 +142,7 @@ def _scorer(settings: AssessmentSettings | None = None) -> Scorer:
         threshold=0.5,
         model_version="t",
         assessment=settings or AssessmentSettings(),
+        class_head=class_head,
     )
 
 
@@ -159,6 +165,22 @@ def test_scorer_turns_a_certainly_turned_image_upright_and_maps_the_cam_back() -
     assert fixed.logit == pytest.approx(straight.logit, abs=1e-4)
     assert straight.cam.shape == (3, 3) and straight.cam.std() > 0
     np.testing.assert_allclose(fixed.cam, np.rot90(straight.cam, 1), atol=1e-5)
+
+
+def test_an_nclass_image_turned_upright_carries_the_upright_class_probabilities() -> None:
+    head = ClassHead(
+        ("VIRAL", "NORMAL", "BACTERIAL"), VectorScaling([1.2, 0.8, 1.0], [0.1, 0.3, -0.4]), 1
+    )
+    scorer = _scorer(class_head=head)
+    upright = _top_bright(2)
+    [straight] = scorer.score_batch(_images(upright))
+    [fixed] = scorer.score_batch(_images(np.rot90(upright, 1).copy()))
+    assert fixed.assessment.assessable and fixed.assessment.quarter_turns == 3
+    names = [name for name, _ in straight.class_probabilities]
+    assert names == [name for name, _ in fixed.class_probabilities] == list(head.classes)
+    got = [p for _, p in fixed.class_probabilities]
+    assert got == pytest.approx([p for _, p in straight.class_probabilities], abs=1e-4)
+    assert fixed.score == pytest.approx(1.0 - got[1], abs=1e-9)
 
 
 def test_scorer_refuses_blank_images_and_never_flags_them() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from chestaid.display import interval_text, score_text
 from chestaid.evaluation import CalibrationOutcome
 from chestaid.inference import Prediction, Scorer
 from chestaid.threshold import governed_threshold
+from tests.bundles import FOUR_CLASSES, nclass_bundle, unchecked_default_bundle
+from tests.dicom_factory import make_dx
 
 REPORT: dict[str, float] = {"tp": 9, "fp": 1, "tn": 9, "fn": 1, "sensitivity": 0.9}
 REPORT.update(specificity=0.9, ppv=0.9, npv=0.9, f1=0.9)
@@ -87,3 +90,37 @@ def test_predict_prints_a_saturated_score_apart_from_its_threshold(
     shown_score, shown_threshold, side = found.groups()
     assert shown_score != shown_threshold
     assert (float(shown_score) >= float(shown_threshold)) == above == (side == "ABOVE"), line
+
+
+def test_predict_shows_each_class_probability_of_an_nclass_bundle(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bundle = nclass_bundle(tmp_path / "bundle")
+    image = tmp_path / "x.dcm"
+    make_dx(image, rows=96, cols=80, seed=2)
+    assert cli.main(["predict", "--bundle", str(bundle), "--json", str(image)]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    probabilities = record["class_probabilities"]
+    assert list(probabilities) == list(FOUR_CLASSES)
+    assert sum(probabilities.values()) == pytest.approx(1.0)
+    assert record["score"] == pytest.approx(1.0 - probabilities["NORMAL"])
+
+    assert cli.main(["predict", "--bundle", str(bundle), str(image)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = dict(re.findall(r"([A-Z0-9-]+) (\d\.\d+)", lines[1].split(": ", 1)[1]))
+    assert lines[1].startswith("  class probabilities: ")
+    assert list(shown) == list(FOUR_CLASSES)
+    for name, value in shown.items():
+        assert float(value) == pytest.approx(probabilities[name], abs=1e-3)
+
+
+def test_predict_shows_no_class_line_for_a_binary_bundle(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    image = tmp_path / "x.dcm"
+    make_dx(image, rows=96, cols=80, seed=2)
+    bundle = unchecked_default_bundle()
+    assert cli.main(["predict", "--bundle", str(bundle), "--json", str(image)]) == 0
+    assert "class_probabilities" not in json.loads(capsys.readouterr().out.splitlines()[0])
+    assert cli.main(["predict", "--bundle", str(bundle), str(image)]) == 0
+    assert "class probabilities" not in capsys.readouterr().out

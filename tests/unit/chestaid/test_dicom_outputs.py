@@ -505,3 +505,62 @@ def test_a_value_breaking_its_vr_is_left_out_and_named_but_not_shown_in_the_log(
     assert "PatientName" in logged and "AccessionNumber" in logged
     assert "ProcedureCodeSequence > CodeValue" in logged
     assert "Longname" not in logged and "A1234567890123456789" not in logged
+
+
+FOUR_CLASSES = TriageFinding(
+    score=0.87,
+    threshold=0.42,
+    above_threshold=True,
+    priority="URGENT",
+    model_version="resnet50-4class-test-1",
+    calibration_version=1,
+    class_probabilities=(("NORMAL", 0.13), ("BACTERIAL", 0.5), ("VIRAL", 0.3), ("COVID-19", 0.07)),
+)
+
+
+def test_an_nclass_sr_measures_each_class_probability_under_its_own_code(
+    source: Dataset,
+) -> None:
+    ds = roundtrip(structured_report(source, FOUR_CLASSES, new_identity()))
+    (group,) = hd.sr.ComprehensiveSR.from_dataset(ds).content.get_image_measurement_groups()
+    first, *classes = group.get_measurements()
+    assert first.name.meaning == "Probability of pneumonia"
+    assert first.value == pytest.approx(0.87)
+    assert [(m.name.value, m.name.scheme_designator, m.name.meaning) for m in classes] == [
+        ("PROB-NORMAL", "99CHESTAID", "Probability of class NORMAL"),
+        ("PROB-BACTERIAL", "99CHESTAID", "Probability of class BACTERIAL"),
+        ("PROB-VIRAL", "99CHESTAID", "Probability of class VIRAL"),
+        ("PROB-COVID-19", "99CHESTAID", "Probability of class COVID-19"),
+    ]
+    assert all((m.unit.value, m.unit.scheme_designator) == ("{ratio}", "UCUM") for m in classes)
+    assert [m.value for m in classes] == pytest.approx([0.13, 0.5, 0.3, 0.07])
+    parameters = " ".join(i.TextValue for i in items_named(ds, "111002"))
+    assert "classes NORMAL, BACTERIAL, VIRAL, COVID-19" in parameters
+    # Still no stated finding, and every ChestAid code declared.
+    assert not _codes(ds) & NOT_A_FINDING
+    schemes = {i.CodingSchemeDesignator for i in ds.CodingSchemeIdentificationSequence}
+    assert {c[1] for c in _codes(ds) if c[1].startswith("99")} <= schemes
+
+
+def test_a_binary_sr_has_no_class_measurement(source: Dataset) -> None:
+    ds = structured_report(source, ABOVE, new_identity())
+    assert len([i for i in content_items(ds) if i.ValueType == "NUM"]) == 1
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [
+        (("NORMAL", 0.5), ("VIRAL", 0.6), ("BACTERIAL", 0.1)),  # sums to 1.2
+        (("NORMAL", 0.5), ("VIRAL", 0.5)),  # two classes
+        (("NORMAL", 0.5), ("COVID 19", 0.25), ("COVID-19", 0.25)),  # one code for two
+        (("NORMAL", 0.5), ("VIRAL", float("nan")), ("BACTERIAL", 0.5)),
+    ],
+    ids=["sum", "two", "same-code", "nan"],
+)
+def test_class_probabilities_that_cannot_be_stated_are_refused(
+    source: Dataset, classes: tuple[tuple[str, float], ...]
+) -> None:
+    with pytest.raises(OutputError, match="class"):
+        structured_report(
+            source, replace(FOUR_CLASSES, class_probabilities=classes), new_identity()
+        )

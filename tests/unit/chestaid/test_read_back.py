@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -98,3 +99,17 @@ def test_another_object_is_refused(source: Dataset) -> None:
     foreign.Manufacturer = "Someone Else"
     with pytest.raises(OutputError, match="Manufacturer"):
         read_triage_report(foreign)
+
+
+def test_an_nclass_report_reads_back_its_class_probabilities(source: Dataset) -> None:
+    classes = (("Normal", 0.2), ("BACTERIAL", 0.45), ("VIRAL", 0.25), ("SARS-CoV-2 pneumonia", 0.1))
+    finding = dataclasses.replace(FINDING, class_probabilities=classes)
+    said = read_triage_report(_written(structured_report(source, finding, _identity())))
+    assert [name for name, _ in said.class_probabilities] == [name for name, _ in classes]
+    assert [p for _, p in said.class_probabilities] == pytest.approx([p for _, p in classes])
+    assert said.score == pytest.approx(0.8734)
+
+
+def test_a_binary_report_reads_back_no_class_probabilities(source: Dataset) -> None:
+    said = read_triage_report(_written(structured_report(source, FINDING, _identity())))
+    assert said.class_probabilities == ()

@@ -169,3 +169,30 @@ def test_an_hl7_destination_is_configured_and_checked_against_the_bands(tmp_path
     config.write_text('[[destinations]]\nkind = "fax"\nname = "ris"\n')
     with pytest.raises(ConfigurationError, match=r"destinations\[0\]\.kind"):
         load_settings(config)
+
+
+def test_an_nclass_report_adds_each_class_probability_as_a_ratio() -> None:
+    classes = (("NORMAL", 0.1266), ("BACTERIAL", 0.5), ("VIRAL", 0.3), ("COVID-19", 0.0734))
+    message = _message(replace(REPORT, class_probabilities=classes))
+    obx = [s.split("|") for s in message.split("\r") if s.startswith("OBX|")]
+    by_code = {fields[3].split("^")[0]: fields for fields in obx}
+    assert [fields[3] for fields in obx[2:6]] == [
+        "PROB-NORMAL^Probability of class NORMAL^99CHESTAID",
+        "PROB-BACTERIAL^Probability of class BACTERIAL^99CHESTAID",
+        "PROB-VIRAL^Probability of class VIRAL^99CHESTAID",
+        "PROB-COVID-19^Probability of class COVID-19^99CHESTAID",
+    ]
+    for name, p in classes:
+        fields = by_code[f"PROB-{name}"]
+        assert (fields[2], fields[5], fields[6]) == ("NM", f"{p:.4f}", "{ratio}^ratio^UCUM")
+    assert [int(fields[1]) for fields in obx] == list(range(1, len(obx) + 1))
+    assert "PROB-" not in _message()  # a binary report has none
+
+
+def test_a_class_name_with_hl7_delimiters_stays_in_its_component() -> None:
+    classes = (("NORMAL", 0.5), ("VIRAL|^X", 0.25), ("BACTERIAL", 0.25))
+    message = _message(replace(REPORT, class_probabilities=classes))
+    (line,) = [s for s in message.split("\r") if "Probability of class VIRAL" in s]
+    fields = line.split("|")
+    assert fields[3] == "PROB-VIRAL--X^Probability of class VIRAL\\F\\\\S\\X^99CHESTAID"
+    assert (fields[5], fields[6]) == ("0.2500", "{ratio}^ratio^UCUM")

@@ -189,3 +189,27 @@ def test_0011_makes_earlier_results_live_and_goes_down_only_without_shadow_resul
     assert current_revision(engine) == "0010"
     upgrade(engine)
     assert current_revision(engine) == head_revision()
+
+
+def test_0013_leaves_earlier_results_without_class_probabilities_and_goes_down_again(
+    engine: Engine,
+) -> None:
+    _downgrade(engine, "0005")
+    _scored_row_at_0005(engine)
+    upgrade(engine)
+    assert current_revision(engine) == "0013" == head_revision()
+    columns = {c["name"]: c for c in inspect(engine).get_columns("results")}
+    assert columns["class_probabilities"]["nullable"] is True
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT class_probabilities FROM results")).scalar() is None
+        connection.execute(
+            text("UPDATE results SET class_probabilities = :c"),
+            {"c": '[["NORMAL", 0.1], ["VIRAL", 0.5], ["BACTERIAL", 0.4]]'},
+        )
+    _downgrade(engine, "0012")
+    assert "class_probabilities" not in {c["name"] for c in inspect(engine).get_columns("results")}
+    with engine.connect() as connection:
+        # The result itself stays, with its score.
+        assert connection.execute(text("SELECT score FROM results")).scalar_one() == 0.9
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
