@@ -31,8 +31,8 @@ from chestaid.calibration.multiclass_selection import (
     calibration_measures,
     select_multiclass_calibration,
 )
-from chestaid.data import Example, fingerprint
-from chestaid.evaluation import DEFAULT_TARGET_SENSITIVITY, select_cases
+from chestaid.data import Example
+from chestaid.evaluation import DEFAULT_TARGET_SENSITIVITY, fitted_on_record, select_cases
 from chestaid.metrics import ReliabilityCurve, confusion_at
 from chestaid.multiclass_bundle import TRIAGE_CALIBRATOR, collect_class_logits, normal_index
 from chestaid.multiclass_metrics import class_reliability, triage_scores
@@ -131,20 +131,13 @@ def calibrate_multiclass_bundle(
         name: calibration_measures(c.predict_proba(rep_logits), rep_labels)
         for name, c in selection.calibrators.items()
     }
-    previous = bundle.manifest.calibration or {}
     comparison = {**selection.to_dict(), "report_metrics": report_metrics}
     calibration: dict[str, Any] = {
         "class_calibrator": chosen.to_dict(),
         "calibrator": dict(TRIAGE_CALIBRATOR),
         "chosen": selection.chosen,
         "comparison": comparison,
-        "fitted_on": cases.source,
-        "cases_fingerprint": {
-            name: fingerprint(cases.base, cases.parts[name]) for name in ("calibration", "report")
-        },
-        "n_calibration": len(cal_labels),
-        "n_report": len(rep_labels),
-        "calibration_version": int(previous.get("calibration_version", 0)) + 1,
+        **fitted_on_record(bundle, cases, len(cal_labels), len(rep_labels)),
     }
     threshold = {**governed.to_dict(), "report_split": at_threshold}
     metrics = {

@@ -106,6 +106,23 @@ def cases_to_evaluate(
 LOGIT_QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
 
+def fitted_on_record(
+    bundle: Bundle, cases: CaseSet, n_calibration: int, n_report: int
+) -> dict[str, Any]:
+    """What a calibration was fitted on, for the manifest: the cases (by fingerprint), how
+    many were read, and the calibration's version (one more than the bundle's last)."""
+    previous = bundle.manifest.calibration or {}
+    return {
+        "fitted_on": cases.source,
+        "cases_fingerprint": {
+            name: fingerprint(cases.base, cases.parts[name]) for name in ("calibration", "report")
+        },
+        "n_calibration": n_calibration,
+        "n_report": n_report,
+        "calibration_version": int(previous.get("calibration_version", 0)) + 1,
+    }
+
+
 def logit_distribution(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Per class: quantiles of the logit and the share beyond +-5 and +-10.
 
@@ -226,18 +243,11 @@ def calibrate_bundle(
     governed = governed_threshold(chosen.predict_proba(cal_logits), cal_labels, target_sensitivity)
     report_probs = chosen.predict_proba(rep_logits)
     at_threshold = confusion_at(report_probs, rep_labels, governed.threshold).to_dict()
-    previous = bundle.manifest.calibration or {}
     calibration = {
         "calibrator": chosen.to_dict(),
         "chosen": comparison.chosen,
         "comparison": comparison.to_dict(),
-        "fitted_on": cases.source,
-        "cases_fingerprint": {
-            name: fingerprint(cases.base, cases.parts[name]) for name in ("calibration", "report")
-        },
-        "n_calibration": len(cal_labels),
-        "n_report": len(rep_labels),
-        "calibration_version": int(previous.get("calibration_version", 0)) + 1,
+        **fitted_on_record(bundle, cases, len(cal_labels), len(rep_labels)),
     }
     threshold = {**governed.to_dict(), "report_split": at_threshold}
     metrics = {

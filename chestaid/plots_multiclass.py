@@ -7,8 +7,9 @@ Built like :mod:`chestaid.plots`: matplotlib's object API on an Agg canvas.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -56,23 +57,13 @@ def plot_class_roc(
     """One-vs-rest ROC curve of each class's probability, with the chance diagonal."""
     from sklearn.metrics import roc_curve
 
-    fig = Figure(figsize=(5.5, 5.5))
-    ax = fig.add_subplot()
-    for c, name in enumerate(classes):
-        positive = labels == c
-        if positive.all() or not positive.any():
-            continue
-        fpr, tpr, _ = roc_curve(positive, probs[:, c])
-        area = f" {areas[name]:.3f}" if areas and name in areas else ""
-        ax.plot(fpr, tpr, lw=1.8, label=f"{name}{area}")
+    def curve(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fpr, tpr, _ = roc_curve(positive, score)
+        return fpr, tpr
+
+    fig, ax = _one_vs_rest(probs, labels, classes, areas, curve, chance=None)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-    ax.set(
-        xlabel="1 - specificity",
-        ylabel="sensitivity",
-        title="ROC, each class against the rest",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-    )
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC, each class against the rest")
     ax.legend(loc="lower right", fontsize="small", title="ROC-AUC")
     return _save(fig, path)
 
@@ -88,25 +79,43 @@ def plot_class_pr(
     """One-vs-rest precision-recall curve of each class's probability."""
     from sklearn.metrics import precision_recall_curve
 
-    fig = Figure(figsize=(5.5, 5.5))
-    ax = fig.add_subplot()
-    for c, name in enumerate(classes):
-        positive = labels == c
-        if not positive.any():
-            continue
-        precision, recall, _ = precision_recall_curve(positive, probs[:, c])
-        area = f" {areas[name]:.3f}" if areas and name in areas else ""
-        line = ax.plot(recall, precision, lw=1.8, label=f"{name}{area}")[0]
-        ax.axhline(float(positive.mean()), ls=":", lw=1, c=line.get_color())
+    def curve(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        precision, recall, _ = precision_recall_curve(positive, score)
+        return recall, precision
+
+    fig, ax = _one_vs_rest(probs, labels, classes, areas, curve, chance="prevalence")
     ax.set(
         xlabel="recall",
         ylabel="precision",
         title="Precision-recall, each class against the rest (dotted: prevalence)",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
     )
     ax.legend(loc="lower left", fontsize="small", title="PR-AUC")
     return _save(fig, path)
+
+
+def _one_vs_rest(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    areas: Mapping[str, float] | None,
+    curve: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    *,
+    chance: str | None,
+) -> tuple[Figure, Any]:
+    """A figure with one curve per class that has both positives and negatives."""
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.add_subplot()
+    for c, name in enumerate(classes):
+        positive = labels == c
+        if positive.all() or not positive.any():
+            continue
+        x, y = curve(positive, probs[:, c])
+        area = f" {areas[name]:.3f}" if areas and name in areas else ""
+        line = ax.plot(x, y, lw=1.8, label=f"{name}{area}")[0]
+        if chance == "prevalence":
+            ax.axhline(float(positive.mean()), ls=":", lw=1, c=line.get_color())
+    ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    return fig, ax
 
 
 def plot_class_reliability(

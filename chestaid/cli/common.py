@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from chestaid.display import interval_text, score_text
+
 EXIT_OK = 0
 EXIT_SOME_REFUSED = 1
 EXIT_ERROR = 2
@@ -66,3 +68,22 @@ def confusion_text(counts: Mapping[str, Any]) -> str:
         ", ".join(f"{k} {counts[k]:.3f}" for k in CONFUSION_RATES)
         + f"; TP {counts['tp']} FP {counts['fp']} TN {counts['tn']} FN {counts['fn']}"
     )
+
+
+def threshold_lines(
+    threshold: dict[str, Any], report_at_threshold: dict[str, Any], *, of: str = ""
+) -> list[str]:
+    """The governed threshold (``of`` names the score it applies to) and the report cases at it."""
+    from chestaid.threshold import GovernedThreshold
+
+    governed = GovernedThreshold.from_dict(threshold)
+    spread = governed.threshold_ci95
+    return [
+        f"governed threshold{' on ' + of if of else ''} {score_text(governed.threshold)} "
+        f"(95% bootstrap interval {interval_text(*spread) if spread else interval_text(None, None)}) "
+        f"for sensitivity >= {governed.target_sensitivity:.2f}; on the calibration cases "
+        f"sensitivity {governed.achieved_sensitivity:.3f} {interval_text(*governed.sensitivity_ci95)}, "
+        f"specificity {governed.specificity:.3f} {interval_text(*governed.specificity_ci95)} "
+        "(95% Wilson)",
+        "report cases at threshold: " + confusion_text(report_at_threshold),
+    ]

@@ -11,6 +11,7 @@ from chestaid.cli.common import (
     confusion_text,
     positive_int,
     probability,
+    threshold_lines,
     write_lines,
     write_outcome,
 )
@@ -110,8 +111,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 def calibration_lines(outcome: CalibrationOutcome) -> list[str]:
     """The text of a calibration: each calibrator's metrics, the threshold, the report cases."""
-    from chestaid.threshold import GovernedThreshold
-
     lines = [
         f"calibration cases: {outcome.source}",
         "calibrator    ECE     adaECE  Brier   NLL     (report cases)",
@@ -121,18 +120,7 @@ def calibration_lines(outcome: CalibrationOutcome) -> list[str]:
         lines.append(
             f"{name:<13} {m['ece']:.4f}  {m['adaptive_ece']:.4f}  {m['brier']:.4f}  {m['nll']:.4f}{mark}"
         )
-    governed = GovernedThreshold.from_dict(outcome.threshold)
-    spread = governed.threshold_ci95
-    lines.append(
-        f"governed threshold {score_text(governed.threshold)} (95% bootstrap interval "
-        f"{interval_text(*spread) if spread else interval_text(None, None)}) "
-        f"for sensitivity >= {governed.target_sensitivity:.2f}; on the calibration cases "
-        f"sensitivity {governed.achieved_sensitivity:.3f} {interval_text(*governed.sensitivity_ci95)}, "
-        f"specificity {governed.specificity:.3f} {interval_text(*governed.specificity_ci95)} "
-        "(95% Wilson)"
-    )
-    lines.append("report cases at threshold: " + confusion_text(outcome.report_at_threshold))
-    return lines
+    return lines + threshold_lines(outcome.threshold, outcome.report_at_threshold)
 
 
 def run_assess(args: argparse.Namespace) -> int:

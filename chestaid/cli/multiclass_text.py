@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chestaid.cli.common import confusion_text
-from chestaid.display import interval_text, score_text
+from chestaid.cli.common import confusion_text, threshold_lines
+from chestaid.display import score_text
 
 if TYPE_CHECKING:  # only for annotations: the commands import it when they run
     from chestaid.calibration_multiclass import MultiClassCalibrationOutcome
@@ -14,7 +14,6 @@ if TYPE_CHECKING:  # only for annotations: the commands import it when they run
 
 def multiclass_calibration_lines(outcome: MultiClassCalibrationOutcome) -> list[str]:
     """Each candidate's cross-validated measures, the one kept, and the triage threshold."""
-    from chestaid.threshold import GovernedThreshold
 
     c = outcome.comparison
     lines = [
@@ -30,18 +29,9 @@ def multiclass_calibration_lines(outcome: MultiClassCalibrationOutcome) -> list[
             f"{name:<13} {m['nll']:.4f}  {m['ece']:.4f}  {m['classwise_ece']:.4f}    "
             f"{m['brier']:.4f}    [{low:+.4f}, {high:+.4f}]      {report:.4f}{mark}"
         )
-    governed = GovernedThreshold.from_dict(outcome.threshold)
-    spread = governed.threshold_ci95
-    lines.append(
-        f"governed threshold on P(not {outcome.normal_class}) {score_text(governed.threshold)} "
-        f"(95% bootstrap interval {interval_text(*spread) if spread else interval_text(None, None)}) "
-        f"for sensitivity >= {governed.target_sensitivity:.2f}; on the calibration cases "
-        f"sensitivity {governed.achieved_sensitivity:.3f} {interval_text(*governed.sensitivity_ci95)}, "
-        f"specificity {governed.specificity:.3f} {interval_text(*governed.specificity_ci95)} "
-        "(95% Wilson)"
+    return lines + threshold_lines(
+        outcome.threshold, outcome.report_at_threshold, of=f"P(not {outcome.normal_class})"
     )
-    lines.append("report cases at threshold: " + confusion_text(outcome.report_at_threshold))
-    return lines
 
 
 def _ci(stat: dict[str, Any]) -> str:
