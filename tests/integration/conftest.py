@@ -1,13 +1,17 @@
-"""Fixtures the browser tests share: one headless Debian Chromium per test."""
+"""Fixtures the integration tests share: a headless Debian Chromium, a PACS (a Store SCP on
+loopback) and a RIS (an MLLP peer), one of each per test."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from tests.daemon_harness import StoreSCP
 from tests.dicom_factory import require_tool
+from tests.mllp_peer import MllpPeer
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -29,3 +33,17 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
+    scp = StoreSCP(tmp_path / "pacs").start()
+    yield scp
+    scp.stop()
+
+
+@pytest.fixture
+def ris() -> Iterator[MllpPeer]:
+    peer = MllpPeer().start()
+    yield peer
+    peer.stop()

@@ -47,13 +47,6 @@ VARIANTS = [
 
 
 @pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
-    scp = StoreSCP(tmp_path / "pacs").start()
-    yield scp
-    scp.stop()
-
-
-@pytest.fixture
 def daemon(tmp_path: Path, pacs: StoreSCP) -> Iterator[Daemon]:
     d = Daemon(tmp_path / "node", destinations=[pacs.destination()])
     d.start()

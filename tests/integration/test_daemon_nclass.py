@@ -19,28 +19,15 @@ import pydicom
 import pytest
 
 from chestaid.dicom_outputs.read_back import read_triage_report
-from tests.bundles import FOUR_CLASSES, nclass_bundle
+from tests.bundles import nclass_bundle
 from tests.daemon_harness import Daemon, StoreSCP, storescu, wait_until
 from tests.dicom_factory import make_dx, require_tool
 from tests.mllp_peer import MllpPeer
+from tests.multiclass_bundles import FOUR_CLASSES
 
 pytestmark = pytest.mark.integration
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
-    scp = StoreSCP(tmp_path / "pacs").start()
-    yield scp
-    scp.stop()
-
-
-@pytest.fixture
-def ris() -> Iterator[MllpPeer]:
-    peer = MllpPeer().start()
-    yield peer
-    peer.stop()
 
 
 @pytest.fixture

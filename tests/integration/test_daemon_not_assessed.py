@@ -34,13 +34,6 @@ PATIENT_ID = "PID-NA-0815"
 
 
 @pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
-    scp = StoreSCP(tmp_path / "pacs").start()
-    yield scp
-    scp.stop()
-
-
-@pytest.fixture
 def settings_path(tmp_path: Path, pacs: StoreSCP) -> Path:
     return write_config(
         tmp_path / "chestaid.toml",

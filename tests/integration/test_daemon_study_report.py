@@ -38,20 +38,6 @@ BANDS = [
 
 
 @pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
-    scp = StoreSCP(tmp_path / "pacs").start()
-    yield scp
-    scp.stop()
-
-
-@pytest.fixture
-def ris() -> Iterator[MllpPeer]:
-    peer = MllpPeer().start()
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture
 def daemon(tmp_path: Path, pacs: StoreSCP, ris: MllpPeer) -> Iterator[Daemon]:
     d = Daemon(
         tmp_path / "node",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -89,13 +88,6 @@ def _reported(daemon: Daemon) -> None:
         timeout=60,
         what="the studies' reports",
     )
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
-    scp = StoreSCP(tmp_path / "pacs").start()
-    yield scp
-    scp.stop()
 
 
 def test_an_unwritable_outbox_is_waited_out_and_the_job_then_scored(

@@ -16,7 +16,8 @@ from chestaid.calibration.multiclass import IdentityMultiClass, VectorScaling
 from chestaid.errors import BundleError
 from chestaid.gradcam import HookGradCAM, class_activation_map, normalise_map
 from chestaid.inference import Scorer
-from tests.bundles import FOUR_CLASSES, nclass_bundle
+from tests.bundles import nclass_bundle
+from tests.multiclass_bundles import FOUR_CLASSES
 
 VECTOR = {"name": "vector", "a": [1.4, 0.7, 1.1, 0.9], "b": [0.5, -0.2, 0.1, -0.4]}
 

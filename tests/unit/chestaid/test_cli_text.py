@@ -15,8 +15,9 @@ from chestaid.display import interval_text, score_text
 from chestaid.evaluation import CalibrationOutcome
 from chestaid.inference import Prediction, Scorer
 from chestaid.threshold import governed_threshold
-from tests.bundles import FOUR_CLASSES, nclass_bundle, unchecked_default_bundle
+from tests.bundles import nclass_bundle, unchecked_default_bundle
 from tests.dicom_factory import make_dx
+from tests.multiclass_bundles import FOUR_CLASSES
 
 REPORT: dict[str, float] = {"tp": 9, "fp": 1, "tn": 9, "fn": 1, "sensitivity": 0.9}
 REPORT.update(specificity=0.9, ppv=0.9, npv=0.9, f1=0.9)

@@ -21,9 +21,10 @@ from daemon.settings import PrioritySettings, WorkerSettings
 from daemon.spool import FileStore
 from daemon.studies import study_detail
 from daemon.worker import Worker
-from tests.bundles import FOUR_CLASSES, nclass_bundle
+from tests.bundles import nclass_bundle
 from tests.daemon_harness import record_received
 from tests.dicom_factory import make_dx
+from tests.multiclass_bundles import FOUR_CLASSES
 from tests.scorers import active_model, tiny_net
 
 
