@@ -4,7 +4,9 @@ Both steps find their cases the same way: when the data folder is the one the bu
 was developed on (its split's fingerprints match), the bundle's own patient-level
 split is used (calibration split to fit, report split to judge); otherwise the folder
 is treated as new cases (a new site's, for instance), split by patient into
-calibration and report halves for calibrating, or used whole for evaluating.
+calibration and report halves for calibrating, or used whole for evaluating. A folder
+that holds as many images of each class as the development data, without the split that
+would keep its training images out, is refused rather than taken for new cases.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,9 +81,33 @@ def select_cases(bundle: Bundle, data_dir: str | os.PathLike[str], *, seed: int 
             and all(fingerprint(base, parts[n]) == known.get(n) for n in wanted)
         ):
             return CaseSet(base=base, parts=parts, source="bundle split")
+    if _development_counts(bundle) == Counter(bundle.manifest.classes[e.label] for e in examples):
+        why = (
+            "stores no splits.json"
+            if stored is None
+            else "has a splits.json that does not match it"
+        )
+        raise DatasetError(
+            f"{base} holds as many images of each class as the data {bundle.path} was developed on,"
+            f" but the bundle {why}: its training images would be taken for new cases. Put the"
+            " splits.json written with the weights beside them, or give a folder of cases the model"
+            " has not seen"
+        )
     halves = split_by_patient(examples, fractions={"calibration": 0.5, "report": 0.5}, seed=seed)
     halves["all"] = sorted(examples, key=lambda e: e.relpath)
     return CaseSet(base=base, parts=halves, source="new cases")
+
+
+def _development_counts(bundle: Bundle) -> Counter[str] | None:
+    """Images of each class over every part of the bundle's development data, if recorded."""
+    counts = bundle.manifest.data_fingerprint.get("counts")
+    if not isinstance(counts, dict) or not counts:
+        return None
+    total: Counter[str] = Counter()
+    for part in counts.values():
+        if isinstance(part, dict):
+            total.update({str(k): int(v) for k, v in part.items()})
+    return total
 
 
 def cases_to_evaluate(

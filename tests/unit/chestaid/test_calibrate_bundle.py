@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from chestaid.bundle import Manifest, read_manifest, save_bundle
+from chestaid.errors import DatasetError
 from chestaid.evaluation import calibrate_bundle, evaluate_bundle, logit_distribution
 from chestaid.metrics import wilson_interval
 from chestaid.models import build_model
@@ -87,3 +88,38 @@ def test_the_logit_distribution_counts_saturated_logits() -> None:
     assert d["normal"]["beyond_10"] == pytest.approx(1 / 3)
     assert d["pneumonia"]["beyond_5"] == pytest.approx(2 / 3)
     assert logit_distribution(logits[:3], labels[:3])["pneumonia"] is None
+
+
+def test_the_development_folder_without_its_split_is_refused_not_taken_for_new_cases(
+    site: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A bundle copied without splits.json, calibrated on the folder it was trained on.
+
+    Taken for new cases, its training images would be half the calibration cases and
+    half the report; the counts of each class give the folder away.
+    """
+    _, data = site
+    torch.manual_seed(0)
+    counts = {"train": {"NORMAL": 16, "PNEUMONIA": 16}, "report": {"NORMAL": 8, "PNEUMONIA": 8}}
+
+    def bundle_with(counts: dict[str, dict[str, int]], path: Path) -> Path:
+        save_bundle(
+            path,
+            build_model("efficientnet_b0").eval(),
+            Manifest(
+                version="t",
+                architecture="efficientnet_b0",
+                classes=("NORMAL", "PNEUMONIA"),
+                preprocessing=PreprocessSpec(input_size=32),
+                data_fingerprint={"data_root_name": data.name, "counts": counts},
+            ),
+        )
+        return path
+
+    copied = bundle_with(counts, tmp_path / "copied")
+    with pytest.raises(DatasetError, match=r"stores no splits\.json"):
+        calibrate_bundle(copied, data, target_sensitivity=0.9)
+    assert read_manifest(copied).calibration is None
+    other = {"train": {"NORMAL": 40, "PNEUMONIA": 16}}
+    elsewhere = bundle_with(other, tmp_path / "elsewhere")
+    assert calibrate_bundle(elsewhere, data, target_sensitivity=0.9).source == "new cases"
