@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from chestaid.bundle import Manifest, default_bundle_path, load_bundle, read_manifest
+from chestaid.bundle import Manifest, builtin_bundle_path, load_bundle, read_manifest
 from chestaid.calibration import calibrator_from_dict
 from chestaid.errors import BundleError
 from chestaid.inference import Scorer
@@ -90,8 +90,8 @@ class InService:
 
 
 def bundle_path(model: ModelSettings) -> Path:
-    """The configured bundle, or the bundled default model."""
-    return model.bundle if model.bundle is not None else default_bundle_path()
+    """The configured bundle, or the bundled model it names (the pneumonia model by default)."""
+    return model.bundle if model.bundle is not None else builtin_bundle_path(model.builtin)
 
 
 def _bundle_facts(manifest: Manifest) -> tuple[int, float, float]:

@@ -69,11 +69,14 @@ def toml_value(value: Any) -> str:
 def write_config(
     path: Path, sections: dict[str, dict[str, Any]], destinations: Sequence[dict[str, Any]] = ()
 ) -> Path:
-    """Write a TOML config from ``{section: {key: value}}`` and destination tables."""
+    """Write a TOML config from ``{section: {key: value}}`` and destination tables.
+
+    A key whose value is None is left out, so that the daemon's own default applies.
+    """
     lines: list[str] = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
-        lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items() if v is not None)
         lines.append("")
     for dest in destinations:
         lines.append("[[destinations]]")

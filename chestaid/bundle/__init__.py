@@ -37,9 +37,11 @@ from chestaid.bundle.weights import (
     load_bundle,
     save_bundle,
 )
+from chestaid.errors import BundleError
 
 __all__ = [
     "ASSESSMENT_NAME",
+    "BUILTIN_BUNDLES",
     "DEFAULT_CLASSES",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
@@ -47,6 +49,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "Bundle",
     "Manifest",
+    "builtin_bundle_path",
     "default_bundle_path",
     "governance_digest",
     "library_versions",
@@ -59,6 +62,26 @@ __all__ = [
 ]
 
 
+# The models that ship inside the package, by the name a site chooses them with: the
+# pneumonia model is the default; "findings" tells COVID-19, viral and bacterial
+# pneumonia and normal apart (its triage score is the probability of "not normal").
+BUILTIN_BUNDLES = {"pneumonia": "default_model", "findings": "findings_model"}
+
+
 def default_bundle_path() -> Path:
     """Where the bundled default model lives inside the installed package."""
-    return Path(__file__).resolve().parent.parent / "default_model"
+    return builtin_bundle_path("pneumonia")
+
+
+def builtin_bundle_path(name: str) -> Path:
+    """Where the bundled model called ``name`` (a key of ``BUILTIN_BUNDLES``) lives.
+
+    Raises:
+        BundleError: no bundled model has that name.
+    """
+    folder = BUILTIN_BUNDLES.get(name)
+    if folder is None:
+        raise BundleError(
+            f"no bundled model is called {name!r}; there are {', '.join(sorted(BUILTIN_BUNDLES))}"
+        )
+    return Path(__file__).resolve().parent.parent / folder

@@ -28,6 +28,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = sub.add_parser("predict", help="score files and write Grad-CAM overlays")
     p.add_argument("files", nargs="+", type=Path, help="DICOM, PNG or JPEG files")
     p.add_argument("--bundle", type=Path, help="model bundle (default: the bundled model)")
+    p.add_argument(
+        "--builtin",
+        choices=["pneumonia", "findings"],
+        default="pneumonia",
+        help="which bundled model when no --bundle: pneumonia (default) or findings "
+        "(COVID-19, viral and bacterial pneumonia, normal)",
+    )
     p.add_argument("--cam", type=Path, help="folder for Grad-CAM overlay PNGs")
     p.add_argument("--alpha", type=float, default=0.4, help="overlay opacity 0..1")
     p.add_argument("--json", action="store_true", help="one JSON object per line and file")
@@ -76,13 +83,15 @@ def run_predict(args: argparse.Namespace) -> int:
     """Score each file; 1 when some were refused, 0 otherwise."""
     from PIL import Image
 
-    from chestaid.bundle import default_bundle_path, load_bundle
+    from chestaid.bundle import builtin_bundle_path, load_bundle
     from chestaid.inference import Scorer
     from chestaid.overlay import default_lut, display_image, render_overlay
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigurationError(f"--alpha must be in [0, 1], got {args.alpha}")
-    bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_path())
+    bundle = load_bundle(
+        args.bundle if args.bundle is not None else builtin_bundle_path(args.builtin)
+    )
     if not bundle.manifest.is_calibrated:
         logger.warning(
             "bundle %s is not calibrated: scores are raw sigmoid outputs and no threshold is governed",

@@ -223,7 +223,11 @@ class StorageSettings(Section):
 class ModelSettings(Section):
     """The model bundle and how it runs."""
 
-    bundle: Path | None = None  # default: the bundled model
+    bundle: Path | None = None  # default: the bundled model named by ``builtin``
+    # Which bundled model serves when no bundle is named: "pneumonia" (the default) or
+    # "findings" (COVID-19, viral and bacterial pneumonia, normal; its triage score is
+    # the probability of "not normal", each class's probability in the SR).
+    builtin: Literal["pneumonia", "findings"] = "pneumonia"
     device: str = "cpu"
     threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: PyTorch's default
     # What runs the network (chestaid.runtimes): "auto" measures the runtimes installed

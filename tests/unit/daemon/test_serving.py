@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chestaid.bundle import builtin_bundle_path
 from chestaid.calibration import TemperatureScaling
 from chestaid.display import percent_text
-from chestaid.errors import ConfigurationError
+from chestaid.errors import BundleError, ConfigurationError
 from chestaid.inference import Scorer
 from chestaid.runtimes import LOGIT_TOLERANCE
 from chestaid.sample import synthetic_chest
@@ -21,7 +22,7 @@ from daemon import maintenance, recalibration
 from daemon.db.models import CalibrationState, CalibrationVersion, FeedbackLabel, UserRole
 from daemon.db.session import SessionFactory, writing
 from daemon.feedback import record_feedback
-from daemon.serving import Serving, load_active_model
+from daemon.serving import Serving, bundle_path, load_active_model
 from daemon.settings import (
     CalibrationSettings,
     ModelSettings,
@@ -186,3 +187,29 @@ def test_an_unknown_runtime_fails_naming_the_key(
     config.write_text('[model]\nruntime = "tensorrt"\n', encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"model\.runtime"):
         load_settings(config)
+
+
+def test_the_builtin_key_chooses_which_bundled_model_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHESTAID_MODEL__BUILTIN", raising=False)
+    assert bundle_path(ModelSettings()) == builtin_bundle_path("pneumonia")
+    config = tmp_path / "chestaid.toml"
+    config.write_text('[model]\nbuiltin = "findings"\n', encoding="utf-8")
+    chosen = bundle_path(load_settings(config).model)
+    assert chosen == builtin_bundle_path("findings") != builtin_bundle_path("pneumonia")
+    assert chosen.name == "findings_model"
+    named = tmp_path / "bundle"
+    assert bundle_path(ModelSettings(bundle=named, builtin="findings")) == named
+
+
+def test_an_unknown_builtin_model_fails_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHESTAID_MODEL__BUILTIN", raising=False)
+    config = tmp_path / "chestaid.toml"
+    config.write_text('[model]\nbuiltin = "covid"\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"model\.builtin"):
+        load_settings(config)
+    with pytest.raises(BundleError, match="no bundled model is called 'covid'"):
+        builtin_bundle_path("covid")
