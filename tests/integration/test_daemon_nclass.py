@@ -1,5 +1,6 @@
 """An N-class bundle served end to end: a running daemon serving a four-class bundle
-(NORMAL, BACTERIAL, VIRAL, COVID-19; random weights, vector-scaled calibration),
+(NORMAL, BACTERIAL, VIRAL, COVID-19): one of random weights with vector-scaled
+calibration, and the bundled findings model a site chooses by name,
 DCMTK's storescu sending it a radiograph, storescp as the PACS, an MLLP listener as the
 RIS, dciodvfy on the SR.
 
@@ -30,12 +31,18 @@ pytestmark = pytest.mark.integration
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, pacs: StoreSCP, ris: MllpPeer) -> Iterator[Daemon]:
-    bundle = nclass_bundle(tmp_path / "bundle")
+@pytest.fixture(params=["random four-class bundle", "bundled findings model"])
+def daemon(
+    request: pytest.FixtureRequest, tmp_path: Path, pacs: StoreSCP, ris: MllpPeer
+) -> Iterator[Daemon]:
+    if request.param == "bundled findings model":
+        # What a site writes in its chestaid.toml; no bundle, so the named one serves.
+        model = {"builtin": "findings", "bundle": None}
+    else:
+        model = {"bundle": str(nclass_bundle(tmp_path / "bundle"))}
     d = Daemon(
         tmp_path / "node",
-        sections={"model": {"bundle": str(bundle)}},
+        sections={"model": model},
         destinations=[
             pacs.destination(),
             {"kind": "hl7", "name": "ris", "host": "127.0.0.1", "port": ris.port},

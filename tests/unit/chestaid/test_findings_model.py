@@ -1,0 +1,92 @@
+"""The bundled four-class model: it loads, is calibrated and governed, says what its
+shortcut audit found, and scores a synthetic DICOM with a probability for every class."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from chestaid.bundle import MANIFEST_NAME, WEIGHTS_NAME, builtin_bundle_path, load_bundle
+from chestaid.inference import Scorer
+from chestaid.sample import synthetic_dx
+from tests.multiclass_bundles import FOUR_CLASSES
+
+pytestmark = pytest.mark.slow
+
+# NORMAL 1341, BACTERIAL 2530, VIRAL 1345 (the pediatric set's training folder) and
+# COVID-19 243 (the adult set): the whole four-class layout of the shared data.
+LAYOUT_IMAGES = 5459
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    return Scorer.from_bundle(load_bundle(builtin_bundle_path("findings")))
+
+
+def test_the_findings_bundle_is_a_calibrated_governed_four_class_densenet() -> None:
+    bundle = load_bundle(builtin_bundle_path("findings"))
+    manifest = bundle.manifest
+    assert manifest.architecture == "densenet121"
+    assert manifest.classes == FOUR_CLASSES
+    assert manifest.is_calibrated
+    assert bundle.threshold is not None and 0.0 < bundle.threshold < 1.0
+    raw = json.loads((builtin_bundle_path("findings") / MANIFEST_NAME).read_text())
+    assert raw["calibration"]["chosen"] in {"temperature", "vector"}
+    assert raw["threshold"]["target_sensitivity"] == pytest.approx(0.90)
+    counts = raw["data_fingerprint"]["counts"]
+    assert sum(sum(c.values()) for c in counts.values()) == LAYOUT_IMAGES
+    assert (builtin_bundle_path("findings") / "splits.json").is_file(), "kept out of refits"
+
+
+def test_its_weights_are_half_precision_and_small() -> None:
+    path = builtin_bundle_path("findings") / WEIGHTS_NAME
+    with safe_open(str(path), framework="pt") as fh:
+        dtypes = {str(fh.get_tensor(k).dtype) for k in fh.keys()}  # noqa: SIM118
+    assert "torch.float16" in dtypes
+    assert "torch.float32" not in dtypes
+    assert path.stat().st_size < 20 * 2**20
+
+
+def test_its_model_card_states_the_shortcut_audit_and_what_it_cannot_show() -> None:
+    card = (builtin_bundle_path("findings") / "MODEL_CARD.md").read_text()
+    for needed in ("does not diagnose", "shortcut", "lungs masked", "outside the lung", "cannot"):
+        assert needed in card, needed
+    version = load_bundle(builtin_bundle_path("findings")).manifest.version
+    assert version in card
+
+
+def test_scores_a_synthetic_dicom_with_every_class_probability(
+    scorer: Scorer, tmp_path: Path
+) -> None:
+    path = tmp_path / "sample.dcm"
+    synthetic_dx(path, rows=600, cols=500, seed=5)
+    _, prediction = scorer.score_file(path)
+    named = dict(prediction.class_probabilities)
+    assert list(named) == list(FOUR_CLASSES)
+    assert sum(named.values()) == pytest.approx(1.0, abs=1e-5)
+    assert prediction.score == pytest.approx(1.0 - named["NORMAL"], abs=1e-5)
+    assert prediction.cam.shape == (scorer.spec.input_size // 32,) * 2
+    assert np.isfinite(prediction.cam).all()
+
+
+def test_predict_serves_it_by_name(tmp_path: Path) -> None:
+    dicom = tmp_path / "sample.dcm"
+    synthetic_dx(dicom, rows=512, cols=512, seed=2)
+    command = [sys.executable, "-m", "chestaid.cli", "--threads", "2", "predict", "--json"]
+    proc = subprocess.run(
+        [*command, "--builtin", "findings", str(dicom)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["model_version"] == load_bundle(builtin_bundle_path("findings")).manifest.version
+    assert list(record["class_probabilities"]) == list(FOUR_CLASSES)
