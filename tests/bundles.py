@@ -114,3 +114,15 @@ def nclass_bundle(
     )
     save_bundle(path, model, manifest)
     return path
+
+
+def assert_small_half_precision_weights(bundle: Path) -> None:
+    """A shipped bundle's weights: every floating tensor in float16, under 20 MiB."""
+    from safetensors import safe_open
+
+    path = bundle / WEIGHTS_NAME
+    with safe_open(str(path), framework="pt") as fh:
+        dtypes = {str(fh.get_tensor(k).dtype) for k in fh.keys()}  # noqa: SIM118
+    assert "torch.float16" in dtypes
+    assert "torch.float32" not in dtypes
+    assert path.stat().st_size < 20 * 2**20

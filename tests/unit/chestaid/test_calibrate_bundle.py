@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,20 +24,27 @@ from chestaid.threshold import RULE, GovernedThreshold
 from tests.synthetic_data import make_image_folder
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("calibrate")
-    torch.manual_seed(0)
+def _tiny_bundle(path: Path, data_fingerprint: dict[str, Any] | None = None) -> Path:
+    """An uncalibrated binary bundle of random weights at 32 px."""
     save_bundle(
-        root / "bundle",
+        path,
         build_model("efficientnet_b0").eval(),
         Manifest(
             version="t",
             architecture="efficientnet_b0",
             classes=("NORMAL", "PNEUMONIA"),
             preprocessing=PreprocessSpec(input_size=32),
+            data_fingerprint=data_fingerprint or {},
         ),
     )
+    return path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("calibrate")
+    torch.manual_seed(0)
+    _tiny_bundle(root / "bundle")
     data = make_image_folder(root / "data", patients_per_class=24, images_per_patient=1, size=32)
     return root / "bundle", data
 
@@ -103,18 +111,7 @@ def test_the_development_folder_without_its_split_is_refused_not_taken_for_new_c
     counts = {"train": {"NORMAL": 16, "PNEUMONIA": 16}, "report": {"NORMAL": 8, "PNEUMONIA": 8}}
 
     def bundle_with(counts: dict[str, dict[str, int]], path: Path) -> Path:
-        save_bundle(
-            path,
-            build_model("efficientnet_b0").eval(),
-            Manifest(
-                version="t",
-                architecture="efficientnet_b0",
-                classes=("NORMAL", "PNEUMONIA"),
-                preprocessing=PreprocessSpec(input_size=32),
-                data_fingerprint={"data_root_name": data.name, "counts": counts},
-            ),
-        )
-        return path
+        return _tiny_bundle(path, {"data_root_name": data.name, "counts": counts})
 
     copied = bundle_with(counts, tmp_path / "copied")
     with pytest.raises(DatasetError, match=r"stores no splits\.json"):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors import safe_open
 
-from chestaid.bundle import MANIFEST_NAME, WEIGHTS_NAME, default_bundle_path, load_bundle
+from chestaid.bundle import MANIFEST_NAME, default_bundle_path, load_bundle
 from chestaid.imaging import read_image
 from chestaid.inference import Scorer
 from chestaid.sample import SAMPLE_PATIENT_ID, synthetic_dx
+from tests.bundles import assert_small_half_precision_weights
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +70,7 @@ def test_featureless_images_are_not_assessable_and_never_flagged(scorer: Scorer,
 
 
 def test_weights_are_half_precision_safetensors() -> None:
-    path = default_bundle_path() / WEIGHTS_NAME
-    with safe_open(str(path), framework="pt") as fh:
-        dtypes = {str(fh.get_tensor(k).dtype) for k in fh.keys()}  # noqa: SIM118
-    assert "torch.float16" in dtypes
-    assert "torch.float32" not in dtypes
-    assert path.stat().st_size < 20 * 2**20
+    assert_small_half_precision_weights(default_bundle_path())
 
 
 def test_the_default_model_card_sits_beside_the_bundle() -> None:

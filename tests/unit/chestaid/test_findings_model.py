@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors import safe_open
 
-from chestaid.bundle import MANIFEST_NAME, WEIGHTS_NAME, builtin_bundle_path, load_bundle
+from chestaid.bundle import MANIFEST_NAME, builtin_bundle_path, load_bundle
 from chestaid.inference import Scorer
 from chestaid.sample import synthetic_dx
+from tests.bundles import assert_small_half_precision_weights
 from tests.multiclass_bundles import FOUR_CLASSES
 
 pytestmark = pytest.mark.slow
@@ -45,12 +45,7 @@ def test_the_findings_bundle_is_a_calibrated_governed_four_class_densenet() -> N
 
 
 def test_its_weights_are_half_precision_and_small() -> None:
-    path = builtin_bundle_path("findings") / WEIGHTS_NAME
-    with safe_open(str(path), framework="pt") as fh:
-        dtypes = {str(fh.get_tensor(k).dtype) for k in fh.keys()}  # noqa: SIM118
-    assert "torch.float16" in dtypes
-    assert "torch.float32" not in dtypes
-    assert path.stat().st_size < 20 * 2**20
+    assert_small_half_precision_weights(builtin_bundle_path("findings"))
 
 
 def test_its_model_card_states_the_shortcut_audit_and_what_it_cannot_show() -> None:
