@@ -86,9 +86,11 @@ default-model: setup
 
 # The bundled four-class model (COVID-19, viral and bacterial pneumonia, normal; see its
 # model card) from the shared data in one command: the layout, training (about 25
-# minutes on 2 cores, resumable), calibration, evaluation and the shortcut audit. It
+# minutes on 2 cores, resumable), calibration, the not-assessable checks, evaluation
+# and the shortcut audit. It
 # writes $(FINDINGS_DATA)/, $(FINDINGS_RUN)/ and its reports; publishing it is copying
-# weights.safetensors, manifest.json and splits.json to chestaid/findings_model/.
+# weights.safetensors, assessment.safetensors, manifest.json and splits.json to
+# chestaid/findings_model/.
 #   make findings-model PEDIATRIC=path/to/pneumonia-kermany ADULT_COVID=path/to/covid19-hannover
 FINDINGS_DATA ?= runs/findings-data
 FINDINGS_RUN ?= runs/findings-model
@@ -101,6 +103,7 @@ findings-model: setup
 	  --ema 0.998 --select last --model-version $(FINDINGS_VERSION) --no-progress
 	$(BIN)/chestaid --threads 2 calibrate $(FINDINGS_RUN) $(FINDINGS_DATA) --target-sensitivity 0.90 \
 	  --out $(FINDINGS_RUN)-reports/calibration
+	$(BIN)/chestaid --threads 2 assess $(FINDINGS_RUN) $(FINDINGS_DATA)
 	$(BIN)/chestaid --threads 2 evaluate $(FINDINGS_RUN) $(FINDINGS_DATA) \
 	  --out $(FINDINGS_RUN)-reports/evaluation
 	$(BIN)/chestaid --threads 2 audit --pediatric $(PEDIATRIC) --adult-covid $(ADULT_COVID) \

@@ -42,6 +42,18 @@ def test_the_findings_bundle_is_a_calibrated_governed_four_class_densenet() -> N
     counts = raw["data_fingerprint"]["counts"]
     assert sum(sum(c.values()) for c in counts.values()) == LAYOUT_IMAGES
     assert (builtin_bundle_path("findings") / "splits.json").is_file(), "kept out of refits"
+    assert bundle.assessment is not None and bundle.density is not None
+    assert bundle.assessment.max_feature_distance is not None
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
+def test_featureless_images_are_not_assessable_and_never_flagged(
+    scorer: Scorer, value: float
+) -> None:
+    prediction = scorer.score_pixels(np.full((512, 512), value, np.float32))
+    assert not prediction.assessment.assessable
+    assert prediction.assessment.reason == "featureless"
+    assert not prediction.above_threshold
 
 
 def test_its_weights_are_half_precision_and_small() -> None:
