@@ -126,3 +126,21 @@ def assert_small_half_precision_weights(bundle: Path) -> None:
     assert "torch.float16" in dtypes
     assert "torch.float32" not in dtypes
     assert path.stat().st_size < 20 * 2**20
+
+
+def predict_json(*args: str) -> tuple[dict[str, Any], str]:
+    """Run ``chestaid --threads 2 predict --json ARGS`` as a user would: its one record, and
+    all it printed (standard output and error)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "chestaid.cli", "--threads", "2", "predict", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record: dict[str, Any] = json.loads(proc.stdout)
+    return record, proc.stdout + proc.stderr

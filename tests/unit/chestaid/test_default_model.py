@@ -14,7 +14,7 @@ from chestaid.bundle import MANIFEST_NAME, default_bundle_path, load_bundle
 from chestaid.imaging import read_image
 from chestaid.inference import Scorer
 from chestaid.sample import SAMPLE_PATIENT_ID, synthetic_dx
-from tests.bundles import assert_small_half_precision_weights
+from tests.bundles import assert_small_half_precision_weights, predict_json
 
 pytestmark = pytest.mark.slow
 
@@ -112,17 +112,9 @@ def test_the_quick_start_predicts_on_a_generated_dicom(tmp_path: Path) -> None:
     )
     assert made.returncode == 0, made.stderr
     assert read_image(dicom).modality == "DX"
-    proc = subprocess.run(
-        [sys.executable, "-m", "chestaid.cli", "--threads", "2", "predict", "--json", str(dicom)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    record = json.loads(proc.stdout)
+    record, printed = predict_json(str(dicom))
     manifest = json.loads((default_bundle_path() / MANIFEST_NAME).read_text())
     assert record["model_version"] == manifest["version"]
     assert record["runtime"] == "torch-f32"  # what scored it: PyTorch unless asked otherwise
     assert record["threshold"] == pytest.approx(manifest["threshold"]["threshold"])
-    assert SAMPLE_PATIENT_ID not in proc.stdout + proc.stderr
+    assert SAMPLE_PATIENT_ID not in printed

@@ -4,8 +4,6 @@ shortcut audit found, and scores a synthetic DICOM with a probability for every 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 from chestaid.bundle import MANIFEST_NAME, builtin_bundle_path, load_bundle
 from chestaid.inference import Scorer
 from chestaid.sample import synthetic_dx
-from tests.bundles import assert_small_half_precision_weights
+from tests.bundles import assert_small_half_precision_weights, predict_json
 from tests.multiclass_bundles import FOUR_CLASSES
 
 pytestmark = pytest.mark.slow
@@ -85,15 +83,6 @@ def test_scores_a_synthetic_dicom_with_every_class_probability(
 def test_predict_serves_it_by_name(tmp_path: Path) -> None:
     dicom = tmp_path / "sample.dcm"
     synthetic_dx(dicom, rows=512, cols=512, seed=2)
-    command = [sys.executable, "-m", "chestaid.cli", "--threads", "2", "predict", "--json"]
-    proc = subprocess.run(
-        [*command, "--builtin", "findings", str(dicom)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    record = json.loads(proc.stdout)
+    record, _ = predict_json("--builtin", "findings", str(dicom))
     assert record["model_version"] == load_bundle(builtin_bundle_path("findings")).manifest.version
     assert list(record["class_probabilities"]) == list(FOUR_CLASSES)

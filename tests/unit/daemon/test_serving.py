@@ -6,12 +6,13 @@ kept the bundle's figures, read once at start, until a restart.)"""
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from chestaid.bundle import builtin_bundle_path
+from chestaid.bundle import BUILTIN_BUNDLES, builtin_bundle_path
 from chestaid.calibration import TemperatureScaling
 from chestaid.display import percent_text
 from chestaid.errors import BundleError, ConfigurationError
@@ -213,3 +214,9 @@ def test_an_unknown_builtin_model_fails_naming_the_key(
         load_settings(config)
     with pytest.raises(BundleError, match="no bundled model is called 'covid'"):
         builtin_bundle_path("covid")
+
+
+def test_every_builtin_name_the_settings_accept_is_a_bundled_model() -> None:
+    accepted = set(typing.get_args(ModelSettings.model_fields["builtin"].annotation))
+    assert accepted == set(BUILTIN_BUNDLES)
+    assert all((builtin_bundle_path(name) / "manifest.json").is_file() for name in accepted)
