@@ -32,7 +32,7 @@ from chestaid.dicom_outputs.common import (
     source_header,
     turned_upright_text,
 )
-from chestaid.display import score_pair_text
+from chestaid.display import score_pair_text, score_text
 from chestaid.errors import ConfigurationError, OutputError
 from chestaid.overlay import default_lut, display_image, render_overlay
 
@@ -61,8 +61,10 @@ def triage_text(finding: TriageFinding) -> list[str]:
         finding: the score and its context.
 
     Returns:
-        Priority band; score, threshold and which side of it; model and calibration
-        versions; and the statement that this is triage support, not a diagnosis.
+        Priority band; score, threshold and which side of it; for an N-class model,
+        each class's calibrated probability (the score is then that of any class but
+        the normal one); model and calibration versions; and the statement that this
+        is triage support, not a diagnosis.
 
     Raises:
         OutputError: the finding is not reportable (see :func:`check_finding`).
@@ -70,9 +72,18 @@ def triage_text(finding: TriageFinding) -> list[str]:
     check_finding(finding)
     side = "ABOVE" if finding.above_threshold else "below"
     score, threshold = score_pair_text(finding.score, finding.threshold)
+    classes = (
+        [
+            "Class probabilities: "
+            + "  ".join(f"{n} {score_text(p)}" for n, p in finding.class_probabilities)
+        ]
+        if finding.class_probabilities
+        else []
+    )
     return [
         f"ChestAid pneumonia triage: {finding.priority}",
         f"Score {score} (calibrated)  threshold {threshold}  {side} threshold",
+        *classes,
         f"Model {finding.model_version}  calibration v{finding.calibration_version}",
         f"{DISCLAIMER}.",
     ]

@@ -542,6 +542,24 @@ def test_an_nclass_sr_measures_each_class_probability_under_its_own_code(
     assert {c[1] for c in _codes(ds) if c[1].startswith("99")} <= schemes
 
 
+def test_an_nclass_secondary_capture_burns_in_each_class_probability() -> None:
+    text = triage_text(FOUR_CLASSES)
+    (line,) = [x for x in text if "NORMAL" in x]
+    stated = re.findall(r"([A-Z][A-Z0-9-]+) (\d\.\d+)", line)
+    assert [name for name, _ in stated] == ["NORMAL", "BACTERIAL", "VIRAL", "COVID-19"]
+    assert [float(p) for _, p in stated] == pytest.approx([0.13, 0.5, 0.3, 0.07])
+    assert "threshold" not in line, "the score line stays the only one naming the threshold"
+    assert not [x for x in triage_text(ABOVE) if "probabilities" in x.lower()]
+    # The band grows by the class line; the picture above it is the same.
+    grey = np.full((300, 400), 0.5, dtype=np.float32)
+    four = triage_image(grey, _cam(), FOUR_CLASSES, max_side=512)
+    binary = triage_image(grey, _cam(), replace(FOUR_CLASSES, class_probabilities=()), max_side=512)
+    assert four.band_rows > binary.band_rows
+    np.testing.assert_array_equal(
+        four.pixels[: four.image_rows], binary.pixels[: binary.image_rows]
+    )
+
+
 def test_a_binary_sr_has_no_class_measurement(source: Dataset) -> None:
     ds = structured_report(source, ABOVE, new_identity())
     assert len([i for i in content_items(ds) if i.ValueType == "NUM"]) == 1
