@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import platform
 import random
 import statistics
 import sys
@@ -23,15 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from chestaid.runtimes.cpu import cpu_name
 
 
 def _charts(tree: Path | None) -> Any:
@@ -69,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     charts = _charts(args.tree)
-    print(f"charts from {Path(charts.__file__).parent}; CPU {_cpu()}")
+    print(f"charts from {Path(charts.__file__).parent}; CPU {cpu_name()}")
     print(f"{'chart':40} {'median ms':>10} {'SVG kB':>8}")
     for name, draw in _cases(charts).items():
         svg = draw()  # warm up (imports, caches)

@@ -57,7 +57,7 @@ from chestaid.models import Heads, build_model
 from chestaid.preprocess import PreprocessSpec, preprocess
 from chestaid.runtimes import Agreement, Runtime, RuntimeUnavailableError, TorchRuntime
 from chestaid.runtimes.agreement import agreement_inputs, compare_heads
-from chestaid.runtimes.cpu import NATIVE_BF16_FLAGS, cpu_flags
+from chestaid.runtimes.cpu import NATIVE_BF16_FLAGS, cpu_flags, cpu_name
 from chestaid.runtimes.selection import candidates
 from chestaid.sample import synthetic_dx
 from chestaid.training.dataset import ImageDataset
@@ -112,17 +112,6 @@ def peak_rss_of_predict(bundle: Path, dicom: Path) -> float:
         raise SystemExit(f"chestaid predict failed: {proc.stderr}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(before, after) / 1024.0
-
-
-def cpu_name() -> str:
-    """The CPU's model name, as /proc/cpuinfo gives it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text("utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def installed_runtimes(scorer: Scorer) -> list[Runtime]:

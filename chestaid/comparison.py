@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from chestaid.multiclass_metrics import (
     one_vs_rest_auc,
     top_label_ece,
 )
+from chestaid.runtimes.cpu import cpu_name
 from chestaid.training.config import TrainConfig
 from chestaid.training.dataset import ImageDataset, collect_outputs
 
@@ -200,7 +200,9 @@ def judge_run(bundle_dir: Path, data_dir: Path) -> dict[str, Any]:
         "report_images": len(labels),
         "inference_ms": inference_ms(bundle.model, spec.input_size),
         "parameters": sum(p.numel() for p in bundle.model.parameters()),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
+        "train_precision": manifest.training.get("precision"),
+        "train_processor": manifest.training.get("processor"),
         "threads": torch.get_num_threads(),
     }
 
@@ -276,6 +278,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _named(results: Sequence[dict[str, Any]], key: str) -> str:
+    """The runs' values of ``key``, each once ('not recorded' for runs that lack it)."""
+    values = dict.fromkeys(str(r.get(key) or "not recorded") for r in results)
+    return " / ".join(values) if values else "not recorded"
+
+
 def write_table(out: Path, results: Sequence[dict[str, Any]], recipe: TrainConfig) -> Path:
     """``comparison.md`` and ``comparison.json`` from the results so far."""
     classes = list(results[0]["classes"]) if results else list(recipe.classes)
@@ -316,8 +324,9 @@ def write_table(out: Path, results: Sequence[dict[str, Any]], recipe: TrainConfi
             "the report part, which the runs never saw. ECE is of the top class after "
             "temperature scaling fitted on the calibration part ('raw' where that part was too small to "
             "fit one). Inference is one image, "
-            "PyTorch eager float32, median of 20 passes on the CPU named in "
-            "comparison.json. A split 'image' deals images, not patients, to the parts, as "
+            f"PyTorch eager float32, median of 20 passes on {_named(results, 'cpu')}. "
+            f"Training ran in {_named(results, 'train_precision')} on "
+            f"{_named(results, 'train_processor')}. A split 'image' deals images, not patients, to the parts, as "
             "the reference system did; 'patient' keeps each patient in one part. "
             "'train min' is the run's time on its own cores (CPU time over threads), which "
             "the time budget counts, so other work on the machine does not shorten a run.",

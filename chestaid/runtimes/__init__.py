@@ -16,7 +16,13 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 from chestaid.runtimes.agreement import LOGIT_TOLERANCE, MIN_CAM_CORRELATION, Agreement
 from chestaid.runtimes.base import Precision, Runtime, RuntimeUnavailableError
-from chestaid.runtimes.cpu import openvino_bf16_native, parse_cpu_flags, torch_bf16_native
+from chestaid.runtimes.cpu import (
+    cpu_name,
+    openvino_bf16_native,
+    parse_cpu_flags,
+    parse_cpu_name,
+    torch_bf16_native,
+)
 from chestaid.runtimes.selection import (
     PRECISION_CHOICES,
     RUNTIME_NAMES,
@@ -42,8 +48,10 @@ __all__ = [
     "Selection",
     "TorchRuntime",
     "Trial",
+    "cpu_name",
     "openvino_bf16_native",
     "parse_cpu_flags",
+    "parse_cpu_name",
     "select_runtime",
     "torch_bf16_native",
 ]

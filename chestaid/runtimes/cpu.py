@@ -1,4 +1,4 @@
-"""Whether this CPU computes in bfloat16 natively (reduced precision is used only then)."""
+"""Whether this CPU computes in bfloat16 natively (reduced precision is used only then), and its name."""
 
 from __future__ import annotations
 
@@ -42,3 +42,22 @@ def cpu_flags() -> frozenset[str]:
         logger.info("no /proc/cpuinfo: bfloat16 is taken as not native")
         return frozenset()
     return parse_cpu_flags(text)
+
+
+def parse_cpu_name(cpuinfo: str) -> str | None:
+    """The model name of the first processor in the text of /proc/cpuinfo, if it has one."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return None
+
+
+@functools.cache
+def cpu_name() -> str:
+    """This machine's CPU model name (``unknown CPU`` where /proc/cpuinfo does not say)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text("utf-8", errors="replace")
+    except OSError:
+        return "unknown CPU"
+    return parse_cpu_name(text) or "unknown CPU"

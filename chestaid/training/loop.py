@@ -29,7 +29,7 @@ from chestaid.data import discover, fingerprint, keyed_by_image, split_by_patien
 from chestaid.errors import ConfigurationError, DatasetError, TrainingError
 from chestaid.models import build_model
 from chestaid.preprocess import PreprocessSpec
-from chestaid.runtimes.cpu import cpu_flags, torch_bf16_native
+from chestaid.runtimes.cpu import cpu_flags, cpu_name, torch_bf16_native
 from chestaid.training.augment import ORIENTATION_CLASSES, augment_batch
 from chestaid.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -340,6 +340,9 @@ def train(
             "seconds": time.monotonic() - started,
             "threads": torch.get_num_threads(),
             "device": str(dev),
+            # What the epochs ran in and on (a resumed run: where it finished).
+            "precision": "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+            "processor": cpu_name() if dev.type == "cpu" else torch.cuda.get_device_name(dev),
         },
     )
     stored = save_bundle(

@@ -15,6 +15,7 @@ from chestaid.cli import main
 from chestaid.comparison import macro_roc_auc, plan_runs
 from chestaid.errors import ConfigurationError, DatasetError
 from chestaid.findings_data import build_layout
+from chestaid.runtimes.cpu import cpu_name
 from chestaid.training.config import EpochRecord
 from chestaid.training.loop import TrainConfig, _out_of_time, planned_epochs, train
 from chestaid.training.step import validation_figures
@@ -203,6 +204,11 @@ def test_compare_trains_judges_and_resumes_without_training_again(
     assert (run / "confusion.png").stat().st_size > 1000
     result = json.loads((run / "result.json").read_text())
     assert np.sum(result["confusion"]) == result["report_images"]
+    # The table says what the runs were trained in and on, and where they were timed.
+    assert result["train_precision"] in ("float32", "bfloat16")
+    assert result["cpu"] == result["train_processor"] == cpu_name()
+    assert f"median of 20 passes on {cpu_name()}." in table
+    assert f"Training ran in {result['train_precision']} on {cpu_name()}." in table
     weights = run / "weights.safetensors"
     before = weights.stat().st_mtime_ns
     assert main(args) == 0

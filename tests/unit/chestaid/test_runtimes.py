@@ -24,6 +24,7 @@ from chestaid.runtimes import (
     TorchRuntime,
     openvino_bf16_native,
     parse_cpu_flags,
+    parse_cpu_name,
     select_runtime,
     torch_bf16_native,
 )
@@ -73,6 +74,8 @@ def test_cpu_flags_are_read_from_cpuinfo_text() -> None:
     text = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma\n\nprocessor\t: 1\n"
     assert parse_cpu_flags(text) == {"fpu", "sse", "avx2", "fma"}
     assert parse_cpu_flags("no flags here") == frozenset()
+    assert parse_cpu_name(text) == "AMD EPYC"
+    assert parse_cpu_name("processor\t: 0\nmodel name\t:  \n") is None
 
 
 def test_bf16_is_native_only_with_avx512_bf16_or_amx() -> None:
