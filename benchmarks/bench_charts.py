@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import platform
 import random
 import statistics
 import sys
@@ -22,7 +23,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from chestaid.runtimes.cpu import cpu_name
+
+def _cpu() -> str:
+    # Not chestaid.runtimes.cpu.cpu_name: importing chestaid here would make a --tree
+    # run's charts use this tree's chestaid instead of their own.
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _charts(tree: Path | None) -> Any:
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     charts = _charts(args.tree)
-    print(f"charts from {Path(charts.__file__).parent}; CPU {cpu_name()}")
+    print(f"charts from {Path(charts.__file__).parent}; CPU {_cpu()}")
     print(f"{'chart':40} {'median ms':>10} {'SVG kB':>8}")
     for name, draw in _cases(charts).items():
         svg = draw()  # warm up (imports, caches)

@@ -25,6 +25,7 @@ precision; only what a person reads goes through here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
@@ -153,6 +154,18 @@ def score_text(score: float | None) -> str:
     if score is None or math.isnan(score):
         return NOT_AVAILABLE
     return _single(_checked(score, "score")).text(percent=False)
+
+
+def class_probabilities_text(classes: Sequence[tuple[str, float]]) -> str:
+    """An N-class model's calibrated probabilities, ``NORMAL 0.120, BACTERIAL 0.700, ...``.
+
+    Args:
+        classes: (class name, probability) in the model's order.
+
+    Raises:
+        ConfigurationError: a probability outside [0, 1].
+    """
+    return ", ".join(f"{name} {score_text(p)}" for name, p in classes)
 
 
 def percent_text(score: float | None) -> str:

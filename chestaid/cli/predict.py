@@ -16,7 +16,7 @@ from chestaid.cli.common import (
     positive_int,
     write_json,
 )
-from chestaid.display import score_pair_text, score_text
+from chestaid.display import class_probabilities_text, score_pair_text
 from chestaid.errors import ChestAidError, ConfigurationError
 from chestaid.imaging import DEFAULT_MAX_PIXELS
 
@@ -76,7 +76,7 @@ def _cam_name(path: Path, used: set[str]) -> str:
 
 def _classes_text(classes: tuple[tuple[str, float], ...]) -> str:
     """``class probabilities: NORMAL 0.120, BACTERIAL 0.700, ...`` (calibrated)."""
-    return "class probabilities: " + ", ".join(f"{name} {score_text(p)}" for name, p in classes)
+    return "class probabilities: " + class_probabilities_text(classes)
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from chestaid.dicom_outputs.common import (
     source_header,
     turned_upright_text,
 )
-from chestaid.display import score_pair_text, score_text
+from chestaid.display import class_probabilities_text, score_pair_text
 from chestaid.errors import ConfigurationError, OutputError
 from chestaid.overlay import default_lut, display_image, render_overlay
 
@@ -72,18 +72,16 @@ def triage_text(finding: TriageFinding) -> list[str]:
     check_finding(finding)
     side = "ABOVE" if finding.above_threshold else "below"
     score, threshold = score_pair_text(finding.score, finding.threshold)
-    classes = (
-        [
-            "Class probabilities: "
-            + "  ".join(f"{n} {score_text(p)}" for n, p in finding.class_probabilities)
-        ]
-        if finding.class_probabilities
-        else []
-    )
-    return [
+    lines = [
         f"ChestAid pneumonia triage: {finding.priority}",
         f"Score {score} (calibrated)  threshold {threshold}  {side} threshold",
-        *classes,
+    ]
+    if finding.class_probabilities:
+        lines.append(
+            f"Class probabilities: {class_probabilities_text(finding.class_probabilities)}"
+        )
+    return [
+        *lines,
         f"Model {finding.model_version}  calibration v{finding.calibration_version}",
         f"{DISCLAIMER}.",
     ]

@@ -17,7 +17,6 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 from chestaid.runtimes.agreement import LOGIT_TOLERANCE, MIN_CAM_CORRELATION, Agreement
 from chestaid.runtimes.base import Precision, Runtime, RuntimeUnavailableError
 from chestaid.runtimes.cpu import (
-    cpu_name,
     openvino_bf16_native,
     parse_cpu_flags,
     parse_cpu_name,
@@ -48,7 +47,6 @@ __all__ = [
     "Selection",
     "TorchRuntime",
     "Trial",
-    "cpu_name",
     "openvino_bf16_native",
     "parse_cpu_flags",
     "parse_cpu_name",

@@ -34,11 +34,18 @@ def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
 
 
 @functools.cache
+def _cpuinfo() -> str | None:
+    """The text of /proc/cpuinfo, read once (None where it is not readable)."""
+    try:
+        return Path("/proc/cpuinfo").read_text("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 def cpu_flags() -> frozenset[str]:
     """This machine's CPU flags (empty where /proc/cpuinfo is not readable)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text("utf-8", errors="replace")
-    except OSError:
+    text = _cpuinfo()
+    if text is None:
         logger.info("no /proc/cpuinfo: bfloat16 is taken as not native")
         return frozenset()
     return parse_cpu_flags(text)
@@ -53,11 +60,7 @@ def parse_cpu_name(cpuinfo: str) -> str | None:
     return None
 
 
-@functools.cache
 def cpu_name() -> str:
     """This machine's CPU model name (``unknown CPU`` where /proc/cpuinfo does not say)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text("utf-8", errors="replace")
-    except OSError:
-        return "unknown CPU"
-    return parse_cpu_name(text) or "unknown CPU"
+    text = _cpuinfo()
+    return (parse_cpu_name(text) if text is not None else None) or "unknown CPU"
